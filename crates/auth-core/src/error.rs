@@ -1,0 +1,60 @@
+//! The one domain error type. Adapters map their failures into it; the HTTP edge maps it
+//! to problem+json in one place.
+
+use crate::password::PasswordRejection;
+
+/// Every way a use case can fail, independent of transport and storage.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The request is structurally wrong (a missing or unknown value).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The email address does not parse.
+    #[error("invalid email address: {0}")]
+    InvalidEmail(&'static str),
+    /// The password breaks the configured policy.
+    #[error("password rejected: {0}")]
+    WeakPassword(PasswordRejection),
+    /// A field parses but breaks a rule (too long, bad URL ...).
+    #[error("invalid {field}: {reason}")]
+    InvalidField {
+        /// The offending field.
+        field: &'static str,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// Another account already uses this email address.
+    #[error("email address already registered")]
+    EmailTaken,
+    /// Unknown email or wrong password: deliberately the same error for both.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    /// The refresh token is unknown, expired, revoked or reused.
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// The access token is missing, malformed, expired, or its session is revoked.
+    #[error("invalid access token: {0}")]
+    InvalidToken(&'static str),
+    /// The calling client (introspection) failed to authenticate.
+    #[error("invalid client credentials")]
+    InvalidClient,
+    /// The thing asked for does not exist (or is not the caller's).
+    #[error("not found")]
+    NotFound,
+    /// A dependency (the database) is unreachable; the request may be retried.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure; details go to the log, never to the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AuthError {
+    /// Wrap an unexpected failure.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+/// Result alias used across the core.
+pub type AuthResult<T> = Result<T, AuthError>;

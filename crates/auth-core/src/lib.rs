@@ -1,0 +1,20 @@
+//! `auth-core`: the domain of the auth server.
+//!
+//! Types, policies, use-case services and the port traits that adapters implement. Pure:
+//! no HTTP, no SQL, no sockets, no files. Embedders wire their own adapters (or the
+//! in-memory store of the `memory` feature) into [`service::AuthService`].
+
+pub mod clock;
+pub mod email;
+pub mod error;
+#[cfg(feature = "memory")]
+pub mod memory;
+pub mod model;
+pub mod password;
+pub mod ports;
+pub mod random;
+
+pub use error::{AuthError, AuthResult};
+pub mod jwt;
+pub mod opaque;
+pub mod service;

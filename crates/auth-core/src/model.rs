@@ -1,0 +1,245 @@
+//! Domain records: users, sessions, refresh tokens.
+
+use std::fmt;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::email::Email;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new time-ordered identifier.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifies a user.
+    UserId
+);
+id_type!(
+    /// Identifies a session: one sign-in and the refresh tokens that descend from it.
+    SessionId
+);
+
+/// A user account as the rest of the system sees it (no credentials).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Stable identifier, the `sub` of tokens.
+    pub id: UserId,
+    /// Email address (domain lowercased).
+    pub email: String,
+    /// Whether the user proved they own the address.
+    pub email_verified: bool,
+    /// Display name.
+    pub name: Option<String>,
+    /// Avatar chosen by the user; see [`User::avatar_url_or_gravatar`].
+    pub avatar_url: Option<String>,
+    /// Role names, carried in access tokens.
+    pub roles: Vec<String>,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+    /// When the account last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl User {
+    /// The avatar to show: the user's own, else the Gravatar of the email address.
+    pub fn avatar_url_or_gravatar(&self) -> String {
+        match &self.avatar_url {
+            Some(url) => url.clone(),
+            None => {
+                let digest = Sha256::digest(self.email.trim().to_lowercase().as_bytes());
+                format!("https://gravatar.com/avatar/{}?d=identicon", hex::encode(digest))
+            }
+        }
+    }
+}
+
+/// A user together with the stored password hash, for sign-in only.
+#[derive(Clone)]
+pub struct UserCredentials {
+    /// The account.
+    pub user: User,
+    /// PHC string; `None` for accounts without a password (social sign-in only).
+    pub password_hash: Option<String>,
+}
+
+impl fmt::Debug for UserCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserCredentials").field("user", &self.user).field("password_hash", &"[redacted]").finish()
+    }
+}
+
+/// A user about to be created.
+#[derive(Clone)]
+pub struct NewUser {
+    /// Identifier chosen by the core.
+    pub id: UserId,
+    /// Validated address.
+    pub email: Email,
+    /// Display name.
+    pub name: Option<String>,
+    /// PHC string of the password.
+    pub password_hash: Option<String>,
+    /// Initial roles.
+    pub roles: Vec<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser").field("id", &self.id).field("email", &self.email).finish_non_exhaustive()
+    }
+}
+
+/// A partial update of the user's own profile. `Some(None)` clears a field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileUpdate {
+    /// New display name.
+    pub name: Option<Option<String>>,
+    /// New avatar URL.
+    pub avatar_url: Option<Option<String>>,
+}
+
+/// Where a request came from, recorded on the session it opens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// Client IP address.
+    pub ip: Option<String>,
+    /// `User-Agent` header, truncated.
+    pub user_agent: Option<String>,
+}
+
+/// A signed-in session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The `sid` claim.
+    pub id: SessionId,
+    /// Whose session.
+    pub user_id: UserId,
+    /// Sign-in time.
+    pub created_at: DateTime<Utc>,
+    /// Last refresh.
+    pub last_used_at: DateTime<Utc>,
+    /// Absolute end of the session, whatever its activity.
+    pub expires_at: DateTime<Utc>,
+    /// Set once the session is revoked (logout, reuse detected, password reset ...).
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Where the sign-in came from.
+    pub client: ClientInfo,
+    /// Authentication methods used (`pwd`, `otp` ...).
+    pub amr: Vec<String>,
+    /// Assurance level (`aal1`, `aal2`).
+    pub aal: String,
+}
+
+impl Session {
+    /// Whether the session may still be used at `now` with the given idle lifetime.
+    pub fn is_active(&self, now: DateTime<Utc>, idle_ttl: Duration) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at && now < self.last_used_at + idle_ttl
+    }
+}
+
+/// SHA-256 of an opaque secret token, hex encoded: the only form in which tokens are stored.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenHash(pub String);
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A hash is not the token, but keep logs short and uninteresting.
+        write!(f, "TokenHash({}…)", &self.0[..self.0.len().min(8)])
+    }
+}
+
+/// A refresh token as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    /// Hash of the token.
+    pub token_hash: TokenHash,
+    /// The session it belongs to.
+    pub session_id: SessionId,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+    /// When it was exchanged for its successor; `None` while it is the current one.
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// The successor, sealed so that only a holder of this token can recover it (hex).
+    pub sealed_successor: Option<String>,
+}
+
+/// A session about to be created.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// Identifier chosen by the core.
+    pub id: SessionId,
+    /// Whose session.
+    pub user_id: UserId,
+    /// Sign-in time.
+    pub created_at: DateTime<Utc>,
+    /// Absolute expiry.
+    pub expires_at: DateTime<Utc>,
+    /// Where the sign-in came from.
+    pub client: ClientInfo,
+    /// Authentication methods used.
+    pub amr: Vec<String>,
+    /// Assurance level.
+    pub aal: String,
+}
+
+/// Result of the atomic rotation step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// This call retired the presented token and stored its successor.
+    Rotated,
+    /// The presented token was not (or no longer) the current one: nothing changed.
+    NotCurrent,
+}
+
+/// A signing key that the server generated and keeps in its store.
+#[derive(Clone)]
+pub struct StoredSigningKey {
+    /// Algorithm name (`EdDSA`).
+    pub algorithm: String,
+    /// PKCS#8 PEM of the private key.
+    pub private_pem: secrecy::SecretString,
+    /// When it was generated.
+    pub created_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for StoredSigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredSigningKey").field("algorithm", &self.algorithm).field("created_at", &self.created_at).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,378 @@
+//! Password policy and password hashing (Argon2id behind the [`PasswordHasher`] port).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+
+use crate::email::Email;
+use crate::error::{AuthError, AuthResult};
+use crate::random::{OsRandom, random_bytes};
+
+/// The shipped list of common passwords (Django's list, about 20,000 entries, lowercase).
+static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("../data/common-passwords.txt").lines().map(str::trim).filter(|l| !l.is_empty()).collect()
+});
+
+/// Why a password was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordRejection {
+    /// Fewer characters than the minimum.
+    TooShort {
+        /// The configured minimum.
+        min: usize,
+    },
+    /// More characters than the maximum (never silently truncated).
+    TooLong {
+        /// The configured maximum.
+        max: usize,
+    },
+    /// Appears in the list of commonly used passwords.
+    Common,
+    /// The password is the account's email address.
+    SameAsEmail,
+    /// A required character class is missing.
+    MissingClass(&'static str),
+}
+
+impl fmt::Display for PasswordRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooShort { min } => write!(f, "password must be at least {min} characters"),
+            Self::TooLong { max } => write!(f, "password must be at most {max} characters"),
+            Self::Common => f.write_str("password is too common"),
+            Self::SameAsEmail => f.write_str("password must not be the email address"),
+            Self::MissingClass(class) => write!(f, "password must contain a {class} character"),
+        }
+    }
+}
+
+/// The configurable password policy. No composition rules by default (NIST SP 800-63B).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordPolicy {
+    /// Minimum length in characters (at least 8).
+    pub min_length: usize,
+    /// Maximum length in characters (24 to 1024).
+    pub max_length: usize,
+    /// Reject passwords from the shipped common-password list.
+    pub reject_common: bool,
+    /// Require a lowercase letter.
+    pub require_lowercase: bool,
+    /// Require an uppercase letter.
+    pub require_uppercase: bool,
+    /// Require a digit.
+    pub require_digit: bool,
+    /// Require a character that is neither a letter nor a digit.
+    pub require_symbol: bool,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            min_length: 8,
+            max_length: 128,
+            reject_common: true,
+            require_lowercase: false,
+            require_uppercase: false,
+            require_digit: false,
+            require_symbol: false,
+        }
+    }
+}
+
+impl PasswordPolicy {
+    /// Check that the policy itself is sane; the message names the offending key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.min_length < 8 {
+            return Err("password_policy.min_length must be at least 8".into());
+        }
+        if !(24..=1024).contains(&self.max_length) {
+            return Err("password_policy.max_length must be between 24 and 1024".into());
+        }
+        if self.min_length > self.max_length {
+            return Err("password_policy.min_length must not exceed max_length".into());
+        }
+        Ok(())
+    }
+
+    /// Check a candidate password, optionally against the account's email.
+    pub fn check(&self, password: &str, email: Option<&Email>) -> Result<(), PasswordRejection> {
+        let len = password.chars().count();
+        if len < self.min_length {
+            return Err(PasswordRejection::TooShort { min: self.min_length });
+        }
+        if len > self.max_length {
+            return Err(PasswordRejection::TooLong { max: self.max_length });
+        }
+        let classes: [(bool, &'static str, fn(char) -> bool); 4] = [
+            (self.require_lowercase, "lowercase", char::is_lowercase),
+            (self.require_uppercase, "uppercase", char::is_uppercase),
+            (self.require_digit, "digit", |c| c.is_ascii_digit()),
+            (self.require_symbol, "symbol", |c| !c.is_alphanumeric()),
+        ];
+        for (required, name, test) in classes {
+            if required && !password.chars().any(test) {
+                return Err(PasswordRejection::MissingClass(name));
+            }
+        }
+        let lowered = password.to_lowercase();
+        if email.is_some_and(|e| e.canonical() == lowered) {
+            return Err(PasswordRejection::SameAsEmail);
+        }
+        if self.reject_common && COMMON_PASSWORDS.contains(lowered.as_str()) {
+            return Err(PasswordRejection::Common);
+        }
+        Ok(())
+    }
+}
+
+/// Outcome of verifying a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordMatch {
+    /// Wrong password.
+    Mismatch,
+    /// Right password; `needs_rehash` when the stored hash uses other parameters.
+    Match {
+        /// The stored hash should be replaced by one with the current parameters.
+        needs_rehash: bool,
+    },
+}
+
+/// Port: turns passwords into stored hashes and checks them.
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    /// Hash a password for storage (PHC string).
+    async fn hash(&self, password: &SecretString) -> AuthResult<String>;
+    /// Verify a password against a stored PHC string.
+    async fn verify(&self, password: &SecretString, stored: &str) -> AuthResult<PasswordMatch>;
+    /// Spend the same work as [`PasswordHasher::verify`] for an account that does not exist,
+    /// so response time does not reveal which emails are registered.
+    async fn verify_dummy(&self, password: &SecretString) -> AuthResult<()>;
+}
+
+/// Argon2id parameters.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HashingConfig {
+    /// Memory cost in KiB (OWASP: 19456).
+    pub memory_kib: u32,
+    /// Iterations (OWASP: 2).
+    pub iterations: u32,
+    /// Lanes (OWASP: 1).
+    pub parallelism: u32,
+    /// How many hashes may run at once; 0 means one per CPU core.
+    pub max_concurrent: usize,
+}
+
+impl Default for HashingConfig {
+    fn default() -> Self {
+        Self { memory_kib: 19456, iterations: 2, parallelism: 1, max_concurrent: 0 }
+    }
+}
+
+impl HashingConfig {
+    fn params(&self) -> Result<Params, String> {
+        Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| format!("password_hashing: invalid Argon2 parameters: {e}"))
+    }
+
+    /// Check the parameters; the message names the offending key.
+    pub fn validate(&self) -> Result<(), String> {
+        self.params().map(|_| ())
+    }
+}
+
+/// Argon2id on a bounded set of blocking threads, never on the async workers.
+pub struct Argon2Hasher {
+    argon2: Argon2<'static>,
+    permits: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+    dummy_hash: String,
+}
+
+impl fmt::Debug for Argon2Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Argon2Hasher").field("params", self.argon2.params()).finish_non_exhaustive()
+    }
+}
+
+impl Argon2Hasher {
+    /// Build a hasher; computes the dummy hash once with the same parameters.
+    pub fn new(config: &HashingConfig) -> Result<Self, String> {
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, config.params()?);
+        let slots = if config.max_concurrent == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        } else {
+            config.max_concurrent
+        };
+        let dummy_secret = hex::encode(random_bytes::<16>(&OsRandom));
+        let dummy_hash = hash_with(&argon2, dummy_secret.as_bytes()).map_err(|e| e.to_string())?;
+        Ok(Self { argon2, permits: Arc::new(Semaphore::new(slots)), waiting: Arc::new(AtomicUsize::new(0)), dummy_hash })
+    }
+
+    /// Hash requests waiting for a free slot right now.
+    pub fn queue_depth(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
+    ) -> AuthResult<T> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let permit = self.permits.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let permit = permit.map_err(AuthError::internal)?;
+        let argon2 = self.argon2.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let out = job(&argon2);
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(AuthError::internal)
+    }
+}
+
+fn hash_with(argon2: &Argon2<'_>, password: &[u8]) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::encode_b64(&random_bytes::<16>(&OsRandom))?;
+    Ok(argon2.hash_password(password, &salt)?.to_string())
+}
+
+fn verify_with(argon2: &Argon2<'_>, password: &[u8], stored: &str) -> Result<PasswordMatch, String> {
+    let parsed = PasswordHash::new(stored).map_err(|e| format!("stored hash does not parse: {e}"))?;
+    // Verify with the parameters recorded in the hash, whatever the current ones are.
+    let stored_params = Params::try_from(&parsed).map_err(|e| e.to_string())?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).map_err(|e| e.to_string())?;
+    let version = parsed.version.map(Version::try_from).transpose().map_err(|e| e.to_string())?.unwrap_or_default();
+    let verifier = Argon2::new(algorithm, version, stored_params.clone());
+    if verifier.verify_password(password, &parsed).is_err() {
+        return Ok(PasswordMatch::Mismatch);
+    }
+    let current = argon2.params();
+    let needs_rehash = algorithm != Algorithm::Argon2id
+        || version != Version::V0x13
+        || stored_params.m_cost() != current.m_cost()
+        || stored_params.t_cost() != current.t_cost()
+        || stored_params.p_cost() != current.p_cost();
+    Ok(PasswordMatch::Match { needs_rehash })
+}
+
+#[async_trait]
+impl PasswordHasher for Argon2Hasher {
+    async fn hash(&self, password: &SecretString) -> AuthResult<String> {
+        let password = SecretString::from(password.expose_secret());
+        self.run(move |a| hash_with(a, password.expose_secret().as_bytes()))
+            .await?
+            .map_err(AuthError::internal)
+    }
+
+    async fn verify(&self, password: &SecretString, stored: &str) -> AuthResult<PasswordMatch> {
+        let password = SecretString::from(password.expose_secret());
+        let stored = stored.to_owned();
+        self.run(move |a| verify_with(a, password.expose_secret().as_bytes(), &stored))
+            .await?
+            .map_err(AuthError::Internal)
+    }
+
+    async fn verify_dummy(&self, password: &SecretString) -> AuthResult<()> {
+        let dummy = self.dummy_hash.clone();
+        self.verify(password, &dummy).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast() -> HashingConfig {
+        HashingConfig { memory_kib: 1024, iterations: 1, parallelism: 1, max_concurrent: 2 }
+    }
+
+    #[test]
+    fn default_policy_accepts_a_plain_long_password() {
+        assert_eq!(PasswordPolicy::default().check("correct horse battery", None), Ok(()));
+    }
+
+    #[test]
+    fn default_policy_enforces_length_in_characters_not_bytes() {
+        let p = PasswordPolicy::default();
+        assert_eq!(p.check("short", None), Err(PasswordRejection::TooShort { min: 8 }));
+        // Eight multi-byte characters are eight characters.
+        assert_eq!(p.check("ééééééé€", None), Ok(()));
+        assert_eq!(p.check(&"x".repeat(129), None), Err(PasswordRejection::TooLong { max: 128 }));
+        assert_eq!(p.check(&"xq".repeat(64), None), Ok(()));
+    }
+
+    #[test]
+    fn common_passwords_are_rejected_case_insensitively() {
+        let p = PasswordPolicy::default();
+        assert_eq!(p.check("password1", None), Err(PasswordRejection::Common));
+        assert_eq!(p.check("Password1", None), Err(PasswordRejection::Common));
+        assert_eq!(p.check("qwertyuiop", None), Err(PasswordRejection::Common));
+        assert!(COMMON_PASSWORDS.len() >= 10_000);
+    }
+
+    #[test]
+    fn password_equal_to_email_is_rejected() {
+        let email = Email::parse("Someone@Example.com").unwrap();
+        assert_eq!(PasswordPolicy::default().check("someone@example.com", Some(&email)), Err(PasswordRejection::SameAsEmail));
+    }
+
+    #[test]
+    fn optional_composition_rules_apply_when_enabled() {
+        let p = PasswordPolicy {
+            require_lowercase: true,
+            require_uppercase: true,
+            require_digit: true,
+            require_symbol: true,
+            max_length: 24,
+            ..PasswordPolicy::default()
+        };
+        assert!(p.validate().is_ok());
+        assert_eq!(p.check("ALLUPPERCASE1!", None), Err(PasswordRejection::MissingClass("lowercase")));
+        assert_eq!(p.check("alllowercase1!", None), Err(PasswordRejection::MissingClass("uppercase")));
+        assert_eq!(p.check("NoDigitsHere!", None), Err(PasswordRejection::MissingClass("digit")));
+        assert_eq!(p.check("NoSymbols123", None), Err(PasswordRejection::MissingClass("symbol")));
+        assert_eq!(p.check("Tr1cky-Horse", None), Ok(()));
+        assert_eq!(p.check(&"Aa1!".repeat(7), None), Err(PasswordRejection::TooLong { max: 24 }));
+    }
+
+    #[test]
+    fn policy_validation_names_the_key() {
+        let p = PasswordPolicy { max_length: 16, ..PasswordPolicy::default() };
+        assert!(p.validate().unwrap_err().contains("max_length"));
+        let p = PasswordPolicy { min_length: 4, ..PasswordPolicy::default() };
+        assert!(p.validate().unwrap_err().contains("min_length"));
+    }
+
+    #[test]
+    fn owasp_parameters_are_the_default() {
+        let c = HashingConfig::default();
+        assert_eq!((c.memory_kib, c.iterations, c.parallelism), (19456, 2, 1));
+    }
+
+    #[tokio::test]
+    async fn hash_then_verify_round_trips_and_detects_old_parameters() {
+        let hasher = Argon2Hasher::new(&fast()).unwrap();
+        let pw = SecretString::from("correct horse battery");
+        let stored = hasher.hash(&pw).await.unwrap();
+        assert!(stored.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
+        assert_eq!(hasher.verify(&pw, &stored).await.unwrap(), PasswordMatch::Match { needs_rehash: false });
+        assert_eq!(hasher.verify(&SecretString::from("wrong"), &stored).await.unwrap(), PasswordMatch::Mismatch);
+
+        let stronger = Argon2Hasher::new(&HashingConfig { memory_kib: 2048, ..fast() }).unwrap();
+        assert_eq!(stronger.verify(&pw, &stored).await.unwrap(), PasswordMatch::Match { needs_rehash: true });
+        hasher.verify_dummy(&pw).await.unwrap();
+    }
+}

@@ -1,0 +1,575 @@
+//! The use cases of password sessions: sign-up, sign-in, refresh, sign-out, token
+//! revocation and introspection, the signed-in user's profile and sessions.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::email::Email;
+use crate::error::{AuthError, AuthResult};
+use crate::jwt::{AccessClaims, TokenIssuer};
+use crate::model::{ClientInfo, NewSession, NewUser, ProfileUpdate, RotateOutcome, Session, SessionId, User, UserId};
+use crate::opaque;
+use crate::password::{PasswordHasher, PasswordMatch, PasswordPolicy};
+use crate::ports::{SessionStore, UserStore};
+use crate::random::RandomSource;
+
+/// Lifetimes of access tokens, sessions and refresh tokens.
+#[derive(Debug, Clone)]
+pub struct SessionPolicy {
+    /// Access token lifetime.
+    pub access_ttl: Duration,
+    /// A session ends this long after sign-in, however active it is.
+    pub absolute_ttl: Duration,
+    /// A session ends when it has not been refreshed for this long.
+    pub idle_ttl: Duration,
+    /// A just-rotated refresh token presented again within this window gets the current
+    /// one back instead of counting as reuse.
+    pub reuse_grace: Duration,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::seconds(900),
+            absolute_ttl: Duration::days(30),
+            idle_ttl: Duration::days(7),
+            reuse_grace: Duration::seconds(10),
+        }
+    }
+}
+
+/// A client allowed to call token introspection (RFC 7662).
+#[derive(Clone)]
+pub struct IntrospectionClient {
+    /// Client id.
+    pub id: String,
+    /// Client secret.
+    pub secret: SecretString,
+}
+
+impl fmt::Debug for IntrospectionClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntrospectionClient").field("id", &self.id).field("secret", &"[redacted]").finish()
+    }
+}
+
+/// The rules of the service.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// Token and session lifetimes.
+    pub sessions: SessionPolicy,
+    /// Password rules.
+    pub password_policy: PasswordPolicy,
+    /// Clients allowed to introspect tokens.
+    pub introspection_clients: Vec<IntrospectionClient>,
+    /// Roles given to every new account.
+    pub default_roles: Vec<String>,
+}
+
+/// The adapters the service runs on.
+#[derive(Clone)]
+pub struct Ports {
+    /// User accounts.
+    pub users: Arc<dyn UserStore>,
+    /// Sessions and refresh tokens.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Password hashing.
+    pub hasher: Arc<dyn PasswordHasher>,
+    /// Access token signing and verification.
+    pub tokens: Arc<dyn TokenIssuer>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Randomness.
+    pub rng: Arc<dyn RandomSource>,
+}
+
+/// What a successful sign-in or refresh hands the client.
+pub struct IssuedTokens {
+    /// Signed access token.
+    pub access_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Expiry of the access token, seconds since the epoch.
+    pub expires_at: i64,
+    /// Opaque refresh token.
+    pub refresh_token: SecretString,
+    /// The session the tokens belong to.
+    pub session_id: SessionId,
+    /// The signed-in user.
+    pub user: User,
+}
+
+impl fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedTokens").field("session_id", &self.session_id).field("user", &self.user.id).finish_non_exhaustive()
+    }
+}
+
+/// The caller behind a verified access token whose session is live.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The user.
+    pub user_id: UserId,
+    /// The session.
+    pub session_id: SessionId,
+    /// The verified claims.
+    pub claims: AccessClaims,
+}
+
+/// Which sessions a sign-out ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogoutScope {
+    /// The caller's session.
+    #[default]
+    Session,
+    /// Every session of the user but the caller's.
+    Others,
+    /// Every session of the user.
+    All,
+}
+
+/// A session as listed to its owner.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    /// The session.
+    pub session: Session,
+    /// Whether it is the session of the request.
+    pub current: bool,
+}
+
+/// The answer of token introspection (RFC 7662).
+#[derive(Debug, Clone)]
+pub enum Introspection {
+    /// Unknown, expired, revoked or malformed.
+    Inactive,
+    /// A live access token.
+    AccessToken(AccessClaims),
+    /// A live refresh token.
+    RefreshToken {
+        /// The user id.
+        sub: UserId,
+        /// The session id.
+        sid: SessionId,
+        /// When the session ends at the latest.
+        exp: DateTime<Utc>,
+        /// When the token was issued.
+        iat: DateTime<Utc>,
+    },
+}
+
+/// Input of [`AuthService::signup`].
+pub struct SignupRequest {
+    /// Email address as typed.
+    pub email: String,
+    /// Chosen password.
+    pub password: SecretString,
+    /// Display name.
+    pub name: Option<String>,
+}
+
+// No password can be this long under any allowed policy (1024 characters of up to 4 bytes):
+// refuse before hashing so nobody makes us hash megabytes.
+const MAX_PASSWORD_BYTES: usize = 4096;
+const MAX_NAME_CHARS: usize = 200;
+const MAX_URL_CHARS: usize = 2048;
+
+/// The password-session use cases.
+pub struct AuthService {
+    ports: Ports,
+    settings: AuthSettings,
+}
+
+impl fmt::Debug for AuthService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthService").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+fn normalise_name(name: Option<String>) -> AuthResult<Option<String>> {
+    let Some(name) = name else { return Ok(None) };
+    let name = name.trim();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(AuthError::InvalidField { field: "name", reason: "must be at most 200 characters" });
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AuthError::InvalidField { field: "name", reason: "must not contain control characters" });
+    }
+    Ok(Some(name.to_owned()))
+}
+
+fn normalise_avatar_url(url: Option<String>) -> AuthResult<Option<String>> {
+    let Some(url) = url else { return Ok(None) };
+    let url = url.trim();
+    if url.is_empty() {
+        return Ok(None);
+    }
+    let invalid = |reason| AuthError::InvalidField { field: "avatar_url", reason };
+    if url.chars().count() > MAX_URL_CHARS {
+        return Err(invalid("must be at most 2048 characters"));
+    }
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or(invalid("must be an http or https URL"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("must be an http or https URL"));
+    }
+    Ok(Some(url.to_owned()))
+}
+
+impl AuthService {
+    /// Wire the service.
+    pub fn new(ports: Ports, settings: AuthSettings) -> Self {
+        Self { ports, settings }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    /// The token issuer (for the JWK Set and discovery).
+    pub fn tokens(&self) -> &dyn TokenIssuer {
+        self.ports.tokens.as_ref()
+    }
+
+    /// Create an account with a password and sign it in.
+    pub async fn signup(&self, req: SignupRequest, client: ClientInfo) -> AuthResult<IssuedTokens> {
+        let email = Email::parse(&req.email).map_err(AuthError::InvalidEmail)?;
+        self.settings.password_policy.check(req.password.expose_secret(), Some(&email)).map_err(AuthError::WeakPassword)?;
+        let name = normalise_name(req.name)?;
+        let password_hash = self.ports.hasher.hash(&req.password).await?;
+        let now = self.ports.clock.now();
+        let user = self
+            .ports
+            .users
+            .insert_user(&NewUser {
+                id: UserId::new(),
+                email,
+                name,
+                password_hash: Some(password_hash),
+                roles: self.settings.default_roles.clone(),
+                created_at: now,
+            })
+            .await?;
+        tracing::info!(user_id = %user.id, "user signed up");
+        self.open_session(user, client, vec!["pwd".into()], now).await
+    }
+
+    /// Sign in with email and password.
+    pub async fn login(&self, email: &str, password: &SecretString, client: ClientInfo) -> AuthResult<IssuedTokens> {
+        if password.expose_secret().len() > MAX_PASSWORD_BYTES {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let found = match Email::parse(email) {
+            Ok(email) => self.ports.users.credentials_by_email(&email.canonical()).await?,
+            Err(_) => None,
+        };
+        // Unknown account or no password: burn the same hashing time, then refuse.
+        let Some((creds, stored)) = found.and_then(|c| c.password_hash.clone().map(|h| (c, h))) else {
+            self.ports.hasher.verify_dummy(password).await?;
+            return Err(AuthError::InvalidCredentials);
+        };
+        let PasswordMatch::Match { needs_rehash } = self.ports.hasher.verify(password, &stored).await? else {
+            tracing::info!(user_id = %creds.user.id, "login failed: wrong password");
+            return Err(AuthError::InvalidCredentials);
+        };
+        let now = self.ports.clock.now();
+        if needs_rehash {
+            // Upgrading the hash is best effort: the sign-in itself already succeeded.
+            match self.ports.hasher.hash(password).await {
+                Ok(fresh) => {
+                    if let Err(e) = self.ports.users.set_password_hash(creds.user.id, &fresh, now).await {
+                        tracing::warn!(user_id = %creds.user.id, error = %e, "could not store re-hashed password");
+                    }
+                }
+                Err(e) => tracing::warn!(user_id = %creds.user.id, error = %e, "could not re-hash password"),
+            }
+        }
+        tracing::info!(user_id = %creds.user.id, "user logged in");
+        self.open_session(creds.user, client, vec!["pwd".into()], now).await
+    }
+
+    async fn open_session(&self, user: User, client: ClientInfo, amr: Vec<String>, now: DateTime<Utc>) -> AuthResult<IssuedTokens> {
+        let refresh_token = opaque::generate(self.ports.rng.as_ref());
+        let session = self
+            .ports
+            .sessions
+            .create_session(
+                &NewSession {
+                    id: SessionId::new(),
+                    user_id: user.id,
+                    created_at: now,
+                    expires_at: now + self.settings.sessions.absolute_ttl,
+                    client,
+                    amr,
+                    aal: "aal1".into(),
+                },
+                &opaque::hash(refresh_token.expose_secret()),
+            )
+            .await?;
+        self.issue(user, &session, refresh_token, now)
+    }
+
+    fn issue(&self, user: User, session: &Session, refresh_token: SecretString, now: DateTime<Utc>) -> AuthResult<IssuedTokens> {
+        let ttl = self.settings.sessions.access_ttl;
+        // An access token never outlives its session.
+        let exp = (now + ttl).min(session.expires_at);
+        let claims = AccessClaims {
+            iss: self.ports.tokens.issuer().to_owned(),
+            aud: self.ports.tokens.audience().to_owned(),
+            sub: user.id.to_string(),
+            sid: session.id.to_string(),
+            iat: now.timestamp(),
+            nbf: now.timestamp(),
+            exp: exp.timestamp(),
+            jti: Uuid::new_v4().to_string(),
+            email: user.email.clone(),
+            email_verified: user.email_verified,
+            name: user.name.clone(),
+            roles: user.roles.clone(),
+            amr: session.amr.clone(),
+            aal: session.aal.clone(),
+        };
+        let access_token = self.ports.tokens.sign(&claims)?;
+        Ok(IssuedTokens {
+            access_token,
+            expires_in: claims.exp - claims.iat,
+            expires_at: claims.exp,
+            refresh_token,
+            session_id: session.id,
+            user,
+        })
+    }
+
+    /// Exchange a refresh token for a new access token and its rotated successor.
+    ///
+    /// A token rotated less than the grace window ago gets the session's current token
+    /// back (concurrent tabs converge); an older one is reuse: the whole session is revoked.
+    pub async fn refresh(&self, presented: &SecretString) -> AuthResult<IssuedTokens> {
+        let token = presented.expose_secret();
+        if !opaque::is_well_formed(token) {
+            return Err(AuthError::InvalidRefreshToken);
+        }
+        let hash = opaque::hash(token);
+        let sessions = &self.ports.sessions;
+        let record = sessions.refresh_token(&hash).await?.ok_or(AuthError::InvalidRefreshToken)?;
+        let now = self.ports.clock.now();
+        let session = self.live_session(record.session_id, now).await?;
+
+        if record.rotated_at.is_none() {
+            let successor = opaque::generate(self.ports.rng.as_ref());
+            let sealed = opaque::seal_successor(presented, &successor).ok_or_else(|| AuthError::internal("cannot seal successor"))?;
+            let successor_hash = opaque::hash(successor.expose_secret());
+            if sessions.rotate_refresh_token(&hash, &successor_hash, &sealed, now).await? == RotateOutcome::Rotated {
+                let user = self.session_user(&session).await?;
+                return self.issue(user, &session, successor, now);
+            }
+        }
+
+        // Already rotated, by an earlier request or by a concurrent one just now.
+        let record = sessions.refresh_token(&hash).await?.ok_or(AuthError::InvalidRefreshToken)?;
+        let rotated_at = record.rotated_at.ok_or(AuthError::InvalidRefreshToken)?;
+        if now - rotated_at > self.settings.sessions.reuse_grace {
+            self.ports.sessions.revoke_session(session.id, now).await?;
+            tracing::warn!(
+                target: "security",
+                event = "refresh_token_reuse",
+                user_id = %session.user_id,
+                session_id = %session.id,
+                "refresh token reused after rotation: session revoked"
+            );
+            return Err(AuthError::InvalidRefreshToken);
+        }
+        let current = self.current_refresh_token(token.to_owned(), record.sealed_successor).await?;
+        let session = self.live_session(session.id, now).await?;
+        let user = self.session_user(&session).await?;
+        self.issue(user, &session, current, now)
+    }
+
+    /// Follow sealed successors from a rotated token to the session's current token.
+    async fn current_refresh_token(&self, mut token: String, mut sealed: Option<String>) -> AuthResult<SecretString> {
+        // The chain only grows by one per rotation; a long walk means something is wrong.
+        for _ in 0..64 {
+            let next = sealed
+                .as_deref()
+                .and_then(|s| opaque::unseal_successor(&token, s))
+                .ok_or(AuthError::InvalidRefreshToken)?;
+            let record = self
+                .ports
+                .sessions
+                .refresh_token(&opaque::hash(next.expose_secret()))
+                .await?
+                .ok_or(AuthError::InvalidRefreshToken)?;
+            if record.rotated_at.is_none() {
+                return Ok(next);
+            }
+            token = next.expose_secret().to_owned();
+            sealed = record.sealed_successor;
+        }
+        Err(AuthError::InvalidRefreshToken)
+    }
+
+    async fn live_session(&self, id: SessionId, now: DateTime<Utc>) -> AuthResult<Session> {
+        self.ports
+            .sessions
+            .session(id)
+            .await?
+            .filter(|s| s.is_active(now, self.settings.sessions.idle_ttl))
+            .ok_or(AuthError::InvalidRefreshToken)
+    }
+
+    async fn session_user(&self, session: &Session) -> AuthResult<User> {
+        self.ports.users.user_by_id(session.user_id).await?.ok_or(AuthError::InvalidRefreshToken)
+    }
+
+    /// Verify an access token and check that its session is still live, so a revoked
+    /// session is refused at once rather than when the token expires.
+    pub async fn authenticate(&self, access_token: &str) -> AuthResult<Authenticated> {
+        let now = self.ports.clock.now();
+        let claims = self.ports.tokens.verify(access_token, now)?;
+        let bad = || AuthError::InvalidToken("malformed subject or session");
+        let user_id: UserId = claims.sub.parse().map_err(|_| bad())?;
+        let session_id: SessionId = claims.sid.parse().map_err(|_| bad())?;
+        let session = self.ports.sessions.session(session_id).await?;
+        match session {
+            Some(s) if s.user_id == user_id && s.revoked_at.is_none() && now < s.expires_at => {
+                Ok(Authenticated { user_id, session_id, claims })
+            }
+            _ => Err(AuthError::InvalidToken("session revoked or expired")),
+        }
+    }
+
+    /// End the caller's session, the others, or all of them.
+    pub async fn logout(&self, caller: &Authenticated, scope: LogoutScope) -> AuthResult<()> {
+        let now = self.ports.clock.now();
+        let sessions = &self.ports.sessions;
+        let revoked = match scope {
+            LogoutScope::Session => u64::from(sessions.revoke_session(caller.session_id, now).await?),
+            LogoutScope::Others => sessions.revoke_sessions_of(caller.user_id, Some(caller.session_id), now).await?,
+            LogoutScope::All => sessions.revoke_sessions_of(caller.user_id, None, now).await?,
+        };
+        tracing::info!(user_id = %caller.user_id, ?scope, revoked, "logout");
+        Ok(())
+    }
+
+    /// RFC 7009 revocation: ends the session of a refresh or access token. Unknown and
+    /// invalid tokens are not an error (the client cannot act on the difference).
+    pub async fn revoke(&self, token: &SecretString) -> AuthResult<()> {
+        let token = token.expose_secret();
+        let now = self.ports.clock.now();
+        let session_id = if opaque::is_well_formed(token) {
+            self.ports.sessions.refresh_token(&opaque::hash(token)).await?.map(|r| r.session_id)
+        } else {
+            match self.ports.tokens.verify(token, now) {
+                Ok(claims) => claims.sid.parse().ok(),
+                Err(_) => None,
+            }
+        };
+        if let Some(id) = session_id {
+            if self.ports.sessions.revoke_session(id, now).await? {
+                tracing::info!(session_id = %id, "session revoked by token revocation");
+            }
+        }
+        Ok(())
+    }
+
+    /// Check an introspection client's credentials in constant time.
+    pub fn authenticate_introspection_client(&self, id: &str, secret: &SecretString) -> AuthResult<()> {
+        let mut ok = false;
+        for client in &self.settings.introspection_clients {
+            let id_eq = client.id.as_bytes().ct_eq(id.as_bytes());
+            let secret_eq = client.secret.expose_secret().as_bytes().ct_eq(secret.expose_secret().as_bytes());
+            ok |= bool::from(id_eq & secret_eq);
+        }
+        if ok { Ok(()) } else { Err(AuthError::InvalidClient) }
+    }
+
+    /// RFC 7662 introspection of an access or refresh token. The caller must have passed
+    /// [`AuthService::authenticate_introspection_client`].
+    pub async fn introspect(&self, token: &SecretString) -> AuthResult<Introspection> {
+        let token = token.expose_secret();
+        if !opaque::is_well_formed(token) {
+            return match self.authenticate(token).await {
+                Ok(caller) => Ok(Introspection::AccessToken(caller.claims)),
+                Err(AuthError::InvalidToken(_)) => Ok(Introspection::Inactive),
+                Err(e) => Err(e),
+            };
+        }
+        let now = self.ports.clock.now();
+        let Some(record) = self.ports.sessions.refresh_token(&opaque::hash(token)).await? else {
+            return Ok(Introspection::Inactive);
+        };
+        let session = self.ports.sessions.session(record.session_id).await?;
+        match session {
+            Some(s) if record.rotated_at.is_none() && s.is_active(now, self.settings.sessions.idle_ttl) => {
+                Ok(Introspection::RefreshToken {
+                    sub: s.user_id,
+                    sid: s.id,
+                    exp: s.expires_at.min(s.last_used_at + self.settings.sessions.idle_ttl),
+                    iat: record.created_at,
+                })
+            }
+            _ => Ok(Introspection::Inactive),
+        }
+    }
+
+    /// The signed-in user.
+    pub async fn me(&self, caller: &Authenticated) -> AuthResult<User> {
+        self.ports.users.user_by_id(caller.user_id).await?.ok_or(AuthError::InvalidToken("user no longer exists"))
+    }
+
+    /// Update the signed-in user's name and avatar.
+    pub async fn update_me(&self, caller: &Authenticated, update: ProfileUpdate) -> AuthResult<User> {
+        let update = ProfileUpdate {
+            name: update.name.map(normalise_name).transpose()?,
+            avatar_url: update.avatar_url.map(normalise_avatar_url).transpose()?,
+        };
+        let now = self.ports.clock.now();
+        self.ports
+            .users
+            .update_profile(caller.user_id, &update, now)
+            .await?
+            .ok_or(AuthError::InvalidToken("user no longer exists"))
+    }
+
+    /// The caller's live sessions, newest first.
+    pub async fn sessions(&self, caller: &Authenticated) -> AuthResult<Vec<SessionView>> {
+        let now = self.ports.clock.now();
+        let idle = self.settings.sessions.idle_ttl;
+        Ok(self
+            .ports
+            .sessions
+            .unrevoked_sessions_of(caller.user_id)
+            .await?
+            .into_iter()
+            .filter(|s| s.is_active(now, idle))
+            .map(|session| SessionView { current: session.id == caller.session_id, session })
+            .collect())
+    }
+
+    /// Revoke one of the caller's own sessions.
+    pub async fn revoke_own_session(&self, caller: &Authenticated, id: SessionId) -> AuthResult<()> {
+        let now = self.ports.clock.now();
+        match self.ports.sessions.session(id).await? {
+            Some(s) if s.user_id == caller.user_id && s.revoked_at.is_none() => {
+                self.ports.sessions.revoke_session(id, now).await?;
+                Ok(())
+            }
+            _ => Err(AuthError::NotFound),
+        }
+    }
+
+    /// Delete sessions that ended more than `retention` ago (housekeeping).
+    pub async fn purge_ended_sessions(&self, retention: Duration) -> AuthResult<u64> {
+        let cutoff = self.ports.clock.now() - retention;
+        self.ports.sessions.purge_sessions_ended_before(cutoff).await
+    }
+}
