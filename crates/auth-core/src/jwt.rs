@@ -6,7 +6,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::SecretString;
@@ -203,12 +202,15 @@ impl KeySet {
     }
 }
 
-/// A fresh Ed25519 private key as PKCS#8 PEM.
+/// A fresh Ed25519 private key as PKCS#8 (v1, RFC 8410) PEM, the form OpenSSL writes.
 pub fn generate_ed25519_pem(rng: &dyn RandomSource) -> Result<SecretString, String> {
-    let key = ed25519_dalek::SigningKey::from_bytes(&random_bytes::<32>(rng));
-    key.to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-        .map(|pem| SecretString::from(pem.to_string()))
-        .map_err(|e| key_error("cannot encode the generated key", e))
+    use base64::Engine as _;
+    // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
+    const PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    let mut der = PREFIX.to_vec();
+    der.extend_from_slice(&random_bytes::<32>(rng));
+    let body = base64::engine::general_purpose::STANDARD.encode(&der);
+    Ok(SecretString::from(format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n")))
 }
 
 /// The claims of an access token.

@@ -188,3 +188,15 @@ fn a_resource_server_verifies_from_the_published_jwks_alone() {
     c.exp = now().timestamp() - 10;
     assert!(verifier.verify(&issuer.sign(&c).unwrap(), now()).is_err());
 }
+
+#[test]
+fn a_generated_ed25519_key_signs_and_verifies() {
+    let pem = auth_core::jwt::generate_ed25519_pem(&auth_core::random::OsRandom).unwrap();
+    use secrecy::ExposeSecret;
+    let keys = KeySet::from_private_pem(SigningAlgorithm::EdDSA, pem.expose_secret().as_bytes(), None).unwrap();
+    let issuer = JwtIssuer::new(keys, ISSUER, AUDIENCE, 0);
+    let token = issuer.sign(&claims(now().timestamp())).unwrap();
+    assert!(issuer.verify(&token, now()).is_ok());
+    let other = auth_core::jwt::generate_ed25519_pem(&auth_core::random::OsRandom).unwrap();
+    assert_ne!(other.expose_secret(), pem.expose_secret());
+}

@@ -1,0 +1,15 @@
+//! The auth server: configuration, composition root, HTTP routes.
+//!
+//! The binary (`auth-http`) is a thin CLI over [`startup::Application`]; tests build the
+//! same application on port 0.
+
+pub mod cli;
+pub mod extract;
+pub mod keys;
+pub mod problem;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod views;

@@ -1,0 +1,145 @@
+//! RFC 9457 problem+json: the one place where domain errors become HTTP responses.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use auth_core::AuthError;
+use serde::Serialize;
+
+/// An HTTP-facing error: a status, a stable machine-readable code and a human detail.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    title: &'static str,
+    detail: String,
+    retry_after: Option<u64>,
+    basic_challenge: bool,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+}
+
+impl ApiError {
+    /// A problem with the given status, code, title and detail.
+    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, code, title, detail: detail.into(), retry_after: None, basic_challenge: false }
+    }
+
+    /// 400 `invalid_request`.
+    pub fn invalid_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", "Invalid request", detail)
+    }
+
+    /// 413 `payload_too_large`.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large", format!("the request body exceeds {limit} bytes"))
+    }
+
+    /// 401 `invalid_token` for a missing or unusable bearer token.
+    pub fn unauthenticated(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", "Unauthorized", detail)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "Not found", "no such resource")
+    }
+
+    /// 405 `method_not_allowed`.
+    pub fn method_not_allowed() -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", "this route does not accept that method")
+    }
+
+    /// Add `Retry-After`.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        use StatusCode as S;
+        match e {
+            AuthError::InvalidRequest(d) => Self::invalid_request(d),
+            AuthError::InvalidEmail(d) => Self::new(S::UNPROCESSABLE_ENTITY, "invalid_email", "Invalid email address", d),
+            AuthError::WeakPassword(r) => Self::new(S::UNPROCESSABLE_ENTITY, "weak_password", "Password rejected", r.to_string()),
+            AuthError::InvalidField { field, reason } => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_field", "Invalid field", format!("{field} {reason}"))
+            }
+            AuthError::EmailTaken => Self::new(S::CONFLICT, "email_taken", "Email already registered", "an account with this email address already exists"),
+            AuthError::InvalidCredentials => Self::new(S::UNAUTHORIZED, "invalid_credentials", "Invalid credentials", "the email or password is wrong"),
+            AuthError::InvalidRefreshToken => {
+                Self::new(S::UNAUTHORIZED, "invalid_refresh_token", "Invalid refresh token", "the refresh token is invalid, expired or revoked")
+            }
+            AuthError::InvalidToken(reason) => Self::unauthenticated(format!("access token rejected: {reason}")),
+            AuthError::InvalidClient => {
+                let mut e = Self::new(S::UNAUTHORIZED, "invalid_client", "Invalid client", "client authentication failed");
+                e.basic_challenge = true;
+                e
+            }
+            AuthError::NotFound => Self::not_found(),
+            AuthError::Unavailable(reason) => {
+                tracing::warn!(%reason, "dependency unavailable");
+                Self::new(S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", "the service is temporarily unavailable; retry shortly")
+                    .with_retry_after(5)
+            }
+            AuthError::Internal(reason) => {
+                tracing::error!(%reason, "internal error");
+                Self::new(S::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", "an unexpected error occurred")
+            }
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = Problem {
+            kind: format!("urn:problem-type:auth:{}", self.code),
+            title: self.title,
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: self.code,
+        };
+        let mut res = HttpResponse::build(self.status);
+        res.content_type("application/problem+json");
+        res.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        if self.status == StatusCode::UNAUTHORIZED {
+            let challenge = match self.code {
+                "invalid_token" => "Bearer error=\"invalid_token\"",
+                _ => "Bearer",
+            };
+            res.append_header((header::WWW_AUTHENTICATE, challenge));
+            if self.basic_challenge {
+                res.append_header((header::WWW_AUTHENTICATE, "Basic realm=\"introspection\""));
+            }
+        }
+        if let Some(secs) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        res.json(body)
+    }
+}

@@ -1,0 +1,35 @@
+//! Route table.
+
+use actix_web::web;
+
+mod auth;
+mod health;
+mod me;
+mod well_known;
+
+/// Register every route of the API.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .service(
+                web::scope("/auth")
+                    .route("/signup", web::post().to(auth::signup))
+                    .route("/login", web::post().to(auth::login))
+                    .route("/refresh", web::post().to(auth::refresh))
+                    .route("/logout", web::post().to(auth::logout))
+                    .route("/revoke", web::post().to(auth::revoke))
+                    .route("/introspect", web::post().to(auth::introspect)),
+            )
+            .service(
+                web::scope("/me")
+                    .route("", web::get().to(me::get))
+                    .route("", web::patch().to(me::update))
+                    .route("/sessions", web::get().to(me::sessions))
+                    .route("/sessions/{id}", web::delete().to(me::revoke_session)),
+            ),
+    )
+    .route("/.well-known/jwks.json", web::get().to(well_known::jwks))
+    .route("/.well-known/openid-configuration", web::get().to(well_known::openid_configuration))
+    .route("/health/live", web::get().to(health::live))
+    .route("/health/ready", web::get().to(health::ready));
+}

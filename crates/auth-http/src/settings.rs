@@ -1,0 +1,450 @@
+//! Typed settings: `config/default.toml` (embedded), then the files `config/default.toml`
+//! and `config/{AUTH_ENV}.toml` when present, then `AUTH__SECTION__KEY` environment
+//! variables. Deserialised once and validated at start.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use auth_core::jwt::SigningAlgorithm;
+use auth_core::password::{HashingConfig, PasswordPolicy};
+use config::{Config, Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+const EMBEDDED_DEFAULTS: &str = include_str!("../../../config/default.toml");
+
+fn redact<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_str("[redacted]"),
+        None => s.serialize_none(),
+    }
+}
+
+fn redact_required<S: Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("[redacted]")
+}
+
+/// Every setting of the server.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Directory for generated keys and local state.
+    pub data_dir: PathBuf,
+    /// HTTP listener.
+    pub server: ServerSettings,
+    /// Storage.
+    pub database: DatabaseSettings,
+    /// Access and refresh tokens.
+    pub tokens: TokenSettings,
+    /// Sign-up and sign-in rules.
+    pub auth: AuthRules,
+    /// Password rules.
+    pub password_policy: PasswordPolicy,
+    /// Argon2id parameters.
+    pub password_hashing: HashingConfig,
+    /// Token introspection clients.
+    pub introspection: IntrospectionSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Interface to listen on.
+    pub host: String,
+    /// Port; 0 picks a free one.
+    pub port: u16,
+    /// Public base URL: the `iss` of tokens.
+    pub public_url: String,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds between purges of ended sessions.
+    pub housekeeping_interval_secs: u64,
+}
+
+/// `[database]`
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://path` or `postgres://user@host:port/db`.
+    #[serde(serialize_with = "serialize_db_url")]
+    pub url: String,
+    /// Pool size; 0 means the backend default.
+    pub max_connections: usize,
+    /// Seconds to wait for a new connection.
+    pub connect_timeout_secs: u64,
+    /// Seconds to wait for a free pooled connection.
+    pub acquire_timeout_secs: u64,
+    /// Apply pending migrations at start.
+    pub migrate_on_start: bool,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings").field("url", &redact_url_password(&self.url)).finish_non_exhaustive()
+    }
+}
+
+fn serialize_db_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url_password(url))
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:[redacted]@host/db`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_owned() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// An extra key accepted for verification.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationKeySetting {
+    /// `EdDSA`, `ES256` or `RS256`.
+    pub algorithm: String,
+    /// PEM file (public or private key).
+    pub path: PathBuf,
+}
+
+/// `[tokens]`
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// `EdDSA`, `ES256`, `RS256` or `HS256`.
+    pub algorithm: String,
+    /// The `aud` claim.
+    pub audience: String,
+    /// Access token lifetime.
+    pub access_ttl_secs: u64,
+    /// Grace window of refresh token rotation.
+    pub refresh_reuse_grace_secs: u64,
+    /// Absolute session lifetime.
+    pub refresh_absolute_ttl_secs: u64,
+    /// Idle session lifetime.
+    pub refresh_idle_ttl_secs: u64,
+    /// Days ended sessions are kept before purge.
+    pub session_retention_days: u64,
+    /// Tolerated clock skew.
+    pub leeway_secs: u64,
+    /// PEM private key (ES256, RS256; EdDSA when not generated).
+    #[serde(default)]
+    pub private_key_path: Option<PathBuf>,
+    /// PEM public key; derived from the private key when unset.
+    #[serde(default)]
+    pub public_key_path: Option<PathBuf>,
+    /// HS256 shared secret (at least 32 bytes).
+    #[serde(default, serialize_with = "redact")]
+    pub hs256_secret: Option<SecretString>,
+    /// Older keys still accepted.
+    #[serde(default)]
+    pub verification_keys: Vec<VerificationKeySetting>,
+}
+
+impl std::fmt::Debug for TokenSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSettings")
+            .field("algorithm", &self.algorithm)
+            .field("private_key_path", &self.private_key_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `auth.email_confirmation`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailConfirmation {
+    /// Sign-up returns tokens; the address can be confirmed later.
+    Optional,
+    /// Sign-in waits for the confirmation link.
+    Required,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthRules {
+    /// Whether sign-in waits for email confirmation.
+    pub email_confirmation: EmailConfirmation,
+    /// Roles of every new account.
+    pub default_roles: Vec<String>,
+}
+
+/// One introspection client.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCredentials {
+    /// Client id.
+    pub id: String,
+    /// Client secret.
+    #[serde(serialize_with = "redact_required")]
+    pub secret: SecretString,
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// `[introspection]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionSettings {
+    /// Clients from the configuration file.
+    pub clients: Vec<ClientCredentials>,
+    /// One client from the environment.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Its secret.
+    #[serde(default, serialize_with = "redact")]
+    pub client_secret: Option<SecretString>,
+}
+
+impl IntrospectionSettings {
+    /// Every configured client.
+    pub fn all_clients(&self) -> Vec<ClientCredentials> {
+        let mut all = self.clients.clone();
+        if let (Some(id), Some(secret)) = (&self.client_id, &self.client_secret) {
+            all.push(ClientCredentials { id: id.clone(), secret: secret.clone() });
+        }
+        all
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, for development.
+    Pretty,
+    /// One JSON object per line, for production.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Output format.
+    pub format: LogFormat,
+    /// Filter directive (`info`, `auth_http=debug,info` ...).
+    pub level: String,
+}
+
+/// Where settings come from.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsSource {
+    /// Directory of `default.toml` / `{env}.toml` overrides; `config` when unset.
+    pub config_dir: Option<PathBuf>,
+    /// The `AUTH_ENV` overlay name.
+    pub environment: Option<String>,
+    /// Environment variables to use instead of the process environment (tests).
+    pub vars: Option<HashMap<String, String>>,
+}
+
+impl SettingsSource {
+    /// Read from the process: `AUTH_CONFIG_DIR`, `AUTH_ENV`, and `AUTH__*` variables.
+    pub fn from_process() -> Self {
+        Self {
+            config_dir: std::env::var_os("AUTH_CONFIG_DIR").map(PathBuf::from),
+            environment: std::env::var("AUTH_ENV").ok().filter(|e| !e.is_empty()),
+            vars: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Load and validate. The error names the offending key.
+    pub fn load(source: &SettingsSource) -> Result<Self, String> {
+        let dir = source.config_dir.clone().unwrap_or_else(|| PathBuf::from("config"));
+        let mut builder = Config::builder()
+            .add_source(File::from_str(EMBEDDED_DEFAULTS, FileFormat::Toml))
+            .add_source(File::from(dir.join("default.toml")).required(false));
+        if let Some(env) = &source.environment {
+            let overlay = dir.join(format!("{env}.toml"));
+            if !Path::new(&overlay).exists() {
+                return Err(format!("AUTH_ENV={env}: no file {}", overlay.display()));
+            }
+            builder = builder.add_source(File::from(overlay));
+        }
+        let env = Environment::with_prefix("AUTH")
+            .separator("__")
+            .prefix_separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("auth.default_roles")
+            .source(source.vars.clone());
+        let settings: Settings = builder
+            .add_source(env)
+            .build()
+            .and_then(Config::try_deserialize)
+            .map_err(|e| format!("configuration: {e}"))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks that serde cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        let url = self.server.public_url.as_str();
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/') {
+            return Err("server.public_url must be an http(s) URL without a trailing slash".into());
+        }
+        let algorithm = self.signing_algorithm()?;
+        match algorithm {
+            SigningAlgorithm::HS256 => match &self.tokens.hs256_secret {
+                Some(s) if s.expose_secret().len() >= 32 => {}
+                _ => return Err("tokens.hs256_secret must be set and at least 32 bytes when tokens.algorithm = HS256".into()),
+            },
+            SigningAlgorithm::ES256 | SigningAlgorithm::RS256 if self.tokens.private_key_path.is_none() => {
+                return Err(format!("tokens.private_key_path is required when tokens.algorithm = {}", algorithm.as_str()));
+            }
+            _ => {}
+        }
+        for (i, key) in self.tokens.verification_keys.iter().enumerate() {
+            match SigningAlgorithm::from_str(&key.algorithm) {
+                Ok(SigningAlgorithm::HS256) | Err(_) => {
+                    return Err(format!("tokens.verification_keys[{i}].algorithm must be EdDSA, ES256 or RS256"));
+                }
+                Ok(_) => {}
+            }
+        }
+        let t = &self.tokens;
+        for (key, value) in [
+            ("tokens.access_ttl_secs", t.access_ttl_secs),
+            ("tokens.refresh_absolute_ttl_secs", t.refresh_absolute_ttl_secs),
+            ("tokens.refresh_idle_ttl_secs", t.refresh_idle_ttl_secs),
+        ] {
+            if value == 0 {
+                return Err(format!("{key} must be greater than 0"));
+            }
+        }
+        if t.access_ttl_secs > 86_400 {
+            return Err("tokens.access_ttl_secs must be at most 86400: access tokens cannot be recalled".into());
+        }
+        if t.refresh_reuse_grace_secs > 300 {
+            return Err("tokens.refresh_reuse_grace_secs must be at most 300".into());
+        }
+        if self.auth.email_confirmation == EmailConfirmation::Required {
+            return Err("auth.email_confirmation = required needs outbound email, which this build does not have yet; use optional".into());
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err("server.max_body_bytes must be at least 1024".into());
+        }
+        if self.server.housekeeping_interval_secs == 0 {
+            return Err("server.housekeeping_interval_secs must be greater than 0".into());
+        }
+        for c in self.introspection.all_clients() {
+            if c.id.is_empty() || c.secret.expose_secret().len() < 16 {
+                return Err("introspection client ids must be set and secrets at least 16 bytes".into());
+            }
+        }
+        if !self.database.url.starts_with("sqlite://") && !self.database.url.starts_with("postgres://") && !self.database.url.starts_with("postgresql://") {
+            return Err("database.url must start with sqlite:// or postgres://".into());
+        }
+        self.password_policy.validate()?;
+        self.password_hashing.validate()?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| format!("log.level: {e}"))?;
+        Ok(())
+    }
+
+    /// The configured signing algorithm.
+    pub fn signing_algorithm(&self) -> Result<SigningAlgorithm, String> {
+        SigningAlgorithm::from_str(&self.tokens.algorithm).map_err(|e| format!("tokens.algorithm: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, String> {
+        Settings::load(&SettingsSource {
+            config_dir: Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config"))),
+            environment: None,
+            vars: Some(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        })
+    }
+
+    #[test]
+    fn defaults_match_the_documented_contract() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.server.host, "127.0.0.1");
+        assert_eq!(s.server.port, 8080);
+        assert_eq!(s.server.public_url, "http://127.0.0.1:8080");
+        assert_eq!(s.database.url, "sqlite://data/auth.db");
+        assert_eq!(s.data_dir, PathBuf::from("data"));
+        assert_eq!(s.tokens.access_ttl_secs, 900);
+        assert_eq!(s.tokens.refresh_reuse_grace_secs, 10);
+        assert_eq!(s.tokens.algorithm, "EdDSA");
+        assert_eq!(s.tokens.audience, "authenticated");
+        assert_eq!(s.auth.email_confirmation, EmailConfirmation::Optional);
+        assert_eq!(s.password_hashing.memory_kib, 19456);
+    }
+
+    #[test]
+    fn environment_variables_win() {
+        let s = load(&[
+            ("AUTH__SERVER__PORT", "0"),
+            ("AUTH__DATABASE__URL", "postgres://postgres@127.0.0.1:5432/auth"),
+            ("AUTH__DATA_DIR", "/tmp/x"),
+            ("AUTH__TOKENS__ACCESS_TTL_SECS", "60"),
+            ("AUTH__AUTH__DEFAULT_ROLES", "member,beta"),
+        ])
+        .unwrap();
+        assert_eq!(s.server.port, 0);
+        assert_eq!(s.database.url, "postgres://postgres@127.0.0.1:5432/auth");
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(s.tokens.access_ttl_secs, 60);
+        assert_eq!(s.auth.default_roles, vec!["member", "beta"]);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            (("AUTH__SERVER__PORT", "eighty"), "port"),
+            (("AUTH__TOKENS__ALGORITHM", "none"), "tokens.algorithm"),
+            (("AUTH__TOKENS__ALGORITHM", "HS256"), "tokens.hs256_secret"),
+            (("AUTH__TOKENS__ALGORITHM", "RS256"), "tokens.private_key_path"),
+            (("AUTH__PASSWORD_POLICY__MIN_LENGTH", "4"), "password_policy.min_length"),
+            (("AUTH__SERVER__PUBLIC_URL", "ftp://x"), "server.public_url"),
+            (("AUTH__DATABASE__URL", "mysql://x"), "database.url"),
+            (("AUTH__AUTH__EMAIL_CONFIRMATION", "required"), "auth.email_confirmation"),
+            (("AUTH__TOKENS__ACCESS_TTL_SECS", "0"), "tokens.access_ttl_secs"),
+        ];
+        for ((key, value), named) in cases {
+            let err = load(&[(key, value)]).unwrap_err();
+            assert!(err.contains(named), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn hs256_with_a_long_secret_is_accepted() {
+        let s = load(&[("AUTH__TOKENS__ALGORITHM", "HS256"), ("AUTH__TOKENS__HS256_SECRET", "0123456789abcdef0123456789abcdef")]).unwrap();
+        assert_eq!(s.signing_algorithm().unwrap(), SigningAlgorithm::HS256);
+    }
+
+    #[test]
+    fn secrets_are_redacted_when_printed() {
+        let s = load(&[
+            ("AUTH__TOKENS__ALGORITHM", "HS256"),
+            ("AUTH__TOKENS__HS256_SECRET", "super-secret-super-secret-super-secret"),
+            ("AUTH__DATABASE__URL", "postgres://app:hunter2hunter2@db:5432/auth"),
+            ("AUTH__INTROSPECTION__CLIENT_ID", "api"),
+            ("AUTH__INTROSPECTION__CLIENT_SECRET", "introspection-secret-1"),
+        ])
+        .unwrap();
+        let shown = format!("{}\n{s:?}", serde_json::to_string(&s).unwrap());
+        for secret in ["super-secret", "hunter2", "introspection-secret-1"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(shown.contains("postgres://app:[redacted]@db:5432/auth"));
+    }
+}

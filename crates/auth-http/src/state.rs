@@ -1,0 +1,18 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use auth_core::ports::HealthCheck;
+use auth_core::service::AuthService;
+
+use crate::settings::Settings;
+
+/// Shared application state.
+pub struct AppState {
+    /// The password-session use cases.
+    pub auth: Arc<AuthService>,
+    /// The database, for readiness.
+    pub health: Arc<dyn HealthCheck>,
+    /// The effective settings.
+    pub settings: Arc<Settings>,
+}
