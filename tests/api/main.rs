@@ -1,0 +1,8 @@
+//! End-to-end suite: the real server over HTTP, on SQLite and on PostgreSQL.
+
+mod errors;
+mod health;
+mod password_sessions;
+mod refresh;
+mod revoke_introspect;
+mod tokens;
