@@ -1,5 +1,7 @@
 //! End-to-end suite: the real server over HTTP, on SQLite and on PostgreSQL.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod errors;
 mod health;
 mod password_sessions;

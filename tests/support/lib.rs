@@ -68,7 +68,8 @@ impl TestAppBuilder {
                     Backend::Sqlite => TestDatabase::sqlite(),
                     Backend::Postgres => TestDatabase::postgres()?,
                 };
-                let dir = std::env::temp_dir().join(format!("auth-e2e-{}", uuid::Uuid::new_v4().simple()));
+                let dir = std::env::temp_dir()
+                    .join(format!("auth-e2e-{}", uuid::Uuid::new_v4().simple()));
                 (std::sync::Arc::new(db), dir)
             }
         };
@@ -82,30 +83,54 @@ impl TestAppBuilder {
         ];
         vars.extend(self.vars);
         let settings = Settings::load(&SettingsSource {
-            config_dir: Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../config"))),
+            config_dir: Some(PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../config"
+            ))),
             environment: None,
             vars: Some(vars.into_iter().collect()),
         })
         .expect("test settings");
-        let app = Application::build(settings.clone()).await.expect("application starts");
+        let app = Application::build(settings.clone())
+            .await
+            .expect("application starts");
         let address = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
         let db = test_db.database().await;
-        Some(TestApp { address, client, db, settings, handle, test_db, data_dir })
+        Some(TestApp {
+            address,
+            client,
+            db,
+            settings,
+            handle,
+            test_db,
+            data_dir,
+        })
     }
 }
 
 impl TestApp {
     /// A server on `backend` with the default configuration plus `vars`.
     pub fn builder(backend: Backend) -> TestAppBuilder {
-        TestAppBuilder { backend, vars: Vec::new(), shared: None }
+        TestAppBuilder {
+            backend,
+            vars: Vec::new(),
+            shared: None,
+        }
     }
 
     /// Which backend this app runs on.
     pub fn backend(&self) -> Backend {
-        if self.test_db.url().starts_with("sqlite") { Backend::Sqlite } else { Backend::Postgres }
+        if self.test_db.url().starts_with("sqlite") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
     }
 
     /// Stop the server gracefully.
@@ -117,9 +142,15 @@ impl TestApp {
     pub async fn drop_database(&self) {
         let url = self.test_db.url();
         let (base, name) = url.rsplit_once('/').expect("database URL has a name");
-        let (client, connection) = tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls).await.expect("admin connection");
+        let (client, connection) =
+            tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
+                .await
+                .expect("admin connection");
         tokio::spawn(connection);
-        client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.expect("drop database");
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await
+            .expect("drop database");
     }
 
     /// Full URL of `path`.
@@ -129,36 +160,66 @@ impl TestApp {
 
     /// POST JSON.
     pub async fn post(&self, path: &str, body: &Value) -> Response {
-        self.client.post(self.url(path)).json(body).send().await.expect("request")
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// POST JSON with a bearer token.
     pub async fn post_auth(&self, path: &str, token: &str, body: &Value) -> Response {
-        self.client.post(self.url(path)).bearer_auth(token).json(body).send().await.expect("request")
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// GET with a bearer token.
     pub async fn get_auth(&self, path: &str, token: &str) -> Response {
-        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// Sign up `email` with [`PASSWORD`]; returns the TokenResponse.
     pub async fn signup(&self, email: &str) -> Value {
-        let res = self.post("/api/v1/auth/signup", &json!({"email": email, "password": PASSWORD})).await;
+        let res = self
+            .post(
+                "/api/v1/auth/signup",
+                &json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
         assert_eq!(res.status(), StatusCode::CREATED, "signup of {email}");
         res.json().await.expect("json")
     }
 
     /// Log in `email` with [`PASSWORD`]; returns the TokenResponse.
     pub async fn login(&self, email: &str) -> Value {
-        let res = self.post("/api/v1/auth/login", &json!({"email": email, "password": PASSWORD})).await;
+        let res = self
+            .post(
+                "/api/v1/auth/login",
+                &json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
         assert_eq!(res.status(), StatusCode::OK, "login of {email}");
         res.json().await.expect("json")
     }
 
     /// Refresh; returns the response.
     pub async fn refresh(&self, refresh_token: &str) -> Response {
-        self.post("/api/v1/auth/refresh", &json!({"refresh_token": refresh_token})).await
+        self.post(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": refresh_token}),
+        )
+        .await
     }
 }
 
@@ -171,12 +232,23 @@ impl Drop for TestApp {
 /// Read a problem+json body, checking its media type and shape.
 pub async fn problem(res: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(res.status(), status, "status");
-    let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    assert!(content_type.starts_with("application/problem+json"), "content-type {content_type}");
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "content-type {content_type}"
+    );
     let body: Value = res.json().await.expect("problem body");
     assert_eq!(body["code"], code, "{body}");
     assert_eq!(body["status"], status.as_u16());
-    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string(), "{body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string() && body["type"].is_string(),
+        "{body}"
+    );
     body
 }
 

@@ -28,7 +28,9 @@ impl Email {
             return Err("local part has a misplaced dot");
         }
         let local_ok = local.chars().all(|c| {
-            c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c) || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+            c.is_alphanumeric()
+                || "!#$%&'*+-/=?^_`{|}~.".contains(c)
+                || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
         });
         if !local_ok {
             return Err("local part has a character not allowed in an address");
@@ -52,7 +54,10 @@ impl Email {
                 return Err("domain has a character not allowed in a host name");
             }
         }
-        if labels.last().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit())) {
+        if labels
+            .last()
+            .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+        {
             return Err("domain must not end in a number");
         }
         Ok(Self(format!("{local}@{domain}")))
@@ -101,9 +106,20 @@ mod tests {
     #[test]
     fn rejects_malformed_addresses() {
         for bad in [
-            "", "plain", "@example.com", "a@", "a@b", "a b@example.com", "a@exa mple.com",
-            "a..b@example.com", ".a@example.com", "a@-example.com", "a@example..com",
-            "a@example.123", "a<b>@example.com", "a@ex_ample.com",
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@b",
+            "a b@example.com",
+            "a@exa mple.com",
+            "a..b@example.com",
+            ".a@example.com",
+            "a@-example.com",
+            "a@example..com",
+            "a@example.123",
+            "a<b>@example.com",
+            "a@ex_ample.com",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }

@@ -60,7 +60,9 @@ impl FromStr for SigningAlgorithm {
             "ES256" => Ok(Self::ES256),
             "RS256" => Ok(Self::RS256),
             "HS256" => Ok(Self::HS256),
-            other => Err(format!("unsupported algorithm {other:?}: use EdDSA, ES256, RS256 or HS256")),
+            other => Err(format!(
+                "unsupported algorithm {other:?}: use EdDSA, ES256, RS256 or HS256"
+            )),
         }
     }
 }
@@ -84,7 +86,10 @@ impl fmt::Debug for KeySet {
         f.debug_struct("KeySet")
             .field("signing_kid", &self.signing_kid)
             .field("signing_algorithm", &self.signing_algorithm)
-            .field("verification_kids", &self.verification.keys().collect::<Vec<_>>())
+            .field(
+                "verification_kids",
+                &self.verification.keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -94,10 +99,15 @@ fn key_error(what: &str, e: impl fmt::Display) -> String {
 }
 
 fn published(mut jwk: Jwk, algorithm: Algorithm) -> Result<(String, Jwk), String> {
-    let kid = jwk.thumbprint(ThumbprintHash::SHA256).map_err(|e| key_error("cannot compute key id", e))?;
+    let kid = jwk
+        .thumbprint(ThumbprintHash::SHA256)
+        .map_err(|e| key_error("cannot compute key id", e))?;
     jwk.common.key_id = Some(kid.clone());
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-    jwk.common.key_algorithm = Some(jsonwebtoken::jwk::KeyAlgorithm::from_str(&format!("{algorithm:?}")).map_err(|e| key_error("algorithm", e))?);
+    jwk.common.key_algorithm = Some(
+        jsonwebtoken::jwk::KeyAlgorithm::from_str(&format!("{algorithm:?}"))
+            .map_err(|e| key_error("algorithm", e))?,
+    );
     Ok((kid, jwk))
 }
 
@@ -118,7 +128,15 @@ fn encoding_key_from_pem(algorithm: SigningAlgorithm, pem: &[u8]) -> Result<Enco
         SigningAlgorithm::RS256 => EncodingKey::from_rsa_pem(pem),
         SigningAlgorithm::HS256 => return Err("HS256 takes a secret, not a PEM key".into()),
     }
-    .map_err(|e| key_error(&format!("private key PEM does not parse as an {} key", algorithm.as_str()), e))
+    .map_err(|e| {
+        key_error(
+            &format!(
+                "private key PEM does not parse as an {} key",
+                algorithm.as_str()
+            ),
+            e,
+        )
+    })
 }
 
 fn is_private_pem(pem: &[u8]) -> bool {
@@ -128,22 +146,40 @@ fn is_private_pem(pem: &[u8]) -> bool {
 impl KeySet {
     /// A key set that signs with the private key in `private_pem`. When `public_pem` is
     /// given it must be the matching public key; otherwise it is derived.
-    pub fn from_private_pem(algorithm: SigningAlgorithm, private_pem: &[u8], public_pem: Option<&[u8]>) -> Result<Self, String> {
+    pub fn from_private_pem(
+        algorithm: SigningAlgorithm,
+        private_pem: &[u8],
+        public_pem: Option<&[u8]>,
+    ) -> Result<Self, String> {
         let signing_key = encoding_key_from_pem(algorithm, private_pem)?;
         let alg = algorithm.jwt();
-        let derived = Jwk::from_encoding_key(&signing_key, alg).map_err(|e| key_error("cannot derive the public key", e))?;
+        let derived = Jwk::from_encoding_key(&signing_key, alg)
+            .map_err(|e| key_error("cannot derive the public key", e))?;
         let (kid, jwk) = published(derived, alg)?;
         if let Some(public_pem) = public_pem {
-            let given = Jwk::from_decoding_key(&decoding_key_from_pem(algorithm, public_pem)?, Some(alg))
-                .map_err(|e| key_error("public key", e))?;
+            let given =
+                Jwk::from_decoding_key(&decoding_key_from_pem(algorithm, public_pem)?, Some(alg))
+                    .map_err(|e| key_error("public key", e))?;
             if published(given, alg)?.0 != kid {
                 return Err("the public key does not match the private key".into());
             }
         }
         let key = DecodingKey::from_jwk(&jwk).map_err(|e| key_error("public key", e))?;
         let mut verification = HashMap::new();
-        verification.insert(kid.clone(), VerificationKey { algorithm: alg, key });
-        Ok(Self { signing_kid: kid, signing_algorithm: alg, signing_key, verification, public: JwkSet { keys: vec![jwk] } })
+        verification.insert(
+            kid.clone(),
+            VerificationKey {
+                algorithm: alg,
+                key,
+            },
+        );
+        Ok(Self {
+            signing_kid: kid,
+            signing_algorithm: alg,
+            signing_key,
+            verification,
+            public: JwkSet { keys: vec![jwk] },
+        })
     }
 
     /// A key set that signs and verifies with an HMAC secret of at least 32 bytes.
@@ -152,9 +188,20 @@ impl KeySet {
             return Err("the HS256 secret must be at least 32 bytes".into());
         }
         // The kid names the secret without revealing anything usable about it.
-        let kid = format!("hs256-{}", &hex::encode(Sha256::digest([b"auth-core/kid\0".as_slice(), secret].concat()))[..16]);
+        let kid = format!(
+            "hs256-{}",
+            &hex::encode(Sha256::digest(
+                [b"auth-core/kid\0".as_slice(), secret].concat()
+            ))[..16]
+        );
         let mut verification = HashMap::new();
-        verification.insert(kid.clone(), VerificationKey { algorithm: Algorithm::HS256, key: DecodingKey::from_secret(secret) });
+        verification.insert(
+            kid.clone(),
+            VerificationKey {
+                algorithm: Algorithm::HS256,
+                key: DecodingKey::from_secret(secret),
+            },
+        );
         Ok(Self {
             signing_kid: kid,
             signing_algorithm: Algorithm::HS256,
@@ -166,7 +213,11 @@ impl KeySet {
 
     /// Also accept tokens signed by another key (key rotation). `pem` may hold the public
     /// key or the private key; only the public part is kept and published.
-    pub fn add_verification_key(&mut self, algorithm: SigningAlgorithm, pem: &[u8]) -> Result<(), String> {
+    pub fn add_verification_key(
+        &mut self,
+        algorithm: SigningAlgorithm,
+        pem: &[u8],
+    ) -> Result<(), String> {
         let alg = algorithm.jwt();
         let jwk = if is_private_pem(pem) {
             Jwk::from_encoding_key(&encoding_key_from_pem(algorithm, pem)?, alg)
@@ -179,7 +230,13 @@ impl KeySet {
             return Ok(());
         }
         let key = DecodingKey::from_jwk(&jwk).map_err(|e| key_error("verification key", e))?;
-        self.verification.insert(kid, VerificationKey { algorithm: alg, key });
+        self.verification.insert(
+            kid,
+            VerificationKey {
+                algorithm: alg,
+                key,
+            },
+        );
         self.public.keys.push(jwk);
         Ok(())
     }
@@ -206,11 +263,16 @@ impl KeySet {
 pub fn generate_ed25519_pem(rng: &dyn RandomSource) -> Result<SecretString, String> {
     use base64::Engine as _;
     // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
-    const PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    const PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
     let mut der = PREFIX.to_vec();
     der.extend_from_slice(&random_bytes::<32>(rng));
     let body = base64::engine::general_purpose::STANDARD.encode(&der);
-    Ok(SecretString::from(format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n")))
+    Ok(SecretString::from(format!(
+        "-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n"
+    )))
 }
 
 /// The claims of an access token.
@@ -273,14 +335,28 @@ pub struct JwtIssuer {
 
 impl fmt::Debug for JwtIssuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtIssuer").field("keys", &self.keys).field("issuer", &self.issuer).field("audience", &self.audience).finish()
+        f.debug_struct("JwtIssuer")
+            .field("keys", &self.keys)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
     }
 }
 
 impl JwtIssuer {
     /// An issuer for `issuer`/`audience`, tolerating `leeway_secs` of clock skew between nodes.
-    pub fn new(keys: KeySet, issuer: impl Into<String>, audience: impl Into<String>, leeway_secs: i64) -> Self {
-        Self { keys, issuer: issuer.into(), audience: audience.into(), leeway_secs }
+    pub fn new(
+        keys: KeySet,
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+        leeway_secs: i64,
+    ) -> Self {
+        Self {
+            keys,
+            issuer: issuer.into(),
+            audience: audience.into(),
+            leeway_secs,
+        }
     }
 }
 
@@ -301,9 +377,19 @@ impl TokenIssuer for JwtIssuer {
     }
 
     fn verify(&self, token: &str, now: DateTime<Utc>) -> AuthResult<AccessClaims> {
-        verify_with(token, now, self.leeway_secs, &self.issuer, &self.audience, |kid| {
-            self.keys.verification.get(kid).map(|k| (k.algorithm, &k.key))
-        })
+        verify_with(
+            token,
+            now,
+            self.leeway_secs,
+            &self.issuer,
+            &self.audience,
+            |kid| {
+                self.keys
+                    .verification
+                    .get(kid)
+                    .map(|k| (k.algorithm, &k.key))
+            },
+        )
     }
 
     fn jwks(&self) -> &JwkSet {
@@ -323,18 +409,24 @@ fn verify_with<'k>(
     use jsonwebtoken::errors::ErrorKind;
 
     // `alg: none` and unknown algorithms fail here: they are not in the Algorithm enum.
-    let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::InvalidToken("malformed token"))?;
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|_| AuthError::InvalidToken("malformed token"))?;
     let typ_ok = header.typ.as_deref().is_some_and(|t| {
         t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt")
     });
     if !typ_ok {
         return Err(AuthError::InvalidToken("not an access token"));
     }
-    let kid = header.kid.as_deref().ok_or(AuthError::InvalidToken("no key id"))?;
+    let kid = header
+        .kid
+        .as_deref()
+        .ok_or(AuthError::InvalidToken("no key id"))?;
     let (algorithm, key) = key_for(kid).ok_or(AuthError::InvalidToken("unknown key id"))?;
     // The key decides the algorithm, never the token: this is what stops HS/RS confusion.
     if header.alg != algorithm {
-        return Err(AuthError::InvalidToken("algorithm not allowed for this key"));
+        return Err(AuthError::InvalidToken(
+            "algorithm not allowed for this key",
+        ));
     }
     let mut validation = Validation::new(algorithm);
     validation.set_issuer(&[issuer]);
@@ -349,7 +441,9 @@ fn verify_with<'k>(
             ErrorKind::InvalidIssuer => "wrong issuer",
             ErrorKind::InvalidAudience => "wrong audience",
             ErrorKind::InvalidAlgorithm => "algorithm not allowed for this key",
-            ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => "missing or malformed claim",
+            ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => {
+                "missing or malformed claim"
+            }
             _ => "malformed token",
         })
     })?;
@@ -375,17 +469,28 @@ pub struct JwksVerifier {
 
 impl fmt::Debug for JwksVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwksVerifier").field("kids", &self.keys.keys().collect::<Vec<_>>()).field("issuer", &self.issuer).finish()
+        f.debug_struct("JwksVerifier")
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .field("issuer", &self.issuer)
+            .finish()
     }
 }
 
 impl JwksVerifier {
     /// Build from a JWK Set; keys without a `kid` or with an algorithm outside the
     /// allow-list (EdDSA, ES256, RS256) are ignored.
-    pub fn new(jwks: &JwkSet, issuer: impl Into<String>, audience: impl Into<String>, leeway_secs: i64) -> Self {
+    pub fn new(
+        jwks: &JwkSet,
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+        leeway_secs: i64,
+    ) -> Self {
         let mut keys = HashMap::new();
         for jwk in &jwks.keys {
-            let (Some(kid), Some(alg)) = (jwk.common.key_id.clone(), jwk.common.key_algorithm) else { continue };
+            let (Some(kid), Some(alg)) = (jwk.common.key_id.clone(), jwk.common.key_algorithm)
+            else {
+                continue;
+            };
             let algorithm = match Algorithm::from_str(&alg.to_string()) {
                 Ok(a @ (Algorithm::EdDSA | Algorithm::ES256 | Algorithm::RS256)) => a,
                 _ => continue,
@@ -394,13 +499,23 @@ impl JwksVerifier {
                 keys.insert(kid, VerificationKey { algorithm, key });
             }
         }
-        Self { keys, issuer: issuer.into(), audience: audience.into(), leeway_secs }
+        Self {
+            keys,
+            issuer: issuer.into(),
+            audience: audience.into(),
+            leeway_secs,
+        }
     }
 
     /// Verify an access token.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> AuthResult<AccessClaims> {
-        verify_with(token, now, self.leeway_secs, &self.issuer, &self.audience, |kid| {
-            self.keys.get(kid).map(|k| (k.algorithm, &k.key))
-        })
+        verify_with(
+            token,
+            now,
+            self.leeway_secs,
+            &self.issuer,
+            &self.audience,
+            |kid| self.keys.get(kid).map(|k| (k.algorithm, &k.key)),
+        )
     }
 }

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{AuthError, AuthResult};
 use crate::model::{
-    NewSession, NewUser, ProfileUpdate, RefreshTokenRecord, RotateOutcome, Session, SessionId, StoredSigningKey,
-    TokenHash, User, UserCredentials, UserId,
+    NewSession, NewUser, ProfileUpdate, RefreshTokenRecord, RotateOutcome, Session, SessionId,
+    StoredSigningKey, TokenHash, User, UserCredentials, UserId,
 };
 use crate::ports::{HealthCheck, SessionStore, SigningKeyStore, UserStore};
 
@@ -61,7 +61,13 @@ impl UserStore for MemoryStore {
             updated_at: new.created_at,
         };
         s.by_email.insert(key, new.id);
-        s.users.insert(new.id, UserCredentials { user: user.clone(), password_hash: new.password_hash.clone() });
+        s.users.insert(
+            new.id,
+            UserCredentials {
+                user: user.clone(),
+                password_hash: new.password_hash.clone(),
+            },
+        );
         Ok(user)
     }
 
@@ -69,14 +75,27 @@ impl UserStore for MemoryStore {
         Ok(self.state().users.get(&id).map(|c| c.user.clone()))
     }
 
-    async fn credentials_by_email(&self, canonical_email: &str) -> AuthResult<Option<UserCredentials>> {
+    async fn credentials_by_email(
+        &self,
+        canonical_email: &str,
+    ) -> AuthResult<Option<UserCredentials>> {
         let s = self.state();
-        Ok(s.by_email.get(canonical_email).and_then(|id| s.users.get(id)).cloned())
+        Ok(s.by_email
+            .get(canonical_email)
+            .and_then(|id| s.users.get(id))
+            .cloned())
     }
 
-    async fn update_profile(&self, id: UserId, update: &ProfileUpdate, now: DateTime<Utc>) -> AuthResult<Option<User>> {
+    async fn update_profile(
+        &self,
+        id: UserId,
+        update: &ProfileUpdate,
+        now: DateTime<Utc>,
+    ) -> AuthResult<Option<User>> {
         let mut s = self.state();
-        let Some(creds) = s.users.get_mut(&id) else { return Ok(None) };
+        let Some(creds) = s.users.get_mut(&id) else {
+            return Ok(None);
+        };
         if let Some(name) = &update.name {
             creds.user.name = name.clone();
         }
@@ -87,7 +106,12 @@ impl UserStore for MemoryStore {
         Ok(Some(creds.user.clone()))
     }
 
-    async fn set_password_hash(&self, id: UserId, password_hash: &str, now: DateTime<Utc>) -> AuthResult<()> {
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> AuthResult<()> {
         let mut s = self.state();
         let creds = s.users.get_mut(&id).ok_or(AuthError::NotFound)?;
         creds.password_hash = Some(password_hash.to_owned());
@@ -98,7 +122,11 @@ impl UserStore for MemoryStore {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn create_session(&self, new: &NewSession, first_refresh: &TokenHash) -> AuthResult<Session> {
+    async fn create_session(
+        &self,
+        new: &NewSession,
+        first_refresh: &TokenHash,
+    ) -> AuthResult<Session> {
         let mut s = self.state();
         if !s.users.contains_key(&new.user_id) {
             return Err(AuthError::NotFound);
@@ -156,9 +184,14 @@ impl SessionStore for MemoryStore {
         now: DateTime<Utc>,
     ) -> AuthResult<RotateOutcome> {
         let mut s = self.state();
-        let Some(record) = s.refresh_tokens.get(presented) else { return Ok(RotateOutcome::NotCurrent) };
+        let Some(record) = s.refresh_tokens.get(presented) else {
+            return Ok(RotateOutcome::NotCurrent);
+        };
         let session_id = record.session_id;
-        let live = s.sessions.get(&session_id).is_some_and(|x| x.revoked_at.is_none());
+        let live = s
+            .sessions
+            .get(&session_id)
+            .is_some_and(|x| x.revoked_at.is_none());
         if record.rotated_at.is_some() || !live {
             return Ok(RotateOutcome::NotCurrent);
         }
@@ -193,7 +226,12 @@ impl SessionStore for MemoryStore {
         }
     }
 
-    async fn revoke_sessions_of(&self, user_id: UserId, keep: Option<SessionId>, now: DateTime<Utc>) -> AuthResult<u64> {
+    async fn revoke_sessions_of(
+        &self,
+        user_id: UserId,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+    ) -> AuthResult<u64> {
         let mut s = self.state();
         let mut n = 0;
         for x in s.sessions.values_mut() {
@@ -216,7 +254,8 @@ impl SessionStore for MemoryStore {
         for id in &ended {
             s.sessions.remove(id);
         }
-        s.refresh_tokens.retain(|_, r| !ended.contains(&r.session_id));
+        s.refresh_tokens
+            .retain(|_, r| !ended.contains(&r.session_id));
         Ok(ended.len() as u64)
     }
 }
@@ -224,7 +263,11 @@ impl SessionStore for MemoryStore {
 #[async_trait]
 impl SigningKeyStore for MemoryStore {
     async fn load_or_store(&self, candidate: &StoredSigningKey) -> AuthResult<StoredSigningKey> {
-        Ok(self.state().signing_key.get_or_insert_with(|| candidate.clone()).clone())
+        Ok(self
+            .state()
+            .signing_key
+            .get_or_insert_with(|| candidate.clone())
+            .clone())
     }
 }
 

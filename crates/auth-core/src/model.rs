@@ -81,7 +81,10 @@ impl User {
             Some(url) => url.clone(),
             None => {
                 let digest = Sha256::digest(self.email.trim().to_lowercase().as_bytes());
-                format!("https://gravatar.com/avatar/{}?d=identicon", hex::encode(digest))
+                format!(
+                    "https://gravatar.com/avatar/{}?d=identicon",
+                    hex::encode(digest)
+                )
             }
         }
     }
@@ -98,7 +101,10 @@ pub struct UserCredentials {
 
 impl fmt::Debug for UserCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UserCredentials").field("user", &self.user).field("password_hash", &"[redacted]").finish()
+        f.debug_struct("UserCredentials")
+            .field("user", &self.user)
+            .field("password_hash", &"[redacted]")
+            .finish()
     }
 }
 
@@ -121,7 +127,10 @@ pub struct NewUser {
 
 impl fmt::Debug for NewUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewUser").field("id", &self.id).field("email", &self.email).finish_non_exhaustive()
+        f.debug_struct("NewUser")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .finish_non_exhaustive()
     }
 }
 
@@ -240,6 +249,9 @@ pub struct StoredSigningKey {
 
 impl fmt::Debug for StoredSigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoredSigningKey").field("algorithm", &self.algorithm).field("created_at", &self.created_at).finish_non_exhaustive()
+        f.debug_struct("StoredSigningKey")
+            .field("algorithm", &self.algorithm)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
     }
 }

@@ -23,7 +23,10 @@ pub fn hash(token: &str) -> TokenHash {
 
 /// Whether `token` has the shape of a token we issue (cheap filter before any look-up).
 pub fn is_well_formed(token: &str) -> bool {
-    token.len() == 43 && URL_SAFE_NO_PAD.decode(token).is_ok_and(|b| b.len() == TOKEN_BYTES)
+    token.len() == 43
+        && URL_SAFE_NO_PAD
+            .decode(token)
+            .is_ok_and(|b| b.len() == TOKEN_BYTES)
 }
 
 fn sealing_pad(predecessor: &str) -> [u8; 32] {
@@ -45,7 +48,9 @@ pub fn seal_successor(predecessor: &SecretString, successor: &SecretString) -> O
     if raw.len() != pad.len() {
         return None;
     }
-    Some(hex::encode(raw.iter().zip(pad).map(|(a, b)| a ^ b).collect::<Vec<u8>>()))
+    Some(hex::encode(
+        raw.iter().zip(pad).map(|(a, b)| a ^ b).collect::<Vec<u8>>(),
+    ))
 }
 
 /// Inverse of [`seal_successor`].
@@ -77,11 +82,25 @@ mod tests {
 
     #[test]
     fn sealed_successor_opens_only_with_its_predecessor() {
-        let (a, b, c) = (generate(&OsRandom), generate(&OsRandom), generate(&OsRandom));
+        let (a, b, c) = (
+            generate(&OsRandom),
+            generate(&OsRandom),
+            generate(&OsRandom),
+        );
         let sealed = seal_successor(&a, &b).unwrap();
         assert!(!sealed.contains(b.expose_secret()));
-        assert_eq!(unseal_successor(a.expose_secret(), &sealed).unwrap().expose_secret(), b.expose_secret());
-        assert_ne!(unseal_successor(c.expose_secret(), &sealed).unwrap().expose_secret(), b.expose_secret());
+        assert_eq!(
+            unseal_successor(a.expose_secret(), &sealed)
+                .unwrap()
+                .expose_secret(),
+            b.expose_secret()
+        );
+        assert_ne!(
+            unseal_successor(c.expose_secret(), &sealed)
+                .unwrap()
+                .expose_secret(),
+            b.expose_secret()
+        );
     }
 
     #[test]

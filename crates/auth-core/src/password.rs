@@ -18,8 +18,15 @@ use crate::random::{OsRandom, random_bytes};
 
 /// The shipped list of common passwords (Django's list, about 20,000 entries, lowercase).
 static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    include_str!("../data/common-passwords.txt").lines().map(str::trim).filter(|l| !l.is_empty()).collect()
+    include_str!("../data/common-passwords.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect()
 });
+
+/// A required character class: (enabled, name, membership test).
+type CharClassRule = (bool, &'static str, fn(char) -> bool);
 
 /// Why a password was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,12 +114,16 @@ impl PasswordPolicy {
     pub fn check(&self, password: &str, email: Option<&Email>) -> Result<(), PasswordRejection> {
         let len = password.chars().count();
         if len < self.min_length {
-            return Err(PasswordRejection::TooShort { min: self.min_length });
+            return Err(PasswordRejection::TooShort {
+                min: self.min_length,
+            });
         }
         if len > self.max_length {
-            return Err(PasswordRejection::TooLong { max: self.max_length });
+            return Err(PasswordRejection::TooLong {
+                max: self.max_length,
+            });
         }
-        let classes: [(bool, &'static str, fn(char) -> bool); 4] = [
+        let classes: [CharClassRule; 4] = [
             (self.require_lowercase, "lowercase", char::is_lowercase),
             (self.require_uppercase, "uppercase", char::is_uppercase),
             (self.require_digit, "digit", |c| c.is_ascii_digit()),
@@ -174,7 +185,12 @@ pub struct HashingConfig {
 
 impl Default for HashingConfig {
     fn default() -> Self {
-        Self { memory_kib: 19456, iterations: 2, parallelism: 1, max_concurrent: 0 }
+        Self {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent: 0,
+        }
     }
 }
 
@@ -200,7 +216,9 @@ pub struct Argon2Hasher {
 
 impl fmt::Debug for Argon2Hasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Argon2Hasher").field("params", self.argon2.params()).finish_non_exhaustive()
+        f.debug_struct("Argon2Hasher")
+            .field("params", self.argon2.params())
+            .finish_non_exhaustive()
     }
 }
 
@@ -209,13 +227,20 @@ impl Argon2Hasher {
     pub fn new(config: &HashingConfig) -> Result<Self, String> {
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, config.params()?);
         let slots = if config.max_concurrent == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
         } else {
             config.max_concurrent
         };
         let dummy_secret = hex::encode(random_bytes::<16>(&OsRandom));
         let dummy_hash = hash_with(&argon2, dummy_secret.as_bytes()).map_err(|e| e.to_string())?;
-        Ok(Self { argon2, permits: Arc::new(Semaphore::new(slots)), waiting: Arc::new(AtomicUsize::new(0)), dummy_hash })
+        Ok(Self {
+            argon2,
+            permits: Arc::new(Semaphore::new(slots)),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            dummy_hash,
+        })
     }
 
     /// Hash requests waiting for a free slot right now.
@@ -249,12 +274,22 @@ fn hash_with(argon2: &Argon2<'_>, password: &[u8]) -> Result<String, argon2::pas
     Ok(argon2.hash_password(password, &salt)?.to_string())
 }
 
-fn verify_with(argon2: &Argon2<'_>, password: &[u8], stored: &str) -> Result<PasswordMatch, String> {
-    let parsed = PasswordHash::new(stored).map_err(|e| format!("stored hash does not parse: {e}"))?;
+fn verify_with(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    stored: &str,
+) -> Result<PasswordMatch, String> {
+    let parsed =
+        PasswordHash::new(stored).map_err(|e| format!("stored hash does not parse: {e}"))?;
     // Verify with the parameters recorded in the hash, whatever the current ones are.
     let stored_params = Params::try_from(&parsed).map_err(|e| e.to_string())?;
     let algorithm = Algorithm::try_from(parsed.algorithm).map_err(|e| e.to_string())?;
-    let version = parsed.version.map(Version::try_from).transpose().map_err(|e| e.to_string())?.unwrap_or_default();
+    let version = parsed
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
     let verifier = Argon2::new(algorithm, version, stored_params.clone());
     if verifier.verify_password(password, &parsed).is_err() {
         return Ok(PasswordMatch::Mismatch);
@@ -296,21 +331,35 @@ mod tests {
     use super::*;
 
     fn fast() -> HashingConfig {
-        HashingConfig { memory_kib: 1024, iterations: 1, parallelism: 1, max_concurrent: 2 }
+        HashingConfig {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+            max_concurrent: 2,
+        }
     }
 
     #[test]
     fn default_policy_accepts_a_plain_long_password() {
-        assert_eq!(PasswordPolicy::default().check("correct horse battery", None), Ok(()));
+        assert_eq!(
+            PasswordPolicy::default().check("correct horse battery", None),
+            Ok(())
+        );
     }
 
     #[test]
     fn default_policy_enforces_length_in_characters_not_bytes() {
         let p = PasswordPolicy::default();
-        assert_eq!(p.check("short", None), Err(PasswordRejection::TooShort { min: 8 }));
+        assert_eq!(
+            p.check("short", None),
+            Err(PasswordRejection::TooShort { min: 8 })
+        );
         // Eight multi-byte characters are eight characters.
         assert_eq!(p.check("ééééééé€", None), Ok(()));
-        assert_eq!(p.check(&"x".repeat(129), None), Err(PasswordRejection::TooLong { max: 128 }));
+        assert_eq!(
+            p.check(&"x".repeat(129), None),
+            Err(PasswordRejection::TooLong { max: 128 })
+        );
         assert_eq!(p.check(&"xq".repeat(64), None), Ok(()));
     }
 
@@ -326,7 +375,10 @@ mod tests {
     #[test]
     fn password_equal_to_email_is_rejected() {
         let email = Email::parse("Someone@Example.com").unwrap();
-        assert_eq!(PasswordPolicy::default().check("someone@example.com", Some(&email)), Err(PasswordRejection::SameAsEmail));
+        assert_eq!(
+            PasswordPolicy::default().check("someone@example.com", Some(&email)),
+            Err(PasswordRejection::SameAsEmail)
+        );
     }
 
     #[test]
@@ -340,19 +392,40 @@ mod tests {
             ..PasswordPolicy::default()
         };
         assert!(p.validate().is_ok());
-        assert_eq!(p.check("ALLUPPERCASE1!", None), Err(PasswordRejection::MissingClass("lowercase")));
-        assert_eq!(p.check("alllowercase1!", None), Err(PasswordRejection::MissingClass("uppercase")));
-        assert_eq!(p.check("NoDigitsHere!", None), Err(PasswordRejection::MissingClass("digit")));
-        assert_eq!(p.check("NoSymbols123", None), Err(PasswordRejection::MissingClass("symbol")));
+        assert_eq!(
+            p.check("ALLUPPERCASE1!", None),
+            Err(PasswordRejection::MissingClass("lowercase"))
+        );
+        assert_eq!(
+            p.check("alllowercase1!", None),
+            Err(PasswordRejection::MissingClass("uppercase"))
+        );
+        assert_eq!(
+            p.check("NoDigitsHere!", None),
+            Err(PasswordRejection::MissingClass("digit"))
+        );
+        assert_eq!(
+            p.check("NoSymbols123", None),
+            Err(PasswordRejection::MissingClass("symbol"))
+        );
         assert_eq!(p.check("Tr1cky-Horse", None), Ok(()));
-        assert_eq!(p.check(&"Aa1!".repeat(7), None), Err(PasswordRejection::TooLong { max: 24 }));
+        assert_eq!(
+            p.check(&"Aa1!".repeat(7), None),
+            Err(PasswordRejection::TooLong { max: 24 })
+        );
     }
 
     #[test]
     fn policy_validation_names_the_key() {
-        let p = PasswordPolicy { max_length: 16, ..PasswordPolicy::default() };
+        let p = PasswordPolicy {
+            max_length: 16,
+            ..PasswordPolicy::default()
+        };
         assert!(p.validate().unwrap_err().contains("max_length"));
-        let p = PasswordPolicy { min_length: 4, ..PasswordPolicy::default() };
+        let p = PasswordPolicy {
+            min_length: 4,
+            ..PasswordPolicy::default()
+        };
         assert!(p.validate().unwrap_err().contains("min_length"));
     }
 
@@ -368,11 +441,29 @@ mod tests {
         let pw = SecretString::from("correct horse battery");
         let stored = hasher.hash(&pw).await.unwrap();
         assert!(stored.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
-        assert_eq!(hasher.verify(&pw, &stored).await.unwrap(), PasswordMatch::Match { needs_rehash: false });
-        assert_eq!(hasher.verify(&SecretString::from("wrong"), &stored).await.unwrap(), PasswordMatch::Mismatch);
+        assert_eq!(
+            hasher.verify(&pw, &stored).await.unwrap(),
+            PasswordMatch::Match {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(
+            hasher
+                .verify(&SecretString::from("wrong"), &stored)
+                .await
+                .unwrap(),
+            PasswordMatch::Mismatch
+        );
 
-        let stronger = Argon2Hasher::new(&HashingConfig { memory_kib: 2048, ..fast() }).unwrap();
-        assert_eq!(stronger.verify(&pw, &stored).await.unwrap(), PasswordMatch::Match { needs_rehash: true });
+        let stronger = Argon2Hasher::new(&HashingConfig {
+            memory_kib: 2048,
+            ..fast()
+        })
+        .unwrap();
+        assert_eq!(
+            stronger.verify(&pw, &stored).await.unwrap(),
+            PasswordMatch::Match { needs_rehash: true }
+        );
         hasher.verify_dummy(&pw).await.unwrap();
     }
 }

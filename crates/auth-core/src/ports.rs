@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 
 use crate::error::AuthResult;
 use crate::model::{
-    NewSession, NewUser, ProfileUpdate, RefreshTokenRecord, RotateOutcome, Session, SessionId, StoredSigningKey,
-    TokenHash, User, UserCredentials, UserId,
+    NewSession, NewUser, ProfileUpdate, RefreshTokenRecord, RotateOutcome, Session, SessionId,
+    StoredSigningKey, TokenHash, User, UserCredentials, UserId,
 };
 
 /// Storage of user accounts.
@@ -19,18 +19,35 @@ pub trait UserStore: Send + Sync {
     /// A user by id.
     async fn user_by_id(&self, id: UserId) -> AuthResult<Option<User>>;
     /// A user and their password hash by canonical (lowercased) email.
-    async fn credentials_by_email(&self, canonical_email: &str) -> AuthResult<Option<UserCredentials>>;
+    async fn credentials_by_email(
+        &self,
+        canonical_email: &str,
+    ) -> AuthResult<Option<UserCredentials>>;
     /// Apply a profile update; `None` when the user does not exist.
-    async fn update_profile(&self, id: UserId, update: &ProfileUpdate, now: DateTime<Utc>) -> AuthResult<Option<User>>;
+    async fn update_profile(
+        &self,
+        id: UserId,
+        update: &ProfileUpdate,
+        now: DateTime<Utc>,
+    ) -> AuthResult<Option<User>>;
     /// Replace the password hash (re-hash on login, password change).
-    async fn set_password_hash(&self, id: UserId, password_hash: &str, now: DateTime<Utc>) -> AuthResult<()>;
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> AuthResult<()>;
 }
 
 /// Storage of sessions and their refresh tokens.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Create a session and its first refresh token, atomically.
-    async fn create_session(&self, session: &NewSession, first_refresh: &TokenHash) -> AuthResult<Session>;
+    async fn create_session(
+        &self,
+        session: &NewSession,
+        first_refresh: &TokenHash,
+    ) -> AuthResult<Session>;
     /// A session by id, revoked or not.
     async fn session(&self, id: SessionId) -> AuthResult<Option<Session>>;
     /// Every session of a user that is not revoked (expired ones included; the core filters).
@@ -51,7 +68,12 @@ pub trait SessionStore: Send + Sync {
     /// Revoke one session; `false` when it was unknown or already revoked.
     async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> AuthResult<bool>;
     /// Revoke every session of a user except `keep`; returns how many were revoked.
-    async fn revoke_sessions_of(&self, user_id: UserId, keep: Option<SessionId>, now: DateTime<Utc>) -> AuthResult<u64>;
+    async fn revoke_sessions_of(
+        &self,
+        user_id: UserId,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+    ) -> AuthResult<u64>;
     /// Delete sessions (and their tokens) that ended before `cutoff`: expired or revoked.
     async fn purge_sessions_ended_before(&self, cutoff: DateTime<Utc>) -> AuthResult<u64>;
 }

@@ -13,7 +13,9 @@ use crate::clock::Clock;
 use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
 use crate::jwt::{AccessClaims, TokenIssuer};
-use crate::model::{ClientInfo, NewSession, NewUser, ProfileUpdate, RotateOutcome, Session, SessionId, User, UserId};
+use crate::model::{
+    ClientInfo, NewSession, NewUser, ProfileUpdate, RotateOutcome, Session, SessionId, User, UserId,
+};
 use crate::opaque;
 use crate::password::{PasswordHasher, PasswordMatch, PasswordPolicy};
 use crate::ports::{SessionStore, UserStore};
@@ -55,7 +57,10 @@ pub struct IntrospectionClient {
 
 impl fmt::Debug for IntrospectionClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IntrospectionClient").field("id", &self.id).field("secret", &"[redacted]").finish()
+        f.debug_struct("IntrospectionClient")
+            .field("id", &self.id)
+            .field("secret", &"[redacted]")
+            .finish()
     }
 }
 
@@ -107,7 +112,10 @@ pub struct IssuedTokens {
 
 impl fmt::Debug for IssuedTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IssuedTokens").field("session_id", &self.session_id).field("user", &self.user.id).finish_non_exhaustive()
+        f.debug_struct("IssuedTokens")
+            .field("session_id", &self.session_id)
+            .field("user", &self.user.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -149,7 +157,7 @@ pub enum Introspection {
     /// Unknown, expired, revoked or malformed.
     Inactive,
     /// A live access token.
-    AccessToken(AccessClaims),
+    AccessToken(Box<AccessClaims>),
     /// A live refresh token.
     RefreshToken {
         /// The user id.
@@ -187,7 +195,9 @@ pub struct AuthService {
 
 impl fmt::Debug for AuthService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthService").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("AuthService")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -198,10 +208,16 @@ fn normalise_name(name: Option<String>) -> AuthResult<Option<String>> {
         return Ok(None);
     }
     if name.chars().count() > MAX_NAME_CHARS {
-        return Err(AuthError::InvalidField { field: "name", reason: "must be at most 200 characters" });
+        return Err(AuthError::InvalidField {
+            field: "name",
+            reason: "must be at most 200 characters",
+        });
     }
     if name.chars().any(char::is_control) {
-        return Err(AuthError::InvalidField { field: "name", reason: "must not contain control characters" });
+        return Err(AuthError::InvalidField {
+            field: "name",
+            reason: "must not contain control characters",
+        });
     }
     Ok(Some(name.to_owned()))
 }
@@ -212,11 +228,17 @@ fn normalise_avatar_url(url: Option<String>) -> AuthResult<Option<String>> {
     if url.is_empty() {
         return Ok(None);
     }
-    let invalid = |reason| AuthError::InvalidField { field: "avatar_url", reason };
+    let invalid = |reason| AuthError::InvalidField {
+        field: "avatar_url",
+        reason,
+    };
     if url.chars().count() > MAX_URL_CHARS {
         return Err(invalid("must be at most 2048 characters"));
     }
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or(invalid("must be an http or https URL"))?;
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or(invalid("must be an http or https URL"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid("must be an http or https URL"));
@@ -243,7 +265,10 @@ impl AuthService {
     /// Create an account with a password and sign it in.
     pub async fn signup(&self, req: SignupRequest, client: ClientInfo) -> AuthResult<IssuedTokens> {
         let email = Email::parse(&req.email).map_err(AuthError::InvalidEmail)?;
-        self.settings.password_policy.check(req.password.expose_secret(), Some(&email)).map_err(AuthError::WeakPassword)?;
+        self.settings
+            .password_policy
+            .check(req.password.expose_secret(), Some(&email))
+            .map_err(AuthError::WeakPassword)?;
         let name = normalise_name(req.name)?;
         let password_hash = self.ports.hasher.hash(&req.password).await?;
         let now = self.ports.clock.now();
@@ -260,24 +285,38 @@ impl AuthService {
             })
             .await?;
         tracing::info!(user_id = %user.id, "user signed up");
-        self.open_session(user, client, vec!["pwd".into()], now).await
+        self.open_session(user, client, vec!["pwd".into()], now)
+            .await
     }
 
     /// Sign in with email and password.
-    pub async fn login(&self, email: &str, password: &SecretString, client: ClientInfo) -> AuthResult<IssuedTokens> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &SecretString,
+        client: ClientInfo,
+    ) -> AuthResult<IssuedTokens> {
         if password.expose_secret().len() > MAX_PASSWORD_BYTES {
             return Err(AuthError::InvalidCredentials);
         }
         let found = match Email::parse(email) {
-            Ok(email) => self.ports.users.credentials_by_email(&email.canonical()).await?,
+            Ok(email) => {
+                self.ports
+                    .users
+                    .credentials_by_email(&email.canonical())
+                    .await?
+            }
             Err(_) => None,
         };
         // Unknown account or no password: burn the same hashing time, then refuse.
-        let Some((creds, stored)) = found.and_then(|c| c.password_hash.clone().map(|h| (c, h))) else {
+        let Some((creds, stored)) = found.and_then(|c| c.password_hash.clone().map(|h| (c, h)))
+        else {
             self.ports.hasher.verify_dummy(password).await?;
             return Err(AuthError::InvalidCredentials);
         };
-        let PasswordMatch::Match { needs_rehash } = self.ports.hasher.verify(password, &stored).await? else {
+        let PasswordMatch::Match { needs_rehash } =
+            self.ports.hasher.verify(password, &stored).await?
+        else {
             tracing::info!(user_id = %creds.user.id, "login failed: wrong password");
             return Err(AuthError::InvalidCredentials);
         };
@@ -286,18 +325,32 @@ impl AuthService {
             // Upgrading the hash is best effort: the sign-in itself already succeeded.
             match self.ports.hasher.hash(password).await {
                 Ok(fresh) => {
-                    if let Err(e) = self.ports.users.set_password_hash(creds.user.id, &fresh, now).await {
+                    if let Err(e) = self
+                        .ports
+                        .users
+                        .set_password_hash(creds.user.id, &fresh, now)
+                        .await
+                    {
                         tracing::warn!(user_id = %creds.user.id, error = %e, "could not store re-hashed password");
                     }
                 }
-                Err(e) => tracing::warn!(user_id = %creds.user.id, error = %e, "could not re-hash password"),
+                Err(e) => {
+                    tracing::warn!(user_id = %creds.user.id, error = %e, "could not re-hash password")
+                }
             }
         }
         tracing::info!(user_id = %creds.user.id, "user logged in");
-        self.open_session(creds.user, client, vec!["pwd".into()], now).await
+        self.open_session(creds.user, client, vec!["pwd".into()], now)
+            .await
     }
 
-    async fn open_session(&self, user: User, client: ClientInfo, amr: Vec<String>, now: DateTime<Utc>) -> AuthResult<IssuedTokens> {
+    async fn open_session(
+        &self,
+        user: User,
+        client: ClientInfo,
+        amr: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> AuthResult<IssuedTokens> {
         let refresh_token = opaque::generate(self.ports.rng.as_ref());
         let session = self
             .ports
@@ -318,7 +371,13 @@ impl AuthService {
         self.issue(user, &session, refresh_token, now)
     }
 
-    fn issue(&self, user: User, session: &Session, refresh_token: SecretString, now: DateTime<Utc>) -> AuthResult<IssuedTokens> {
+    fn issue(
+        &self,
+        user: User,
+        session: &Session,
+        refresh_token: SecretString,
+        now: DateTime<Utc>,
+    ) -> AuthResult<IssuedTokens> {
         let ttl = self.settings.sessions.access_ttl;
         // An access token never outlives its session.
         let exp = (now + ttl).min(session.expires_at);
@@ -360,22 +419,33 @@ impl AuthService {
         }
         let hash = opaque::hash(token);
         let sessions = &self.ports.sessions;
-        let record = sessions.refresh_token(&hash).await?.ok_or(AuthError::InvalidRefreshToken)?;
+        let record = sessions
+            .refresh_token(&hash)
+            .await?
+            .ok_or(AuthError::InvalidRefreshToken)?;
         let now = self.ports.clock.now();
         let session = self.live_session(record.session_id, now).await?;
 
         if record.rotated_at.is_none() {
             let successor = opaque::generate(self.ports.rng.as_ref());
-            let sealed = opaque::seal_successor(presented, &successor).ok_or_else(|| AuthError::internal("cannot seal successor"))?;
+            let sealed = opaque::seal_successor(presented, &successor)
+                .ok_or_else(|| AuthError::internal("cannot seal successor"))?;
             let successor_hash = opaque::hash(successor.expose_secret());
-            if sessions.rotate_refresh_token(&hash, &successor_hash, &sealed, now).await? == RotateOutcome::Rotated {
+            if sessions
+                .rotate_refresh_token(&hash, &successor_hash, &sealed, now)
+                .await?
+                == RotateOutcome::Rotated
+            {
                 let user = self.session_user(&session).await?;
                 return self.issue(user, &session, successor, now);
             }
         }
 
         // Already rotated, by an earlier request or by a concurrent one just now.
-        let record = sessions.refresh_token(&hash).await?.ok_or(AuthError::InvalidRefreshToken)?;
+        let record = sessions
+            .refresh_token(&hash)
+            .await?
+            .ok_or(AuthError::InvalidRefreshToken)?;
         let rotated_at = record.rotated_at.ok_or(AuthError::InvalidRefreshToken)?;
         if now - rotated_at > self.settings.sessions.reuse_grace {
             self.ports.sessions.revoke_session(session.id, now).await?;
@@ -388,14 +458,20 @@ impl AuthService {
             );
             return Err(AuthError::InvalidRefreshToken);
         }
-        let current = self.current_refresh_token(token.to_owned(), record.sealed_successor).await?;
+        let current = self
+            .current_refresh_token(token.to_owned(), record.sealed_successor)
+            .await?;
         let session = self.live_session(session.id, now).await?;
         let user = self.session_user(&session).await?;
         self.issue(user, &session, current, now)
     }
 
     /// Follow sealed successors from a rotated token to the session's current token.
-    async fn current_refresh_token(&self, mut token: String, mut sealed: Option<String>) -> AuthResult<SecretString> {
+    async fn current_refresh_token(
+        &self,
+        mut token: String,
+        mut sealed: Option<String>,
+    ) -> AuthResult<SecretString> {
         // The chain only grows by one per rotation; a long walk means something is wrong.
         for _ in 0..64 {
             let next = sealed
@@ -427,7 +503,11 @@ impl AuthService {
     }
 
     async fn session_user(&self, session: &Session) -> AuthResult<User> {
-        self.ports.users.user_by_id(session.user_id).await?.ok_or(AuthError::InvalidRefreshToken)
+        self.ports
+            .users
+            .user_by_id(session.user_id)
+            .await?
+            .ok_or(AuthError::InvalidRefreshToken)
     }
 
     /// Verify an access token and check that its session is still live, so a revoked
@@ -441,7 +521,11 @@ impl AuthService {
         let session = self.ports.sessions.session(session_id).await?;
         match session {
             Some(s) if s.user_id == user_id && s.revoked_at.is_none() && now < s.expires_at => {
-                Ok(Authenticated { user_id, session_id, claims })
+                Ok(Authenticated {
+                    user_id,
+                    session_id,
+                    claims,
+                })
             }
             _ => Err(AuthError::InvalidToken("session revoked or expired")),
         }
@@ -452,9 +536,19 @@ impl AuthService {
         let now = self.ports.clock.now();
         let sessions = &self.ports.sessions;
         let revoked = match scope {
-            LogoutScope::Session => u64::from(sessions.revoke_session(caller.session_id, now).await?),
-            LogoutScope::Others => sessions.revoke_sessions_of(caller.user_id, Some(caller.session_id), now).await?,
-            LogoutScope::All => sessions.revoke_sessions_of(caller.user_id, None, now).await?,
+            LogoutScope::Session => {
+                u64::from(sessions.revoke_session(caller.session_id, now).await?)
+            }
+            LogoutScope::Others => {
+                sessions
+                    .revoke_sessions_of(caller.user_id, Some(caller.session_id), now)
+                    .await?
+            }
+            LogoutScope::All => {
+                sessions
+                    .revoke_sessions_of(caller.user_id, None, now)
+                    .await?
+            }
         };
         tracing::info!(user_id = %caller.user_id, ?scope, revoked, "logout");
         Ok(())
@@ -466,30 +560,46 @@ impl AuthService {
         let token = token.expose_secret();
         let now = self.ports.clock.now();
         let session_id = if opaque::is_well_formed(token) {
-            self.ports.sessions.refresh_token(&opaque::hash(token)).await?.map(|r| r.session_id)
+            self.ports
+                .sessions
+                .refresh_token(&opaque::hash(token))
+                .await?
+                .map(|r| r.session_id)
         } else {
             match self.ports.tokens.verify(token, now) {
                 Ok(claims) => claims.sid.parse().ok(),
                 Err(_) => None,
             }
         };
-        if let Some(id) = session_id {
-            if self.ports.sessions.revoke_session(id, now).await? {
-                tracing::info!(session_id = %id, "session revoked by token revocation");
-            }
+        if let Some(id) = session_id
+            && self.ports.sessions.revoke_session(id, now).await?
+        {
+            tracing::info!(session_id = %id, "session revoked by token revocation");
         }
         Ok(())
     }
 
     /// Check an introspection client's credentials in constant time.
-    pub fn authenticate_introspection_client(&self, id: &str, secret: &SecretString) -> AuthResult<()> {
+    pub fn authenticate_introspection_client(
+        &self,
+        id: &str,
+        secret: &SecretString,
+    ) -> AuthResult<()> {
         let mut ok = false;
         for client in &self.settings.introspection_clients {
             let id_eq = client.id.as_bytes().ct_eq(id.as_bytes());
-            let secret_eq = client.secret.expose_secret().as_bytes().ct_eq(secret.expose_secret().as_bytes());
+            let secret_eq = client
+                .secret
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(secret.expose_secret().as_bytes());
             ok |= bool::from(id_eq & secret_eq);
         }
-        if ok { Ok(()) } else { Err(AuthError::InvalidClient) }
+        if ok {
+            Ok(())
+        } else {
+            Err(AuthError::InvalidClient)
+        }
     }
 
     /// RFC 7662 introspection of an access or refresh token. The caller must have passed
@@ -498,22 +608,32 @@ impl AuthService {
         let token = token.expose_secret();
         if !opaque::is_well_formed(token) {
             return match self.authenticate(token).await {
-                Ok(caller) => Ok(Introspection::AccessToken(caller.claims)),
+                Ok(caller) => Ok(Introspection::AccessToken(Box::new(caller.claims))),
                 Err(AuthError::InvalidToken(_)) => Ok(Introspection::Inactive),
                 Err(e) => Err(e),
             };
         }
         let now = self.ports.clock.now();
-        let Some(record) = self.ports.sessions.refresh_token(&opaque::hash(token)).await? else {
+        let Some(record) = self
+            .ports
+            .sessions
+            .refresh_token(&opaque::hash(token))
+            .await?
+        else {
             return Ok(Introspection::Inactive);
         };
         let session = self.ports.sessions.session(record.session_id).await?;
         match session {
-            Some(s) if record.rotated_at.is_none() && s.is_active(now, self.settings.sessions.idle_ttl) => {
+            Some(s)
+                if record.rotated_at.is_none()
+                    && s.is_active(now, self.settings.sessions.idle_ttl) =>
+            {
                 Ok(Introspection::RefreshToken {
                     sub: s.user_id,
                     sid: s.id,
-                    exp: s.expires_at.min(s.last_used_at + self.settings.sessions.idle_ttl),
+                    exp: s
+                        .expires_at
+                        .min(s.last_used_at + self.settings.sessions.idle_ttl),
                     iat: record.created_at,
                 })
             }
@@ -523,11 +643,19 @@ impl AuthService {
 
     /// The signed-in user.
     pub async fn me(&self, caller: &Authenticated) -> AuthResult<User> {
-        self.ports.users.user_by_id(caller.user_id).await?.ok_or(AuthError::InvalidToken("user no longer exists"))
+        self.ports
+            .users
+            .user_by_id(caller.user_id)
+            .await?
+            .ok_or(AuthError::InvalidToken("user no longer exists"))
     }
 
     /// Update the signed-in user's name and avatar.
-    pub async fn update_me(&self, caller: &Authenticated, update: ProfileUpdate) -> AuthResult<User> {
+    pub async fn update_me(
+        &self,
+        caller: &Authenticated,
+        update: ProfileUpdate,
+    ) -> AuthResult<User> {
         let update = ProfileUpdate {
             name: update.name.map(normalise_name).transpose()?,
             avatar_url: update.avatar_url.map(normalise_avatar_url).transpose()?,
@@ -551,12 +679,19 @@ impl AuthService {
             .await?
             .into_iter()
             .filter(|s| s.is_active(now, idle))
-            .map(|session| SessionView { current: session.id == caller.session_id, session })
+            .map(|session| SessionView {
+                current: session.id == caller.session_id,
+                session,
+            })
             .collect())
     }
 
     /// Revoke one of the caller's own sessions.
-    pub async fn revoke_own_session(&self, caller: &Authenticated, id: SessionId) -> AuthResult<()> {
+    pub async fn revoke_own_session(
+        &self,
+        caller: &Authenticated,
+        id: SessionId,
+    ) -> AuthResult<()> {
         let now = self.ports.clock.now();
         match self.ports.sessions.session(id).await? {
             Some(s) if s.user_id == caller.user_id && s.revoked_at.is_none() => {
@@ -570,6 +705,9 @@ impl AuthService {
     /// Delete sessions that ended more than `retention` ago (housekeeping).
     pub async fn purge_ended_sessions(&self, retention: Duration) -> AuthResult<u64> {
         let cutoff = self.ports.clock.now() - retention;
-        self.ports.sessions.purge_sessions_ended_before(cutoff).await
+        self.ports
+            .sessions
+            .purge_sessions_ended_before(cutoff)
+            .await
     }
 }

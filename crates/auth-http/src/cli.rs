@@ -57,7 +57,9 @@ impl Cli {
             Err(e) => return fail(exit::CONFIG, &e),
         };
         match self.command.unwrap_or(Command::Serve) {
-            Command::Config { action: ConfigAction::Check } => match render(&settings) {
+            Command::Config {
+                action: ConfigAction::Check,
+            } => match render(&settings) {
                 Ok(text) => {
                     let _ = writeln!(std::io::stdout(), "{text}");
                     ExitCode::SUCCESS

@@ -19,7 +19,10 @@ const MAX_USER_AGENT_CHARS: usize = 512;
 pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Where the request came from. Proxies are not trusted here: the socket peer is the client.
@@ -45,8 +48,11 @@ impl FromRequest for Caller {
         let token = bearer_token(req).map(str::to_owned);
         let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::from(auth_core::AuthError::internal("application state missing")))?;
-            let token = token.ok_or_else(|| ApiError::unauthenticated("a bearer access token is required"))?;
+            let state = state.ok_or_else(|| {
+                ApiError::from(auth_core::AuthError::internal("application state missing"))
+            })?;
+            let token = token
+                .ok_or_else(|| ApiError::unauthenticated("a bearer access token is required"))?;
             Ok(Caller(state.auth.authenticate(&token).await?))
         })
     }
@@ -54,8 +60,13 @@ impl FromRequest for Caller {
 
 /// Parse a JSON body into `T`; an empty body parses as `{}` when `empty_ok`.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8], empty_ok: bool) -> Result<T, ApiError> {
-    let body: &[u8] = if empty_ok && body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+    let body: &[u8] = if empty_ok && body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
 }
 
 /// Whether the request declares a JSON body.
@@ -65,17 +76,27 @@ pub fn is_json(req: &HttpRequest) -> bool {
 
 fn content_type(req: &HttpRequest) -> Option<String> {
     let ct = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+    Some(
+        ct.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase(),
+    )
 }
 
 /// Parse a body that may be JSON or `application/x-www-form-urlencoded` (RFC 7009/7662).
-pub fn parse_json_or_form<T: DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json_or_form<T: DeserializeOwned>(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<T, ApiError> {
     match content_type(req).as_deref() {
-        Some("application/x-www-form-urlencoded") => {
-            serde_urlencoded::from_bytes(body).map_err(|e| ApiError::invalid_request(format!("invalid form body: {e}")))
-        }
+        Some("application/x-www-form-urlencoded") => serde_urlencoded::from_bytes(body)
+            .map_err(|e| ApiError::invalid_request(format!("invalid form body: {e}"))),
         _ if is_json(req) => parse_json(body, false),
-        _ => Err(ApiError::invalid_request("the body must be application/json or application/x-www-form-urlencoded")),
+        _ => Err(ApiError::invalid_request(
+            "the body must be application/json or application/x-www-form-urlencoded",
+        )),
     }
 }
 
@@ -84,6 +105,8 @@ pub fn require_json(req: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
     if body.is_empty() || is_json(req) {
         Ok(())
     } else {
-        Err(ApiError::invalid_request("the body must be application/json"))
+        Err(ApiError::invalid_request(
+            "the body must be application/json",
+        ))
     }
 }

@@ -28,33 +28,59 @@ fn read(path: &Path, key: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Build the key set described by the settings.
-pub async fn load_key_set(settings: &Settings, home: GeneratedKeyHome<'_>) -> Result<KeySet, String> {
+pub async fn load_key_set(
+    settings: &Settings,
+    home: GeneratedKeyHome<'_>,
+) -> Result<KeySet, String> {
     let tokens = &settings.tokens;
     let algorithm = settings.signing_algorithm()?;
     let mut keys = match (algorithm, &tokens.private_key_path) {
         (SigningAlgorithm::HS256, _) => {
-            let secret = tokens.hs256_secret.as_ref().ok_or("tokens.hs256_secret is required for HS256")?;
-            KeySet::from_hs256_secret(secret.expose_secret().as_bytes()).map_err(|e| format!("tokens.hs256_secret: {e}"))?
+            let secret = tokens
+                .hs256_secret
+                .as_ref()
+                .ok_or("tokens.hs256_secret is required for HS256")?;
+            KeySet::from_hs256_secret(secret.expose_secret().as_bytes())
+                .map_err(|e| format!("tokens.hs256_secret: {e}"))?
         }
         (_, Some(private)) => {
-            let public = tokens.public_key_path.as_deref().map(|p| read(p, "tokens.public_key_path")).transpose()?;
-            KeySet::from_private_pem(algorithm, &read(private, "tokens.private_key_path")?, public.as_deref())
-                .map_err(|e| format!("tokens.private_key_path: {e}"))?
+            let public = tokens
+                .public_key_path
+                .as_deref()
+                .map(|p| read(p, "tokens.public_key_path"))
+                .transpose()?;
+            KeySet::from_private_pem(
+                algorithm,
+                &read(private, "tokens.private_key_path")?,
+                public.as_deref(),
+            )
+            .map_err(|e| format!("tokens.private_key_path: {e}"))?
         }
         (SigningAlgorithm::EdDSA, None) => {
             let pem = match home {
                 GeneratedKeyHome::DataDir => generated_key_file(&settings.data_dir)?,
                 GeneratedKeyHome::Database(store) => generated_key_in_database(store).await?,
             };
-            KeySet::from_private_pem(SigningAlgorithm::EdDSA, pem.expose_secret().as_bytes(), None)
-                .map_err(|e| format!("generated signing key: {e}"))?
+            KeySet::from_private_pem(
+                SigningAlgorithm::EdDSA,
+                pem.expose_secret().as_bytes(),
+                None,
+            )
+            .map_err(|e| format!("generated signing key: {e}"))?
         }
-        (_, None) => return Err(format!("tokens.private_key_path is required for {}", algorithm.as_str())),
+        (_, None) => {
+            return Err(format!(
+                "tokens.private_key_path is required for {}",
+                algorithm.as_str()
+            ));
+        }
     };
     for (i, extra) in tokens.verification_keys.iter().enumerate() {
         let name = format!("tokens.verification_keys[{i}]");
-        let alg = SigningAlgorithm::from_str(&extra.algorithm).map_err(|e| format!("{name}.algorithm: {e}"))?;
-        keys.add_verification_key(alg, &read(&extra.path, &name)?).map_err(|e| format!("{name}: {e}"))?;
+        let alg = SigningAlgorithm::from_str(&extra.algorithm)
+            .map_err(|e| format!("{name}.algorithm: {e}"))?;
+        keys.add_verification_key(alg, &read(&extra.path, &name)?)
+            .map_err(|e| format!("{name}: {e}"))?;
     }
     Ok(keys)
 }
@@ -66,7 +92,8 @@ fn generated_key_file(data_dir: &Path) -> Result<SecretString, String> {
     if let Ok(pem) = std::fs::read_to_string(&path) {
         return Ok(SecretString::from(pem));
     }
-    std::fs::create_dir_all(&dir).map_err(|e| format!("data_dir: cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("data_dir: cannot create {}: {e}", dir.display()))?;
     let pem = generate_ed25519_pem(&OsRandom)?;
     // Write to a temporary file, then link it into place: a concurrent start-up either
     // wins or reads the winner's key, and nobody ever reads a half-written file.
@@ -75,7 +102,9 @@ fn generated_key_file(data_dir: &Path) -> Result<SecretString, String> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp).map_err(|e| format!("data_dir: cannot write {}: {e}", tmp.display()))?;
+    let mut file = options
+        .open(&tmp)
+        .map_err(|e| format!("data_dir: cannot write {}: {e}", tmp.display()))?;
     file.write_all(pem.expose_secret().as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("data_dir: cannot write {}: {e}", tmp.display()))?;
@@ -86,9 +115,9 @@ fn generated_key_file(data_dir: &Path) -> Result<SecretString, String> {
             tracing::info!(path = %path.display(), "generated a new Ed25519 signing key");
             Ok(pem)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::fs::read_to_string(&path).map(SecretString::from).map_err(|e| format!("cannot read {}: {e}", path.display()))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read_to_string(&path)
+            .map(SecretString::from)
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
         Err(e) => Err(format!("data_dir: cannot create {}: {e}", path.display())),
     }
 }
@@ -99,9 +128,15 @@ async fn generated_key_in_database(store: &dyn SigningKeyStore) -> Result<Secret
         private_pem: generate_ed25519_pem(&OsRandom)?,
         created_at: SystemClock.now(),
     };
-    let stored = store.load_or_store(&candidate).await.map_err(|e| format!("signing key store: {e}"))?;
+    let stored = store
+        .load_or_store(&candidate)
+        .await
+        .map_err(|e| format!("signing key store: {e}"))?;
     if stored.algorithm != SigningAlgorithm::EdDSA.as_str() {
-        return Err(format!("the stored signing key is {}, expected EdDSA", stored.algorithm));
+        return Err(format!(
+            "the stored signing key is {}, expected EdDSA",
+            stored.algorithm
+        ));
     }
     Ok(stored.private_pem)
 }
@@ -119,10 +154,17 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join("keys/ed25519.pem")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.join("keys/ed25519.pem"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert_eq!(std::fs::read_dir(dir.join("keys")).unwrap().count(), 1, "temporary files left behind");
+        assert_eq!(
+            std::fs::read_dir(dir.join("keys")).unwrap().count(),
+            1,
+            "temporary files left behind"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

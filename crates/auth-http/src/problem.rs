@@ -29,33 +29,70 @@ struct Problem<'a> {
 
 impl ApiError {
     /// A problem with the given status, code, title and detail.
-    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, title, detail: detail.into(), retry_after: None, basic_challenge: false }
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            title,
+            detail: detail.into(),
+            retry_after: None,
+            basic_challenge: false,
+        }
     }
 
     /// 400 `invalid_request`.
     pub fn invalid_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", "Invalid request", detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Invalid request",
+            detail,
+        )
     }
 
     /// 413 `payload_too_large`.
     pub fn payload_too_large(limit: usize) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large", format!("the request body exceeds {limit} bytes"))
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "Payload too large",
+            format!("the request body exceeds {limit} bytes"),
+        )
     }
 
     /// 401 `invalid_token` for a missing or unusable bearer token.
     pub fn unauthenticated(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", "Unauthorized", detail)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "Unauthorized",
+            detail,
+        )
     }
 
     /// 404 `not_found`.
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "Not found", "no such resource")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Not found",
+            "no such resource",
+        )
     }
 
     /// 405 `method_not_allowed`.
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", "this route does not accept that method")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Method not allowed",
+            "this route does not accept that method",
+        )
     }
 
     /// Add `Retry-After`.
@@ -81,31 +118,74 @@ impl From<AuthError> for ApiError {
         use StatusCode as S;
         match e {
             AuthError::InvalidRequest(d) => Self::invalid_request(d),
-            AuthError::InvalidEmail(d) => Self::new(S::UNPROCESSABLE_ENTITY, "invalid_email", "Invalid email address", d),
-            AuthError::WeakPassword(r) => Self::new(S::UNPROCESSABLE_ENTITY, "weak_password", "Password rejected", r.to_string()),
-            AuthError::InvalidField { field, reason } => {
-                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_field", "Invalid field", format!("{field} {reason}"))
+            AuthError::InvalidEmail(d) => Self::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_email",
+                "Invalid email address",
+                d,
+            ),
+            AuthError::WeakPassword(r) => Self::new(
+                S::UNPROCESSABLE_ENTITY,
+                "weak_password",
+                "Password rejected",
+                r.to_string(),
+            ),
+            AuthError::InvalidField { field, reason } => Self::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "Invalid field",
+                format!("{field} {reason}"),
+            ),
+            AuthError::EmailTaken => Self::new(
+                S::CONFLICT,
+                "email_taken",
+                "Email already registered",
+                "an account with this email address already exists",
+            ),
+            AuthError::InvalidCredentials => Self::new(
+                S::UNAUTHORIZED,
+                "invalid_credentials",
+                "Invalid credentials",
+                "the email or password is wrong",
+            ),
+            AuthError::InvalidRefreshToken => Self::new(
+                S::UNAUTHORIZED,
+                "invalid_refresh_token",
+                "Invalid refresh token",
+                "the refresh token is invalid, expired or revoked",
+            ),
+            AuthError::InvalidToken(reason) => {
+                Self::unauthenticated(format!("access token rejected: {reason}"))
             }
-            AuthError::EmailTaken => Self::new(S::CONFLICT, "email_taken", "Email already registered", "an account with this email address already exists"),
-            AuthError::InvalidCredentials => Self::new(S::UNAUTHORIZED, "invalid_credentials", "Invalid credentials", "the email or password is wrong"),
-            AuthError::InvalidRefreshToken => {
-                Self::new(S::UNAUTHORIZED, "invalid_refresh_token", "Invalid refresh token", "the refresh token is invalid, expired or revoked")
-            }
-            AuthError::InvalidToken(reason) => Self::unauthenticated(format!("access token rejected: {reason}")),
             AuthError::InvalidClient => {
-                let mut e = Self::new(S::UNAUTHORIZED, "invalid_client", "Invalid client", "client authentication failed");
+                let mut e = Self::new(
+                    S::UNAUTHORIZED,
+                    "invalid_client",
+                    "Invalid client",
+                    "client authentication failed",
+                );
                 e.basic_challenge = true;
                 e
             }
             AuthError::NotFound => Self::not_found(),
             AuthError::Unavailable(reason) => {
                 tracing::warn!(%reason, "dependency unavailable");
-                Self::new(S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", "the service is temporarily unavailable; retry shortly")
-                    .with_retry_after(5)
+                Self::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "Service unavailable",
+                    "the service is temporarily unavailable; retry shortly",
+                )
+                .with_retry_after(5)
             }
             AuthError::Internal(reason) => {
                 tracing::error!(%reason, "internal error");
-                Self::new(S::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", "an unexpected error occurred")
+                Self::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "Internal server error",
+                    "an unexpected error occurred",
+                )
             }
         }
     }

@@ -86,7 +86,9 @@ pub struct DatabaseSettings {
 
 impl std::fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatabaseSettings").field("url", &redact_url_password(&self.url)).finish_non_exhaustive()
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact_url_password(&self.url))
+            .finish_non_exhaustive()
     }
 }
 
@@ -96,8 +98,12 @@ fn serialize_db_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
 
 /// `postgres://user:secret@host/db` -> `postgres://user:[redacted]@host/db`.
 pub fn redact_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_owned() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
     match userinfo.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
         None => url.to_owned(),
@@ -190,7 +196,9 @@ pub struct ClientCredentials {
 
 impl std::fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientCredentials").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("ClientCredentials")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -213,7 +221,10 @@ impl IntrospectionSettings {
     pub fn all_clients(&self) -> Vec<ClientCredentials> {
         let mut all = self.clients.clone();
         if let (Some(id), Some(secret)) = (&self.client_id, &self.client_secret) {
-            all.push(ClientCredentials { id: id.clone(), secret: secret.clone() });
+            all.push(ClientCredentials {
+                id: id.clone(),
+                secret: secret.clone(),
+            });
         }
         all
     }
@@ -264,7 +275,10 @@ impl SettingsSource {
 impl Settings {
     /// Load and validate. The error names the offending key.
     pub fn load(source: &SettingsSource) -> Result<Self, String> {
-        let dir = source.config_dir.clone().unwrap_or_else(|| PathBuf::from("config"));
+        let dir = source
+            .config_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("config"));
         let mut builder = Config::builder()
             .add_source(File::from_str(EMBEDDED_DEFAULTS, FileFormat::Toml))
             .add_source(File::from(dir.join("default.toml")).required(false));
@@ -311,7 +325,9 @@ impl Settings {
         for (i, key) in self.tokens.verification_keys.iter().enumerate() {
             match SigningAlgorithm::from_str(&key.algorithm) {
                 Ok(SigningAlgorithm::HS256) | Err(_) => {
-                    return Err(format!("tokens.verification_keys[{i}].algorithm must be EdDSA, ES256 or RS256"));
+                    return Err(format!(
+                        "tokens.verification_keys[{i}].algorithm must be EdDSA, ES256 or RS256"
+                    ));
                 }
                 Ok(_) => {}
             }
@@ -319,7 +335,10 @@ impl Settings {
         let t = &self.tokens;
         for (key, value) in [
             ("tokens.access_ttl_secs", t.access_ttl_secs),
-            ("tokens.refresh_absolute_ttl_secs", t.refresh_absolute_ttl_secs),
+            (
+                "tokens.refresh_absolute_ttl_secs",
+                t.refresh_absolute_ttl_secs,
+            ),
             ("tokens.refresh_idle_ttl_secs", t.refresh_idle_ttl_secs),
         ] {
             if value == 0 {
@@ -327,7 +346,10 @@ impl Settings {
             }
         }
         if t.access_ttl_secs > 86_400 {
-            return Err("tokens.access_ttl_secs must be at most 86400: access tokens cannot be recalled".into());
+            return Err(
+                "tokens.access_ttl_secs must be at most 86400: access tokens cannot be recalled"
+                    .into(),
+            );
         }
         if t.refresh_reuse_grace_secs > 300 {
             return Err("tokens.refresh_reuse_grace_secs must be at most 300".into());
@@ -343,21 +365,28 @@ impl Settings {
         }
         for c in self.introspection.all_clients() {
             if c.id.is_empty() || c.secret.expose_secret().len() < 16 {
-                return Err("introspection client ids must be set and secrets at least 16 bytes".into());
+                return Err(
+                    "introspection client ids must be set and secrets at least 16 bytes".into(),
+                );
             }
         }
-        if !self.database.url.starts_with("sqlite://") && !self.database.url.starts_with("postgres://") && !self.database.url.starts_with("postgresql://") {
+        if !self.database.url.starts_with("sqlite://")
+            && !self.database.url.starts_with("postgres://")
+            && !self.database.url.starts_with("postgresql://")
+        {
             return Err("database.url must start with sqlite:// or postgres://".into());
         }
         self.password_policy.validate()?;
         self.password_hashing.validate()?;
-        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| format!("log.level: {e}"))?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| format!("log.level: {e}"))?;
         Ok(())
     }
 
     /// The configured signing algorithm.
     pub fn signing_algorithm(&self) -> Result<SigningAlgorithm, String> {
-        SigningAlgorithm::from_str(&self.tokens.algorithm).map_err(|e| format!("tokens.algorithm: {e}"))
+        SigningAlgorithm::from_str(&self.tokens.algorithm)
+            .map_err(|e| format!("tokens.algorithm: {e}"))
     }
 }
 
@@ -367,9 +396,16 @@ mod tests {
 
     fn load(vars: &[(&str, &str)]) -> Result<Settings, String> {
         Settings::load(&SettingsSource {
-            config_dir: Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config"))),
+            config_dir: Some(PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../config"
+            ))),
             environment: None,
-            vars: Some(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            vars: Some(
+                vars.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
         })
     }
 
@@ -393,7 +429,10 @@ mod tests {
     fn environment_variables_win() {
         let s = load(&[
             ("AUTH__SERVER__PORT", "0"),
-            ("AUTH__DATABASE__URL", "postgres://postgres@127.0.0.1:5432/auth"),
+            (
+                "AUTH__DATABASE__URL",
+                "postgres://postgres@127.0.0.1:5432/auth",
+            ),
             ("AUTH__DATA_DIR", "/tmp/x"),
             ("AUTH__TOKENS__ACCESS_TTL_SECS", "60"),
             ("AUTH__AUTH__DEFAULT_ROLES", "member,beta"),
@@ -412,12 +451,24 @@ mod tests {
             (("AUTH__SERVER__PORT", "eighty"), "port"),
             (("AUTH__TOKENS__ALGORITHM", "none"), "tokens.algorithm"),
             (("AUTH__TOKENS__ALGORITHM", "HS256"), "tokens.hs256_secret"),
-            (("AUTH__TOKENS__ALGORITHM", "RS256"), "tokens.private_key_path"),
-            (("AUTH__PASSWORD_POLICY__MIN_LENGTH", "4"), "password_policy.min_length"),
+            (
+                ("AUTH__TOKENS__ALGORITHM", "RS256"),
+                "tokens.private_key_path",
+            ),
+            (
+                ("AUTH__PASSWORD_POLICY__MIN_LENGTH", "4"),
+                "password_policy.min_length",
+            ),
             (("AUTH__SERVER__PUBLIC_URL", "ftp://x"), "server.public_url"),
             (("AUTH__DATABASE__URL", "mysql://x"), "database.url"),
-            (("AUTH__AUTH__EMAIL_CONFIRMATION", "required"), "auth.email_confirmation"),
-            (("AUTH__TOKENS__ACCESS_TTL_SECS", "0"), "tokens.access_ttl_secs"),
+            (
+                ("AUTH__AUTH__EMAIL_CONFIRMATION", "required"),
+                "auth.email_confirmation",
+            ),
+            (
+                ("AUTH__TOKENS__ACCESS_TTL_SECS", "0"),
+                "tokens.access_ttl_secs",
+            ),
         ];
         for ((key, value), named) in cases {
             let err = load(&[(key, value)]).unwrap_err();
@@ -427,7 +478,14 @@ mod tests {
 
     #[test]
     fn hs256_with_a_long_secret_is_accepted() {
-        let s = load(&[("AUTH__TOKENS__ALGORITHM", "HS256"), ("AUTH__TOKENS__HS256_SECRET", "0123456789abcdef0123456789abcdef")]).unwrap();
+        let s = load(&[
+            ("AUTH__TOKENS__ALGORITHM", "HS256"),
+            (
+                "AUTH__TOKENS__HS256_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
+        ])
+        .unwrap();
         assert_eq!(s.signing_algorithm().unwrap(), SigningAlgorithm::HS256);
     }
 
@@ -435,10 +493,19 @@ mod tests {
     fn secrets_are_redacted_when_printed() {
         let s = load(&[
             ("AUTH__TOKENS__ALGORITHM", "HS256"),
-            ("AUTH__TOKENS__HS256_SECRET", "super-secret-super-secret-super-secret"),
-            ("AUTH__DATABASE__URL", "postgres://app:hunter2hunter2@db:5432/auth"),
+            (
+                "AUTH__TOKENS__HS256_SECRET",
+                "super-secret-super-secret-super-secret",
+            ),
+            (
+                "AUTH__DATABASE__URL",
+                "postgres://app:hunter2hunter2@db:5432/auth",
+            ),
             ("AUTH__INTROSPECTION__CLIENT_ID", "api"),
-            ("AUTH__INTROSPECTION__CLIENT_SECRET", "introspection-secret-1"),
+            (
+                "AUTH__INTROSPECTION__CLIENT_SECRET",
+                "introspection-secret-1",
+            ),
         ])
         .unwrap();
         let shown = format!("{}\n{s:?}", serde_json::to_string(&s).unwrap());

@@ -41,9 +41,13 @@ pub async fn open_database(settings: &Settings) -> Result<Database, StartupError
         connect_timeout: Duration::from_secs(db.connect_timeout_secs),
         acquire_timeout: Duration::from_secs(db.acquire_timeout_secs),
     };
-    let database = Database::connect(&db.url, &options).map_err(|e| StartupError(format!("database.url: {e}")))?;
+    let database = Database::connect(&db.url, &options)
+        .map_err(|e| StartupError(format!("database.url: {e}")))?;
     if db.migrate_on_start {
-        database.migrate().await.map_err(|e| StartupError(format!("database migration: {}", error_chain(&e))))?;
+        database
+            .migrate()
+            .await
+            .map_err(|e| StartupError(format!("database migration: {}", error_chain(&e))))?;
     }
     Ok(database)
 }
@@ -98,7 +102,10 @@ impl Application {
                 .introspection
                 .all_clients()
                 .into_iter()
-                .map(|c| IntrospectionClient { id: c.id, secret: c.secret })
+                .map(|c| IntrospectionClient {
+                    id: c.id,
+                    secret: c.secret,
+                })
                 .collect(),
             default_roles: settings.auth.default_roles.clone(),
         };
@@ -114,13 +121,26 @@ impl Application {
         let housekeeping = tokio::spawn(housekeeping(
             auth.clone(),
             Duration::from_secs(settings.server.housekeeping_interval_secs),
-            chrono::Duration::days(i64::try_from(t.session_retention_days).unwrap_or(i64::MAX / 86_400_000)),
+            chrono::Duration::days(
+                i64::try_from(t.session_retention_days).unwrap_or(i64::MAX / 86_400_000),
+            ),
         ));
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = TcpListener::bind(&address).map_err(|e| StartupError(format!("server.host/server.port: cannot listen on {address}: {e}")))?;
-        let port = listener.local_addr().map_err(|e| StartupError(e.to_string()))?.port();
-        let state = web::Data::new(AppState { auth, health: database, settings: settings.clone() });
+        let listener = TcpListener::bind(&address).map_err(|e| {
+            StartupError(format!(
+                "server.host/server.port: cannot listen on {address}: {e}"
+            ))
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| StartupError(e.to_string()))?
+            .port();
+        let state = web::Data::new(AppState {
+            auth,
+            health: database,
+            settings: settings.clone(),
+        });
         let max_body = settings.server.max_body_bytes;
         let mut server = HttpServer::new(move || {
             App::new()
@@ -128,15 +148,20 @@ impl Application {
                 .app_data(json_config(max_body))
                 .app_data(web::PayloadConfig::new(max_body))
                 .configure(routes::configure)
-                .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::not_found()) }))
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(ApiError::not_found())
+                }))
                 .wrap(ErrorHandlers::new().default_handler(as_problem))
                 .wrap_fn(|req, srv| {
                     let request_id = req.extensions().get::<RequestId>().map(ToString::to_string);
                     let fut = srv.call(req);
                     async move {
                         let mut res = fut.await?;
-                        if let Some(value) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-                            res.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
+                        if let Some(value) =
+                            request_id.and_then(|id| HeaderValue::from_str(&id).ok())
+                        {
+                            res.headers_mut()
+                                .insert(HeaderName::from_static("x-request-id"), value);
                         }
                         Ok(res)
                     }
@@ -150,7 +175,11 @@ impl Application {
             server = server.workers(settings.server.workers);
         }
         tracing::info!(address = %format!("{}:{port}", settings.server.host), "listening");
-        Ok(Self { port, server: server.run(), housekeeping })
+        Ok(Self {
+            port,
+            server: server.run(),
+            housekeeping,
+        })
     }
 
     /// The bound port (useful with port 0).
@@ -184,21 +213,34 @@ async fn housekeeping(auth: Arc<AuthService>, every: Duration, retention: chrono
 }
 
 fn json_config(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default().limit(limit).content_type_required(true).error_handler(move |err, _req| {
-        let problem = match &err {
-            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ApiError::payload_too_large(limit),
-            JsonPayloadError::ContentType => ApiError::invalid_request("the body must be application/json"),
-            JsonPayloadError::Deserialize(e) => ApiError::invalid_request(format!("invalid JSON body: {e}")),
-            other => ApiError::invalid_request(other.to_string()),
-        };
-        problem.into()
-    })
+    web::JsonConfig::default()
+        .limit(limit)
+        .content_type_required(true)
+        .error_handler(move |err, _req| {
+            let problem = match &err {
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => {
+                    ApiError::payload_too_large(limit)
+                }
+                JsonPayloadError::ContentType => {
+                    ApiError::invalid_request("the body must be application/json")
+                }
+                JsonPayloadError::Deserialize(e) => {
+                    ApiError::invalid_request(format!("invalid JSON body: {e}"))
+                }
+                other => ApiError::invalid_request(other.to_string()),
+            };
+            problem.into()
+        })
 }
 
 /// Turn every error response that is not problem+json yet (actix's own 404/405/413 ...)
 /// into one, so clients see a single error format.
 fn as_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_problem = res.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    let is_problem = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
     if is_problem {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
@@ -206,11 +248,21 @@ fn as_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerRespo
         StatusCode::NOT_FOUND => ApiError::not_found(),
         StatusCode::METHOD_NOT_ALLOWED => ApiError::method_not_allowed(),
         StatusCode::PAYLOAD_TOO_LARGE => {
-            let limit = res.request().app_data::<web::Data<AppState>>().map_or(0, |s| s.settings.server.max_body_bytes);
+            let limit = res
+                .request()
+                .app_data::<web::Data<AppState>>()
+                .map_or(0, |s| s.settings.server.max_body_bytes);
             ApiError::payload_too_large(limit)
         }
-        s if s.is_server_error() => ApiError::from(auth_core::AuthError::internal(format!("unhandled {s}"))),
-        s => ApiError::new(s, "invalid_request", "Invalid request", s.canonical_reason().unwrap_or("request refused")),
+        s if s.is_server_error() => {
+            ApiError::from(auth_core::AuthError::internal(format!("unhandled {s}")))
+        }
+        s => ApiError::new(
+            s,
+            "invalid_request",
+            "Invalid request",
+            s.canonical_reason().unwrap_or("request refused"),
+        ),
     };
     let (req, _) = res.into_parts();
     let res = ServiceResponse::new(req, problem.error_response()).map_into_right_body();

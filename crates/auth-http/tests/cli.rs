@@ -1,5 +1,7 @@
 //! The binary as an operator runs it: commands, exit codes, logs.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -24,8 +26,14 @@ impl Workdir {
             .current_dir(&self.0)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AUTH_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/../../config"))
-            .env("AUTH__DATABASE__URL", format!("sqlite://{}/auth.db", self.0.display()))
+            .env(
+                "AUTH_CONFIG_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../../config"),
+            )
+            .env(
+                "AUTH__DATABASE__URL",
+                format!("sqlite://{}/auth.db", self.0.display()),
+            )
             .env("AUTH__DATA_DIR", self.0.join("data"));
         for (k, v) in vars {
             cmd.env(k, v);
@@ -44,10 +52,23 @@ impl Drop for Workdir {
 fn config_check_prints_effective_settings_with_secrets_redacted() {
     let dir = Workdir::new();
     let out = dir
-        .command(&["config", "check"], &[("AUTH__TOKENS__ALGORITHM", "HS256"), ("AUTH__TOKENS__HS256_SECRET", "a-very-secret-value-of-32-bytes-or-more")])
+        .command(
+            &["config", "check"],
+            &[
+                ("AUTH__TOKENS__ALGORITHM", "HS256"),
+                (
+                    "AUTH__TOKENS__HS256_SECRET",
+                    "a-very-secret-value-of-32-bytes-or-more",
+                ),
+            ],
+        )
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(!text.contains("a-very-secret-value"), "{text}");
     let settings: Value = serde_json::from_str(&text).unwrap();
@@ -62,7 +83,11 @@ fn a_bad_setting_exits_2_naming_the_key() {
     for (key, value, named) in [
         ("AUTH__SERVER__PORT", "http", "port"),
         ("AUTH__TOKENS__ALGORITHM", "HS256", "tokens.hs256_secret"),
-        ("AUTH__PASSWORD_POLICY__MAX_LENGTH", "8", "password_policy.max_length"),
+        (
+            "AUTH__PASSWORD_POLICY__MAX_LENGTH",
+            "8",
+            "password_policy.max_length",
+        ),
     ] {
         for args in [&["serve"][..], &["config", "check"][..], &["migrate"][..]] {
             let out = dir.command(args, &[(key, value)]).output().unwrap();
@@ -78,7 +103,11 @@ fn migrate_applies_the_schema_and_is_idempotent() {
     let dir = Workdir::new();
     for _ in 0..2 {
         let out = dir.command(&["migrate"], &[]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert!(dir.0.join("auth.db").exists());
 }
@@ -87,7 +116,16 @@ fn migrate_applies_the_schema_and_is_idempotent() {
 fn an_unreachable_database_fails_start_up_with_exit_1() {
     let dir = Workdir::new();
     let out = dir
-        .command(&["migrate"], &[("AUTH__DATABASE__URL", "postgres://postgres@127.0.0.1:1/none"), ("AUTH__DATABASE__CONNECT_TIMEOUT_SECS", "1")])
+        .command(
+            &["migrate"],
+            &[
+                (
+                    "AUTH__DATABASE__URL",
+                    "postgres://postgres@127.0.0.1:1/none",
+                ),
+                ("AUTH__DATABASE__CONNECT_TIMEOUT_SECS", "1"),
+            ],
+        )
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -96,12 +134,28 @@ fn an_unreachable_database_fails_start_up_with_exit_1() {
 
 #[test]
 fn every_command_has_help() {
-    for args in [&["--help"][..], &["serve", "--help"][..], &["migrate", "--help"][..], &["config", "check", "--help"][..]] {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"][..],
+        &["migrate", "--help"][..],
+        &["config", "check", "--help"][..],
+    ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
     }
-    assert_eq!(Command::new(BIN).arg("frobnicate").output().unwrap().status.code(), Some(2));
+    assert_eq!(
+        Command::new(BIN)
+            .arg("frobnicate")
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
 }
 
 /// Runs the real binary with debug logs, drives a whole session, and checks that no
@@ -111,7 +165,11 @@ async fn logs_carry_no_secrets_and_sigterm_stops_cleanly() {
     let dir = Workdir::new();
     let mut child = tokio::process::Command::from(dir.command(
         &["serve"],
-        &[("AUTH__SERVER__PORT", "0"), ("AUTH__LOG__FORMAT", "json"), ("AUTH__LOG__LEVEL", "debug")],
+        &[
+            ("AUTH__SERVER__PORT", "0"),
+            ("AUTH__LOG__FORMAT", "json"),
+            ("AUTH__LOG__LEVEL", "debug"),
+        ],
     ))
     .stderr(Stdio::piped())
     .stdout(Stdio::null())
@@ -122,10 +180,17 @@ async fn logs_carry_no_secrets_and_sigterm_stops_cleanly() {
     let port = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             log.push(line.clone());
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if v["message"] == "listening" {
-                    return v["address"].as_str().unwrap().rsplit(':').next().unwrap().parse::<u16>().unwrap();
-                }
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["message"] == "listening"
+            {
+                return v["address"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit(':')
+                    .next()
+                    .unwrap()
+                    .parse::<u16>()
+                    .unwrap();
             }
         }
         panic!("server exited before listening: {log:?}");
@@ -151,19 +216,46 @@ async fn logs_carry_no_secrets_and_sigterm_stops_cleanly() {
         .json()
         .await
         .unwrap();
-    let wrong = http.post(format!("{base}/api/v1/auth/login")).json(&json!({"email": "ada@example.com", "password": "Wrong-Passphrase-11"})).send().await.unwrap();
+    let wrong = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": "ada@example.com", "password": "Wrong-Passphrase-11"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 401);
-    let r: Value = http.post(format!("{base}/api/v1/auth/refresh")).json(&json!({"refresh_token": t["refresh_token"]})).send().await.unwrap().json().await.unwrap();
-    let me = http.get(format!("{base}/api/v1/me")).bearer_auth(r["access_token"].as_str().unwrap()).send().await.unwrap();
+    let r: Value = http
+        .post(format!("{base}/api/v1/auth/refresh"))
+        .json(&json!({"refresh_token": t["refresh_token"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me = http
+        .get(format!("{base}/api/v1/me"))
+        .bearer_auth(r["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(me.status(), 200);
 
-    let status = Command::new("kill").args(["-TERM", &child.id().unwrap().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("no exit after SIGTERM").unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("no exit after SIGTERM")
+        .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
 
     let log = reader.await.unwrap().join("\n");
-    assert!(log.contains("user signed up"), "the log is not the one expected");
+    assert!(
+        log.contains("user signed up"),
+        "the log is not the one expected"
+    );
     let key = std::fs::read_to_string(dir.0.join("data/keys/ed25519.pem")).unwrap();
     let key_body = key.lines().nth(1).unwrap();
     for secret in [

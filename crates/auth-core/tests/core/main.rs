@@ -1,5 +1,7 @@
 //! Unit tests of auth-core through its public API, on the in-memory store and a manual clock.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod jwt;
 mod service;
 mod support;

@@ -2,7 +2,9 @@ use auth_core::AuthError;
 use auth_core::model::{ClientInfo, ProfileUpdate};
 use auth_core::password::{HashingConfig, PasswordRejection};
 use auth_core::ports::{SessionStore, UserStore};
-use auth_core::service::{AuthSettings, Authenticated, Introspection, IntrospectionClient, LogoutScope, SignupRequest};
+use auth_core::service::{
+    AuthSettings, Authenticated, Introspection, IntrospectionClient, LogoutScope, SignupRequest,
+};
 use chrono::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -11,11 +13,18 @@ use crate::support::{Harness, fast_hashing, harness, harness_with};
 const PASSWORD: &str = "correct horse battery";
 
 fn signup_req(email: &str) -> SignupRequest {
-    SignupRequest { email: email.into(), password: SecretString::from(PASSWORD), name: Some("  Ada Lovelace ".into()) }
+    SignupRequest {
+        email: email.into(),
+        password: SecretString::from(PASSWORD),
+        name: Some("  Ada Lovelace ".into()),
+    }
 }
 
 fn client() -> ClientInfo {
-    ClientInfo { ip: Some("127.0.0.1".into()), user_agent: Some("tests".into()) }
+    ClientInfo {
+        ip: Some("127.0.0.1".into()),
+        user_agent: Some("tests".into()),
+    }
 }
 
 fn secret(s: &str) -> SecretString {
@@ -24,19 +33,31 @@ fn secret(s: &str) -> SecretString {
 
 async fn signed_up(h: &Harness, email: &str) -> (Authenticated, SecretString) {
     let t = h.service.signup(signup_req(email), client()).await.unwrap();
-    (h.service.authenticate(&t.access_token).await.unwrap(), t.refresh_token)
+    (
+        h.service.authenticate(&t.access_token).await.unwrap(),
+        t.refresh_token,
+    )
 }
 
 #[tokio::test]
 async fn signup_stores_a_hashed_password_and_signs_in() {
     let h = harness();
-    let t = h.service.signup(signup_req(" Ada@Example.COM "), client()).await.unwrap();
+    let t = h
+        .service
+        .signup(signup_req(" Ada@Example.COM "), client())
+        .await
+        .unwrap();
     assert_eq!(t.user.email, "Ada@example.com");
     assert_eq!(t.user.name.as_deref(), Some("Ada Lovelace"));
     assert!(!t.user.email_verified);
     assert_eq!(t.expires_in, 900);
 
-    let creds = h.store.credentials_by_email("ada@example.com").await.unwrap().unwrap();
+    let creds = h
+        .store
+        .credentials_by_email("ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     let stored = creds.password_hash.unwrap();
     assert!(stored.starts_with("$argon2id$"));
     assert!(!stored.contains(PASSWORD));
@@ -49,7 +70,12 @@ async fn signup_stores_a_hashed_password_and_signs_in() {
     assert_eq!(caller.claims.email, "Ada@example.com");
 
     // The refresh token is stored only as its hash.
-    let record = h.store.refresh_token(&auth_core::opaque::hash(t.refresh_token.expose_secret())).await.unwrap().unwrap();
+    let record = h
+        .store
+        .refresh_token(&auth_core::opaque::hash(t.refresh_token.expose_secret()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(record.session_id, t.session_id);
     let session = h.store.session(t.session_id).await.unwrap().unwrap();
     assert_eq!(session.client, client());
@@ -59,73 +85,156 @@ async fn signup_stores_a_hashed_password_and_signs_in() {
 #[tokio::test]
 async fn signup_refuses_a_taken_email_whatever_its_case() {
     let h = harness();
-    h.service.signup(signup_req("ada@example.com"), client()).await.unwrap();
-    let err = h.service.signup(signup_req("ADA@EXAMPLE.com"), client()).await.unwrap_err();
+    h.service
+        .signup(signup_req("ada@example.com"), client())
+        .await
+        .unwrap();
+    let err = h
+        .service
+        .signup(signup_req("ADA@EXAMPLE.com"), client())
+        .await
+        .unwrap_err();
     assert!(matches!(err, AuthError::EmailTaken), "{err:?}");
 }
 
 #[tokio::test]
 async fn signup_validates_email_password_and_name() {
     let h = harness();
-    let err = h.service.signup(signup_req("not-an-email"), client()).await.unwrap_err();
+    let err = h
+        .service
+        .signup(signup_req("not-an-email"), client())
+        .await
+        .unwrap_err();
     assert!(matches!(err, AuthError::InvalidEmail(_)));
     let mut req = signup_req("ada@example.com");
     req.password = secret("password123");
-    assert!(matches!(h.service.signup(req, client()).await, Err(AuthError::WeakPassword(PasswordRejection::Common))));
+    assert!(matches!(
+        h.service.signup(req, client()).await,
+        Err(AuthError::WeakPassword(PasswordRejection::Common))
+    ));
     let mut req = signup_req("ada@example.com");
     req.password = secret("short");
-    assert!(matches!(h.service.signup(req, client()).await, Err(AuthError::WeakPassword(PasswordRejection::TooShort { min: 8 }))));
+    assert!(matches!(
+        h.service.signup(req, client()).await,
+        Err(AuthError::WeakPassword(PasswordRejection::TooShort {
+            min: 8
+        }))
+    ));
     let mut req = signup_req("ada@example.com");
     req.name = Some("x".repeat(201));
-    assert!(matches!(h.service.signup(req, client()).await, Err(AuthError::InvalidField { field: "name", .. })));
+    assert!(matches!(
+        h.service.signup(req, client()).await,
+        Err(AuthError::InvalidField { field: "name", .. })
+    ));
     // Nothing was created by the refused attempts.
-    assert!(h.store.credentials_by_email("ada@example.com").await.unwrap().is_none());
+    assert!(
+        h.store
+            .credentials_by_email("ada@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
 async fn login_accepts_the_right_password_only_and_never_says_which_part_was_wrong() {
     let h = harness();
-    h.service.signup(signup_req("ada@example.com"), client()).await.unwrap();
-    let t = h.service.login("ADA@example.com", &secret(PASSWORD), client()).await.unwrap();
+    h.service
+        .signup(signup_req("ada@example.com"), client())
+        .await
+        .unwrap();
+    let t = h
+        .service
+        .login("ADA@example.com", &secret(PASSWORD), client())
+        .await
+        .unwrap();
     assert_eq!(t.user.email, "ada@example.com");
     for (email, password) in [
         ("ada@example.com", "wrong password"),
         ("nobody@example.com", PASSWORD),
         ("not an email", PASSWORD),
     ] {
-        let err = h.service.login(email, &secret(password), client()).await.unwrap_err();
-        assert!(matches!(err, AuthError::InvalidCredentials), "{email}: {err:?}");
+        let err = h
+            .service
+            .login(email, &secret(password), client())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AuthError::InvalidCredentials),
+            "{email}: {err:?}"
+        );
     }
     let huge = "x".repeat(5000);
-    assert!(matches!(h.service.login("ada@example.com", &secret(&huge), client()).await, Err(AuthError::InvalidCredentials)));
+    assert!(matches!(
+        h.service
+            .login("ada@example.com", &secret(&huge), client())
+            .await,
+        Err(AuthError::InvalidCredentials)
+    ));
 }
 
 #[tokio::test]
 async fn login_rehashes_a_password_stored_with_old_parameters() {
     let old = harness();
-    old.service.signup(signup_req("ada@example.com"), client()).await.unwrap();
-    let before = old.store.credentials_by_email("ada@example.com").await.unwrap().unwrap().password_hash.unwrap();
+    old.service
+        .signup(signup_req("ada@example.com"), client())
+        .await
+        .unwrap();
+    let before = old
+        .store
+        .credentials_by_email("ada@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash
+        .unwrap();
     assert!(before.contains("m=256,t=1,p=1"));
 
     // Same store, stronger parameters: the next login upgrades the stored hash.
-    let stronger = HashingConfig { memory_kib: 512, iterations: 2, ..fast_hashing() };
+    let stronger = HashingConfig {
+        memory_kib: 512,
+        iterations: 2,
+        ..fast_hashing()
+    };
     let new = harness_with(AuthSettings::default(), stronger);
     let ports_store = old.store.clone();
     let service = rewire(&new, ports_store.clone());
-    service.login("ada@example.com", &secret(PASSWORD), client()).await.unwrap();
-    let after = ports_store.credentials_by_email("ada@example.com").await.unwrap().unwrap().password_hash.unwrap();
+    service
+        .login("ada@example.com", &secret(PASSWORD), client())
+        .await
+        .unwrap();
+    let after = ports_store
+        .credentials_by_email("ada@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash
+        .unwrap();
     assert!(after.contains("m=512,t=2,p=1"), "{after}");
     // And the password still works against the new hash.
-    service.login("ada@example.com", &secret(PASSWORD), client()).await.unwrap();
+    service
+        .login("ada@example.com", &secret(PASSWORD), client())
+        .await
+        .unwrap();
 }
 
 /// The service of `h` but on another store.
-fn rewire(h: &Harness, store: std::sync::Arc<auth_core::memory::MemoryStore>) -> auth_core::service::AuthService {
+fn rewire(
+    h: &Harness,
+    store: std::sync::Arc<auth_core::memory::MemoryStore>,
+) -> auth_core::service::AuthService {
     use std::sync::Arc;
     let ports = auth_core::service::Ports {
         users: store.clone(),
         sessions: store,
-        hasher: Arc::new(auth_core::password::Argon2Hasher::new(&HashingConfig { memory_kib: 512, iterations: 2, ..fast_hashing() }).unwrap()),
+        hasher: Arc::new(
+            auth_core::password::Argon2Hasher::new(&HashingConfig {
+                memory_kib: 512,
+                iterations: 2,
+                ..fast_hashing()
+            })
+            .unwrap(),
+        ),
         tokens: Arc::new(crate::support::ed25519_issuer()),
         clock: h.clock.clone(),
         rng: Arc::new(auth_core::random::OsRandom),
@@ -136,12 +245,24 @@ fn rewire(h: &Harness, store: std::sync::Arc<auth_core::memory::MemoryStore>) ->
 #[tokio::test]
 async fn refresh_rotates_the_token_within_the_same_session() {
     let h = harness();
-    let t0 = h.service.signup(signup_req("ada@example.com"), client()).await.unwrap();
+    let t0 = h
+        .service
+        .signup(signup_req("ada@example.com"), client())
+        .await
+        .unwrap();
     h.clock.advance(Duration::minutes(1));
     let t1 = h.service.refresh(&t0.refresh_token).await.unwrap();
-    assert_ne!(t1.refresh_token.expose_secret(), t0.refresh_token.expose_secret());
+    assert_ne!(
+        t1.refresh_token.expose_secret(),
+        t0.refresh_token.expose_secret()
+    );
     assert_eq!(t1.session_id, t0.session_id);
-    let old = h.store.refresh_token(&auth_core::opaque::hash(t0.refresh_token.expose_secret())).await.unwrap().unwrap();
+    let old = h
+        .store
+        .refresh_token(&auth_core::opaque::hash(t0.refresh_token.expose_secret()))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(old.rotated_at.is_some());
     let session = h.store.session(t0.session_id).await.unwrap().unwrap();
     assert_eq!(session.last_used_at, h.clock_now());
@@ -161,7 +282,11 @@ impl ClockNow for Harness {
 #[tokio::test]
 async fn a_rotated_token_within_the_grace_window_gets_the_current_token() {
     let h = harness();
-    let t0 = h.service.signup(signup_req("ada@example.com"), client()).await.unwrap();
+    let t0 = h
+        .service
+        .signup(signup_req("ada@example.com"), client())
+        .await
+        .unwrap();
     let t1 = h.service.refresh(&t0.refresh_token).await.unwrap();
     let t2 = h.service.refresh(&t1.refresh_token).await.unwrap();
     h.clock.advance(Duration::seconds(5));
@@ -169,7 +294,10 @@ async fn a_rotated_token_within_the_grace_window_gets_the_current_token() {
     let again = h.service.refresh(&t0.refresh_token).await;
     // t0 was rotated 5 s ago (same instant as t1): within 10 s, so it converges on t2.
     let again = again.unwrap();
-    assert_eq!(again.refresh_token.expose_secret(), t2.refresh_token.expose_secret());
+    assert_eq!(
+        again.refresh_token.expose_secret(),
+        t2.refresh_token.expose_secret()
+    );
     assert_eq!(again.session_id, t0.session_id);
     // The current token still rotates normally afterwards.
     h.service.refresh(&t2.refresh_token).await.unwrap();
@@ -178,21 +306,38 @@ async fn a_rotated_token_within_the_grace_window_gets_the_current_token() {
 #[tokio::test]
 async fn reuse_after_the_grace_window_revokes_the_whole_session() {
     let h = harness();
-    let t0 = h.service.signup(signup_req("ada@example.com"), client()).await.unwrap();
+    let t0 = h
+        .service
+        .signup(signup_req("ada@example.com"), client())
+        .await
+        .unwrap();
     let t1 = h.service.refresh(&t0.refresh_token).await.unwrap();
     h.clock.advance(Duration::seconds(11));
-    assert!(matches!(h.service.refresh(&t0.refresh_token).await, Err(AuthError::InvalidRefreshToken)));
+    assert!(matches!(
+        h.service.refresh(&t0.refresh_token).await,
+        Err(AuthError::InvalidRefreshToken)
+    ));
     let session = h.store.session(t0.session_id).await.unwrap().unwrap();
     assert!(session.revoked_at.is_some());
     // The legitimate holder's tokens die with the session.
-    assert!(matches!(h.service.refresh(&t1.refresh_token).await, Err(AuthError::InvalidRefreshToken)));
-    assert!(matches!(h.service.authenticate(&t1.access_token).await, Err(AuthError::InvalidToken(_))));
+    assert!(matches!(
+        h.service.refresh(&t1.refresh_token).await,
+        Err(AuthError::InvalidRefreshToken)
+    ));
+    assert!(matches!(
+        h.service.authenticate(&t1.access_token).await,
+        Err(AuthError::InvalidToken(_))
+    ));
 }
 
 #[tokio::test]
 async fn concurrent_refreshes_of_one_token_converge_on_one_session() {
     let h = std::sync::Arc::new(harness());
-    let t0 = h.service.signup(signup_req("ada@example.com"), client()).await.unwrap();
+    let t0 = h
+        .service
+        .signup(signup_req("ada@example.com"), client())
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let h = h.clone();
@@ -214,18 +359,32 @@ async fn concurrent_refreshes_of_one_token_converge_on_one_session() {
 #[tokio::test]
 async fn sessions_end_after_idle_and_absolute_lifetimes() {
     let h = harness();
-    let t0 = h.service.signup(signup_req("ada@example.com"), client()).await.unwrap();
+    let t0 = h
+        .service
+        .signup(signup_req("ada@example.com"), client())
+        .await
+        .unwrap();
     h.clock.advance(Duration::days(7) + Duration::seconds(1));
-    assert!(matches!(h.service.refresh(&t0.refresh_token).await, Err(AuthError::InvalidRefreshToken)));
+    assert!(matches!(
+        h.service.refresh(&t0.refresh_token).await,
+        Err(AuthError::InvalidRefreshToken)
+    ));
 
     // Refreshing every 6 days keeps a session alive only until its absolute end.
-    let mut t = h.service.login("ada@example.com", &secret(PASSWORD), client()).await.unwrap();
+    let mut t = h
+        .service
+        .login("ada@example.com", &secret(PASSWORD), client())
+        .await
+        .unwrap();
     for _ in 0..4 {
         h.clock.advance(Duration::days(6));
         t = h.service.refresh(&t.refresh_token).await.unwrap();
     }
     h.clock.advance(Duration::days(6) + Duration::seconds(1));
-    assert!(matches!(h.service.refresh(&t.refresh_token).await, Err(AuthError::InvalidRefreshToken)));
+    assert!(matches!(
+        h.service.refresh(&t.refresh_token).await,
+        Err(AuthError::InvalidRefreshToken)
+    ));
 }
 
 #[tokio::test]
@@ -233,7 +392,11 @@ async fn access_tokens_never_outlive_their_session() {
     let mut settings = AuthSettings::default();
     settings.sessions.idle_ttl = Duration::days(60);
     let h = harness_with(settings, fast_hashing());
-    let t0 = h.service.signup(signup_req("ada@example.com"), client()).await.unwrap();
+    let t0 = h
+        .service
+        .signup(signup_req("ada@example.com"), client())
+        .await
+        .unwrap();
     h.clock.advance(Duration::days(30) - Duration::minutes(5));
     let t1 = h.service.refresh(&t0.refresh_token).await.unwrap();
     assert_eq!(t1.expires_in, 300);
@@ -243,7 +406,10 @@ async fn access_tokens_never_outlive_their_session() {
 async fn malformed_and_unknown_refresh_tokens_are_refused() {
     let h = harness();
     for bad in ["", "nope", &"A".repeat(43)] {
-        assert!(matches!(h.service.refresh(&secret(bad)).await, Err(AuthError::InvalidRefreshToken)));
+        assert!(matches!(
+            h.service.refresh(&secret(bad)).await,
+            Err(AuthError::InvalidRefreshToken)
+        ));
     }
 }
 
@@ -253,8 +419,16 @@ async fn logout_scopes_end_the_right_sessions_at_once() {
     let (a, _) = signed_up(&h, "ada@example.com").await;
     let pw = secret(PASSWORD);
     let login = || h.service.login("ada@example.com", &pw, client());
-    let b = h.service.authenticate(&login().await.unwrap().access_token).await.unwrap();
-    let c = h.service.authenticate(&login().await.unwrap().access_token).await.unwrap();
+    let b = h
+        .service
+        .authenticate(&login().await.unwrap().access_token)
+        .await
+        .unwrap();
+    let c = h
+        .service
+        .authenticate(&login().await.unwrap().access_token)
+        .await
+        .unwrap();
     let (other_user, _) = signed_up(&h, "bob@example.com").await;
 
     h.service.logout(&a, LogoutScope::Session).await.unwrap();
@@ -265,10 +439,26 @@ async fn logout_scopes_end_the_right_sessions_at_once() {
     let left = h.service.sessions(&b).await.unwrap();
     assert_eq!(left.len(), 1);
     assert!(left[0].current);
-    assert!(h.store.session(c.session_id).await.unwrap().unwrap().revoked_at.is_some());
+    assert!(
+        h.store
+            .session(c.session_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
 
     h.service.logout(&b, LogoutScope::All).await.unwrap();
-    assert!(h.store.session(b.session_id).await.unwrap().unwrap().revoked_at.is_some());
+    assert!(
+        h.store
+            .session(b.session_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
     // Another user's session is untouched.
     assert_eq!(h.service.sessions(&other_user).await.unwrap().len(), 1);
 }
@@ -286,13 +476,37 @@ impl Token for Authenticated {
 #[tokio::test]
 async fn revocation_accepts_refresh_and_access_tokens_and_ignores_junk() {
     let h = harness();
-    let t = h.service.signup(signup_req("ada@example.com"), client()).await.unwrap();
+    let t = h
+        .service
+        .signup(signup_req("ada@example.com"), client())
+        .await
+        .unwrap();
     h.service.revoke(&t.refresh_token).await.unwrap();
-    assert!(h.store.session(t.session_id).await.unwrap().unwrap().revoked_at.is_some());
+    assert!(
+        h.store
+            .session(t.session_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
 
-    let t = h.service.login("ada@example.com", &secret(PASSWORD), client()).await.unwrap();
+    let t = h
+        .service
+        .login("ada@example.com", &secret(PASSWORD), client())
+        .await
+        .unwrap();
     h.service.revoke(&secret(&t.access_token)).await.unwrap();
-    assert!(h.store.session(t.session_id).await.unwrap().unwrap().revoked_at.is_some());
+    assert!(
+        h.store
+            .session(t.session_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
 
     h.service.revoke(&secret("garbage")).await.unwrap();
     h.service.revoke(&secret(&"A".repeat(43))).await.unwrap();
@@ -301,28 +515,69 @@ async fn revocation_accepts_refresh_and_access_tokens_and_ignores_junk() {
 #[tokio::test]
 async fn introspection_requires_client_credentials_and_reports_liveness() {
     let settings = AuthSettings {
-        introspection_clients: vec![IntrospectionClient { id: "api".into(), secret: secret("s3cret-s3cret") }],
+        introspection_clients: vec![IntrospectionClient {
+            id: "api".into(),
+            secret: secret("s3cret-s3cret"),
+        }],
         ..AuthSettings::default()
     };
     let h = harness_with(settings, fast_hashing());
-    assert!(h.service.authenticate_introspection_client("api", &secret("s3cret-s3cret")).is_ok());
-    assert!(matches!(h.service.authenticate_introspection_client("api", &secret("wrong")), Err(AuthError::InvalidClient)));
-    assert!(matches!(h.service.authenticate_introspection_client("other", &secret("s3cret-s3cret")), Err(AuthError::InvalidClient)));
+    assert!(
+        h.service
+            .authenticate_introspection_client("api", &secret("s3cret-s3cret"))
+            .is_ok()
+    );
+    assert!(matches!(
+        h.service
+            .authenticate_introspection_client("api", &secret("wrong")),
+        Err(AuthError::InvalidClient)
+    ));
+    assert!(matches!(
+        h.service
+            .authenticate_introspection_client("other", &secret("s3cret-s3cret")),
+        Err(AuthError::InvalidClient)
+    ));
 
-    let t = h.service.signup(signup_req("ada@example.com"), client()).await.unwrap();
-    match h.service.introspect(&secret(&t.access_token)).await.unwrap() {
+    let t = h
+        .service
+        .signup(signup_req("ada@example.com"), client())
+        .await
+        .unwrap();
+    match h
+        .service
+        .introspect(&secret(&t.access_token))
+        .await
+        .unwrap()
+    {
         Introspection::AccessToken(c) => assert_eq!(c.sid, t.session_id.to_string()),
         other => panic!("{other:?}"),
     }
     match h.service.introspect(&t.refresh_token).await.unwrap() {
-        Introspection::RefreshToken { sub, sid, .. } => assert_eq!((sub, sid), (t.user.id, t.session_id)),
+        Introspection::RefreshToken { sub, sid, .. } => {
+            assert_eq!((sub, sid), (t.user.id, t.session_id))
+        }
         other => panic!("{other:?}"),
     }
     let caller = h.service.authenticate(&t.access_token).await.unwrap();
-    h.service.logout(&caller, LogoutScope::Session).await.unwrap();
-    assert!(matches!(h.service.introspect(&secret(&t.access_token)).await.unwrap(), Introspection::Inactive));
-    assert!(matches!(h.service.introspect(&t.refresh_token).await.unwrap(), Introspection::Inactive));
-    assert!(matches!(h.service.introspect(&secret("junk")).await.unwrap(), Introspection::Inactive));
+    h.service
+        .logout(&caller, LogoutScope::Session)
+        .await
+        .unwrap();
+    assert!(matches!(
+        h.service
+            .introspect(&secret(&t.access_token))
+            .await
+            .unwrap(),
+        Introspection::Inactive
+    ));
+    assert!(matches!(
+        h.service.introspect(&t.refresh_token).await.unwrap(),
+        Introspection::Inactive
+    ));
+    assert!(matches!(
+        h.service.introspect(&secret("junk")).await.unwrap(),
+        Introspection::Inactive
+    ));
 }
 
 #[tokio::test]
@@ -331,18 +586,55 @@ async fn profile_updates_are_validated_and_clearable() {
     let (caller, _) = signed_up(&h, "ada@example.com").await;
     let user = h
         .service
-        .update_me(&caller, ProfileUpdate { name: Some(Some(" Countess ".into())), avatar_url: Some(Some("https://img.example.com/a.png".into())) })
+        .update_me(
+            &caller,
+            ProfileUpdate {
+                name: Some(Some(" Countess ".into())),
+                avatar_url: Some(Some("https://img.example.com/a.png".into())),
+            },
+        )
         .await
         .unwrap();
     assert_eq!(user.name.as_deref(), Some("Countess"));
-    assert_eq!(user.avatar_url_or_gravatar(), "https://img.example.com/a.png");
+    assert_eq!(
+        user.avatar_url_or_gravatar(),
+        "https://img.example.com/a.png"
+    );
 
-    let bad = h.service.update_me(&caller, ProfileUpdate { avatar_url: Some(Some("javascript:alert(1)".into())), ..Default::default() }).await;
-    assert!(matches!(bad, Err(AuthError::InvalidField { field: "avatar_url", .. })));
+    let bad = h
+        .service
+        .update_me(
+            &caller,
+            ProfileUpdate {
+                avatar_url: Some(Some("javascript:alert(1)".into())),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(matches!(
+        bad,
+        Err(AuthError::InvalidField {
+            field: "avatar_url",
+            ..
+        })
+    ));
 
-    let user = h.service.update_me(&caller, ProfileUpdate { name: Some(None), avatar_url: Some(None) }).await.unwrap();
+    let user = h
+        .service
+        .update_me(
+            &caller,
+            ProfileUpdate {
+                name: Some(None),
+                avatar_url: Some(None),
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(user.name, None);
-    assert!(user.avatar_url_or_gravatar().starts_with("https://gravatar.com/avatar/"));
+    assert!(
+        user.avatar_url_or_gravatar()
+            .starts_with("https://gravatar.com/avatar/")
+    );
     assert_eq!(h.service.me(&caller).await.unwrap(), user);
 }
 
@@ -351,10 +643,27 @@ async fn a_user_can_revoke_only_their_own_sessions() {
     let h = harness();
     let (ada, _) = signed_up(&h, "ada@example.com").await;
     let (bob, _) = signed_up(&h, "bob@example.com").await;
-    assert!(matches!(h.service.revoke_own_session(&ada, bob.session_id).await, Err(AuthError::NotFound)));
-    assert!(h.store.session(bob.session_id).await.unwrap().unwrap().revoked_at.is_none());
-    h.service.revoke_own_session(&ada, ada.session_id).await.unwrap();
-    assert!(matches!(h.service.revoke_own_session(&ada, ada.session_id).await, Err(AuthError::NotFound)));
+    assert!(matches!(
+        h.service.revoke_own_session(&ada, bob.session_id).await,
+        Err(AuthError::NotFound)
+    ));
+    assert!(
+        h.store
+            .session(bob.session_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    h.service
+        .revoke_own_session(&ada, ada.session_id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        h.service.revoke_own_session(&ada, ada.session_id).await,
+        Err(AuthError::NotFound)
+    ));
 }
 
 #[tokio::test]
@@ -364,7 +673,13 @@ async fn purge_removes_only_sessions_that_ended_long_ago() {
     let (bob, _) = signed_up(&h, "bob@example.com").await;
     h.service.logout(&ada, LogoutScope::Session).await.unwrap();
     h.clock.advance(Duration::days(2));
-    assert_eq!(h.service.purge_ended_sessions(Duration::days(1)).await.unwrap(), 1);
+    assert_eq!(
+        h.service
+            .purge_ended_sessions(Duration::days(1))
+            .await
+            .unwrap(),
+        1
+    );
     assert!(h.store.session(ada.session_id).await.unwrap().is_none());
     assert!(h.store.session(bob.session_id).await.unwrap().is_some());
 }

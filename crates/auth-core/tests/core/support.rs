@@ -12,17 +12,31 @@ pub const ISSUER: &str = "https://auth.test";
 pub const AUDIENCE: &str = "authenticated";
 
 pub fn key_pem(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/../../tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/../../tests/fixtures/keys/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 pub fn ed25519_issuer() -> JwtIssuer {
-    let keys = KeySet::from_private_pem(SigningAlgorithm::EdDSA, &key_pem("ed25519-private.pem"), None).unwrap();
+    let keys = KeySet::from_private_pem(
+        SigningAlgorithm::EdDSA,
+        &key_pem("ed25519-private.pem"),
+        None,
+    )
+    .unwrap();
     JwtIssuer::new(keys, ISSUER, AUDIENCE, 0)
 }
 
 /// Cheap Argon2 parameters: these tests are about rules, not hashing cost.
 pub fn fast_hashing() -> HashingConfig {
-    HashingConfig { memory_kib: 256, iterations: 1, parallelism: 1, max_concurrent: 4 }
+    HashingConfig {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+        max_concurrent: 4,
+    }
 }
 
 pub struct Harness {
@@ -33,7 +47,9 @@ pub struct Harness {
 
 pub fn harness_with(settings: AuthSettings, hashing: HashingConfig) -> Harness {
     let store = Arc::new(MemoryStore::new());
-    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap()));
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap(),
+    ));
     let ports = Ports {
         users: store.clone(),
         sessions: store.clone(),
@@ -42,7 +58,11 @@ pub fn harness_with(settings: AuthSettings, hashing: HashingConfig) -> Harness {
         clock: clock.clone(),
         rng: Arc::new(OsRandom),
     };
-    Harness { service: AuthService::new(ports, settings), store, clock }
+    Harness {
+        service: AuthService::new(ports, settings),
+        store,
+        clock,
+    }
 }
 
 pub fn harness() -> Harness {

@@ -9,7 +9,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::extract::{Caller, bearer_token, client_info, parse_json, parse_json_or_form, require_json};
+use crate::extract::{
+    Caller, bearer_token, client_info, parse_json, parse_json_or_form, require_json,
+};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::views::TokenResponse;
@@ -19,7 +21,9 @@ fn no_store() -> CacheControl {
 }
 
 fn tokens(status: actix_web::http::StatusCode, body: TokenResponse) -> HttpResponse {
-    HttpResponse::build(status).insert_header(no_store()).json(body)
+    HttpResponse::build(status)
+        .insert_header(no_store())
+        .json(body)
 }
 
 #[derive(Deserialize)]
@@ -30,11 +34,22 @@ pub struct SignupBody {
     name: Option<String>,
 }
 
-pub async fn signup(state: web::Data<AppState>, req: HttpRequest, body: web::Json<SignupBody>) -> Result<HttpResponse, ApiError> {
+pub async fn signup(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<SignupBody>,
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let issued = state
         .auth
-        .signup(SignupRequest { email: body.email, password: body.password, name: body.name }, client_info(&req))
+        .signup(
+            SignupRequest {
+                email: body.email,
+                password: body.password,
+                name: body.name,
+            },
+            client_info(&req),
+        )
         .await?;
     Ok(tokens(actix_web::http::StatusCode::CREATED, issued.into()))
 }
@@ -45,8 +60,15 @@ pub struct LoginBody {
     password: SecretString,
 }
 
-pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Json<LoginBody>) -> Result<HttpResponse, ApiError> {
-    let issued = state.auth.login(&body.email, &body.password, client_info(&req)).await?;
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginBody>,
+) -> Result<HttpResponse, ApiError> {
+    let issued = state
+        .auth
+        .login(&body.email, &body.password, client_info(&req))
+        .await?;
     Ok(tokens(actix_web::http::StatusCode::OK, issued.into()))
 }
 
@@ -56,9 +78,14 @@ struct RefreshBody {
 }
 
 /// The refresh token comes in the JSON body or as `Authorization: Bearer`.
-pub async fn refresh(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn refresh(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let token = if body.iter().all(u8::is_ascii_whitespace) {
-        let token = bearer_token(&req).ok_or_else(|| ApiError::invalid_request("refresh_token is required"))?;
+        let token = bearer_token(&req)
+            .ok_or_else(|| ApiError::invalid_request("refresh_token is required"))?;
         SecretString::from(token)
     } else {
         require_json(&req, &body)?;
@@ -83,7 +110,12 @@ struct LogoutBody {
     scope: ScopeParam,
 }
 
-pub async fn logout(state: web::Data<AppState>, caller: Caller, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn logout(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     require_json(&req, &body)?;
     let body: LogoutBody = parse_json(&body, true)?;
     let scope = match body.scope {
@@ -104,7 +136,11 @@ struct RevokeBody {
     token_type_hint: Option<String>,
 }
 
-pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let body: RevokeBody = parse_json_or_form(&req, &body)?;
     state.auth.revoke(&body.token).await?;
     Ok(HttpResponse::Ok().insert_header(no_store()).json(json!({})))
@@ -128,11 +164,20 @@ fn basic_credentials(req: &HttpRequest) -> Option<(String, SecretString)> {
     }
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
-    let unescape = |s: &str| serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}")).ok()?.pop().map(|(_, v)| v);
+    let unescape = |s: &str| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
+            .ok()?
+            .pop()
+            .map(|(_, v)| v)
+    };
     Some((unescape(id)?, SecretString::from(unescape(secret)?)))
 }
 
-pub async fn introspect(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn introspect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let body: IntrospectBody = parse_json_or_form(&req, &body)?;
     let (id, secret) = match (basic_credentials(&req), body.client_id, body.client_secret) {
         (Some(creds), _, _) => creds,

@@ -11,6 +11,10 @@ pub async fn live() -> HttpResponse {
 }
 
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.health.ping().await.map_err(|e| ApiError::from(auth_core::AuthError::Unavailable(e.to_string())))?;
+    state
+        .health
+        .ping()
+        .await
+        .map_err(|e| ApiError::from(auth_core::AuthError::Unavailable(e.to_string())))?;
     Ok(HttpResponse::Ok().json(json!({"status": "ok", "database": "ok"})))
 }

@@ -28,18 +28,44 @@ pub struct UpdateBody {
     avatar_url: Option<Option<String>>,
 }
 
-pub async fn update(state: web::Data<AppState>, caller: Caller, body: web::Json<UpdateBody>) -> Result<HttpResponse, ApiError> {
+pub async fn update(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<UpdateBody>,
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let user = state.auth.update_me(&caller.0, ProfileUpdate { name: body.name, avatar_url: body.avatar_url }).await?;
+    let user = state
+        .auth
+        .update_me(
+            &caller.0,
+            ProfileUpdate {
+                name: body.name,
+                avatar_url: body.avatar_url,
+            },
+        )
+        .await?;
     Ok(HttpResponse::Ok().json(UserView::from(user)))
 }
 
-pub async fn sessions(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let list: Vec<SessionItem> = state.auth.sessions(&caller.0).await?.into_iter().map(SessionItem::from).collect();
+pub async fn sessions(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let list: Vec<SessionItem> = state
+        .auth
+        .sessions(&caller.0)
+        .await?
+        .into_iter()
+        .map(SessionItem::from)
+        .collect();
     Ok(HttpResponse::Ok().json(list))
 }
 
-pub async fn revoke_session(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn revoke_session(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id: SessionId = id.parse().map_err(|_| ApiError::not_found())?;
     state.auth.revoke_own_session(&caller.0, id).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -29,7 +29,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             ),
     )
     .route("/.well-known/jwks.json", web::get().to(well_known::jwks))
-    .route("/.well-known/openid-configuration", web::get().to(well_known::openid_configuration))
+    .route(
+        "/.well-known/openid-configuration",
+        web::get().to(well_known::openid_configuration),
+    )
     .route("/health/live", web::get().to(health::live))
     .route("/health/ready", web::get().to(health::ready));
 }

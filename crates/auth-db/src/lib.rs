@@ -1,0 +1,25 @@
+//! `auth-db`: the SQLite and PostgreSQL adapters of the storage ports of `auth-core`.
+//!
+//! One [`Database`] handle holds a connection pool for either backend and implements
+//! [`auth_core::ports::UserStore`], [`auth_core::ports::SessionStore`],
+//! [`auth_core::ports::SigningKeyStore`] and [`auth_core::ports::HealthCheck`]. Every query is
+//! written once and stamped for each concrete connection type by a macro (diesel's
+//! `MultiConnection` does not support diesel-async).
+//!
+//! ```no_run
+//! # async fn start() -> Result<(), auth_db::DbError> {
+//! use auth_db::{Database, DatabaseOptions};
+//!
+//! let db = Database::connect("sqlite://data/auth.db", &DatabaseOptions::default())?;
+//! db.migrate().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod database;
+mod schema;
+mod stores;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use database::{Backend, Database, DatabaseOptions, DbError};

@@ -1,0 +1,53 @@
+//! Diesel table definitions, written by hand to match `migrations/sqlite` and
+//! `migrations/postgres` (the same columns on both backends).
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Text,
+        email_canonical -> Text,
+        email_verified -> Bool,
+        name -> Nullable<Text>,
+        avatar_url -> Nullable<Text>,
+        roles -> Text,
+        password_hash -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        amr -> Text,
+        aal -> Text,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        session_id -> Text,
+        created_at -> Timestamp,
+        rotated_at -> Nullable<Timestamp>,
+        sealed_successor -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    signing_keys (slot) {
+        slot -> Text,
+        algorithm -> Text,
+        private_pem -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(users, sessions, refresh_tokens, signing_keys);

@@ -1,0 +1,585 @@
+//! The storage ports for [`Database`]: one query code base for both backends.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use auth_core::model::{
+    ClientInfo, NewSession, NewUser, ProfileUpdate, RefreshTokenRecord, RotateOutcome, Session,
+    SessionId, StoredSigningKey, TokenHash, User, UserCredentials, UserId,
+};
+use auth_core::ports::{HealthCheck, SessionStore, SigningKeyStore, UserStore};
+use auth_core::{AuthError, AuthResult};
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::database::{
+    Database, DbPool, PgConn, SqliteConn, detach, pool_error, query_error, unavailable,
+};
+use crate::schema::{refresh_tokens, sessions, signing_keys, users};
+
+/// Stamps a query body once per backend: `$pooled` names the pooled connection in each arm,
+/// each arm evaluates to a `QueryResult` (it may `.await` and use `?`), mapped into
+/// [`AuthError`] with `$map_err`. Runs on its own task (see [`detach`]), so the body must
+/// only capture owned values.
+macro_rules! on_backend {
+    ($db:expr, $map_err:expr, |$pooled:ident| sqlite: $sqlite:expr, postgres: $postgres:expr $(,)?) => {
+        match &$db.pool {
+            DbPool::Sqlite(pool) => on_backend!(@run pool, $map_err, |$pooled| $sqlite),
+            DbPool::Postgres(pool) => on_backend!(@run pool, $map_err, |$pooled| $postgres),
+        }
+    };
+    (@run $pool:ident, $map_err:expr, |$pooled:ident| $body:expr) => {{
+        let (pool, map_err) = ($pool.clone(), $map_err);
+        detach(async move {
+            let mut $pooled = pool.get().await.map_err(pool_error)?;
+            let result: QueryResult<_> = async { $body }.await;
+            match result {
+                // A server that ends the connection (shutdown, failover, an administrator)
+                // says why in an error of unknown kind: unavailable if the connection is gone.
+                Err(e @ DieselError::DatabaseError(DatabaseErrorKind::Unknown, _)) => {
+                    let ping = diesel::sql_query("SELECT 1").execute(&mut *$pooled).await;
+                    Err(if ping.is_err() { unavailable(e) } else { map_err(e) })
+                }
+                result => result.map_err(map_err),
+            }
+        })
+        .await
+    }};
+}
+
+/// `with_conn!(db, [map_err,] |conn| body)`: run `body` (a `QueryResult`, may `.await`) with
+/// `conn: &mut` the backend's connection. Errors map with `map_err`, by default
+/// [`query_error`].
+macro_rules! with_conn {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        with_conn!($db, query_error, |$conn| $body)
+    };
+    ($db:expr, $map_err:expr, |$conn:ident| $body:expr) => {
+        on_backend!($db, $map_err, |pooled|
+            sqlite: {
+                let $conn: &mut SqliteConn = &mut pooled;
+                $body
+            },
+            postgres: {
+                let $conn: &mut PgConn = &mut pooled;
+                $body
+            },
+        )
+    };
+}
+
+/// `write_tx!(db, [map_err,] |conn| body)`: like [`with_conn!`], in a write transaction that
+/// commits when `body` answers `Ok`. On SQLite it starts with `BEGIN IMMEDIATE`: a deferred
+/// transaction that reads and then writes fails with "database is locked" under
+/// concurrency instead of waiting for the lock.
+macro_rules! write_tx {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        write_tx!($db, query_error, |$conn| $body)
+    };
+    ($db:expr, $map_err:expr, |$conn:ident| $body:expr) => {
+        on_backend!($db, $map_err, |pooled|
+            sqlite: pooled.immediate_transaction(async |$conn: &mut SqliteConn| $body).await,
+            postgres: {
+                let conn: &mut PgConn = &mut pooled;
+                conn.transaction(async |$conn: &mut PgConn| $body).await
+            },
+        )
+    };
+}
+
+/// The single row of `signing_keys` that [`SigningKeyStore::load_or_store`] manages.
+const GENERATED_KEY_SLOT: &str = "generated";
+
+// ---- rows -------------------------------------------------------------------------------
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+struct UserRow {
+    id: String,
+    email: String,
+    email_canonical: String,
+    email_verified: bool,
+    name: Option<String>,
+    avatar_url: Option<String>,
+    roles: String,
+    password_hash: Option<String>,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+impl UserRow {
+    fn into_credentials(self) -> AuthResult<UserCredentials> {
+        let password_hash = self.password_hash.clone();
+        Ok(UserCredentials {
+            user: self.into_user()?,
+            password_hash,
+        })
+    }
+
+    fn into_user(self) -> AuthResult<User> {
+        Ok(User {
+            id: parse(&self.id)?,
+            email: self.email,
+            email_verified: self.email_verified,
+            name: self.name,
+            avatar_url: self.avatar_url,
+            roles: from_json(&self.roles)?,
+            created_at: self.created_at.and_utc(),
+            updated_at: self.updated_at.and_utc(),
+        })
+    }
+}
+
+#[derive(AsChangeset)]
+#[diesel(table_name = users)]
+struct ProfileChanges {
+    name: Option<Option<String>>,
+    avatar_url: Option<Option<String>>,
+    updated_at: NaiveDateTime,
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+struct SessionRow {
+    id: String,
+    user_id: String,
+    created_at: NaiveDateTime,
+    last_used_at: NaiveDateTime,
+    expires_at: NaiveDateTime,
+    revoked_at: Option<NaiveDateTime>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    amr: String,
+    aal: String,
+}
+
+impl SessionRow {
+    fn into_session(self) -> AuthResult<Session> {
+        Ok(Session {
+            id: parse(&self.id)?,
+            user_id: parse(&self.user_id)?,
+            created_at: self.created_at.and_utc(),
+            last_used_at: self.last_used_at.and_utc(),
+            expires_at: self.expires_at.and_utc(),
+            revoked_at: self.revoked_at.map(|t| t.and_utc()),
+            client: ClientInfo {
+                ip: self.ip,
+                user_agent: self.user_agent,
+            },
+            amr: from_json(&self.amr)?,
+            aal: self.aal,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = refresh_tokens)]
+struct TokenRow {
+    token_hash: String,
+    session_id: String,
+    created_at: NaiveDateTime,
+    rotated_at: Option<NaiveDateTime>,
+    sealed_successor: Option<String>,
+}
+
+impl TokenRow {
+    fn current(hash: &TokenHash, session_id: &str, created_at: NaiveDateTime) -> Self {
+        Self {
+            token_hash: hash.0.clone(),
+            session_id: session_id.to_owned(),
+            created_at,
+            rotated_at: None,
+            sealed_successor: None,
+        }
+    }
+
+    fn into_record(self) -> AuthResult<RefreshTokenRecord> {
+        Ok(RefreshTokenRecord {
+            token_hash: TokenHash(self.token_hash),
+            session_id: parse(&self.session_id)?,
+            created_at: self.created_at.and_utc(),
+            rotated_at: self.rotated_at.map(|t| t.and_utc()),
+            sealed_successor: self.sealed_successor,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = signing_keys)]
+struct SigningKeyRow {
+    slot: String,
+    algorithm: String,
+    private_pem: String,
+    created_at: NaiveDateTime,
+}
+
+// ---- conversions ------------------------------------------------------------------------
+
+/// A timestamp as stored: UTC, truncated to microseconds (what PostgreSQL keeps), so both
+/// backends give back exactly what they were given.
+fn db_time(t: DateTime<Utc>) -> NaiveDateTime {
+    t.trunc_subsecs(6).naive_utc()
+}
+
+fn parse<T: FromStr>(s: &str) -> AuthResult<T> {
+    s.parse().map_err(|_| {
+        AuthError::Internal("database: malformed identifier in a stored row".to_owned())
+    })
+}
+
+fn from_json(s: &str) -> AuthResult<Vec<String>> {
+    serde_json::from_str(s).map_err(|_| {
+        AuthError::Internal("database: malformed JSON list in a stored row".to_owned())
+    })
+}
+
+fn to_json(list: &[String]) -> AuthResult<String> {
+    serde_json::to_string(list).map_err(AuthError::internal)
+}
+
+// ---- ports ------------------------------------------------------------------------------
+
+#[async_trait]
+impl UserStore for Database {
+    async fn insert_user(&self, new: &NewUser) -> AuthResult<User> {
+        let created_at = db_time(new.created_at);
+        let row = UserRow {
+            id: new.id.to_string(),
+            email: new.email.as_str().to_owned(),
+            email_canonical: new.email.canonical(),
+            email_verified: false,
+            name: new.name.clone(),
+            avatar_url: None,
+            roles: to_json(&new.roles)?,
+            password_hash: new.password_hash.clone(),
+            created_at,
+            updated_at: created_at,
+        };
+        let taken_as_email_taken = |e| match e {
+            // The unique index on `email_canonical` decides; the primary key cannot collide
+            // (identifiers are UUIDs).
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                AuthError::EmailTaken
+            }
+            e => query_error(e),
+        };
+        with_conn!(self, taken_as_email_taken, |conn| {
+            diesel::insert_into(users::table)
+                .values(&row)
+                .execute(conn)
+                .await?;
+            Ok(row)
+        })?
+        .into_user()
+    }
+
+    async fn user_by_id(&self, id: UserId) -> AuthResult<Option<User>> {
+        let id = id.to_string();
+        let row = with_conn!(self, |conn| {
+            users::table
+                .find(&id)
+                .select(UserRow::as_select())
+                .first(conn)
+                .await
+                .optional()
+        })?;
+        row.map(UserRow::into_user).transpose()
+    }
+
+    async fn credentials_by_email(
+        &self,
+        canonical_email: &str,
+    ) -> AuthResult<Option<UserCredentials>> {
+        let email = canonical_email.to_owned();
+        let row = with_conn!(self, |conn| {
+            users::table
+                .filter(users::email_canonical.eq(&email))
+                .select(UserRow::as_select())
+                .first(conn)
+                .await
+                .optional()
+        })?;
+        row.map(UserRow::into_credentials).transpose()
+    }
+
+    async fn update_profile(
+        &self,
+        id: UserId,
+        update: &ProfileUpdate,
+        now: DateTime<Utc>,
+    ) -> AuthResult<Option<User>> {
+        let id = id.to_string();
+        let changes = ProfileChanges {
+            name: update.name.clone(),
+            avatar_url: update.avatar_url.clone(),
+            updated_at: db_time(now),
+        };
+        let row = with_conn!(self, |conn| {
+            diesel::update(users::table.find(&id))
+                .set(&changes)
+                .returning(UserRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()
+        })?;
+        row.map(UserRow::into_user).transpose()
+    }
+
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> AuthResult<()> {
+        let id = id.to_string();
+        let hash = password_hash.to_owned();
+        let updated = with_conn!(self, |conn| {
+            diesel::update(users::table.find(&id))
+                .set((
+                    users::password_hash.eq(&hash),
+                    users::updated_at.eq(db_time(now)),
+                ))
+                .execute(conn)
+                .await
+        })?;
+        if updated == 0 {
+            Err(AuthError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for Database {
+    async fn create_session(
+        &self,
+        new: &NewSession,
+        first_refresh: &TokenHash,
+    ) -> AuthResult<Session> {
+        let created_at = db_time(new.created_at);
+        let session = SessionRow {
+            id: new.id.to_string(),
+            user_id: new.user_id.to_string(),
+            created_at,
+            last_used_at: created_at,
+            expires_at: db_time(new.expires_at),
+            revoked_at: None,
+            ip: new.client.ip.clone(),
+            user_agent: new.client.user_agent.clone(),
+            amr: to_json(&new.amr)?,
+            aal: new.aal.clone(),
+        };
+        let token = TokenRow::current(first_refresh, &session.id, created_at);
+        let unknown_user_as_not_found = |e| match e {
+            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+                AuthError::NotFound
+            }
+            e => query_error(e),
+        };
+        write_tx!(self, unknown_user_as_not_found, |conn| {
+            diesel::insert_into(sessions::table)
+                .values(&session)
+                .execute(conn)
+                .await?;
+            diesel::insert_into(refresh_tokens::table)
+                .values(&token)
+                .execute(conn)
+                .await?;
+            Ok(session)
+        })?
+        .into_session()
+    }
+
+    async fn session(&self, id: SessionId) -> AuthResult<Option<Session>> {
+        let id = id.to_string();
+        let row = with_conn!(self, |conn| {
+            sessions::table
+                .find(&id)
+                .select(SessionRow::as_select())
+                .first(conn)
+                .await
+                .optional()
+        })?;
+        row.map(SessionRow::into_session).transpose()
+    }
+
+    async fn unrevoked_sessions_of(&self, user_id: UserId) -> AuthResult<Vec<Session>> {
+        let user_id = user_id.to_string();
+        let rows = with_conn!(self, |conn| {
+            sessions::table
+                .filter(sessions::user_id.eq(&user_id))
+                .filter(sessions::revoked_at.is_null())
+                .order((sessions::created_at.desc(), sessions::id.desc()))
+                .select(SessionRow::as_select())
+                .load(conn)
+                .await
+        })?;
+        rows.into_iter().map(SessionRow::into_session).collect()
+    }
+
+    async fn refresh_token(&self, hash: &TokenHash) -> AuthResult<Option<RefreshTokenRecord>> {
+        let hash = hash.0.clone();
+        let row = with_conn!(self, |conn| {
+            refresh_tokens::table
+                .find(&hash)
+                .select(TokenRow::as_select())
+                .first(conn)
+                .await
+                .optional()
+        })?;
+        row.map(TokenRow::into_record).transpose()
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented: &TokenHash,
+        successor: &TokenHash,
+        sealed_successor: &str,
+        now: DateTime<Utc>,
+    ) -> AuthResult<RotateOutcome> {
+        let presented = presented.0.clone();
+        let successor = successor.clone();
+        let sealed = sealed_successor.to_owned();
+        let now = db_time(now);
+        write_tx!(self, |conn| {
+            // A token never changes session: reading it first only keeps the conditional
+            // update below to one session (a subquery over every live session would scan
+            // them all on SQLite).
+            let session_id: Option<String> = refresh_tokens::table
+                .find(&presented)
+                .select(refresh_tokens::session_id)
+                .first(conn)
+                .await
+                .optional()?;
+            let Some(session_id) = session_id else {
+                return Ok(RotateOutcome::NotCurrent);
+            };
+            let live_session = sessions::table
+                .filter(sessions::id.eq(&session_id))
+                .filter(sessions::revoked_at.is_null());
+            let retired = diesel::update(
+                refresh_tokens::table
+                    .find(&presented)
+                    .filter(refresh_tokens::rotated_at.is_null())
+                    .filter(refresh_tokens::session_id.eq_any(live_session.select(sessions::id))),
+            )
+            .set((
+                refresh_tokens::rotated_at.eq(now),
+                refresh_tokens::sealed_successor.eq(&sealed),
+            ))
+            .execute(conn)
+            .await?;
+            if retired == 0 {
+                return Ok(RotateOutcome::NotCurrent);
+            }
+            diesel::insert_into(refresh_tokens::table)
+                .values(TokenRow::current(&successor, &session_id, now))
+                .execute(conn)
+                .await?;
+            diesel::update(sessions::table.find(&session_id))
+                .set(sessions::last_used_at.eq(now))
+                .execute(conn)
+                .await?;
+            Ok(RotateOutcome::Rotated)
+        })
+    }
+
+    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> AuthResult<bool> {
+        let id = id.to_string();
+        let revoked = with_conn!(self, |conn| {
+            diesel::update(
+                sessions::table
+                    .find(&id)
+                    .filter(sessions::revoked_at.is_null()),
+            )
+            .set(sessions::revoked_at.eq(db_time(now)))
+            .execute(conn)
+            .await
+        })?;
+        Ok(revoked > 0)
+    }
+
+    async fn revoke_sessions_of(
+        &self,
+        user_id: UserId,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+    ) -> AuthResult<u64> {
+        let user_id = user_id.to_string();
+        let keep: Vec<String> = keep.iter().map(SessionId::to_string).collect();
+        let revoked = with_conn!(self, |conn| {
+            diesel::update(
+                sessions::table
+                    .filter(sessions::user_id.eq(&user_id))
+                    .filter(sessions::revoked_at.is_null())
+                    .filter(sessions::id.ne_all(&keep)),
+            )
+            .set(sessions::revoked_at.eq(db_time(now)))
+            .execute(conn)
+            .await
+        })?;
+        Ok(revoked as u64)
+    }
+
+    async fn purge_sessions_ended_before(&self, cutoff: DateTime<Utc>) -> AuthResult<u64> {
+        let cutoff = db_time(cutoff);
+        // Refresh tokens go with their session (ON DELETE CASCADE; SQLite connections run
+        // with `foreign_keys = ON`).
+        let purged = with_conn!(self, |conn| {
+            diesel::delete(
+                sessions::table.filter(
+                    sessions::expires_at
+                        .lt(cutoff)
+                        .or(sessions::revoked_at.lt(cutoff)),
+                ),
+            )
+            .execute(conn)
+            .await
+        })?;
+        Ok(purged as u64)
+    }
+}
+
+#[async_trait]
+impl SigningKeyStore for Database {
+    async fn load_or_store(&self, candidate: &StoredSigningKey) -> AuthResult<StoredSigningKey> {
+        let row = SigningKeyRow {
+            slot: GENERATED_KEY_SLOT.to_owned(),
+            algorithm: candidate.algorithm.clone(),
+            private_pem: candidate.private_pem.expose_secret().to_owned(),
+            created_at: db_time(candidate.created_at),
+        };
+        // The first insert wins, on every node; everyone then reads the winner.
+        let stored = with_conn!(self, |conn| {
+            diesel::insert_into(signing_keys::table)
+                .values(&row)
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+            signing_keys::table
+                .find(GENERATED_KEY_SLOT)
+                .select(SigningKeyRow::as_select())
+                .first(conn)
+                .await
+        })?;
+        Ok(StoredSigningKey {
+            algorithm: stored.algorithm,
+            private_pem: SecretString::from(stored.private_pem),
+            created_at: stored.created_at.and_utc(),
+        })
+    }
+}
+
+#[async_trait]
+impl HealthCheck for Database {
+    async fn ping(&self) -> AuthResult<()> {
+        with_conn!(self, |conn| diesel::sql_query("SELECT 1")
+            .execute(conn)
+            .await
+            .map(drop))
+    }
+}
