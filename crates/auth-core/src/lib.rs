@@ -16,5 +16,8 @@ pub mod random;
 
 pub use error::{AuthError, AuthResult};
 pub mod jwt;
+pub mod mail;
 pub mod opaque;
+pub mod outbox;
+pub mod secret_box;
 pub mod service;

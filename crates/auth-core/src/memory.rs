@@ -8,11 +8,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::{AuthError, AuthResult};
+use uuid::Uuid;
+
 use crate::model::{
-    NewSession, NewUser, ProfileUpdate, RefreshTokenRecord, RotateOutcome, Session, SessionId,
-    StoredSigningKey, TokenHash, User, UserCredentials, UserId,
+    NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind, ProfileUpdate,
+    RefreshTokenRecord, RotateOutcome, Session, SessionId, StoredSigningKey, TokenHash, User,
+    UserCredentials, UserId,
 };
-use crate::ports::{HealthCheck, SessionStore, SigningKeyStore, UserStore};
+use crate::outbox::{NewOutboxMessage, OutboxMessage};
+use crate::ports::{
+    HealthCheck, OneTimeTokenStore, OutboxStore, SessionStore, SigningKeyStore, UserStore,
+};
 
 #[derive(Default)]
 struct State {
@@ -21,6 +27,132 @@ struct State {
     sessions: HashMap<SessionId, Session>,
     refresh_tokens: HashMap<TokenHash, RefreshTokenRecord>,
     signing_key: Option<StoredSigningKey>,
+    one_time_tokens: HashMap<TokenHash, OneTimeToken>,
+    outbox: Vec<OutboxEntry>,
+}
+
+/// An outbox entry with its delivery state.
+#[derive(Debug, Clone)]
+struct OutboxEntry {
+    message: OutboxMessage,
+    due_at: DateTime<Utc>,
+    leased_until: Option<DateTime<Utc>>,
+    done_at: Option<DateTime<Utc>>,
+    dead_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+}
+
+impl State {
+    fn insert_session(&mut self, new: &NewSession, first_refresh: &TokenHash) -> Session {
+        let session = Session {
+            id: new.id,
+            user_id: new.user_id,
+            created_at: new.created_at,
+            last_used_at: new.created_at,
+            expires_at: new.expires_at,
+            revoked_at: None,
+            client: new.client.clone(),
+            amr: new.amr.clone(),
+            aal: new.aal.clone(),
+        };
+        self.sessions.insert(new.id, session.clone());
+        self.refresh_tokens.insert(
+            first_refresh.clone(),
+            RefreshTokenRecord {
+                token_hash: first_refresh.clone(),
+                session_id: new.id,
+                created_at: new.created_at,
+                rotated_at: None,
+                sealed_successor: None,
+            },
+        );
+        session
+    }
+
+    fn revoke_sessions_of(
+        &mut self,
+        user_id: UserId,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+    ) -> u64 {
+        let mut n = 0;
+        for x in self.sessions.values_mut() {
+            if x.user_id == user_id && x.revoked_at.is_none() && Some(x.id) != keep {
+                x.revoked_at = Some(now);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn retire_tokens(
+        &mut self,
+        kind: OneTimeTokenKind,
+        matches: impl Fn(&OneTimeToken) -> bool,
+        now: DateTime<Utc>,
+    ) {
+        for t in self.one_time_tokens.values_mut() {
+            if t.kind == kind && t.used_at.is_none() && matches(t) {
+                t.used_at = Some(now);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, m: &NewOutboxMessage) {
+        self.outbox.push(OutboxEntry {
+            message: OutboxMessage {
+                id: m.id,
+                kind: m.kind.clone(),
+                payload: m.payload.clone(),
+                attempts: 0,
+                created_at: m.created_at,
+            },
+            due_at: m.created_at,
+            leased_until: None,
+            done_at: None,
+            dead_at: None,
+            last_error: None,
+        });
+    }
+
+    fn insert_one_time_token(&mut self, token: &NewOneTimeToken) {
+        self.retire_tokens(token.kind, |t| t.email == token.email, token.created_at);
+        self.one_time_tokens.insert(
+            token.token_hash.clone(),
+            OneTimeToken {
+                token_hash: token.token_hash.clone(),
+                kind: token.kind,
+                user_id: token.user_id,
+                email: token.email.clone(),
+                created_at: token.created_at,
+                expires_at: token.expires_at,
+                used_at: None,
+                failed_attempts: 0,
+                redirect_to: token.redirect_to.clone(),
+            },
+        );
+    }
+}
+
+impl MemoryStore {
+    /// Outbox entries not yet done nor dead, with their kinds (for tests).
+    pub fn pending_outbox_kinds(&self) -> Vec<String> {
+        self.state()
+            .outbox
+            .iter()
+            .filter(|e| e.done_at.is_none() && e.dead_at.is_none())
+            .map(|e| e.message.kind.clone())
+            .collect()
+    }
+
+    /// The last error recorded on each outbox entry (for tests).
+    pub fn outbox_errors(&self) -> Vec<Option<String>> {
+        self.state()
+            .outbox
+            .iter()
+            .map(|e| e.last_error.clone())
+            .collect()
+    }
 }
 
 /// Every storage port, held in process memory.
@@ -44,16 +176,24 @@ impl MemoryStore {
 
 #[async_trait]
 impl UserStore for MemoryStore {
-    async fn insert_user(&self, new: &NewUser) -> AuthResult<User> {
+    async fn insert_user(
+        &self,
+        new: &NewUser,
+        verification: Option<(&NewOneTimeToken, &NewOutboxMessage)>,
+    ) -> AuthResult<User> {
         let mut s = self.state();
         let key = new.email.canonical();
         if s.by_email.contains_key(&key) {
             return Err(AuthError::EmailTaken);
         }
+        if let Some((token, mail)) = verification {
+            s.insert_one_time_token(token);
+            s.enqueue(mail);
+        }
         let user = User {
             id: new.id,
             email: new.email.as_str().to_owned(),
-            email_verified: false,
+            email_verified: new.email_verified,
             name: new.name.clone(),
             avatar_url: None,
             roles: new.roles.clone(),
@@ -69,6 +209,23 @@ impl UserStore for MemoryStore {
             },
         );
         Ok(user)
+    }
+
+    async fn mark_email_verified(
+        &self,
+        id: UserId,
+        canonical_email: &str,
+        now: DateTime<Utc>,
+    ) -> AuthResult<Option<User>> {
+        let mut s = self.state();
+        match s.users.get_mut(&id) {
+            Some(c) if c.user.email.to_lowercase() == canonical_email => {
+                c.user.email_verified = true;
+                c.user.updated_at = now;
+                Ok(Some(c.user.clone()))
+            }
+            _ => Ok(None),
+        }
     }
 
     async fn user_by_id(&self, id: UserId) -> AuthResult<Option<User>> {
@@ -131,29 +288,7 @@ impl SessionStore for MemoryStore {
         if !s.users.contains_key(&new.user_id) {
             return Err(AuthError::NotFound);
         }
-        let session = Session {
-            id: new.id,
-            user_id: new.user_id,
-            created_at: new.created_at,
-            last_used_at: new.created_at,
-            expires_at: new.expires_at,
-            revoked_at: None,
-            client: new.client.clone(),
-            amr: new.amr.clone(),
-            aal: new.aal.clone(),
-        };
-        s.sessions.insert(new.id, session.clone());
-        s.refresh_tokens.insert(
-            first_refresh.clone(),
-            RefreshTokenRecord {
-                token_hash: first_refresh.clone(),
-                session_id: new.id,
-                created_at: new.created_at,
-                rotated_at: None,
-                sealed_successor: None,
-            },
-        );
-        Ok(session)
+        Ok(s.insert_session(new, first_refresh))
     }
 
     async fn session(&self, id: SessionId) -> AuthResult<Option<Session>> {
@@ -232,15 +367,7 @@ impl SessionStore for MemoryStore {
         keep: Option<SessionId>,
         now: DateTime<Utc>,
     ) -> AuthResult<u64> {
-        let mut s = self.state();
-        let mut n = 0;
-        for x in s.sessions.values_mut() {
-            if x.user_id == user_id && x.revoked_at.is_none() && Some(x.id) != keep {
-                x.revoked_at = Some(now);
-                n += 1;
-            }
-        }
-        Ok(n)
+        Ok(self.state().revoke_sessions_of(user_id, keep, now))
     }
 
     async fn purge_sessions_ended_before(&self, cutoff: DateTime<Utc>) -> AuthResult<u64> {
@@ -257,6 +384,197 @@ impl SessionStore for MemoryStore {
         s.refresh_tokens
             .retain(|_, r| !ended.contains(&r.session_id));
         Ok(ended.len() as u64)
+    }
+}
+
+#[async_trait]
+impl OneTimeTokenStore for MemoryStore {
+    async fn issue_one_time_token(
+        &self,
+        token: &NewOneTimeToken,
+        mail: &NewOutboxMessage,
+    ) -> AuthResult<()> {
+        let mut s = self.state();
+        s.insert_one_time_token(token);
+        s.enqueue(mail);
+        Ok(())
+    }
+
+    async fn one_time_token(&self, hash: &TokenHash) -> AuthResult<Option<OneTimeToken>> {
+        Ok(self.state().one_time_tokens.get(hash).cloned())
+    }
+
+    async fn consume_one_time_token(
+        &self,
+        hash: &TokenHash,
+        kind: OneTimeTokenKind,
+        now: DateTime<Utc>,
+    ) -> AuthResult<Option<OneTimeToken>> {
+        let mut s = self.state();
+        match s.one_time_tokens.get_mut(hash) {
+            Some(t) if t.kind == kind && t.used_at.is_none() && now < t.expires_at => {
+                t.used_at = Some(now);
+                Ok(Some(t.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn current_one_time_token(
+        &self,
+        kind: OneTimeTokenKind,
+        email: &str,
+        now: DateTime<Utc>,
+    ) -> AuthResult<Option<OneTimeToken>> {
+        Ok(self
+            .state()
+            .one_time_tokens
+            .values()
+            .filter(|t| {
+                t.kind == kind && t.email == email && t.used_at.is_none() && now < t.expires_at
+            })
+            .max_by_key(|t| t.created_at)
+            .cloned())
+    }
+
+    async fn record_failed_attempt(
+        &self,
+        hash: &TokenHash,
+        max: i32,
+        now: DateTime<Utc>,
+    ) -> AuthResult<i32> {
+        let mut s = self.state();
+        let t = s.one_time_tokens.get_mut(hash).ok_or(AuthError::NotFound)?;
+        t.failed_attempts += 1;
+        if t.failed_attempts >= max && t.used_at.is_none() {
+            t.used_at = Some(now);
+        }
+        Ok(t.failed_attempts)
+    }
+
+    async fn redeem_password_reset(
+        &self,
+        hash: &TokenHash,
+        user_id: UserId,
+        password_hash: &str,
+        notice: &NewOutboxMessage,
+        now: DateTime<Utc>,
+    ) -> AuthResult<bool> {
+        let mut s = self.state();
+        let usable = s.one_time_tokens.get(hash).is_some_and(|t| {
+            t.kind == OneTimeTokenKind::PasswordReset
+                && t.user_id == Some(user_id)
+                && t.used_at.is_none()
+                && now < t.expires_at
+        });
+        if !usable || !s.users.contains_key(&user_id) {
+            return Ok(false);
+        }
+        s.retire_tokens(
+            OneTimeTokenKind::PasswordReset,
+            |t| t.user_id == Some(user_id),
+            now,
+        );
+        if let Some(c) = s.users.get_mut(&user_id) {
+            c.password_hash = Some(password_hash.to_owned());
+            c.user.updated_at = now;
+        }
+        s.revoke_sessions_of(user_id, None, now);
+        s.enqueue(notice);
+        Ok(true)
+    }
+
+    async fn change_password(
+        &self,
+        user_id: UserId,
+        password_hash: &str,
+        new_session: &NewSession,
+        first_refresh: &TokenHash,
+        notice: &NewOutboxMessage,
+    ) -> AuthResult<Session> {
+        let mut s = self.state();
+        let now = new_session.created_at;
+        let creds = s.users.get_mut(&user_id).ok_or(AuthError::NotFound)?;
+        creds.password_hash = Some(password_hash.to_owned());
+        creds.user.updated_at = now;
+        s.retire_tokens(
+            OneTimeTokenKind::PasswordReset,
+            |t| t.user_id == Some(user_id),
+            now,
+        );
+        s.revoke_sessions_of(user_id, None, now);
+        let session = s.insert_session(new_session, first_refresh);
+        s.enqueue(notice);
+        Ok(session)
+    }
+}
+
+#[async_trait]
+impl OutboxStore for MemoryStore {
+    async fn enqueue(&self, message: &NewOutboxMessage) -> AuthResult<()> {
+        self.state().enqueue(message);
+        Ok(())
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> AuthResult<Vec<OutboxMessage>> {
+        let mut s = self.state();
+        let mut claimed = Vec::new();
+        for e in s.outbox.iter_mut() {
+            if claimed.len() >= limit {
+                break;
+            }
+            let free = e.leased_until.is_none_or(|l| l <= now);
+            if e.done_at.is_none() && e.dead_at.is_none() && e.due_at <= now && free {
+                e.leased_until = Some(lease_until);
+                e.message.attempts += 1;
+                claimed.push(e.message.clone());
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn mark_done(&self, id: Uuid, now: DateTime<Utc>) -> AuthResult<()> {
+        if let Some(e) = self.state().outbox.iter_mut().find(|e| e.message.id == id) {
+            e.done_at = Some(now);
+            e.leased_until = None;
+            e.message.payload.clear();
+        }
+        Ok(())
+    }
+
+    async fn mark_failed(
+        &self,
+        id: Uuid,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> AuthResult<()> {
+        if let Some(e) = self.state().outbox.iter_mut().find(|e| e.message.id == id) {
+            e.last_error = Some(error.to_owned());
+            e.leased_until = None;
+            match retry_at {
+                Some(at) => e.due_at = at,
+                None => {
+                    e.dead_at = Some(now);
+                    e.message.payload.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn backlog(&self) -> AuthResult<u64> {
+        Ok(self
+            .state()
+            .outbox
+            .iter()
+            .filter(|e| e.done_at.is_none() && e.dead_at.is_none())
+            .count() as u64)
     }
 }
 

@@ -119,6 +119,8 @@ pub struct NewUser {
     pub name: Option<String>,
     /// PHC string of the password.
     pub password_hash: Option<String>,
+    /// Whether the address is already proven (sign-up by magic link or code).
+    pub email_verified: bool,
     /// Initial roles.
     pub roles: Vec<String>,
     /// Creation time.
@@ -254,4 +256,84 @@ impl fmt::Debug for StoredSigningKey {
             .field("created_at", &self.created_at)
             .finish_non_exhaustive()
     }
+}
+
+/// What a one-time token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OneTimeTokenKind {
+    /// Confirms an email address.
+    EmailVerification,
+    /// Allows setting a new password.
+    PasswordReset,
+    /// Signs in by link.
+    MagicLink,
+    /// Signs in by a 6-digit code sent by mail.
+    EmailOtp,
+}
+
+impl OneTimeTokenKind {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EmailVerification => "email_verification",
+            Self::PasswordReset => "password_reset",
+            Self::MagicLink => "magic_link",
+            Self::EmailOtp => "email_otp",
+        }
+    }
+
+    /// Inverse of [`OneTimeTokenKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::EmailVerification,
+            Self::PasswordReset,
+            Self::MagicLink,
+            Self::EmailOtp,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// A one-time token about to be stored (only its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOneTimeToken {
+    /// SHA-256 of the token (or of the code with its email).
+    pub token_hash: TokenHash,
+    /// Purpose.
+    pub kind: OneTimeTokenKind,
+    /// The account it acts on; `None` for a sign-up by link or code.
+    pub user_id: Option<UserId>,
+    /// Canonical email it was sent to.
+    pub email: String,
+    /// Issue time.
+    pub created_at: DateTime<Utc>,
+    /// End of validity.
+    pub expires_at: DateTime<Utc>,
+    /// Where a magic link leads after sign-in.
+    pub redirect_to: Option<String>,
+}
+
+/// A stored one-time token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneTimeToken {
+    /// SHA-256 of the token.
+    pub token_hash: TokenHash,
+    /// Purpose.
+    pub kind: OneTimeTokenKind,
+    /// The account it acts on.
+    pub user_id: Option<UserId>,
+    /// Canonical email it was sent to.
+    pub email: String,
+    /// Issue time.
+    pub created_at: DateTime<Utc>,
+    /// End of validity.
+    pub expires_at: DateTime<Utc>,
+    /// Set when used or retired (by a newer token, too many wrong codes, a password change).
+    pub used_at: Option<DateTime<Utc>>,
+    /// Wrong codes presented so far.
+    pub failed_attempts: i32,
+    /// Where a magic link leads after sign-in.
+    pub redirect_to: Option<String>,
 }

@@ -4,18 +4,36 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use uuid::Uuid;
+
 use crate::error::AuthResult;
 use crate::model::{
-    NewSession, NewUser, ProfileUpdate, RefreshTokenRecord, RotateOutcome, Session, SessionId,
-    StoredSigningKey, TokenHash, User, UserCredentials, UserId,
+    NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind, ProfileUpdate,
+    RefreshTokenRecord, RotateOutcome, Session, SessionId, StoredSigningKey, TokenHash, User,
+    UserCredentials, UserId,
 };
+use crate::outbox::{NewOutboxMessage, OutboxMessage};
 
 /// Storage of user accounts.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Insert a new user. Fails with [`crate::AuthError::EmailTaken`] when the canonical email
-    /// is already registered (decided by a unique index, not by a prior read).
-    async fn insert_user(&self, user: &NewUser) -> AuthResult<User>;
+    /// Insert a new user, and with it (same transaction) an email verification token and
+    /// the mail that carries it. Fails with [`crate::AuthError::EmailTaken`] when the
+    /// canonical email is already registered (decided by a unique index, not by a prior
+    /// read); then nothing is written.
+    async fn insert_user(
+        &self,
+        user: &NewUser,
+        verification: Option<(&NewOneTimeToken, &NewOutboxMessage)>,
+    ) -> AuthResult<User>;
+    /// Mark the user's email verified if it still is `canonical_email`; `None` when the
+    /// user does not exist or changed address meanwhile.
+    async fn mark_email_verified(
+        &self,
+        id: UserId,
+        canonical_email: &str,
+        now: DateTime<Utc>,
+    ) -> AuthResult<Option<User>>;
     /// A user by id.
     async fn user_by_id(&self, id: UserId) -> AuthResult<Option<User>>;
     /// A user and their password hash by canonical (lowercased) email.
@@ -74,8 +92,99 @@ pub trait SessionStore: Send + Sync {
         keep: Option<SessionId>,
         now: DateTime<Utc>,
     ) -> AuthResult<u64>;
-    /// Delete sessions (and their tokens) that ended before `cutoff`: expired or revoked.
+    /// Delete sessions (and, with them, their refresh tokens) that ended before `cutoff`:
+    /// expired or revoked.
     async fn purge_sessions_ended_before(&self, cutoff: DateTime<Utc>) -> AuthResult<u64>;
+}
+
+/// One-time tokens (email verification, password reset, magic link, email code) and the
+/// account changes they unlock. Each method is one transaction.
+#[async_trait]
+pub trait OneTimeTokenStore: Send + Sync {
+    /// Retire every unused token of the same kind for the same email, store `token`, and
+    /// write `mail` to the outbox.
+    async fn issue_one_time_token(
+        &self,
+        token: &NewOneTimeToken,
+        mail: &NewOutboxMessage,
+    ) -> AuthResult<()>;
+    /// A token by hash, used or not.
+    async fn one_time_token(&self, hash: &TokenHash) -> AuthResult<Option<OneTimeToken>>;
+    /// Mark the token used if it is of `kind`, unused and unexpired at `now`; return it
+    /// then, `None` otherwise. Two concurrent calls never both succeed.
+    async fn consume_one_time_token(
+        &self,
+        hash: &TokenHash,
+        kind: OneTimeTokenKind,
+        now: DateTime<Utc>,
+    ) -> AuthResult<Option<OneTimeToken>>;
+    /// The newest unused, unexpired token of `kind` for `email`.
+    async fn current_one_time_token(
+        &self,
+        kind: OneTimeTokenKind,
+        email: &str,
+        now: DateTime<Utc>,
+    ) -> AuthResult<Option<OneTimeToken>>;
+    /// Count a wrong code against the token; at `max` failures it is retired (`used_at`
+    /// set). Returns the new count.
+    async fn record_failed_attempt(
+        &self,
+        hash: &TokenHash,
+        max: i32,
+        now: DateTime<Utc>,
+    ) -> AuthResult<i32>;
+    /// Redeem a password reset token: if `hash` is an unused, unexpired reset token of
+    /// `user_id`, consume it, set the password hash, retire the user's other reset tokens,
+    /// revoke every session of the user and write `notice` to the outbox. `false` (and no
+    /// change) otherwise.
+    async fn redeem_password_reset(
+        &self,
+        hash: &TokenHash,
+        user_id: UserId,
+        password_hash: &str,
+        notice: &NewOutboxMessage,
+        now: DateTime<Utc>,
+    ) -> AuthResult<bool>;
+    /// Change a password while signed in: set the hash, retire the user's reset tokens,
+    /// revoke every session of the user, open `new_session` with `first_refresh`, and write
+    /// `notice` to the outbox.
+    async fn change_password(
+        &self,
+        user_id: UserId,
+        password_hash: &str,
+        new_session: &NewSession,
+        first_refresh: &TokenHash,
+        notice: &NewOutboxMessage,
+    ) -> AuthResult<Session>;
+}
+
+/// The durable outbox.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Write an entry on its own (when no other state changes with it).
+    async fn enqueue(&self, message: &NewOutboxMessage) -> AuthResult<()>;
+    /// Claim up to `limit` due entries (not sent, not dead, due at `now`, not leased by
+    /// another worker): lease them until `lease_until` and count an attempt. Several
+    /// workers on several nodes never claim the same entry at once.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> AuthResult<Vec<OutboxMessage>>;
+    /// The entry was carried out: record it and erase its payload.
+    async fn mark_done(&self, id: Uuid, now: DateTime<Utc>) -> AuthResult<()>;
+    /// The attempt failed: retry at `retry_at`, or give up when `None` (dead letter, payload
+    /// erased). `error` is kept for operators and must hold no secret.
+    async fn mark_failed(
+        &self,
+        id: Uuid,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> AuthResult<()>;
+    /// Entries neither done nor dead.
+    async fn backlog(&self) -> AuthResult<u64>;
 }
 
 /// Storage of a server-generated signing key shared by every node.

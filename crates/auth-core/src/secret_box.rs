@@ -18,7 +18,12 @@ pub struct SecretBox {
 
 impl fmt::Debug for SecretBox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SecretBox").field("key_ids", &self.keys.iter().map(|(id, _)| id).collect::<Vec<_>>()).finish()
+        f.debug_struct("SecretBox")
+            .field(
+                "key_ids",
+                &self.keys.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            )
+            .finish()
     }
 }
 
@@ -32,16 +37,32 @@ impl SecretBox {
         if !keys.iter().all(|(id, _)| seen.insert(*id)) {
             return Err("encryption key ids must be distinct".into());
         }
-        Ok(Self { keys: keys.iter().map(|(id, k)| (*id, XChaCha20Poly1305::new(Key::from_slice(k)))).collect() })
+        Ok(Self {
+            keys: keys
+                .iter()
+                .map(|(id, k)| (*id, XChaCha20Poly1305::new(Key::from_slice(k))))
+                .collect(),
+        })
     }
 
     /// Encrypt `plaintext`, bound to `context` (e.g. the table and purpose) so a
     /// ciphertext cannot be moved to another place.
-    pub fn seal(&self, rng: &dyn RandomSource, context: &[u8], plaintext: &[u8]) -> AuthResult<Vec<u8>> {
+    pub fn seal(
+        &self,
+        rng: &dyn RandomSource,
+        context: &[u8],
+        plaintext: &[u8],
+    ) -> AuthResult<Vec<u8>> {
         let (id, cipher) = &self.keys[0];
         let nonce = random_bytes::<24>(rng);
         let sealed = cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: context })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: context,
+                },
+            )
             .map_err(|_| AuthError::internal("encryption failed"))?;
         let mut out = Vec::with_capacity(2 + nonce.len() + sealed.len());
         out.extend_from_slice(&[VERSION, *id]);
@@ -52,12 +73,25 @@ impl SecretBox {
 
     /// Decrypt what [`SecretBox::seal`] produced with the same `context`.
     pub fn open(&self, context: &[u8], sealed: &[u8]) -> AuthResult<Vec<u8>> {
-        let bad = || AuthError::internal("sealed value is corrupt or was sealed with an unknown key");
+        let bad =
+            || AuthError::internal("sealed value is corrupt or was sealed with an unknown key");
         if sealed.len() < 2 + 24 + 16 || sealed[0] != VERSION {
             return Err(bad());
         }
-        let (_, cipher) = self.keys.iter().find(|(id, _)| *id == sealed[1]).ok_or_else(bad)?;
-        cipher.decrypt(XNonce::from_slice(&sealed[2..26]), Payload { msg: &sealed[26..], aad: context }).map_err(|_| bad())
+        let (_, cipher) = self
+            .keys
+            .iter()
+            .find(|(id, _)| *id == sealed[1])
+            .ok_or_else(bad)?;
+        cipher
+            .decrypt(
+                XNonce::from_slice(&sealed[2..26]),
+                Payload {
+                    msg: &sealed[26..],
+                    aad: context,
+                },
+            )
+            .map_err(|_| bad())
     }
 }
 

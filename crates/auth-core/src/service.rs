@@ -275,14 +275,18 @@ impl AuthService {
         let user = self
             .ports
             .users
-            .insert_user(&NewUser {
-                id: UserId::new(),
-                email,
-                name,
-                password_hash: Some(password_hash),
-                roles: self.settings.default_roles.clone(),
-                created_at: now,
-            })
+            .insert_user(
+                &NewUser {
+                    id: UserId::new(),
+                    email,
+                    name,
+                    password_hash: Some(password_hash),
+                    email_verified: false,
+                    roles: self.settings.default_roles.clone(),
+                    created_at: now,
+                },
+                None,
+            )
             .await?;
         tracing::info!(user_id = %user.id, "user signed up");
         self.open_session(user, client, vec!["pwd".into()], now)
