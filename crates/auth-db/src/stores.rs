@@ -4,9 +4,10 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use auth_core::model::{
-    ClientInfo, NewSession, NewUser, ProfileUpdate, RefreshTokenRecord, RotateOutcome, Session,
-    SessionId, StoredSigningKey, TokenHash, User, UserCredentials, UserId,
+    ClientInfo, NewOneTimeToken, NewSession, NewUser, ProfileUpdate, RefreshTokenRecord,
+    RotateOutcome, Session, SessionId, StoredSigningKey, TokenHash, User, UserCredentials, UserId,
 };
+use auth_core::outbox::NewOutboxMessage;
 use auth_core::ports::{HealthCheck, SessionStore, SigningKeyStore, UserStore};
 use auth_core::{AuthError, AuthResult};
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
@@ -244,13 +245,22 @@ fn to_json(list: &[String]) -> AuthResult<String> {
 
 #[async_trait]
 impl UserStore for Database {
-    async fn insert_user(&self, new: &NewUser) -> AuthResult<User> {
+    async fn insert_user(
+        &self,
+        new: &NewUser,
+        verification: Option<(&NewOneTimeToken, &NewOutboxMessage)>,
+    ) -> AuthResult<User> {
+        if verification.is_some() {
+            return Err(AuthError::internal(
+                "verification tokens are not stored yet",
+            ));
+        }
         let created_at = db_time(new.created_at);
         let row = UserRow {
             id: new.id.to_string(),
             email: new.email.as_str().to_owned(),
             email_canonical: new.email.canonical(),
-            email_verified: false,
+            email_verified: new.email_verified,
             name: new.name.clone(),
             avatar_url: None,
             roles: to_json(&new.roles)?,
@@ -324,6 +334,32 @@ impl UserStore for Database {
                 .get_result(conn)
                 .await
                 .optional()
+        })?;
+        row.map(UserRow::into_user).transpose()
+    }
+
+    async fn mark_email_verified(
+        &self,
+        id: UserId,
+        canonical_email: &str,
+        now: DateTime<Utc>,
+    ) -> AuthResult<Option<User>> {
+        let id = id.to_string();
+        let email = canonical_email.to_owned();
+        let row = with_conn!(self, |conn| {
+            diesel::update(
+                users::table
+                    .find(&id)
+                    .filter(users::email_canonical.eq(&email)),
+            )
+            .set((
+                users::email_verified.eq(true),
+                users::updated_at.eq(db_time(now)),
+            ))
+            .returning(UserRow::as_returning())
+            .get_result(conn)
+            .await
+            .optional()
         })?;
         row.map(UserRow::into_user).transpose()
     }

@@ -111,6 +111,7 @@ fn new_user(email: &str) -> NewUser {
         email: Email::parse(email).unwrap(),
         name: Some("Alice".to_owned()),
         password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned()),
+        email_verified: false,
         roles: vec!["user".to_owned(), "admin".to_owned()],
         created_at: at(0),
     }
@@ -118,10 +119,10 @@ fn new_user(email: &str) -> NewUser {
 
 async fn insert_user(store: &Shared) -> User {
     store
-        .insert_user(&new_user(&format!(
-            "user-{}@example.com",
-            Uuid::new_v4().simple()
-        )))
+        .insert_user(
+            &new_user(&format!("user-{}@example.com", Uuid::new_v4().simple())),
+            None,
+        )
         .await
         .unwrap()
 }
@@ -164,7 +165,7 @@ fn key(algorithm: &str, pem: &str, created_at: DateTime<Utc>) -> StoredSigningKe
 
 async fn insert_and_fetch_user(store: Shared) {
     let new = new_user("Alice.Smith@Example.COM");
-    let user = store.insert_user(&new).await.unwrap();
+    let user = store.insert_user(&new, None).await.unwrap();
     assert_eq!(user.id, new.id);
     assert_eq!(user.email, "Alice.Smith@example.com");
     assert!(!user.email_verified);
@@ -202,12 +203,12 @@ async fn insert_and_fetch_user(store: Shared) {
 
 async fn duplicate_canonical_email_is_taken(store: Shared) {
     let first = store
-        .insert_user(&new_user("alice@example.com"))
+        .insert_user(&new_user("alice@example.com"), None)
         .await
         .unwrap();
     for email in ["alice@example.com", "ALICE@Example.com"] {
         let again = new_user(email);
-        let err = store.insert_user(&again).await.unwrap_err();
+        let err = store.insert_user(&again, None).await.unwrap_err();
         assert!(matches!(err, AuthError::EmailTaken), "{email}: {err:?}");
         assert_eq!(store.user_by_id(again.id).await.unwrap(), None);
     }
@@ -767,7 +768,7 @@ async fn timestamps_round_trip_at_microsecond_precision(store: Shared) {
     for t in odd {
         let mut new = new_user(&format!("t-{}@example.com", Uuid::new_v4().simple()));
         new.created_at = t;
-        let user = store.insert_user(&new).await.unwrap();
+        let user = store.insert_user(&new, None).await.unwrap();
         assert_eq!(
             store.user_by_id(user.id).await.unwrap().unwrap().created_at,
             t
@@ -812,7 +813,7 @@ async fn migrate_twice_is_a_no_op(db: &TestDatabase, backend: Backend) {
     let database = db.database().await;
     assert_eq!(database.backend(), backend);
     let user = database
-        .insert_user(&new_user("keep@example.com"))
+        .insert_user(&new_user("keep@example.com"), None)
         .await
         .unwrap();
     database.migrate().await.unwrap();
@@ -889,7 +890,7 @@ async fn sqlite_connect_creates_the_directory() {
     database.ping().await.unwrap();
     assert!(dir.join("nested/deeper/auth.db").is_file());
     database
-        .insert_user(&new_user("wal@example.com"))
+        .insert_user(&new_user("wal@example.com"), None)
         .await
         .unwrap();
     assert!(
@@ -980,7 +981,10 @@ async fn postgres_pool_recovers_when_the_server_drops_its_connections() {
         return;
     };
     let db = test_db.database().await;
-    let user = db.insert_user(&new_user("drop@example.com")).await.unwrap();
+    let user = db
+        .insert_user(&new_user("drop@example.com"), None)
+        .await
+        .unwrap();
 
     let (admin, connection) = tokio_postgres::connect(test_db.url(), tokio_postgres::NoTls)
         .await
