@@ -38,6 +38,18 @@ pub enum AuthError {
     /// The calling client (introspection) failed to authenticate.
     #[error("invalid client credentials")]
     InvalidClient,
+    /// Sign-in waits for the email address to be confirmed.
+    #[error("email address not verified")]
+    EmailNotVerified,
+    /// A verification, reset or magic-link token is unknown, used or expired.
+    #[error("invalid or expired token")]
+    InvalidOneTimeToken,
+    /// A one-time code is wrong, used, expired or has had too many wrong tries.
+    #[error("invalid or expired code")]
+    InvalidCode,
+    /// The feature is switched off by configuration.
+    #[error("not enabled: {0}")]
+    NotEnabled(&'static str),
     /// The thing asked for does not exist (or is not the caller's).
     #[error("not found")]
     NotFound,

@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod email;
 pub mod error;
+pub mod flows;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod model;

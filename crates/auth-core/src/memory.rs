@@ -145,6 +145,25 @@ impl MemoryStore {
             .collect()
     }
 
+    /// Payloads of the entries neither done nor dead (for tests).
+    pub fn pending_outbox_payloads(&self) -> Vec<Vec<u8>> {
+        self.state()
+            .outbox
+            .iter()
+            .filter(|e| e.done_at.is_none() && e.dead_at.is_none())
+            .map(|e| e.message.payload.clone())
+            .collect()
+    }
+
+    /// Payloads of every entry (for tests).
+    pub fn all_outbox_payloads(&self) -> Vec<Vec<u8>> {
+        self.state()
+            .outbox
+            .iter()
+            .map(|e| e.message.payload.clone())
+            .collect()
+    }
+
     /// The last error recorded on each outbox entry (for tests).
     pub fn outbox_errors(&self) -> Vec<Option<String>> {
         self.state()
@@ -523,19 +542,27 @@ impl OutboxStore for MemoryStore {
         limit: usize,
     ) -> AuthResult<Vec<OutboxMessage>> {
         let mut s = self.state();
-        let mut claimed = Vec::new();
-        for e in s.outbox.iter_mut() {
-            if claimed.len() >= limit {
-                break;
-            }
-            let free = e.leased_until.is_none_or(|l| l <= now);
-            if e.done_at.is_none() && e.dead_at.is_none() && e.due_at <= now && free {
+        let mut due: Vec<&mut OutboxEntry> = s
+            .outbox
+            .iter_mut()
+            .filter(|e| {
+                e.done_at.is_none()
+                    && e.dead_at.is_none()
+                    && e.due_at <= now
+                    && e.leased_until.is_none_or(|l| l <= now)
+            })
+            .collect();
+        // Oldest due first, as the SQL stores claim.
+        due.sort_by_key(|e| (e.due_at, e.message.created_at));
+        Ok(due
+            .into_iter()
+            .take(limit)
+            .map(|e| {
                 e.leased_until = Some(lease_until);
                 e.message.attempts += 1;
-                claimed.push(e.message.clone());
-            }
-        }
-        Ok(claimed)
+                e.message.clone()
+            })
+            .collect())
     }
 
     async fn mark_done(&self, id: Uuid, now: DateTime<Utc>) -> AuthResult<()> {

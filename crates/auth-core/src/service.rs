@@ -14,7 +14,7 @@ use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
 use crate::jwt::{AccessClaims, TokenIssuer};
 use crate::model::{
-    ClientInfo, NewSession, NewUser, ProfileUpdate, RotateOutcome, Session, SessionId, User, UserId,
+    ClientInfo, NewSession, ProfileUpdate, RotateOutcome, Session, SessionId, User, UserId,
 };
 use crate::opaque;
 use crate::password::{PasswordHasher, PasswordMatch, PasswordPolicy};
@@ -75,6 +75,8 @@ pub struct AuthSettings {
     pub introspection_clients: Vec<IntrospectionClient>,
     /// Roles given to every new account.
     pub default_roles: Vec<String>,
+    /// Email verification, recovery and passwordless sign-in.
+    pub email: crate::flows::EmailSettings,
 }
 
 /// The adapters the service runs on.
@@ -92,6 +94,16 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
     /// Randomness.
     pub rng: Arc<dyn RandomSource>,
+    /// One-time tokens and the account changes they unlock.
+    pub one_time: Arc<dyn crate::ports::OneTimeTokenStore>,
+    /// The durable outbox.
+    pub outbox: Arc<dyn crate::ports::OutboxStore>,
+    /// Seals outbox payloads at rest.
+    pub sealer: Arc<crate::secret_box::SecretBox>,
+    /// Mail templates.
+    pub renderer: Arc<dyn crate::mail::MailRenderer>,
+    /// Mail delivery.
+    pub mailer: Arc<dyn crate::mail::Mailer>,
 }
 
 /// What a successful sign-in or refresh hands the client.
@@ -189,8 +201,8 @@ const MAX_URL_CHARS: usize = 2048;
 
 /// The password-session use cases.
 pub struct AuthService {
-    ports: Ports,
-    settings: AuthSettings,
+    pub(crate) ports: Ports,
+    pub(crate) settings: AuthSettings,
 }
 
 impl fmt::Debug for AuthService {
@@ -201,7 +213,7 @@ impl fmt::Debug for AuthService {
     }
 }
 
-fn normalise_name(name: Option<String>) -> AuthResult<Option<String>> {
+pub(crate) fn normalise_name(name: Option<String>) -> AuthResult<Option<String>> {
     let Some(name) = name else { return Ok(None) };
     let name = name.trim();
     if name.is_empty() {
@@ -262,37 +274,6 @@ impl AuthService {
         self.ports.tokens.as_ref()
     }
 
-    /// Create an account with a password and sign it in.
-    pub async fn signup(&self, req: SignupRequest, client: ClientInfo) -> AuthResult<IssuedTokens> {
-        let email = Email::parse(&req.email).map_err(AuthError::InvalidEmail)?;
-        self.settings
-            .password_policy
-            .check(req.password.expose_secret(), Some(&email))
-            .map_err(AuthError::WeakPassword)?;
-        let name = normalise_name(req.name)?;
-        let password_hash = self.ports.hasher.hash(&req.password).await?;
-        let now = self.ports.clock.now();
-        let user = self
-            .ports
-            .users
-            .insert_user(
-                &NewUser {
-                    id: UserId::new(),
-                    email,
-                    name,
-                    password_hash: Some(password_hash),
-                    email_verified: false,
-                    roles: self.settings.default_roles.clone(),
-                    created_at: now,
-                },
-                None,
-            )
-            .await?;
-        tracing::info!(user_id = %user.id, "user signed up");
-        self.open_session(user, client, vec!["pwd".into()], now)
-            .await
-    }
-
     /// Sign in with email and password.
     pub async fn login(
         &self,
@@ -324,6 +305,10 @@ impl AuthService {
             tracing::info!(user_id = %creds.user.id, "login failed: wrong password");
             return Err(AuthError::InvalidCredentials);
         };
+        let confirmation = self.settings.email.confirmation;
+        if confirmation == crate::flows::EmailConfirmation::Required && !creds.user.email_verified {
+            return Err(AuthError::EmailNotVerified);
+        }
         let now = self.ports.clock.now();
         if needs_rehash {
             // Upgrading the hash is best effort: the sign-in itself already succeeded.
@@ -348,7 +333,7 @@ impl AuthService {
             .await
     }
 
-    async fn open_session(
+    pub(crate) async fn open_session(
         &self,
         user: User,
         client: ClientInfo,
@@ -375,7 +360,7 @@ impl AuthService {
         self.issue(user, &session, refresh_token, now)
     }
 
-    fn issue(
+    pub(crate) fn issue(
         &self,
         user: User,
         session: &Session,

@@ -2,6 +2,7 @@
 //!
 //! One [`Database`] handle holds a connection pool for either backend and implements
 //! [`auth_core::ports::UserStore`], [`auth_core::ports::SessionStore`],
+//! [`auth_core::ports::OneTimeTokenStore`], [`auth_core::ports::OutboxStore`],
 //! [`auth_core::ports::SigningKeyStore`] and [`auth_core::ports::HealthCheck`]. Every query is
 //! written once and stamped for each concrete connection type by a macro (diesel's
 //! `MultiConnection` does not support diesel-async).
@@ -23,3 +24,4 @@ mod stores;
 pub mod testing;
 
 pub use database::{Backend, Database, DatabaseOptions, DbError};
+pub use stores::OutboxEntryView;

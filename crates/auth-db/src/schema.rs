@@ -50,4 +50,40 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(users, sessions, refresh_tokens, signing_keys);
+diesel::table! {
+    one_time_tokens (token_hash) {
+        token_hash -> Text,
+        kind -> Text,
+        user_id -> Nullable<Text>,
+        email -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        failed_attempts -> Integer,
+        redirect_to -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        kind -> Text,
+        payload -> Nullable<Binary>,
+        attempts -> Integer,
+        created_at -> Timestamp,
+        due_at -> Timestamp,
+        leased_until -> Nullable<Timestamp>,
+        done_at -> Nullable<Timestamp>,
+        dead_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    sessions,
+    refresh_tokens,
+    signing_keys,
+    one_time_tokens,
+    outbox,
+);

@@ -1,25 +1,34 @@
 //! The storage ports for [`Database`]: one query code base for both backends.
+//!
+//! Users, sessions and signing keys here; one-time tokens in [`one_time`], the outbox in
+//! [`outbox`]. The statements that several ports share (issue a one-time token, enqueue an
+//! outbox entry, revoke a user's sessions ...) are macros too, so that each transaction
+//! reads as the list of its steps.
 
 use std::str::FromStr;
 
 use async_trait::async_trait;
 use auth_core::model::{
-    ClientInfo, NewOneTimeToken, NewSession, NewUser, ProfileUpdate, RefreshTokenRecord,
-    RotateOutcome, Session, SessionId, StoredSigningKey, TokenHash, User, UserCredentials, UserId,
+    ClientInfo, NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind,
+    ProfileUpdate, RefreshTokenRecord, RotateOutcome, Session, SessionId, StoredSigningKey,
+    TokenHash, User, UserCredentials, UserId,
 };
 use auth_core::outbox::NewOutboxMessage;
 use auth_core::ports::{HealthCheck, SessionStore, SigningKeyStore, UserStore};
 use auth_core::{AuthError, AuthResult};
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::database::{
     Database, DbPool, PgConn, SqliteConn, detach, pool_error, query_error, unavailable,
 };
-use crate::schema::{refresh_tokens, sessions, signing_keys, users};
+// Not `outbox`: that name is the module of the outbox port.
+use crate::schema::{one_time_tokens, refresh_tokens, sessions, signing_keys, users};
+
+pub use outbox::OutboxEntryView;
 
 /// Stamps a query body once per backend: `$pooled` names the pooled connection in each arm,
 /// each arm evaluates to a `QueryResult` (it may `.await` and use `?`), mapped into
@@ -91,6 +100,118 @@ macro_rules! write_tx {
     };
 }
 
+// ---- statements shared by several transactions ------------------------------------------
+//
+// Each expands to a future of a `QueryResult<_>` for the `conn` it is given (either
+// backend), to be `.await`ed inside a `with_conn!`/`write_tx!` body. Table paths are
+// absolute, so they expand the same in any module; the row types must be in scope.
+
+/// `store_one_time_token!(conn, &OneTimeTokenRow)`: retire every unused token of the same
+/// kind for the same email (at the new token's issue time), then insert the new one.
+macro_rules! store_one_time_token {
+    ($conn:expr, $row:expr) => {
+        async {
+            use $crate::schema::one_time_tokens as t;
+            let row: &OneTimeTokenRow = $row;
+            diesel_async::RunQueryDsl::execute(
+                diesel::update(
+                    t::table
+                        .filter(t::kind.eq(&row.kind))
+                        .filter(t::email.eq(&row.email))
+                        .filter(t::used_at.is_null()),
+                )
+                .set(t::used_at.eq(row.created_at)),
+                &mut *$conn,
+            )
+            .await?;
+            diesel_async::RunQueryDsl::execute(
+                diesel::insert_into(t::table).values(row),
+                &mut *$conn,
+            )
+            .await
+        }
+    };
+}
+
+/// `retire_reset_tokens!(conn, &user_id, now)`: mark every unused password reset token of
+/// the user used at `now`.
+macro_rules! retire_reset_tokens {
+    ($conn:expr, $user_id:expr, $now:expr) => {{
+        use $crate::schema::one_time_tokens as t;
+        diesel_async::RunQueryDsl::execute(
+            diesel::update(
+                t::table
+                    .filter(t::kind.eq(OneTimeTokenKind::PasswordReset.as_str()))
+                    .filter(t::user_id.eq($user_id))
+                    .filter(t::used_at.is_null()),
+            )
+            .set(t::used_at.eq($now)),
+            &mut *$conn,
+        )
+    }};
+}
+
+/// `revoke_all_sessions!(conn, &user_id, now)`: revoke, at `now`, every session of the user
+/// that is not revoked yet (an earlier revocation time is kept).
+macro_rules! revoke_all_sessions {
+    ($conn:expr, $user_id:expr, $now:expr) => {{
+        use $crate::schema::sessions as s;
+        diesel_async::RunQueryDsl::execute(
+            diesel::update(
+                s::table
+                    .filter(s::user_id.eq($user_id))
+                    .filter(s::revoked_at.is_null()),
+            )
+            .set(s::revoked_at.eq($now)),
+            &mut *$conn,
+        )
+    }};
+}
+
+/// `enqueue!(conn, &OutboxRow)`: write an outbox entry.
+macro_rules! enqueue {
+    ($conn:expr, $row:expr) => {{
+        let row: &OutboxRow = $row;
+        diesel_async::RunQueryDsl::execute(
+            diesel::insert_into($crate::schema::outbox::table).values(row),
+            &mut *$conn,
+        )
+    }};
+}
+
+/// `set_password!(conn, &user_id, &hash, now)`: replace the user's password hash; answers
+/// how many rows changed (0: no such user).
+macro_rules! set_password {
+    ($conn:expr, $user_id:expr, $hash:expr, $now:expr) => {{
+        use $crate::schema::users as u;
+        diesel_async::RunQueryDsl::execute(
+            diesel::update(u::table.find($user_id))
+                .set((u::password_hash.eq($hash), u::updated_at.eq($now))),
+            &mut *$conn,
+        )
+    }};
+}
+
+/// `open_session!(conn, &SessionRow, &TokenRow)`: insert a session and its first refresh
+/// token.
+macro_rules! open_session {
+    ($conn:expr, $session:expr, $token:expr) => {
+        async {
+            let (session, token): (&SessionRow, &TokenRow) = ($session, $token);
+            diesel_async::RunQueryDsl::execute(
+                diesel::insert_into($crate::schema::sessions::table).values(session),
+                &mut *$conn,
+            )
+            .await?;
+            diesel_async::RunQueryDsl::execute(
+                diesel::insert_into($crate::schema::refresh_tokens::table).values(token),
+                &mut *$conn,
+            )
+            .await
+        }
+    };
+}
+
 /// The single row of `signing_keys` that [`SigningKeyStore::load_or_store`] manages.
 const GENERATED_KEY_SLOT: &str = "generated";
 
@@ -112,6 +233,22 @@ struct UserRow {
 }
 
 impl UserRow {
+    fn new(new: &NewUser) -> AuthResult<Self> {
+        let created_at = db_time(new.created_at);
+        Ok(Self {
+            id: new.id.to_string(),
+            email: new.email.as_str().to_owned(),
+            email_canonical: new.email.canonical(),
+            email_verified: new.email_verified,
+            name: new.name.clone(),
+            avatar_url: None,
+            roles: to_json(&new.roles)?,
+            password_hash: new.password_hash.clone(),
+            created_at,
+            updated_at: created_at,
+        })
+    }
+
     fn into_credentials(self) -> AuthResult<UserCredentials> {
         let password_hash = self.password_hash.clone();
         Ok(UserCredentials {
@@ -158,6 +295,23 @@ struct SessionRow {
 }
 
 impl SessionRow {
+    /// A new session, not used since it was opened.
+    fn new(new: &NewSession) -> AuthResult<Self> {
+        let created_at = db_time(new.created_at);
+        Ok(Self {
+            id: new.id.to_string(),
+            user_id: new.user_id.to_string(),
+            created_at,
+            last_used_at: created_at,
+            expires_at: db_time(new.expires_at),
+            revoked_at: None,
+            ip: new.client.ip.clone(),
+            user_agent: new.client.user_agent.clone(),
+            amr: to_json(&new.amr)?,
+            aal: new.aal.clone(),
+        })
+    }
+
     fn into_session(self) -> AuthResult<Session> {
         Ok(Session {
             id: parse(&self.id)?,
@@ -217,6 +371,79 @@ struct SigningKeyRow {
     created_at: NaiveDateTime,
 }
 
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = one_time_tokens)]
+struct OneTimeTokenRow {
+    token_hash: String,
+    kind: String,
+    user_id: Option<String>,
+    email: String,
+    created_at: NaiveDateTime,
+    expires_at: NaiveDateTime,
+    used_at: Option<NaiveDateTime>,
+    failed_attempts: i32,
+    redirect_to: Option<String>,
+}
+
+impl OneTimeTokenRow {
+    /// A new token: unused, no failed attempt.
+    fn new(new: &NewOneTimeToken) -> Self {
+        Self {
+            token_hash: new.token_hash.0.clone(),
+            kind: new.kind.as_str().to_owned(),
+            user_id: new.user_id.as_ref().map(UserId::to_string),
+            email: new.email.clone(),
+            created_at: db_time(new.created_at),
+            expires_at: db_time(new.expires_at),
+            used_at: None,
+            failed_attempts: 0,
+            redirect_to: new.redirect_to.clone(),
+        }
+    }
+
+    fn into_token(self) -> AuthResult<OneTimeToken> {
+        Ok(OneTimeToken {
+            token_hash: TokenHash(self.token_hash),
+            kind: OneTimeTokenKind::parse(&self.kind).ok_or_else(|| {
+                AuthError::Internal("database: unknown one-time token kind in a stored row".into())
+            })?,
+            user_id: self.user_id.as_deref().map(parse).transpose()?,
+            email: self.email,
+            created_at: self.created_at.and_utc(),
+            expires_at: self.expires_at.and_utc(),
+            used_at: self.used_at.map(|t| t.and_utc()),
+            failed_attempts: self.failed_attempts,
+            redirect_to: self.redirect_to,
+        })
+    }
+}
+
+/// An outbox entry as written: due at once, never attempted.
+#[derive(Insertable)]
+#[diesel(table_name = crate::schema::outbox)]
+struct OutboxRow {
+    id: String,
+    kind: String,
+    payload: Option<Vec<u8>>,
+    attempts: i32,
+    created_at: NaiveDateTime,
+    due_at: NaiveDateTime,
+}
+
+impl OutboxRow {
+    fn new(new: &NewOutboxMessage) -> Self {
+        let created_at = db_time(new.created_at);
+        Self {
+            id: new.id.to_string(),
+            kind: new.kind.clone(),
+            payload: Some(new.payload.clone()),
+            attempts: 0,
+            created_at,
+            due_at: created_at,
+        }
+    }
+}
+
 // ---- conversions ------------------------------------------------------------------------
 
 /// A timestamp as stored: UTC, truncated to microseconds (what PostgreSQL keeps), so both
@@ -241,6 +468,29 @@ fn to_json(list: &[String]) -> AuthResult<String> {
     serde_json::to_string(list).map_err(AuthError::internal)
 }
 
+/// Whether a constraint violation is on `table`. PostgreSQL names the table; SQLite only
+/// says it in the message (`UNIQUE constraint failed: users.email_canonical`).
+fn concerns_table(info: &dyn DatabaseErrorInformation, table: &str) -> bool {
+    info.table_name() == Some(table)
+        || info
+            .message()
+            .strip_prefix("UNIQUE constraint failed: ")
+            .is_some_and(|columns| columns.starts_with(&format!("{table}.")))
+}
+
+/// Error mapping of the calls that name a user who must exist: a foreign key violation (a
+/// session or token of no user) and diesel's `NotFound` (raised by a transaction body to
+/// roll back) are [`AuthError::NotFound`].
+fn unknown_user_as_not_found(e: DieselError) -> AuthError {
+    match e {
+        DieselError::NotFound
+        | DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+            AuthError::NotFound
+        }
+        e => query_error(e),
+    }
+}
+
 // ---- ports ------------------------------------------------------------------------------
 
 #[async_trait]
@@ -250,37 +500,31 @@ impl UserStore for Database {
         new: &NewUser,
         verification: Option<(&NewOneTimeToken, &NewOutboxMessage)>,
     ) -> AuthResult<User> {
-        if verification.is_some() {
-            return Err(AuthError::internal(
-                "verification tokens are not stored yet",
-            ));
-        }
-        let created_at = db_time(new.created_at);
-        let row = UserRow {
-            id: new.id.to_string(),
-            email: new.email.as_str().to_owned(),
-            email_canonical: new.email.canonical(),
-            email_verified: new.email_verified,
-            name: new.name.clone(),
-            avatar_url: None,
-            roles: to_json(&new.roles)?,
-            password_hash: new.password_hash.clone(),
-            created_at,
-            updated_at: created_at,
-        };
+        let row = UserRow::new(new)?;
+        let verification =
+            verification.map(|(token, mail)| (OneTimeTokenRow::new(token), OutboxRow::new(mail)));
         let taken_as_email_taken = |e| match e {
-            // The unique index on `email_canonical` decides; the primary key cannot collide
-            // (identifiers are UUIDs).
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            // The unique index on `email_canonical` decides (the primary key cannot collide:
+            // identifiers are UUIDs). Only a violation on `users` is the email: one on the
+            // token or the outbox entry would be a bug of the caller, not a taken address.
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
+                if concerns_table(info.as_ref(), "users") =>
+            {
                 AuthError::EmailTaken
             }
             e => query_error(e),
         };
-        with_conn!(self, taken_as_email_taken, |conn| {
+        // The user first: when its email is taken, the transaction stops there and nothing
+        // is written.
+        write_tx!(self, taken_as_email_taken, |conn| {
             diesel::insert_into(users::table)
                 .values(&row)
                 .execute(conn)
                 .await?;
+            if let Some((token, mail)) = &verification {
+                store_one_time_token!(conn, token).await?;
+                enqueue!(conn, mail).await?;
+            }
             Ok(row)
         })?
         .into_user()
@@ -396,35 +640,10 @@ impl SessionStore for Database {
         new: &NewSession,
         first_refresh: &TokenHash,
     ) -> AuthResult<Session> {
-        let created_at = db_time(new.created_at);
-        let session = SessionRow {
-            id: new.id.to_string(),
-            user_id: new.user_id.to_string(),
-            created_at,
-            last_used_at: created_at,
-            expires_at: db_time(new.expires_at),
-            revoked_at: None,
-            ip: new.client.ip.clone(),
-            user_agent: new.client.user_agent.clone(),
-            amr: to_json(&new.amr)?,
-            aal: new.aal.clone(),
-        };
-        let token = TokenRow::current(first_refresh, &session.id, created_at);
-        let unknown_user_as_not_found = |e| match e {
-            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
-                AuthError::NotFound
-            }
-            e => query_error(e),
-        };
+        let session = SessionRow::new(new)?;
+        let token = TokenRow::current(first_refresh, &session.id, session.created_at);
         write_tx!(self, unknown_user_as_not_found, |conn| {
-            diesel::insert_into(sessions::table)
-                .values(&session)
-                .execute(conn)
-                .await?;
-            diesel::insert_into(refresh_tokens::table)
-                .values(&token)
-                .execute(conn)
-                .await?;
+            open_session!(conn, &session, &token).await?;
             Ok(session)
         })?
         .into_session()
@@ -619,3 +838,7 @@ impl HealthCheck for Database {
             .map(drop))
     }
 }
+
+// After the macros above: textual scope.
+mod one_time;
+mod outbox;

@@ -6,28 +6,91 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use auth_core::AuthError;
 use auth_core::email::Email;
 use auth_core::memory::MemoryStore;
 use auth_core::model::{
-    ClientInfo, NewSession, NewUser, ProfileUpdate, RotateOutcome, Session, SessionId,
-    StoredSigningKey, TokenHash, User, UserId,
+    ClientInfo, NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind,
+    ProfileUpdate, RotateOutcome, Session, SessionId, StoredSigningKey, TokenHash, User, UserId,
 };
-use auth_core::ports::{HealthCheck, SessionStore, SigningKeyStore, UserStore};
+use auth_core::outbox::{NewOutboxMessage, OutboxMessage};
+use auth_core::ports::{
+    HealthCheck, OneTimeTokenStore, OutboxStore, SessionStore, SigningKeyStore, UserStore,
+};
 use auth_db::testing::TestDatabase;
-use auth_db::{Backend, Database, DatabaseOptions, DbError};
+use auth_db::{Backend, Database, DatabaseOptions, DbError, OutboxEntryView};
 use chrono::{DateTime, Duration as Span, SubsecRound, TimeZone, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-/// Every storage port, as the contract scenarios use them.
-trait Store: UserStore + SessionStore + SigningKeyStore + HealthCheck + 'static {}
-impl<T: UserStore + SessionStore + SigningKeyStore + HealthCheck + 'static> Store for T {}
+/// Every storage port, as the contract scenarios use them, and a look at the outbox.
+trait Store:
+    UserStore
+    + SessionStore
+    + OneTimeTokenStore
+    + OutboxStore
+    + SigningKeyStore
+    + HealthCheck
+    + Inspect
+    + 'static
+{
+}
+impl<
+    T: UserStore
+        + SessionStore
+        + OneTimeTokenStore
+        + OutboxStore
+        + SigningKeyStore
+        + HealthCheck
+        + Inspect
+        + 'static,
+> Store for T
+{
+}
 
 type Shared = Arc<dyn Store>;
+
+/// What the scenarios check of the outbox beyond its port.
+#[async_trait]
+trait Inspect: Send + Sync {
+    /// Kinds of the entries neither done nor dead, oldest first.
+    async fn pending_kinds(&self) -> Vec<String>;
+    /// Every entry with its delivery state, where the store shows it: the SQL stores do;
+    /// the memory store shows only its pending kinds.
+    async fn outbox_view(&self) -> Option<Vec<OutboxEntryView>>;
+}
+
+#[async_trait]
+impl Inspect for MemoryStore {
+    async fn pending_kinds(&self) -> Vec<String> {
+        self.pending_outbox_kinds()
+    }
+
+    async fn outbox_view(&self) -> Option<Vec<OutboxEntryView>> {
+        None
+    }
+}
+
+#[async_trait]
+impl Inspect for Database {
+    async fn pending_kinds(&self) -> Vec<String> {
+        let entries = self.outbox_entries().await.unwrap();
+        entries
+            .into_iter()
+            .filter(|e| e.done_at.is_none() && e.dead_at.is_none())
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    async fn outbox_view(&self) -> Option<Vec<OutboxEntryView>> {
+        Some(self.outbox_entries().await.unwrap())
+    }
+}
 
 /// Instantiates every scenario for the three backends.
 macro_rules! contract {
@@ -86,6 +149,57 @@ contract!(
     load_or_store_under_concurrency_agrees_on_one_key,
     timestamps_round_trip_at_microsecond_precision,
     ping_answers,
+    insert_user_with_verification_writes_user_token_and_mail,
+    insert_user_with_verification_for_a_taken_email_writes_nothing,
+    issue_retires_older_unused_tokens_of_the_same_kind_and_email,
+    consume_takes_a_usable_token_of_its_kind_once,
+    concurrent_consumes_of_one_token_succeed_once,
+    current_one_time_token_is_the_newest_usable_one,
+    record_failed_attempt_counts_and_retires_at_max,
+    concurrent_failed_attempts_are_all_counted,
+    redeem_password_reset_changes_the_password_and_ends_every_session,
+    redeem_password_reset_with_an_unusable_token_changes_nothing,
+    change_password_ends_every_session_and_opens_a_new_one,
+    change_password_of_an_unknown_user_is_not_found,
+    outbox_leases_retries_and_completes,
+    outbox_gives_up_and_erases_the_payload,
+    outbox_claims_due_entries_oldest_first_up_to_the_limit,
+    concurrent_claimers_get_disjoint_entries,
+    backlog_counts_entries_neither_done_nor_dead,
+);
+
+/// Scenarios of what only the SQL stores have, or of several pools on one database.
+macro_rules! sql {
+    ($($scenario:ident),* $(,)?) => {
+        mod sql {
+            mod sqlite {
+                use super::super::*;
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $scenario() {
+                        super::super::$scenario(&TestDatabase::sqlite()).await;
+                    }
+                )*
+            }
+
+            mod postgres {
+                use super::super::*;
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $scenario() {
+                        let Some(db) = TestDatabase::postgres() else { return };
+                        super::super::$scenario(&db).await;
+                    }
+                )*
+            }
+        }
+    };
+}
+
+sql!(
+    purge_outbox_removes_only_entries_finished_before_the_cutoff,
+    claims_follow_due_time_not_insertion_order,
+    claimers_on_two_nodes_get_disjoint_entries,
 );
 
 // ---- fixtures ---------------------------------------------------------------------------
@@ -807,6 +921,927 @@ async fn ping_answers(store: Shared) {
     store.ping().await.unwrap();
 }
 
+// ---- one-time tokens --------------------------------------------------------------------
+
+/// A token of `kind` for `email`, issued at `created_at`, valid ten minutes.
+fn one_time(
+    kind: OneTimeTokenKind,
+    email: &str,
+    user_id: Option<UserId>,
+    created_at: DateTime<Utc>,
+) -> NewOneTimeToken {
+    NewOneTimeToken {
+        token_hash: random_hash(),
+        kind,
+        user_id,
+        email: email.to_owned(),
+        created_at,
+        expires_at: created_at + Span::minutes(10),
+        redirect_to: (kind == OneTimeTokenKind::MagicLink)
+            .then(|| "https://app.example.com/welcome".to_owned()),
+    }
+}
+
+/// `new` as stored, unused.
+fn stored(new: &NewOneTimeToken) -> OneTimeToken {
+    OneTimeToken {
+        token_hash: new.token_hash.clone(),
+        kind: new.kind,
+        user_id: new.user_id,
+        email: new.email.clone(),
+        created_at: new.created_at,
+        expires_at: new.expires_at,
+        used_at: None,
+        failed_attempts: 0,
+        redirect_to: new.redirect_to.clone(),
+    }
+}
+
+/// An outbox entry of `kind` written at `created_at`.
+fn message(kind: &str, created_at: DateTime<Utc>) -> NewOutboxMessage {
+    let id = Uuid::now_v7();
+    NewOutboxMessage {
+        id,
+        kind: kind.to_owned(),
+        payload: format!("sealed {kind} {id}").into_bytes(),
+        created_at,
+    }
+}
+
+/// `new` as a claim returns it.
+fn claimed(new: &NewOutboxMessage, attempts: i32) -> OutboxMessage {
+    OutboxMessage {
+        id: new.id,
+        kind: new.kind.clone(),
+        payload: new.payload.clone(),
+        attempts,
+        created_at: new.created_at,
+    }
+}
+
+async fn issue(store: &Shared, token: &NewOneTimeToken) {
+    store
+        .issue_one_time_token(token, &message("mail", token.created_at))
+        .await
+        .unwrap();
+}
+
+async fn token_state(store: &Shared, token: &NewOneTimeToken) -> OneTimeToken {
+    store
+        .one_time_token(&token.token_hash)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn used_at(store: &Shared, token: &NewOneTimeToken) -> Option<DateTime<Utc>> {
+    token_state(store, token).await.used_at
+}
+
+async fn insert_user_with_verification_writes_user_token_and_mail(store: Shared) {
+    let new = new_user("Verify@Example.com");
+    let token = one_time(
+        OneTimeTokenKind::EmailVerification,
+        "verify@example.com",
+        Some(new.id),
+        at(0),
+    );
+    let mail = message("mail", at(0));
+    let user = store
+        .insert_user(&new, Some((&token, &mail)))
+        .await
+        .unwrap();
+    assert_eq!(user.id, new.id);
+    assert_eq!(store.user_by_id(new.id).await.unwrap(), Some(user));
+    assert_eq!(
+        store.one_time_token(&token.token_hash).await.unwrap(),
+        Some(stored(&token))
+    );
+    assert_eq!(store.pending_kinds().await, ["mail"]);
+    assert_eq!(
+        store.claim_due(at(0), at(60), 10).await.unwrap(),
+        [claimed(&mail, 1)]
+    );
+}
+
+async fn insert_user_with_verification_for_a_taken_email_writes_nothing(store: Shared) {
+    let first = store
+        .insert_user(&new_user("taken@example.com"), None)
+        .await
+        .unwrap();
+    let again = new_user("TAKEN@example.com");
+    let token = one_time(
+        OneTimeTokenKind::EmailVerification,
+        "taken@example.com",
+        Some(again.id),
+        at(5),
+    );
+    let mail = message("mail", at(5));
+    let err = store
+        .insert_user(&again, Some((&token, &mail)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::EmailTaken), "{err:?}");
+
+    assert_eq!(store.user_by_id(again.id).await.unwrap(), None);
+    assert_eq!(store.user_by_id(first.id).await.unwrap(), Some(first));
+    assert_eq!(store.one_time_token(&token.token_hash).await.unwrap(), None);
+    assert_eq!(store.backlog().await.unwrap(), 0);
+    assert!(store.pending_kinds().await.is_empty());
+    assert!(store.claim_due(at(5), at(60), 10).await.unwrap().is_empty());
+}
+
+async fn issue_retires_older_unused_tokens_of_the_same_kind_and_email(store: Shared) {
+    use OneTimeTokenKind::{MagicLink, PasswordReset};
+    let user = insert_user(&store).await;
+    let email = user.email.clone();
+
+    let used = one_time(PasswordReset, &email, Some(user.id), at(0));
+    issue(&store, &used).await;
+    assert!(
+        store
+            .consume_one_time_token(&used.token_hash, PasswordReset, at(1))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let older = one_time(PasswordReset, &email, Some(user.id), at(2));
+    let link = one_time(MagicLink, &email, Some(user.id), at(3));
+    let elsewhere = one_time(PasswordReset, "someone-else@example.com", None, at(4));
+    for token in [&older, &link, &elsewhere] {
+        issue(&store, token).await;
+    }
+
+    let newer = one_time(PasswordReset, &email, Some(user.id), at(10));
+    let mail = message("mail", at(10));
+    store.issue_one_time_token(&newer, &mail).await.unwrap();
+
+    assert_eq!(
+        token_state(&store, &older).await,
+        OneTimeToken {
+            used_at: Some(at(10)),
+            ..stored(&older)
+        },
+        "retired when the newer one was issued"
+    );
+    assert_eq!(used_at(&store, &used).await, Some(at(1)), "kept as it was");
+    assert_eq!(token_state(&store, &link).await, stored(&link));
+    assert_eq!(token_state(&store, &elsewhere).await, stored(&elsewhere));
+    assert_eq!(token_state(&store, &newer).await, stored(&newer));
+    assert_eq!(
+        store
+            .current_one_time_token(PasswordReset, &email, at(10))
+            .await
+            .unwrap(),
+        Some(stored(&newer))
+    );
+    assert_eq!(store.pending_kinds().await, ["mail"; 5]);
+}
+
+async fn consume_takes_a_usable_token_of_its_kind_once(store: Shared) {
+    use OneTimeTokenKind::{EmailOtp, MagicLink, PasswordReset};
+    let user = insert_user(&store).await;
+    let link = one_time(MagicLink, &user.email, Some(user.id), at(0));
+    issue(&store, &link).await;
+
+    for wrong in [PasswordReset, EmailOtp] {
+        assert_eq!(
+            store
+                .consume_one_time_token(&link.token_hash, wrong, at(1))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        used_at(&store, &link).await,
+        None,
+        "the wrong kind uses nothing"
+    );
+
+    let expected = OneTimeToken {
+        used_at: Some(at(1)),
+        ..stored(&link)
+    };
+    assert_eq!(
+        store
+            .consume_one_time_token(&link.token_hash, MagicLink, at(1))
+            .await
+            .unwrap(),
+        Some(expected.clone())
+    );
+    assert_eq!(
+        store
+            .consume_one_time_token(&link.token_hash, MagicLink, at(2))
+            .await
+            .unwrap(),
+        None,
+        "single use"
+    );
+    assert_eq!(token_state(&store, &link).await, expected);
+
+    // Valid up to, not including, its expiry instant.
+    let code = one_time(EmailOtp, "code@example.com", None, at(0));
+    let late = one_time(EmailOtp, "late@example.com", None, at(0));
+    issue(&store, &code).await;
+    issue(&store, &late).await;
+    assert_eq!(
+        store
+            .consume_one_time_token(&late.token_hash, EmailOtp, late.expires_at)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(used_at(&store, &late).await, None);
+    let just_in_time = code.expires_at - Span::microseconds(1);
+    assert_eq!(
+        store
+            .consume_one_time_token(&code.token_hash, EmailOtp, just_in_time)
+            .await
+            .unwrap()
+            .and_then(|t| t.used_at),
+        Some(just_in_time)
+    );
+
+    assert_eq!(
+        store
+            .consume_one_time_token(&random_hash(), MagicLink, at(1))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn concurrent_consumes_of_one_token_succeed_once(store: Shared) {
+    let token = one_time(OneTimeTokenKind::MagicLink, "race@example.com", None, at(0));
+    issue(&store, &token).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, hash) = (store.clone(), token.token_hash.clone());
+            tokio::spawn(async move {
+                store
+                    .consume_one_time_token(&hash, OneTimeTokenKind::MagicLink, at(10 + i))
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(Some(t)) => winners.push(t),
+            Ok(None) => {}
+            Err(e) => panic!("a concurrent consume failed: {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(
+        used_at(&store, &token).await,
+        winners[0].used_at,
+        "the winner's use is the one stored"
+    );
+}
+
+async fn current_one_time_token_is_the_newest_usable_one(store: Shared) {
+    use OneTimeTokenKind::{EmailOtp, MagicLink};
+    let email = "current@example.com";
+    assert_eq!(
+        store
+            .current_one_time_token(EmailOtp, email, at(0))
+            .await
+            .unwrap(),
+        None
+    );
+    let first = one_time(EmailOtp, email, None, at(0));
+    let second = one_time(EmailOtp, email, None, at(10));
+    issue(&store, &first).await;
+    issue(&store, &second).await;
+    let link = one_time(MagicLink, email, None, at(20));
+    issue(&store, &link).await;
+    let current = |kind, email: &'static str, now| {
+        let store = store.clone();
+        async move {
+            store
+                .current_one_time_token(kind, email, now)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        current(EmailOtp, email, at(30)).await,
+        Some(stored(&second))
+    );
+    assert_eq!(current(MagicLink, email, at(30)).await, Some(stored(&link)));
+    assert_eq!(current(EmailOtp, "other@example.com", at(30)).await, None);
+    // Expired at its expiry instant.
+    assert_eq!(current(EmailOtp, email, second.expires_at).await, None);
+
+    store
+        .consume_one_time_token(&second.token_hash, EmailOtp, at(40))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        current(EmailOtp, email, at(41)).await,
+        None,
+        "the first was retired, the second used"
+    );
+}
+
+async fn record_failed_attempt_counts_and_retires_at_max(store: Shared) {
+    let code = one_time(OneTimeTokenKind::EmailOtp, "otp@example.com", None, at(0));
+    issue(&store, &code).await;
+    for (n, now) in [(1, at(1)), (2, at(2))] {
+        assert_eq!(
+            store
+                .record_failed_attempt(&code.token_hash, 3, now)
+                .await
+                .unwrap(),
+            n
+        );
+        assert_eq!(
+            token_state(&store, &code).await,
+            OneTimeToken {
+                failed_attempts: n,
+                ..stored(&code)
+            }
+        );
+    }
+    assert_eq!(
+        store
+            .record_failed_attempt(&code.token_hash, 3, at(3))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        token_state(&store, &code).await,
+        OneTimeToken {
+            failed_attempts: 3,
+            used_at: Some(at(3)),
+            ..stored(&code)
+        },
+        "retired at the maximum"
+    );
+    assert_eq!(
+        store
+            .consume_one_time_token(&code.token_hash, OneTimeTokenKind::EmailOtp, at(4))
+            .await
+            .unwrap(),
+        None
+    );
+    // Still counted, first retirement kept.
+    assert_eq!(
+        store
+            .record_failed_attempt(&code.token_hash, 3, at(5))
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(used_at(&store, &code).await, Some(at(3)));
+
+    let err = store
+        .record_failed_attempt(&random_hash(), 3, at(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::NotFound), "{err:?}");
+}
+
+async fn concurrent_failed_attempts_are_all_counted(store: Shared) {
+    let code = one_time(OneTimeTokenKind::EmailOtp, "guess@example.com", None, at(0));
+    issue(&store, &code).await;
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let (store, hash) = (store.clone(), code.token_hash.clone());
+            tokio::spawn(async move { store.record_failed_attempt(&hash, 5, at(1)).await })
+        })
+        .collect();
+    let mut counts = BTreeSet::new();
+    for task in tasks {
+        counts.insert(task.await.unwrap().unwrap());
+    }
+    assert_eq!(counts, (1..=12).collect(), "each call saw its own count");
+    let state = token_state(&store, &code).await;
+    assert_eq!((state.failed_attempts, state.used_at), (12, Some(at(1))));
+}
+
+/// A user with two live sessions and one revoked earlier, and another user with a session.
+struct Household {
+    alice: User,
+    live: [Session; 2],
+    revoked: Session,
+    bobs: Session,
+}
+
+async fn household(store: &Shared) -> Household {
+    let alice = insert_user(store).await;
+    let bob = insert_user(store).await;
+    let open = async |user: &User, created| {
+        store
+            .create_session(&new_session(user.id, at(created)), &random_hash())
+            .await
+            .unwrap()
+    };
+    let live = [open(&alice, 0).await, open(&alice, 1).await];
+    let revoked = open(&alice, 2).await;
+    assert!(store.revoke_session(revoked.id, at(5)).await.unwrap());
+    let revoked = store.session(revoked.id).await.unwrap().unwrap();
+    let bobs = open(&bob, 3).await;
+    Household {
+        alice,
+        live,
+        revoked,
+        bobs,
+    }
+}
+
+async fn password_hash_of(store: &Shared, user: &User) -> (Option<String>, DateTime<Utc>) {
+    let creds = store
+        .credentials_by_email(&user.email)
+        .await
+        .unwrap()
+        .unwrap();
+    (creds.password_hash, creds.user.updated_at)
+}
+
+async fn redeem_password_reset_changes_the_password_and_ends_every_session(store: Shared) {
+    use OneTimeTokenKind::{MagicLink, PasswordReset};
+    let h = household(&store).await;
+    let alice = &h.alice;
+    let reset = one_time(PasswordReset, &alice.email, Some(alice.id), at(10));
+    // Another reset token of hers, sent to the address she had before.
+    let other = one_time(PasswordReset, "old@example.com", Some(alice.id), at(11));
+    let link = one_time(MagicLink, &alice.email, Some(alice.id), at(12));
+    for token in [&reset, &other, &link] {
+        issue(&store, token).await;
+    }
+    let notice = message("notice", at(30));
+
+    assert!(
+        store
+            .redeem_password_reset(
+                &reset.token_hash,
+                alice.id,
+                "$argon2id$reset",
+                &notice,
+                at(30)
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        password_hash_of(&store, alice).await,
+        (Some("$argon2id$reset".to_owned()), at(30))
+    );
+    assert_eq!(used_at(&store, &reset).await, Some(at(30)));
+    assert_eq!(used_at(&store, &other).await, Some(at(30)));
+    assert_eq!(token_state(&store, &link).await, stored(&link));
+    for live in &h.live {
+        assert_eq!(
+            store.session(live.id).await.unwrap(),
+            Some(Session {
+                revoked_at: Some(at(30)),
+                ..live.clone()
+            })
+        );
+    }
+    assert_eq!(
+        store.session(h.revoked.id).await.unwrap(),
+        Some(h.revoked.clone()),
+        "an earlier revocation is kept"
+    );
+    assert_eq!(
+        store.session(h.bobs.id).await.unwrap(),
+        Some(h.bobs.clone())
+    );
+    assert_eq!(
+        store.pending_kinds().await,
+        ["mail", "mail", "mail", "notice"]
+    );
+
+    // Once only.
+    let again = message("notice", at(31));
+    assert!(
+        !store
+            .redeem_password_reset(
+                &reset.token_hash,
+                alice.id,
+                "$argon2id$again",
+                &again,
+                at(31)
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        password_hash_of(&store, alice).await,
+        (Some("$argon2id$reset".to_owned()), at(30))
+    );
+    assert_eq!(store.backlog().await.unwrap(), 4);
+}
+
+async fn redeem_password_reset_with_an_unusable_token_changes_nothing(store: Shared) {
+    use OneTimeTokenKind::{MagicLink, PasswordReset};
+    let h = household(&store).await;
+    let alice = &h.alice;
+    let bob_id = h.bobs.user_id;
+    let reset = one_time(PasswordReset, &alice.email, Some(alice.id), at(10));
+    let bobs_reset = one_time(PasswordReset, "bob@example.com", Some(bob_id), at(10));
+    let link = one_time(MagicLink, &alice.email, Some(alice.id), at(10));
+    let used = one_time(PasswordReset, "alt@example.com", Some(alice.id), at(10));
+    for token in [&reset, &bobs_reset, &link, &used] {
+        issue(&store, token).await;
+    }
+    store
+        .consume_one_time_token(&used.token_hash, PasswordReset, at(11))
+        .await
+        .unwrap()
+        .unwrap();
+    let before_password = password_hash_of(&store, alice).await;
+    let before_backlog = store.backlog().await.unwrap();
+
+    let unknown = random_hash();
+    let attempts = [
+        (
+            &bobs_reset.token_hash,
+            alice.id,
+            at(20),
+            "another user's token",
+        ),
+        (
+            &reset.token_hash,
+            bob_id,
+            at(20),
+            "her token, for another user",
+        ),
+        (&link.token_hash, alice.id, at(20), "not a reset token"),
+        (&used.token_hash, alice.id, at(20), "used"),
+        (&reset.token_hash, alice.id, reset.expires_at, "expired"),
+        (&unknown, alice.id, at(20), "unknown"),
+    ];
+    for (hash, user_id, now, why) in attempts {
+        let notice = message("notice", now);
+        assert!(
+            !store
+                .redeem_password_reset(hash, user_id, "$argon2id$evil", &notice, now)
+                .await
+                .unwrap(),
+            "{why}"
+        );
+    }
+
+    assert_eq!(password_hash_of(&store, alice).await, before_password);
+    assert_eq!(store.backlog().await.unwrap(), before_backlog);
+    assert!(!store.pending_kinds().await.contains(&"notice".to_owned()));
+    for session in h.live.iter().chain([&h.revoked, &h.bobs]) {
+        assert_eq!(
+            store.session(session.id).await.unwrap().as_ref(),
+            Some(session)
+        );
+    }
+    for token in [&reset, &bobs_reset, &link] {
+        assert_eq!(token_state(&store, token).await, stored(token));
+    }
+    assert_eq!(used_at(&store, &used).await, Some(at(11)));
+
+    // The right token still works: nothing was consumed.
+    assert!(
+        store
+            .redeem_password_reset(
+                &reset.token_hash,
+                alice.id,
+                "$argon2id$ok",
+                &message("notice", at(40)),
+                at(40)
+            )
+            .await
+            .unwrap()
+    );
+}
+
+async fn change_password_ends_every_session_and_opens_a_new_one(store: Shared) {
+    let h = household(&store).await;
+    let alice = &h.alice;
+    let reset = one_time(
+        OneTimeTokenKind::PasswordReset,
+        &alice.email,
+        Some(alice.id),
+        at(10),
+    );
+    issue(&store, &reset).await;
+    let new = new_session(alice.id, at(40));
+    let first = random_hash();
+    let notice = message("notice", at(40));
+
+    let session = store
+        .change_password(alice.id, "$argon2id$changed", &new, &first, &notice)
+        .await
+        .unwrap();
+    let expected = Session {
+        id: new.id,
+        user_id: alice.id,
+        created_at: at(40),
+        last_used_at: at(40),
+        expires_at: new.expires_at,
+        revoked_at: None,
+        client: new.client.clone(),
+        amr: new.amr.clone(),
+        aal: new.aal.clone(),
+    };
+    assert_eq!(session, expected);
+    assert_eq!(
+        password_hash_of(&store, alice).await,
+        (Some("$argon2id$changed".to_owned()), at(40))
+    );
+    for live in &h.live {
+        assert_eq!(
+            store.session(live.id).await.unwrap().unwrap().revoked_at,
+            Some(at(40))
+        );
+    }
+    assert_eq!(
+        store.session(h.revoked.id).await.unwrap(),
+        Some(h.revoked.clone())
+    );
+    assert_eq!(
+        store.session(h.bobs.id).await.unwrap(),
+        Some(h.bobs.clone())
+    );
+    assert_eq!(
+        store.unrevoked_sessions_of(alice.id).await.unwrap(),
+        [expected]
+    );
+    let record = store.refresh_token(&first).await.unwrap().unwrap();
+    assert_eq!(
+        (record.session_id, record.created_at, record.rotated_at),
+        (new.id, at(40), None)
+    );
+    assert_eq!(used_at(&store, &reset).await, Some(at(40)));
+    assert_eq!(store.pending_kinds().await, ["mail", "notice"]);
+    // The new session is live: its refresh token rotates.
+    assert_eq!(
+        store
+            .rotate_refresh_token(&first, &random_hash(), "sealed", at(50))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated
+    );
+}
+
+async fn change_password_of_an_unknown_user_is_not_found(store: Shared) {
+    let nobody = UserId::new();
+    let new = new_session(nobody, at(40));
+    let first = random_hash();
+    let err = store
+        .change_password(
+            nobody,
+            "$argon2id$x",
+            &new,
+            &first,
+            &message("notice", at(40)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::NotFound), "{err:?}");
+    assert_eq!(store.session(new.id).await.unwrap(), None);
+    assert_eq!(store.refresh_token(&first).await.unwrap(), None);
+    assert_eq!(store.backlog().await.unwrap(), 0);
+}
+
+// ---- the outbox -------------------------------------------------------------------------
+
+/// The entry `id` as the store shows it (SQL stores only).
+async fn entry(store: &Shared, id: Uuid) -> Option<OutboxEntryView> {
+    let view = store.outbox_view().await?;
+    Some(view.into_iter().find(|e| e.id == id).unwrap())
+}
+
+async fn outbox_leases_retries_and_completes(store: Shared) {
+    let mail = message("mail", at(0));
+    store.enqueue(&mail).await.unwrap();
+    assert_eq!(store.backlog().await.unwrap(), 1);
+    let claim = |now, lease| {
+        let store = store.clone();
+        async move { store.claim_due(now, lease, 10).await.unwrap() }
+    };
+    assert_eq!(claim(at(-1), at(60)).await, [], "not due yet");
+    if let Some(e) = entry(&store, mail.id).await {
+        assert_eq!(
+            e,
+            OutboxEntryView {
+                id: mail.id,
+                kind: "mail".to_owned(),
+                attempts: 0,
+                created_at: at(0),
+                due_at: at(0),
+                leased_until: None,
+                done_at: None,
+                dead_at: None,
+                last_error: None,
+                has_payload: true,
+            }
+        );
+    }
+
+    assert_eq!(claim(at(0), at(60)).await, [claimed(&mail, 1)]);
+    assert_eq!(claim(at(59), at(120)).await, [], "leased");
+    assert_eq!(
+        claim(at(60), at(120)).await,
+        [claimed(&mail, 2)],
+        "free again when the lease ends"
+    );
+
+    store
+        .mark_failed(mail.id, "smtp: connection refused", Some(at(300)), at(61))
+        .await
+        .unwrap();
+    assert_eq!(store.backlog().await.unwrap(), 1);
+    if let Some(e) = entry(&store, mail.id).await {
+        assert_eq!(
+            (
+                e.attempts,
+                e.due_at,
+                e.leased_until,
+                e.last_error.as_deref()
+            ),
+            (2, at(300), None, Some("smtp: connection refused"))
+        );
+        assert!(e.has_payload && e.done_at.is_none() && e.dead_at.is_none());
+    }
+    assert_eq!(
+        claim(at(299), at(400)).await,
+        [],
+        "not due before the retry"
+    );
+    assert_eq!(claim(at(300), at(400)).await, [claimed(&mail, 3)]);
+
+    store.mark_done(mail.id, at(301)).await.unwrap();
+    assert_eq!(store.backlog().await.unwrap(), 0);
+    assert!(store.pending_kinds().await.is_empty());
+    assert_eq!(claim(at(100_000), at(100_060)).await, []);
+    if let Some(e) = entry(&store, mail.id).await {
+        assert_eq!(
+            e,
+            OutboxEntryView {
+                id: mail.id,
+                kind: "mail".to_owned(),
+                attempts: 3,
+                created_at: at(0),
+                due_at: at(300),
+                leased_until: None,
+                done_at: Some(at(301)),
+                dead_at: None,
+                last_error: Some("smtp: connection refused".to_owned()),
+                has_payload: false,
+            }
+        );
+    }
+}
+
+async fn outbox_gives_up_and_erases_the_payload(store: Shared) {
+    let mail = message("mail", at(0));
+    let other = message("webhook", at(1));
+    store.enqueue(&mail).await.unwrap();
+    store.enqueue(&other).await.unwrap();
+    assert_eq!(
+        store.claim_due(at(1), at(60), 10).await.unwrap(),
+        [claimed(&mail, 1), claimed(&other, 1)]
+    );
+    store
+        .mark_failed(mail.id, "550 mailbox unavailable", None, at(5))
+        .await
+        .unwrap();
+    assert_eq!(store.backlog().await.unwrap(), 1);
+    assert_eq!(store.pending_kinds().await, ["webhook"]);
+    assert_eq!(
+        store.claim_due(at(100), at(160), 10).await.unwrap(),
+        [claimed(&other, 2)],
+        "a dead letter is never claimed again"
+    );
+    if let Some(e) = entry(&store, mail.id).await {
+        assert_eq!(
+            (e.dead_at, e.done_at, e.leased_until, e.has_payload),
+            (Some(at(5)), None, None, false)
+        );
+        assert_eq!(e.last_error.as_deref(), Some("550 mailbox unavailable"));
+    }
+    // Unknown identifiers are ignored.
+    store.mark_done(Uuid::now_v7(), at(6)).await.unwrap();
+    store
+        .mark_failed(Uuid::now_v7(), "x", None, at(6))
+        .await
+        .unwrap();
+    assert_eq!(store.backlog().await.unwrap(), 1);
+}
+
+async fn outbox_claims_due_entries_oldest_first_up_to_the_limit(store: Shared) {
+    let entries: Vec<_> = (0..5).map(|i| message("mail", at(i))).collect();
+    for e in &entries {
+        store.enqueue(e).await.unwrap();
+    }
+    assert_eq!(
+        store.claim_due(at(2), at(100), 10).await.unwrap(),
+        [
+            claimed(&entries[0], 1),
+            claimed(&entries[1], 1),
+            claimed(&entries[2], 1)
+        ],
+        "the due ones only"
+    );
+    assert_eq!(
+        store.claim_due(at(10), at(100), 1).await.unwrap(),
+        [claimed(&entries[3], 1)]
+    );
+    assert_eq!(store.claim_due(at(10), at(100), 0).await.unwrap(), []);
+    assert_eq!(
+        store.claim_due(at(10), at(100), 10).await.unwrap(),
+        [claimed(&entries[4], 1)]
+    );
+    assert_eq!(store.backlog().await.unwrap(), 5);
+}
+
+/// Claims from `stores` concurrently (two tasks per store, `limit` each) and checks that no
+/// entry went to two claimers; returns every claimed id.
+async fn claim_concurrently(stores: &[Shared], now: DateTime<Utc>, limit: usize) -> Vec<Uuid> {
+    let tasks: Vec<_> = stores
+        .iter()
+        .chain(stores)
+        .map(|store| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_due(now, now + Span::seconds(60), limit).await })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        let got = task.await.unwrap().unwrap();
+        assert!(got.len() <= limit);
+        all.extend(got.into_iter().map(|m| m.id));
+    }
+    let distinct: BTreeSet<_> = all.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        all.len(),
+        "an entry was claimed twice: {all:?}"
+    );
+    all
+}
+
+async fn concurrent_claimers_get_disjoint_entries(store: Shared) {
+    let entries: Vec<_> = (0..20).map(|i| message("mail", at(i))).collect();
+    for e in &entries {
+        store.enqueue(e).await.unwrap();
+    }
+    // Four claimers of 5 for 20 entries.
+    let claimed = claim_concurrently(&[store.clone(), store.clone()], at(100), 5).await;
+    let claimed: BTreeSet<_> = claimed.into_iter().collect();
+    assert_eq!(claimed, entries.iter().map(|e| e.id).collect());
+    assert!(
+        store
+            .claim_due(at(100), at(160), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // And two claimers of 10 each, on the entries again once the leases ended.
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_due(at(200), at(260), 10).await })
+        })
+        .collect();
+    let mut sets = Vec::new();
+    for task in tasks {
+        let got = task.await.unwrap().unwrap();
+        assert!(got.iter().all(|m| m.attempts == 2));
+        sets.push(got.into_iter().map(|m| m.id).collect::<BTreeSet<_>>());
+    }
+    assert!(sets[0].is_disjoint(&sets[1]), "{sets:?}");
+    assert_eq!(
+        sets[0].union(&sets[1]).copied().collect::<BTreeSet<_>>(),
+        claimed
+    );
+}
+
+async fn backlog_counts_entries_neither_done_nor_dead(store: Shared) {
+    assert_eq!(store.backlog().await.unwrap(), 0);
+    let [done, dead, leased, pending, future] = [0, 1, 2, 3, 1000].map(|i| message("mail", at(i)));
+    for e in [&done, &dead, &leased, &pending, &future] {
+        store.enqueue(e).await.unwrap();
+    }
+    assert_eq!(store.backlog().await.unwrap(), 5);
+    assert_eq!(store.claim_due(at(2), at(60), 3).await.unwrap().len(), 3);
+    store.mark_done(done.id, at(10)).await.unwrap();
+    store
+        .mark_failed(dead.id, "gone", None, at(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.backlog().await.unwrap(),
+        3,
+        "leased, pending and not yet due are all backlog"
+    );
+}
+
 // ---- the SQL adapter beyond the ports ---------------------------------------------------
 
 async fn migrate_twice_is_a_no_op(db: &TestDatabase, backend: Backend) {
@@ -1001,4 +2036,117 @@ async fn postgres_pool_recovers_when_the_server_drops_its_connections() {
         assert!(matches!(e, AuthError::Unavailable(_)), "{e:?}");
     }
     assert_eq!(db.user_by_id(user.id).await.unwrap(), Some(user));
+}
+
+// ---- the SQL stores beyond the ports ----------------------------------------------------
+
+async fn purge_outbox_removes_only_entries_finished_before_the_cutoff(db: &TestDatabase) {
+    let db = db.database().await;
+    let [
+        done_early,
+        done_at_cutoff,
+        dead_early,
+        dead_late,
+        pending,
+        leased,
+    ] = [0, 1, 2, 3, 4, 5].map(|i| message("mail", at(i)));
+    for e in [
+        &done_early,
+        &done_at_cutoff,
+        &dead_early,
+        &dead_late,
+        &pending,
+        &leased,
+    ] {
+        db.enqueue(e).await.unwrap();
+    }
+    assert_eq!(db.claim_due(at(5), at(10_000), 6).await.unwrap().len(), 6);
+    db.mark_done(done_early.id, at(99)).await.unwrap();
+    db.mark_done(done_at_cutoff.id, at(100)).await.unwrap();
+    db.mark_failed(dead_early.id, "gone", None, at(50))
+        .await
+        .unwrap();
+    db.mark_failed(dead_late.id, "gone", None, at(101))
+        .await
+        .unwrap();
+    // `pending` fails and waits for its retry; `leased` stays leased.
+    db.mark_failed(pending.id, "later", Some(at(5000)), at(60))
+        .await
+        .unwrap();
+
+    assert_eq!(db.purge_outbox_finished_before(at(100)).await.unwrap(), 2);
+    let left: BTreeSet<_> = db
+        .outbox_entries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(
+        left,
+        [done_at_cutoff.id, dead_late.id, pending.id, leased.id].into()
+    );
+    assert_eq!(db.backlog().await.unwrap(), 2);
+    assert_eq!(db.purge_outbox_finished_before(at(100)).await.unwrap(), 0);
+    // Pending entries stay, however old.
+    assert_eq!(
+        db.purge_outbox_finished_before(at(1_000_000))
+            .await
+            .unwrap(),
+        2
+    );
+    let left: Vec<_> = db
+        .outbox_entries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, [pending.id, leased.id]);
+}
+
+async fn claims_follow_due_time_not_insertion_order(db: &TestDatabase) {
+    let db = db.database().await;
+    let [first, second, third] = [0, 1, 2].map(|i| message("mail", at(i)));
+    for e in [&first, &second, &third] {
+        db.enqueue(e).await.unwrap();
+    }
+    assert_eq!(
+        db.claim_due(at(0), at(1), 10).await.unwrap(),
+        [claimed(&first, 1)]
+    );
+    db.mark_failed(first.id, "busy", Some(at(5)), at(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.claim_due(at(10), at(20), 10).await.unwrap(),
+        [claimed(&second, 1), claimed(&third, 1), claimed(&first, 2)]
+    );
+}
+
+/// Two nodes (two pools on one database), each with two claiming tasks, over several
+/// rounds: no entry ever goes to two claimers, and every round claims every entry.
+async fn claimers_on_two_nodes_get_disjoint_entries(db: &TestDatabase) {
+    let nodes: [Shared; 2] = [Arc::new(db.database().await), Arc::new(db.database().await)];
+    let entries: BTreeSet<Uuid> = {
+        let mut ids = BTreeSet::new();
+        for i in 0..40 {
+            let e = message("mail", at(i));
+            nodes[(i % 2) as usize].enqueue(&e).await.unwrap();
+            ids.insert(e.id);
+        }
+        ids
+    };
+    for round in 0..5 {
+        // Leases last 60 s: each round starts after the previous leases ended.
+        let now = at(100 + round * 100);
+        let claimed = claim_concurrently(&nodes, now, 10).await;
+        assert_eq!(
+            claimed.into_iter().collect::<BTreeSet<_>>(),
+            entries,
+            "round {round}"
+        );
+    }
+    let view = db.database().await.outbox_entries().await.unwrap();
+    assert!(view.iter().all(|e| e.attempts == 5), "{view:?}");
 }

@@ -12,6 +12,7 @@ use auth_core::model::StoredSigningKey;
 use auth_core::ports::SigningKeyStore;
 use auth_core::random::OsRandom;
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 
 use crate::settings::Settings;
 
@@ -27,21 +28,39 @@ fn read(path: &Path, key: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{key}: cannot read {}: {e}", path.display()))
 }
 
+/// The signing keys, and a key for sealing secrets at rest derived from the signing secret
+/// (used when no `secrets.encryption_key` is configured).
+pub struct LoadedKeys {
+    /// Signing and verification keys.
+    pub keys: KeySet,
+    /// 32 bytes derived from the private signing material.
+    pub derived_sealing_key: [u8; 32],
+}
+
+fn derive_sealing_key(private_material: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"auth-http/derived-sealing-key/v1\0");
+    h.update(private_material);
+    h.finalize().into()
+}
+
 /// Build the key set described by the settings.
 pub async fn load_key_set(
     settings: &Settings,
     home: GeneratedKeyHome<'_>,
-) -> Result<KeySet, String> {
+) -> Result<LoadedKeys, String> {
     let tokens = &settings.tokens;
     let algorithm = settings.signing_algorithm()?;
-    let mut keys = match (algorithm, &tokens.private_key_path) {
+    let (mut keys, derived_sealing_key) = match (algorithm, &tokens.private_key_path) {
         (SigningAlgorithm::HS256, _) => {
             let secret = tokens
                 .hs256_secret
                 .as_ref()
                 .ok_or("tokens.hs256_secret is required for HS256")?;
-            KeySet::from_hs256_secret(secret.expose_secret().as_bytes())
-                .map_err(|e| format!("tokens.hs256_secret: {e}"))?
+            let bytes = secret.expose_secret().as_bytes();
+            let keys = KeySet::from_hs256_secret(bytes)
+                .map_err(|e| format!("tokens.hs256_secret: {e}"))?;
+            (keys, derive_sealing_key(bytes))
         }
         (_, Some(private)) => {
             let public = tokens
@@ -49,24 +68,20 @@ pub async fn load_key_set(
                 .as_deref()
                 .map(|p| read(p, "tokens.public_key_path"))
                 .transpose()?;
-            KeySet::from_private_pem(
-                algorithm,
-                &read(private, "tokens.private_key_path")?,
-                public.as_deref(),
-            )
-            .map_err(|e| format!("tokens.private_key_path: {e}"))?
+            let private = read(private, "tokens.private_key_path")?;
+            let keys = KeySet::from_private_pem(algorithm, &private, public.as_deref())
+                .map_err(|e| format!("tokens.private_key_path: {e}"))?;
+            (keys, derive_sealing_key(&private))
         }
         (SigningAlgorithm::EdDSA, None) => {
             let pem = match home {
                 GeneratedKeyHome::DataDir => generated_key_file(&settings.data_dir)?,
                 GeneratedKeyHome::Database(store) => generated_key_in_database(store).await?,
             };
-            KeySet::from_private_pem(
-                SigningAlgorithm::EdDSA,
-                pem.expose_secret().as_bytes(),
-                None,
-            )
-            .map_err(|e| format!("generated signing key: {e}"))?
+            let bytes = pem.expose_secret().as_bytes();
+            let keys = KeySet::from_private_pem(SigningAlgorithm::EdDSA, bytes, None)
+                .map_err(|e| format!("generated signing key: {e}"))?;
+            (keys, derive_sealing_key(bytes))
         }
         (_, None) => {
             return Err(format!(
@@ -82,7 +97,33 @@ pub async fn load_key_set(
         keys.add_verification_key(alg, &read(&extra.path, &name)?)
             .map_err(|e| format!("{name}: {e}"))?;
     }
-    Ok(keys)
+    Ok(LoadedKeys {
+        keys,
+        derived_sealing_key,
+    })
+}
+
+/// The sealing keys: configured ones (the first encrypts), else the derived one.
+pub fn sealing_keys(settings: &Settings, derived: [u8; 32]) -> Result<Vec<(u8, [u8; 32])>, String> {
+    let s = &settings.secrets;
+    if s.encryption_key.is_empty() {
+        return Ok(vec![(0, derived)]);
+    }
+    let mut out = Vec::new();
+    let configured = std::iter::once(s.encryption_key.as_str())
+        .chain(s.previous_encryption_keys.iter().map(String::as_str));
+    for (i, value) in configured.enumerate() {
+        let key = crate::settings::decode_key(value, &format!("secrets key #{i}"))?;
+        // Key ids come from the key itself, so a rotation needs no bookkeeping; 0 is the
+        // derived key, still accepted for what was sealed before a key was configured.
+        let id = 1 + Sha256::digest(key)[0] % 255;
+        if out.iter().any(|(other, _)| *other == id) {
+            return Err("secrets: two encryption keys share an id; generate a new key".into());
+        }
+        out.push((id, key));
+    }
+    out.push((0, derived));
+    Ok(out)
 }
 
 /// `data_dir/keys/ed25519.pem`, created once (atomically, mode 0600) and reused after.

@@ -167,6 +167,30 @@ impl From<AuthError> for ApiError {
                 e.basic_challenge = true;
                 e
             }
+            AuthError::EmailNotVerified => Self::new(
+                S::FORBIDDEN,
+                "email_not_verified",
+                "Email not verified",
+                "confirm the email address with the link sent to it before signing in",
+            ),
+            AuthError::InvalidOneTimeToken => Self::new(
+                S::BAD_REQUEST,
+                "invalid_or_expired_token",
+                "Invalid or expired token",
+                "the link is invalid, expired or already used; ask for a new one",
+            ),
+            AuthError::InvalidCode => Self::new(
+                S::BAD_REQUEST,
+                "invalid_code",
+                "Invalid code",
+                "the code is wrong, expired or already used",
+            ),
+            AuthError::NotEnabled(what) => Self::new(
+                S::BAD_REQUEST,
+                "not_enabled",
+                "Not enabled",
+                format!("{what} is not enabled on this server"),
+            ),
             AuthError::NotFound => Self::not_found(),
             AuthError::Unavailable(reason) => {
                 tracing::warn!(%reason, "dependency unavailable");

@@ -45,6 +45,14 @@ pub struct Settings {
     pub password_hashing: HashingConfig,
     /// Token introspection clients.
     pub introspection: IntrospectionSettings,
+    /// The front end that handles links in mails.
+    pub app: AppSettings,
+    /// Outbound mail.
+    pub mail: MailSettings,
+    /// The background worker of the outbox.
+    pub outbox: OutboxSettings,
+    /// Keys sealing secrets at rest.
+    pub secrets: SecretsSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -181,6 +189,186 @@ pub struct AuthRules {
     pub email_confirmation: EmailConfirmation,
     /// Roles of every new account.
     pub default_roles: Vec<String>,
+    /// Whether a magic link or code may create an account.
+    pub passwordless_signup: bool,
+    /// Lifetime of verification links.
+    pub verification_ttl_secs: u64,
+    /// Lifetime of reset links.
+    pub reset_ttl_secs: u64,
+    /// Lifetime of magic links.
+    pub magic_link_ttl_secs: u64,
+    /// Lifetime of email codes.
+    pub email_otp_ttl_secs: u64,
+    /// Wrong codes before a code dies.
+    pub email_otp_max_attempts: u32,
+}
+
+/// `app.token_placement`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenPlacementSetting {
+    /// `?token=`
+    Query,
+    /// `#token=`
+    Fragment,
+}
+
+/// `[app]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    /// Front-end URL; empty means `server.public_url`.
+    pub url: String,
+    /// Product name in mails.
+    pub name: String,
+    /// Allowed magic-link destinations (origins).
+    pub redirect_allow_list: Vec<String>,
+    /// Where the token goes in links.
+    pub token_placement: TokenPlacementSetting,
+    /// Path of the verification page.
+    pub verify_path: String,
+    /// Path of the reset page.
+    pub reset_path: String,
+    /// Path of the magic-link page.
+    pub magic_link_path: String,
+}
+
+impl AppSettings {
+    /// The effective front-end URL.
+    pub fn effective_url<'a>(&'a self, server: &'a ServerSettings) -> &'a str {
+        if self.url.is_empty() {
+            &server.public_url
+        } else {
+            &self.url
+        }
+    }
+}
+
+/// `mail.transport`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    /// Files under `data_dir/mail`.
+    File,
+    /// An SMTP server.
+    Smtp,
+}
+
+/// `mail.smtp.tls`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTlsSetting {
+    /// Plain text (loopback or a trusted network only).
+    None,
+    /// STARTTLS upgrade, required.
+    Starttls,
+    /// Implicit TLS (port 465).
+    Tls,
+}
+
+/// `[mail.smtp]`
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettingsFile {
+    /// Host name.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Transport security.
+    pub tls: SmtpTlsSetting,
+    /// User name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password.
+    #[serde(default, serialize_with = "redact")]
+    pub password: Option<SecretString>,
+    /// Seconds before a send gives up.
+    pub timeout_secs: u64,
+}
+
+impl std::fmt::Debug for SmtpSettingsFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[mail]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSettings {
+    /// File or SMTP.
+    pub transport: MailTransport,
+    /// Sender address.
+    pub from: String,
+    /// Template overrides; empty for none.
+    pub templates_dir: String,
+    /// SMTP server.
+    pub smtp: SmtpSettingsFile,
+}
+
+/// `[outbox]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSettings {
+    /// Milliseconds between looks for due entries.
+    pub poll_interval_ms: u64,
+    /// Entries claimed at once.
+    pub batch_size: usize,
+    /// First retry delay.
+    pub retry_base_delay_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_delay_secs: u64,
+    /// Give up after this long.
+    pub give_up_after_hours: u64,
+    /// Days finished entries are kept.
+    pub retention_days: u64,
+}
+
+/// `[secrets]`
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSettings {
+    /// Base64 of 32 bytes; empty derives one from the signing key.
+    #[serde(serialize_with = "redact_string")]
+    pub encryption_key: String,
+    /// Older keys, still accepted.
+    #[serde(serialize_with = "redact_list")]
+    pub previous_encryption_keys: Vec<String>,
+}
+
+impl std::fmt::Debug for SecretsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsSettings")
+            .field("configured", &!self.encryption_key.is_empty())
+            .finish_non_exhaustive()
+    }
+}
+
+fn redact_string<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if v.is_empty() { "" } else { "[redacted]" })
+}
+
+fn redact_list<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(v.len()))?;
+    for _ in v {
+        seq.serialize_element("[redacted]")?;
+    }
+    seq.end()
+}
+
+/// Decode a base64 32-byte key; the error names `key`.
+pub fn decode_key(value: &str, key: &str) -> Result<[u8; 32], String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|_| format!("{key} must be base64 (openssl rand -base64 32)"))?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| format!("{key} must decode to exactly 32 bytes"))
 }
 
 /// One introspection client.
@@ -295,6 +483,8 @@ impl Settings {
             .try_parsing(true)
             .list_separator(",")
             .with_list_parse_key("auth.default_roles")
+            .with_list_parse_key("app.redirect_allow_list")
+            .with_list_parse_key("secrets.previous_encryption_keys")
             .source(source.vars.clone());
         let settings: Settings = builder
             .add_source(env)
@@ -354,8 +544,59 @@ impl Settings {
         if t.refresh_reuse_grace_secs > 300 {
             return Err("tokens.refresh_reuse_grace_secs must be at most 300".into());
         }
-        if self.auth.email_confirmation == EmailConfirmation::Required {
-            return Err("auth.email_confirmation = required needs outbound email, which this build does not have yet; use optional".into());
+        let app_url = self.app.effective_url(&self.server);
+        if auth_core::flows::origin_of(app_url).is_none() || app_url.ends_with('/') {
+            return Err("app.url must be an http(s) URL without a trailing slash".into());
+        }
+        for (i, url) in self.app.redirect_allow_list.iter().enumerate() {
+            if auth_core::flows::origin_of(url).is_none() {
+                return Err(format!(
+                    "app.redirect_allow_list[{i}] must be an http(s) URL"
+                ));
+            }
+        }
+        for (key, path) in [
+            ("app.verify_path", &self.app.verify_path),
+            ("app.reset_path", &self.app.reset_path),
+            ("app.magic_link_path", &self.app.magic_link_path),
+        ] {
+            if !path.starts_with('/') {
+                return Err(format!("{key} must start with /"));
+            }
+        }
+        if !self.mail.from.contains('@') {
+            return Err("mail.from must be an email address".into());
+        }
+        let a = &self.auth;
+        for (key, value) in [
+            ("auth.verification_ttl_secs", a.verification_ttl_secs),
+            ("auth.reset_ttl_secs", a.reset_ttl_secs),
+            ("auth.magic_link_ttl_secs", a.magic_link_ttl_secs),
+            ("auth.email_otp_ttl_secs", a.email_otp_ttl_secs),
+            (
+                "auth.email_otp_max_attempts",
+                u64::from(a.email_otp_max_attempts),
+            ),
+            ("outbox.poll_interval_ms", self.outbox.poll_interval_ms),
+            ("outbox.batch_size", self.outbox.batch_size as u64),
+            (
+                "outbox.retry_base_delay_ms",
+                self.outbox.retry_base_delay_ms,
+            ),
+            (
+                "outbox.give_up_after_hours",
+                self.outbox.give_up_after_hours,
+            ),
+        ] {
+            if value == 0 {
+                return Err(format!("{key} must be greater than 0"));
+            }
+        }
+        if !self.secrets.encryption_key.is_empty() {
+            decode_key(&self.secrets.encryption_key, "secrets.encryption_key")?;
+        }
+        for (i, k) in self.secrets.previous_encryption_keys.iter().enumerate() {
+            decode_key(k, &format!("secrets.previous_encryption_keys[{i}]"))?;
         }
         if self.server.max_body_bytes < 1024 {
             return Err("server.max_body_bytes must be at least 1024".into());
@@ -462,9 +703,24 @@ mod tests {
             (("AUTH__SERVER__PUBLIC_URL", "ftp://x"), "server.public_url"),
             (("AUTH__DATABASE__URL", "mysql://x"), "database.url"),
             (
-                ("AUTH__AUTH__EMAIL_CONFIRMATION", "required"),
-                "auth.email_confirmation",
+                ("AUTH__AUTH__EMAIL_CONFIRMATION", "sometimes"),
+                "email_confirmation",
             ),
+            (("AUTH__APP__URL", "not a url"), "app.url"),
+            (
+                (
+                    "AUTH__APP__REDIRECT_ALLOW_LIST",
+                    "https://ok.example,javascript:x",
+                ),
+                "app.redirect_allow_list[1]",
+            ),
+            (("AUTH__MAIL__TRANSPORT", "pigeon"), "transport"),
+            (("AUTH__MAIL__SMTP__TLS", "maybe"), "tls"),
+            (
+                ("AUTH__SECRETS__ENCRYPTION_KEY", "c2hvcnQ="),
+                "secrets.encryption_key",
+            ),
+            (("AUTH__OUTBOX__BATCH_SIZE", "0"), "outbox.batch_size"),
             (
                 ("AUTH__TOKENS__ACCESS_TTL_SECS", "0"),
                 "tokens.access_ttl_secs",
@@ -474,6 +730,39 @@ mod tests {
             let err = load(&[(key, value)]).unwrap_err();
             assert!(err.contains(named), "{key}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn mail_settings_come_from_the_documented_keys() {
+        let s = load(&[
+            ("AUTH__MAIL__TRANSPORT", "smtp"),
+            ("AUTH__MAIL__FROM", "Auth <auth@example.com>"),
+            ("AUTH__MAIL__SMTP__HOST", "mail.example.com"),
+            ("AUTH__MAIL__SMTP__PORT", "587"),
+            ("AUTH__MAIL__SMTP__TLS", "starttls"),
+            ("AUTH__MAIL__SMTP__USERNAME", "auth"),
+            ("AUTH__MAIL__SMTP__PASSWORD", "smtp-secret-password"),
+            ("AUTH__APP__URL", "https://app.example.com"),
+            (
+                "AUTH__APP__REDIRECT_ALLOW_LIST",
+                "https://a.example.com,https://b.example.com/x",
+            ),
+            ("AUTH__AUTH__EMAIL_CONFIRMATION", "required"),
+        ])
+        .unwrap();
+        assert_eq!(s.mail.transport, MailTransport::Smtp);
+        assert_eq!(s.mail.smtp.port, 587);
+        assert_eq!(s.mail.smtp.tls, SmtpTlsSetting::Starttls);
+        assert_eq!(s.app.redirect_allow_list.len(), 2);
+        assert_eq!(s.auth.email_confirmation, EmailConfirmation::Required);
+        let shown = serde_json::to_string(&s).unwrap();
+        assert!(!shown.contains("smtp-secret-password"));
+        let defaults = load(&[]).unwrap();
+        assert_eq!(defaults.mail.transport, MailTransport::File);
+        assert_eq!(
+            defaults.app.effective_url(&defaults.server),
+            "http://127.0.0.1:8080"
+        );
     }
 
     #[test]

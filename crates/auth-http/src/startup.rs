@@ -10,18 +10,25 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{App, HttpMessage as _, HttpServer, ResponseError as _, web};
-use auth_core::clock::SystemClock;
+use auth_core::clock::{Clock as _, SystemClock};
+use auth_core::flows::{EmailConfirmation, EmailSettings, TokenPlacement};
 use auth_core::jwt::JwtIssuer;
+use auth_core::mail::{MailRenderer, Mailer};
 use auth_core::password::Argon2Hasher;
 use auth_core::random::OsRandom;
+use auth_core::secret_box::SecretBox;
 use auth_core::service::{AuthService, AuthSettings, IntrospectionClient, Ports, SessionPolicy};
 use auth_db::{Backend, Database, DatabaseOptions};
+use auth_notify::{FileMailer, SmtpMailer, SmtpSettings, SmtpTls, TemplateRenderer};
 use tracing_actix_web::{RequestId, TracingLogger};
 
-use crate::keys::{GeneratedKeyHome, load_key_set};
+use crate::keys::{GeneratedKeyHome, LoadedKeys, load_key_set, sealing_keys};
 use crate::problem::ApiError;
 use crate::routes;
-use crate::settings::Settings;
+use crate::settings::{
+    EmailConfirmation as SettingConfirmation, MailTransport, Settings, SmtpTlsSetting,
+    TokenPlacementSetting,
+};
 use crate::state::AppState;
 
 /// A start-up failure, with a message fit for an operator.
@@ -67,7 +74,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 pub struct Application {
     port: u16,
     server: Server,
-    housekeeping: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -80,8 +87,20 @@ impl Application {
             Backend::Sqlite => GeneratedKeyHome::DataDir,
             Backend::Postgres => GeneratedKeyHome::Database(database.as_ref()),
         };
-        let keys = load_key_set(&settings, home).await.map_err(StartupError)?;
+        let LoadedKeys {
+            keys,
+            derived_sealing_key,
+        } = load_key_set(&settings, home).await.map_err(StartupError)?;
         tracing::info!(algorithm = %settings.tokens.algorithm, kid = keys.signing_kid(), "signing key loaded");
+        let sealer =
+            SecretBox::new(&sealing_keys(&settings, derived_sealing_key).map_err(StartupError)?)
+                .map_err(StartupError)?;
+        if settings.secrets.encryption_key.is_empty() && database.backend() == Backend::Postgres {
+            tracing::warn!(
+                "secrets.encryption_key is not set: pending mail is sealed with a key derived from the signing key, which lives in the same database"
+            );
+        }
+        let (renderer, mailer) = mail_adapters(&settings).map_err(StartupError)?;
         let tokens = JwtIssuer::new(
             keys,
             settings.server.public_url.clone(),
@@ -108,6 +127,7 @@ impl Application {
                 })
                 .collect(),
             default_roles: settings.auth.default_roles.clone(),
+            email: email_settings(&settings),
         };
         let ports = Ports {
             users: database.clone(),
@@ -116,14 +136,25 @@ impl Application {
             tokens: Arc::new(tokens),
             clock: Arc::new(SystemClock),
             rng: Arc::new(OsRandom),
+            one_time: database.clone(),
+            outbox: database.clone(),
+            sealer: Arc::new(sealer),
+            renderer,
+            mailer,
         };
         let auth = Arc::new(AuthService::new(ports, auth_settings));
+        let days = |n: u64| chrono::Duration::days(i64::try_from(n).unwrap_or(36_500).min(36_500));
         let housekeeping = tokio::spawn(housekeeping(
             auth.clone(),
+            database.clone(),
             Duration::from_secs(settings.server.housekeeping_interval_secs),
-            chrono::Duration::days(
-                i64::try_from(t.session_retention_days).unwrap_or(i64::MAX / 86_400_000),
-            ),
+            days(t.session_retention_days),
+            days(settings.outbox.retention_days),
+        ));
+        let outbox_worker = tokio::spawn(outbox_worker(
+            auth.clone(),
+            Duration::from_millis(settings.outbox.poll_interval_ms),
+            settings.outbox.batch_size,
         ));
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
@@ -178,7 +209,7 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
-            housekeeping,
+            background: vec![housekeeping, outbox_worker],
         })
     }
 
@@ -190,7 +221,11 @@ impl Application {
     /// Serve until SIGINT/SIGTERM (graceful: in-flight requests finish) or the handle stops it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        self.housekeeping.abort();
+        // Workers hold no state of their own: an entry interrupted mid-way is leased and
+        // will be taken up again by this or another node when its lease ends.
+        for task in &self.background {
+            task.abort();
+        }
         result
     }
 
@@ -200,16 +235,110 @@ impl Application {
     }
 }
 
-async fn housekeeping(auth: Arc<AuthService>, every: Duration, retention: chrono::Duration) {
+async fn housekeeping(
+    auth: Arc<AuthService>,
+    database: Arc<Database>,
+    every: Duration,
+    session_retention: chrono::Duration,
+    outbox_retention: chrono::Duration,
+) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        match auth.purge_ended_sessions(retention).await {
+        match auth.purge_ended_sessions(session_retention).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "purged ended sessions"),
             Err(e) => tracing::warn!(error = %e, "session purge failed"),
         }
+        match database
+            .purge_outbox_finished_before(SystemClock.now() - outbox_retention)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "purged finished outbox entries"),
+            Err(e) => tracing::warn!(error = %e, "outbox purge failed"),
+        }
     }
+}
+
+/// Carry out due outbox entries: at once while there is a backlog, else every `every`.
+async fn outbox_worker(auth: Arc<AuthService>, every: Duration, batch: usize) {
+    loop {
+        match auth.process_outbox(batch).await {
+            Ok(n) if n >= batch => continue,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox worker: the store is unavailable; retrying")
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+fn email_settings(settings: &Settings) -> EmailSettings {
+    let (a, app, o) = (&settings.auth, &settings.app, &settings.outbox);
+    EmailSettings {
+        confirmation: match a.email_confirmation {
+            SettingConfirmation::Optional => EmailConfirmation::Optional,
+            SettingConfirmation::Required => EmailConfirmation::Required,
+        },
+        passwordless_signup: a.passwordless_signup,
+        verification_ttl: secs(a.verification_ttl_secs),
+        reset_ttl: secs(a.reset_ttl_secs),
+        magic_link_ttl: secs(a.magic_link_ttl_secs),
+        otp_ttl: secs(a.email_otp_ttl_secs),
+        otp_max_attempts: i32::try_from(a.email_otp_max_attempts).unwrap_or(i32::MAX),
+        app_url: app.effective_url(&settings.server).to_owned(),
+        app_name: app.name.clone(),
+        verify_path: app.verify_path.clone(),
+        reset_path: app.reset_path.clone(),
+        magic_link_path: app.magic_link_path.clone(),
+        token_placement: match app.token_placement {
+            TokenPlacementSetting::Query => TokenPlacement::Query,
+            TokenPlacementSetting::Fragment => TokenPlacement::Fragment,
+        },
+        redirect_allow_list: app.redirect_allow_list.clone(),
+        retry_base_delay: chrono::Duration::milliseconds(
+            i64::try_from(o.retry_base_delay_ms).unwrap_or(i64::MAX),
+        ),
+        retry_max_delay: secs(o.retry_max_delay_secs),
+        give_up_after: chrono::Duration::hours(i64::try_from(o.give_up_after_hours).unwrap_or(24)),
+        lease: chrono::Duration::minutes(2),
+    }
+}
+
+type MailAdapters = (Arc<dyn MailRenderer>, Arc<dyn Mailer>);
+
+fn mail_adapters(settings: &Settings) -> Result<MailAdapters, String> {
+    let m = &settings.mail;
+    let overrides =
+        (!m.templates_dir.is_empty()).then(|| std::path::PathBuf::from(&m.templates_dir));
+    let renderer = TemplateRenderer::new(overrides.as_deref(), settings.app.name.clone())
+        .map_err(|e| format!("mail.templates_dir: {e}"))?;
+    let mailer: Arc<dyn Mailer> = match m.transport {
+        MailTransport::File => {
+            let dir = settings.data_dir.join("mail");
+            tracing::info!(dir = %dir.display(), "mail.transport = file: messages are written to files, not sent");
+            Arc::new(FileMailer::new(dir, m.from.clone()).map_err(|e| format!("mail: {e}"))?)
+        }
+        MailTransport::Smtp => Arc::new(
+            SmtpMailer::new(SmtpSettings {
+                host: m.smtp.host.clone(),
+                port: m.smtp.port,
+                tls: match m.smtp.tls {
+                    SmtpTlsSetting::None => SmtpTls::None,
+                    SmtpTlsSetting::Starttls => SmtpTls::StartTls,
+                    SmtpTlsSetting::Tls => SmtpTls::Tls,
+                },
+                username: m.smtp.username.clone(),
+                password: m.smtp.password.clone(),
+                from: m.from.clone(),
+                timeout: Duration::from_secs(m.smtp.timeout_secs.max(1)),
+            })
+            .map_err(|e| format!("mail.smtp: {e}"))?,
+        ),
+    };
+    Ok((Arc::new(renderer), mailer))
 }
 
 fn json_config(limit: usize) -> web::JsonConfig {

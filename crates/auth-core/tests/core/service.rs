@@ -1,14 +1,16 @@
 use auth_core::AuthError;
+use auth_core::flows::SignupOutcome;
 use auth_core::model::{ClientInfo, ProfileUpdate};
 use auth_core::password::{HashingConfig, PasswordRejection};
 use auth_core::ports::{SessionStore, UserStore};
 use auth_core::service::{
-    AuthSettings, Authenticated, Introspection, IntrospectionClient, LogoutScope, SignupRequest,
+    AuthSettings, Authenticated, Introspection, IntrospectionClient, IssuedTokens, LogoutScope,
+    SignupRequest,
 };
 use chrono::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::support::{Harness, fast_hashing, harness, harness_with};
+use crate::support::{Harness, fast_hashing, harness, harness_on, harness_with};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -17,6 +19,13 @@ fn signup_req(email: &str) -> SignupRequest {
         email: email.into(),
         password: SecretString::from(PASSWORD),
         name: Some("  Ada Lovelace ".into()),
+    }
+}
+
+async fn signup_ok(service: &auth_core::service::AuthService, req: SignupRequest) -> IssuedTokens {
+    match service.signup(req, client()).await.unwrap() {
+        SignupOutcome::SignedIn(t) => *t,
+        SignupOutcome::VerificationSent => panic!("expected to be signed in"),
     }
 }
 
@@ -32,7 +41,7 @@ fn secret(s: &str) -> SecretString {
 }
 
 async fn signed_up(h: &Harness, email: &str) -> (Authenticated, SecretString) {
-    let t = h.service.signup(signup_req(email), client()).await.unwrap();
+    let t = signup_ok(&h.service, signup_req(email)).await;
     (
         h.service.authenticate(&t.access_token).await.unwrap(),
         t.refresh_token,
@@ -42,11 +51,7 @@ async fn signed_up(h: &Harness, email: &str) -> (Authenticated, SecretString) {
 #[tokio::test]
 async fn signup_stores_a_hashed_password_and_signs_in() {
     let h = harness();
-    let t = h
-        .service
-        .signup(signup_req(" Ada@Example.COM "), client())
-        .await
-        .unwrap();
+    let t = signup_ok(&h.service, signup_req(" Ada@Example.COM ")).await;
     assert_eq!(t.user.email, "Ada@example.com");
     assert_eq!(t.user.name.as_deref(), Some("Ada Lovelace"));
     assert!(!t.user.email_verified);
@@ -85,14 +90,12 @@ async fn signup_stores_a_hashed_password_and_signs_in() {
 #[tokio::test]
 async fn signup_refuses_a_taken_email_whatever_its_case() {
     let h = harness();
-    h.service
-        .signup(signup_req("ada@example.com"), client())
-        .await
-        .unwrap();
+    signup_ok(&h.service, signup_req("ada@example.com")).await;
     let err = h
         .service
         .signup(signup_req("ADA@EXAMPLE.com"), client())
         .await
+        .map(|_| ())
         .unwrap_err();
     assert!(matches!(err, AuthError::EmailTaken), "{err:?}");
 }
@@ -104,18 +107,19 @@ async fn signup_validates_email_password_and_name() {
         .service
         .signup(signup_req("not-an-email"), client())
         .await
+        .map(|_| ())
         .unwrap_err();
     assert!(matches!(err, AuthError::InvalidEmail(_)));
     let mut req = signup_req("ada@example.com");
     req.password = secret("password123");
     assert!(matches!(
-        h.service.signup(req, client()).await,
+        h.service.signup(req, client()).await.map(|_| ()),
         Err(AuthError::WeakPassword(PasswordRejection::Common))
     ));
     let mut req = signup_req("ada@example.com");
     req.password = secret("short");
     assert!(matches!(
-        h.service.signup(req, client()).await,
+        h.service.signup(req, client()).await.map(|_| ()),
         Err(AuthError::WeakPassword(PasswordRejection::TooShort {
             min: 8
         }))
@@ -123,7 +127,7 @@ async fn signup_validates_email_password_and_name() {
     let mut req = signup_req("ada@example.com");
     req.name = Some("x".repeat(201));
     assert!(matches!(
-        h.service.signup(req, client()).await,
+        h.service.signup(req, client()).await.map(|_| ()),
         Err(AuthError::InvalidField { field: "name", .. })
     ));
     // Nothing was created by the refused attempts.
@@ -139,10 +143,7 @@ async fn signup_validates_email_password_and_name() {
 #[tokio::test]
 async fn login_accepts_the_right_password_only_and_never_says_which_part_was_wrong() {
     let h = harness();
-    h.service
-        .signup(signup_req("ada@example.com"), client())
-        .await
-        .unwrap();
+    signup_ok(&h.service, signup_req("ada@example.com")).await;
     let t = h
         .service
         .login("ADA@example.com", &secret(PASSWORD), client())
@@ -176,10 +177,7 @@ async fn login_accepts_the_right_password_only_and_never_says_which_part_was_wro
 #[tokio::test]
 async fn login_rehashes_a_password_stored_with_old_parameters() {
     let old = harness();
-    old.service
-        .signup(signup_req("ada@example.com"), client())
-        .await
-        .unwrap();
+    signup_ok(&old.service, signup_req("ada@example.com")).await;
     let before = old
         .store
         .credentials_by_email("ada@example.com")
@@ -196,9 +194,9 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
         iterations: 2,
         ..fast_hashing()
     };
-    let new = harness_with(AuthSettings::default(), stronger);
+    let new = harness_on(old.store.clone(), AuthSettings::default(), stronger);
     let ports_store = old.store.clone();
-    let service = rewire(&new, ports_store.clone());
+    let service = &new.service;
     service
         .login("ada@example.com", &secret(PASSWORD), client())
         .await
@@ -218,38 +216,10 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
         .unwrap();
 }
 
-/// The service of `h` but on another store.
-fn rewire(
-    h: &Harness,
-    store: std::sync::Arc<auth_core::memory::MemoryStore>,
-) -> auth_core::service::AuthService {
-    use std::sync::Arc;
-    let ports = auth_core::service::Ports {
-        users: store.clone(),
-        sessions: store,
-        hasher: Arc::new(
-            auth_core::password::Argon2Hasher::new(&HashingConfig {
-                memory_kib: 512,
-                iterations: 2,
-                ..fast_hashing()
-            })
-            .unwrap(),
-        ),
-        tokens: Arc::new(crate::support::ed25519_issuer()),
-        clock: h.clock.clone(),
-        rng: Arc::new(auth_core::random::OsRandom),
-    };
-    auth_core::service::AuthService::new(ports, h.service.settings().clone())
-}
-
 #[tokio::test]
 async fn refresh_rotates_the_token_within_the_same_session() {
     let h = harness();
-    let t0 = h
-        .service
-        .signup(signup_req("ada@example.com"), client())
-        .await
-        .unwrap();
+    let t0 = signup_ok(&h.service, signup_req("ada@example.com")).await;
     h.clock.advance(Duration::minutes(1));
     let t1 = h.service.refresh(&t0.refresh_token).await.unwrap();
     assert_ne!(
@@ -282,11 +252,7 @@ impl ClockNow for Harness {
 #[tokio::test]
 async fn a_rotated_token_within_the_grace_window_gets_the_current_token() {
     let h = harness();
-    let t0 = h
-        .service
-        .signup(signup_req("ada@example.com"), client())
-        .await
-        .unwrap();
+    let t0 = signup_ok(&h.service, signup_req("ada@example.com")).await;
     let t1 = h.service.refresh(&t0.refresh_token).await.unwrap();
     let t2 = h.service.refresh(&t1.refresh_token).await.unwrap();
     h.clock.advance(Duration::seconds(5));
@@ -306,11 +272,7 @@ async fn a_rotated_token_within_the_grace_window_gets_the_current_token() {
 #[tokio::test]
 async fn reuse_after_the_grace_window_revokes_the_whole_session() {
     let h = harness();
-    let t0 = h
-        .service
-        .signup(signup_req("ada@example.com"), client())
-        .await
-        .unwrap();
+    let t0 = signup_ok(&h.service, signup_req("ada@example.com")).await;
     let t1 = h.service.refresh(&t0.refresh_token).await.unwrap();
     h.clock.advance(Duration::seconds(11));
     assert!(matches!(
@@ -333,11 +295,7 @@ async fn reuse_after_the_grace_window_revokes_the_whole_session() {
 #[tokio::test]
 async fn concurrent_refreshes_of_one_token_converge_on_one_session() {
     let h = std::sync::Arc::new(harness());
-    let t0 = h
-        .service
-        .signup(signup_req("ada@example.com"), client())
-        .await
-        .unwrap();
+    let t0 = signup_ok(&h.service, signup_req("ada@example.com")).await;
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let h = h.clone();
@@ -359,11 +317,7 @@ async fn concurrent_refreshes_of_one_token_converge_on_one_session() {
 #[tokio::test]
 async fn sessions_end_after_idle_and_absolute_lifetimes() {
     let h = harness();
-    let t0 = h
-        .service
-        .signup(signup_req("ada@example.com"), client())
-        .await
-        .unwrap();
+    let t0 = signup_ok(&h.service, signup_req("ada@example.com")).await;
     h.clock.advance(Duration::days(7) + Duration::seconds(1));
     assert!(matches!(
         h.service.refresh(&t0.refresh_token).await,
@@ -392,11 +346,7 @@ async fn access_tokens_never_outlive_their_session() {
     let mut settings = AuthSettings::default();
     settings.sessions.idle_ttl = Duration::days(60);
     let h = harness_with(settings, fast_hashing());
-    let t0 = h
-        .service
-        .signup(signup_req("ada@example.com"), client())
-        .await
-        .unwrap();
+    let t0 = signup_ok(&h.service, signup_req("ada@example.com")).await;
     h.clock.advance(Duration::days(30) - Duration::minutes(5));
     let t1 = h.service.refresh(&t0.refresh_token).await.unwrap();
     assert_eq!(t1.expires_in, 300);
@@ -476,11 +426,7 @@ impl Token for Authenticated {
 #[tokio::test]
 async fn revocation_accepts_refresh_and_access_tokens_and_ignores_junk() {
     let h = harness();
-    let t = h
-        .service
-        .signup(signup_req("ada@example.com"), client())
-        .await
-        .unwrap();
+    let t = signup_ok(&h.service, signup_req("ada@example.com")).await;
     h.service.revoke(&t.refresh_token).await.unwrap();
     assert!(
         h.store
@@ -538,11 +484,7 @@ async fn introspection_requires_client_credentials_and_reports_liveness() {
         Err(AuthError::InvalidClient)
     ));
 
-    let t = h
-        .service
-        .signup(signup_req("ada@example.com"), client())
-        .await
-        .unwrap();
+    let t = signup_ok(&h.service, signup_req("ada@example.com")).await;
     match h
         .service
         .introspect(&secret(&t.access_token))

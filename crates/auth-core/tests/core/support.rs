@@ -2,11 +2,14 @@ use std::sync::Arc;
 
 use auth_core::clock::ManualClock;
 use auth_core::jwt::{JwtIssuer, KeySet, SigningAlgorithm};
+use auth_core::mail::{DeliveryError, EmailMessage, MailIntent, MailRenderer, Mailer};
 use auth_core::memory::MemoryStore;
 use auth_core::password::{Argon2Hasher, HashingConfig};
 use auth_core::random::OsRandom;
+use auth_core::secret_box::SecretBox;
 use auth_core::service::{AuthService, AuthSettings, Ports};
 use chrono::{TimeZone, Utc};
+use std::sync::Mutex;
 
 pub const ISSUER: &str = "https://auth.test";
 pub const AUDIENCE: &str = "authenticated";
@@ -39,17 +42,101 @@ pub fn fast_hashing() -> HashingConfig {
     }
 }
 
+/// Renders an intent as `template` + `key=value` lines: enough to read links and codes.
+pub struct PlainRenderer;
+
+impl MailRenderer for PlainRenderer {
+    fn render(&self, intent: &MailIntent) -> Result<EmailMessage, String> {
+        let text = intent
+            .values
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        Ok(EmailMessage {
+            to: intent.to.clone(),
+            subject: intent.template.name().to_owned(),
+            text,
+            html: String::new(),
+        })
+    }
+}
+
+/// Keeps what it is asked to send; can be switched to failing.
+#[derive(Default)]
+pub struct RecordingMailer {
+    pub sent: Mutex<Vec<EmailMessage>>,
+    pub failing: Mutex<Option<DeliveryError>>,
+}
+
+#[async_trait::async_trait]
+impl Mailer for RecordingMailer {
+    async fn send(&self, message: &EmailMessage) -> Result<(), DeliveryError> {
+        if let Some(e) = self.failing.lock().unwrap().clone() {
+            return Err(e);
+        }
+        self.sent.lock().unwrap().push(message.clone());
+        Ok(())
+    }
+}
+
+impl RecordingMailer {
+    /// Messages sent to `to` with subject (template name) `template`.
+    pub fn to(&self, to: &str, template: &str) -> Vec<EmailMessage> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.to == to && m.subject == template)
+            .cloned()
+            .collect()
+    }
+
+    /// The value `key` in the last `template` mail to `to`.
+    pub fn value(&self, to: &str, template: &str, key: &str) -> Option<String> {
+        let last = self.to(to, template).pop()?;
+        last.text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned))
+    }
+
+    /// The token of the link in the last `template` mail to `to`.
+    pub fn token(&self, to: &str, template: &str) -> Option<String> {
+        self.value(to, template, "link")?
+            .split("token=")
+            .nth(1)
+            .map(str::to_owned)
+    }
+}
+
 pub struct Harness {
     pub service: AuthService,
     pub store: Arc<MemoryStore>,
     pub clock: Arc<ManualClock>,
+    pub mailer: Arc<RecordingMailer>,
+}
+
+impl Harness {
+    /// Run the outbox worker until nothing is due.
+    pub async fn deliver(&self) {
+        while self.service.process_outbox(16).await.unwrap() > 0 {}
+    }
 }
 
 pub fn harness_with(settings: AuthSettings, hashing: HashingConfig) -> Harness {
-    let store = Arc::new(MemoryStore::new());
+    harness_on(Arc::new(MemoryStore::new()), settings, hashing)
+}
+
+/// A harness over an existing store (a second configuration of the same data).
+pub fn harness_on(
+    store: Arc<MemoryStore>,
+    settings: AuthSettings,
+    hashing: HashingConfig,
+) -> Harness {
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap(),
     ));
+    let mailer = Arc::new(RecordingMailer::default());
     let ports = Ports {
         users: store.clone(),
         sessions: store.clone(),
@@ -57,11 +144,17 @@ pub fn harness_with(settings: AuthSettings, hashing: HashingConfig) -> Harness {
         tokens: Arc::new(ed25519_issuer()),
         clock: clock.clone(),
         rng: Arc::new(OsRandom),
+        one_time: store.clone(),
+        outbox: store.clone(),
+        sealer: Arc::new(SecretBox::new(&[(1, [9; 32])]).unwrap()),
+        renderer: Arc::new(PlainRenderer),
+        mailer: mailer.clone(),
     };
     Harness {
         service: AuthService::new(ports, settings),
         store,
         clock,
+        mailer,
     }
 }
 

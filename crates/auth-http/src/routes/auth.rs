@@ -2,6 +2,7 @@
 
 use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::{HttpRequest, HttpResponse, web};
+use auth_core::flows::SignupOutcome;
 use auth_core::service::{Introspection, LogoutScope, SignupRequest};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -16,11 +17,11 @@ use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::views::TokenResponse;
 
-fn no_store() -> CacheControl {
+pub(crate) fn no_store() -> CacheControl {
     CacheControl(vec![CacheDirective::NoStore])
 }
 
-fn tokens(status: actix_web::http::StatusCode, body: TokenResponse) -> HttpResponse {
+pub(crate) fn tokens(status: actix_web::http::StatusCode, body: TokenResponse) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header(no_store())
         .json(body)
@@ -40,18 +41,19 @@ pub async fn signup(
     body: web::Json<SignupBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let issued = state
-        .auth
-        .signup(
-            SignupRequest {
-                email: body.email,
-                password: body.password,
-                name: body.name,
-            },
-            client_info(&req),
-        )
-        .await?;
-    Ok(tokens(actix_web::http::StatusCode::CREATED, issued.into()))
+    let request = SignupRequest {
+        email: body.email,
+        password: body.password,
+        name: body.name,
+    };
+    Ok(match state.auth.signup(request, client_info(&req)).await? {
+        SignupOutcome::SignedIn(issued) => {
+            tokens(actix_web::http::StatusCode::CREATED, (*issued).into())
+        }
+        SignupOutcome::VerificationSent => HttpResponse::Accepted()
+            .insert_header(no_store())
+            .json(json!({"status": "verification_sent"})),
+    })
 }
 
 #[derive(Deserialize)]

@@ -2,7 +2,8 @@
 
 use actix_web::web;
 
-mod auth;
+mod account;
+pub(crate) mod auth;
 mod health;
 mod me;
 mod well_known;
@@ -18,7 +19,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route("/refresh", web::post().to(auth::refresh))
                     .route("/logout", web::post().to(auth::logout))
                     .route("/revoke", web::post().to(auth::revoke))
-                    .route("/introspect", web::post().to(auth::introspect)),
+                    .route("/introspect", web::post().to(auth::introspect))
+                    .route("/password/forgot", web::post().to(account::forgot_password))
+                    .route("/password/reset", web::post().to(account::reset_password))
+                    .route("/password/change", web::post().to(account::change_password))
+                    .route(
+                        "/email/verify/send",
+                        web::post().to(account::send_verification),
+                    )
+                    .route("/email/verify", web::post().to(account::verify_email))
+                    .route("/magic-link", web::post().to(account::request_magic_link))
+                    .route(
+                        "/magic-link/verify",
+                        web::post().to(account::verify_magic_link),
+                    )
+                    .route("/otp/send", web::post().to(account::send_code))
+                    .route("/otp/verify", web::post().to(account::verify_code)),
             )
             .service(
                 web::scope("/me")

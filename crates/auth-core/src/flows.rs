@@ -1,0 +1,867 @@
+//! Everything a user does through their mailbox: email verification, password reset and
+//! change, magic links and one-time codes, and the outbox worker that delivers the mail.
+//!
+//! Requests that must not reveal whether an account exists (forgot password, magic link,
+//! code) do the same work for every address: they write one outbox job. The worker then
+//! looks the account up and, if there is one, issues the token and its mail together.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::email::Email;
+use crate::error::{AuthError, AuthResult};
+use crate::mail::{DeliveryError, MailIntent, MailTemplate};
+use crate::model::{
+    ClientInfo, NewOneTimeToken, NewSession, NewUser, OneTimeTokenKind, SessionId, TokenHash, User,
+    UserId,
+};
+use crate::opaque;
+use crate::outbox::{NewOutboxMessage, OutboxJob, OutboxMessage};
+use crate::random::random_bytes;
+use crate::service::{AuthService, IssuedTokens, SignupRequest, normalise_name};
+
+const OUTBOX_CONTEXT: &[u8] = b"auth-core/outbox/v1";
+
+/// Whether sign-in waits for the email address to be confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmailConfirmation {
+    /// Sign-up returns tokens; `email_verified` stays false until the link is followed.
+    #[default]
+    Optional,
+    /// Sign-up answers "verification sent"; sign-in is refused until the link is followed.
+    Required,
+}
+
+/// Where the token goes in links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenPlacement {
+    /// `...?token=...`
+    #[default]
+    Query,
+    /// `...#token=...` (never sent to servers or logged by proxies).
+    Fragment,
+}
+
+/// Rules of the mailbox flows.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    /// Confirmation policy.
+    pub confirmation: EmailConfirmation,
+    /// Whether a magic link or code may create an account.
+    pub passwordless_signup: bool,
+    /// Lifetime of email verification links.
+    pub verification_ttl: Duration,
+    /// Lifetime of password reset links.
+    pub reset_ttl: Duration,
+    /// Lifetime of magic links.
+    pub magic_link_ttl: Duration,
+    /// Lifetime of email codes.
+    pub otp_ttl: Duration,
+    /// Wrong codes allowed before a code dies.
+    pub otp_max_attempts: i32,
+    /// Public URL of the app that handles links (no trailing slash).
+    pub app_url: String,
+    /// Name of the product, for mails.
+    pub app_name: String,
+    /// Path of the email verification page of the app.
+    pub verify_path: String,
+    /// Path of the password reset page of the app.
+    pub reset_path: String,
+    /// Path of the magic link page of the app.
+    pub magic_link_path: String,
+    /// Query or fragment.
+    pub token_placement: TokenPlacement,
+    /// URLs whose origin a magic link may lead to after sign-in.
+    pub redirect_allow_list: Vec<String>,
+    /// Delivery retries: first delay, doubled each attempt up to `retry_max_delay`.
+    pub retry_base_delay: Duration,
+    /// Longest delay between two delivery attempts.
+    pub retry_max_delay: Duration,
+    /// An entry older than this is given up (dead letter).
+    pub give_up_after: Duration,
+    /// How long a claimed entry is reserved for its worker.
+    pub lease: Duration,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        Self {
+            confirmation: EmailConfirmation::Optional,
+            passwordless_signup: true,
+            verification_ttl: Duration::hours(24),
+            reset_ttl: Duration::minutes(30),
+            magic_link_ttl: Duration::minutes(15),
+            otp_ttl: Duration::minutes(10),
+            otp_max_attempts: 5,
+            app_url: "http://127.0.0.1:8080".into(),
+            app_name: "Auth".into(),
+            verify_path: "/verify-email".into(),
+            reset_path: "/reset-password".into(),
+            magic_link_path: "/magic-link".into(),
+            token_placement: TokenPlacement::Query,
+            redirect_allow_list: Vec::new(),
+            retry_base_delay: Duration::seconds(5),
+            retry_max_delay: Duration::minutes(5),
+            give_up_after: Duration::hours(24),
+            lease: Duration::minutes(2),
+        }
+    }
+}
+
+/// The scheme, host and port of a URL, lowercased; `None` when it is not http(s).
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty()
+        || authority.contains('@')
+        || authority
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return None;
+    }
+    Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
+}
+
+/// What a sign-up produced.
+#[derive(Debug)]
+pub enum SignupOutcome {
+    /// Signed in at once (confirmation optional).
+    SignedIn(Box<IssuedTokens>),
+    /// A confirmation link was sent (or, for a taken address, a notice to its owner).
+    VerificationSent,
+}
+
+/// Tokens from a magic link, with where the app should go next.
+#[derive(Debug)]
+pub struct MagicLinkSignIn {
+    /// The new session's tokens.
+    pub tokens: IssuedTokens,
+    /// The `redirect_to` given when the link was asked for.
+    pub redirect_to: Option<String>,
+}
+
+fn code_hash(canonical_email: &str, code: &str) -> TokenHash {
+    let mut h = Sha256::new();
+    h.update(b"auth-core/email-otp/v1\0");
+    h.update(canonical_email.as_bytes());
+    h.update(b"\0");
+    h.update(code.as_bytes());
+    TokenHash(hex::encode(h.finalize()))
+}
+
+impl AuthService {
+    fn email_settings(&self) -> &EmailSettings {
+        &self.settings.email
+    }
+
+    fn link(&self, path: &str, token: &SecretString) -> String {
+        let s = self.email_settings();
+        let sep = match s.token_placement {
+            TokenPlacement::Query if path.contains('?') => '&',
+            TokenPlacement::Query => '?',
+            TokenPlacement::Fragment => '#',
+        };
+        format!("{}{path}{sep}token={}", s.app_url, token.expose_secret())
+    }
+
+    fn seal_job(&self, job: &OutboxJob, now: DateTime<Utc>) -> AuthResult<NewOutboxMessage> {
+        let json = serde_json::to_vec(job).map_err(AuthError::internal)?;
+        let payload = self
+            .ports
+            .sealer
+            .seal(self.ports.rng.as_ref(), OUTBOX_CONTEXT, &json)?;
+        Ok(NewOutboxMessage {
+            id: Uuid::now_v7(),
+            kind: job.kind().to_owned(),
+            payload,
+            created_at: now,
+        })
+    }
+
+    fn mail(
+        &self,
+        to: &str,
+        template: MailTemplate,
+        values: &[(&str, String)],
+        now: DateTime<Utc>,
+    ) -> AuthResult<NewOutboxMessage> {
+        let mut map: BTreeMap<String, String> = values
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        map.entry("email".into()).or_insert_with(|| to.to_owned());
+        map.entry("name".into()).or_default();
+        map.insert("app_name".into(), self.email_settings().app_name.clone());
+        map.insert("app_url".into(), self.email_settings().app_url.clone());
+        self.seal_job(
+            &OutboxJob::Mail(MailIntent {
+                to: to.to_owned(),
+                template,
+                values: map,
+            }),
+            now,
+        )
+    }
+
+    fn minutes(d: Duration) -> String {
+        d.num_minutes().max(1).to_string()
+    }
+
+    /// A verification token for `user` and the mail that carries it.
+    fn verification(
+        &self,
+        user_id: UserId,
+        email: &str,
+        name: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> AuthResult<(NewOneTimeToken, NewOutboxMessage)> {
+        let s = self.email_settings();
+        let token = opaque::generate(self.ports.rng.as_ref());
+        let record = NewOneTimeToken {
+            token_hash: opaque::hash(token.expose_secret()),
+            kind: OneTimeTokenKind::EmailVerification,
+            user_id: Some(user_id),
+            email: email.to_lowercase(),
+            created_at: now,
+            expires_at: now + s.verification_ttl,
+            redirect_to: None,
+        };
+        let mail = self.mail(
+            email,
+            MailTemplate::VerifyEmail,
+            &[
+                ("link", self.link(&s.verify_path, &token)),
+                ("name", name.unwrap_or_default().to_owned()),
+                ("expires_in_minutes", Self::minutes(s.verification_ttl)),
+            ],
+            now,
+        )?;
+        Ok((record, mail))
+    }
+
+    /// Create an account with a password. With confirmation optional the user is signed
+    /// in at once; with confirmation required a link is sent and the answer is the same
+    /// whether or not the address was already registered (its owner gets a notice).
+    pub async fn signup(
+        &self,
+        req: SignupRequest,
+        client: ClientInfo,
+    ) -> AuthResult<SignupOutcome> {
+        let email = Email::parse(&req.email).map_err(AuthError::InvalidEmail)?;
+        self.settings
+            .password_policy
+            .check(req.password.expose_secret(), Some(&email))
+            .map_err(AuthError::WeakPassword)?;
+        let name = normalise_name(req.name)?;
+        let password_hash = self.ports.hasher.hash(&req.password).await?;
+        let now = self.ports.clock.now();
+        let id = UserId::new();
+        let (token, mail) = self.verification(id, email.as_str(), name.as_deref(), now)?;
+        let new_user = NewUser {
+            id,
+            email: email.clone(),
+            name,
+            password_hash: Some(password_hash),
+            email_verified: false,
+            roles: self.settings.default_roles.clone(),
+            created_at: now,
+        };
+        let required = self.email_settings().confirmation == EmailConfirmation::Required;
+        match self
+            .ports
+            .users
+            .insert_user(&new_user, Some((&token, &mail)))
+            .await
+        {
+            Ok(user) => {
+                tracing::info!(user_id = %user.id, "user signed up");
+                if required {
+                    return Ok(SignupOutcome::VerificationSent);
+                }
+                let tokens = self
+                    .open_session(user, client, vec!["pwd".into()], now)
+                    .await?;
+                Ok(SignupOutcome::SignedIn(Box::new(tokens)))
+            }
+            Err(AuthError::EmailTaken) if required => {
+                // Tell the owner, at the address the account holds.
+                let owner = self
+                    .ports
+                    .users
+                    .credentials_by_email(&email.canonical())
+                    .await?;
+                let to = owner.map_or_else(|| email.as_str().to_owned(), |c| c.user.email);
+                let notice = self.mail(&to, MailTemplate::SignupAttempted, &[], now)?;
+                self.ports.outbox.enqueue(&notice).await?;
+                Ok(SignupOutcome::VerificationSent)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Send a new verification link to the signed-in user (nothing when already verified).
+    pub async fn send_verification(
+        &self,
+        caller: &crate::service::Authenticated,
+    ) -> AuthResult<()> {
+        let user = self.me(caller).await?;
+        if user.email_verified {
+            return Ok(());
+        }
+        let now = self.ports.clock.now();
+        let (token, mail) = self.verification(user.id, &user.email, user.name.as_deref(), now)?;
+        self.ports
+            .one_time
+            .issue_one_time_token(&token, &mail)
+            .await
+    }
+
+    /// Follow a verification link.
+    pub async fn verify_email(&self, token: &SecretString) -> AuthResult<User> {
+        let record = self
+            .consume(token, OneTimeTokenKind::EmailVerification)
+            .await?;
+        let user_id = record.user_id.ok_or(AuthError::InvalidOneTimeToken)?;
+        let now = self.ports.clock.now();
+        let user = self
+            .ports
+            .users
+            .mark_email_verified(user_id, &record.email, now)
+            .await?
+            .ok_or(AuthError::InvalidOneTimeToken)?;
+        tracing::info!(user_id = %user.id, "email verified");
+        Ok(user)
+    }
+
+    async fn consume(
+        &self,
+        token: &SecretString,
+        kind: OneTimeTokenKind,
+    ) -> AuthResult<crate::model::OneTimeToken> {
+        if !opaque::is_well_formed(token.expose_secret()) {
+            return Err(AuthError::InvalidOneTimeToken);
+        }
+        let now = self.ports.clock.now();
+        self.ports
+            .one_time
+            .consume_one_time_token(&opaque::hash(token.expose_secret()), kind, now)
+            .await?
+            .ok_or(AuthError::InvalidOneTimeToken)
+    }
+
+    async fn enqueue_request(&self, job: OutboxJob) -> AuthResult<()> {
+        let now = self.ports.clock.now();
+        let message = self.seal_job(&job, now)?;
+        self.ports.outbox.enqueue(&message).await
+    }
+
+    /// Ask for a password reset link. Same answer and same work for every address.
+    pub async fn forgot_password(&self, email: &str) -> AuthResult<()> {
+        let email = Email::parse(email).map_err(AuthError::InvalidEmail)?;
+        self.enqueue_request(OutboxJob::PasswordResetRequested {
+            email: email.canonical(),
+        })
+        .await
+    }
+
+    /// Set a new password with a reset token: every session of the user ends.
+    pub async fn reset_password(
+        &self,
+        token: &SecretString,
+        password: &SecretString,
+    ) -> AuthResult<()> {
+        if !opaque::is_well_formed(token.expose_secret()) {
+            return Err(AuthError::InvalidOneTimeToken);
+        }
+        let hash = opaque::hash(token.expose_secret());
+        let now = self.ports.clock.now();
+        let record = self.ports.one_time.one_time_token(&hash).await?;
+        let Some((record, user_id)) = record
+            .filter(|t| {
+                t.kind == OneTimeTokenKind::PasswordReset
+                    && t.used_at.is_none()
+                    && now < t.expires_at
+            })
+            .and_then(|t| t.user_id.map(|u| (t, u)))
+        else {
+            return Err(AuthError::InvalidOneTimeToken);
+        };
+        let user = self
+            .ports
+            .users
+            .user_by_id(user_id)
+            .await?
+            .ok_or(AuthError::InvalidOneTimeToken)?;
+        let email = Email::parse(&user.email).ok();
+        self.settings
+            .password_policy
+            .check(password.expose_secret(), email.as_ref())
+            .map_err(AuthError::WeakPassword)?;
+        let password_hash = self.ports.hasher.hash(password).await?;
+        let notice = self.mail(
+            &user.email,
+            MailTemplate::PasswordWasReset,
+            &[("name", user.name.clone().unwrap_or_default())],
+            now,
+        )?;
+        if !self
+            .ports
+            .one_time
+            .redeem_password_reset(&record.token_hash, user_id, &password_hash, &notice, now)
+            .await?
+        {
+            return Err(AuthError::InvalidOneTimeToken);
+        }
+        tracing::info!(user_id = %user_id, "password reset; every session revoked");
+        Ok(())
+    }
+
+    /// Change the password of the signed-in user: every session ends, including the
+    /// caller's, and a new session is opened for the caller.
+    pub async fn change_password(
+        &self,
+        caller: &crate::service::Authenticated,
+        current: &SecretString,
+        new: &SecretString,
+        client: ClientInfo,
+    ) -> AuthResult<IssuedTokens> {
+        let user = self.me(caller).await?;
+        let creds = self
+            .ports
+            .users
+            .credentials_by_email(&user.email.to_lowercase())
+            .await?
+            .ok_or(AuthError::InvalidCredentials)?;
+        let stored = creds.password_hash.ok_or(AuthError::InvalidCredentials)?;
+        if current.expose_secret().len() > 4096 {
+            return Err(AuthError::InvalidCredentials);
+        }
+        if !matches!(
+            self.ports.hasher.verify(current, &stored).await?,
+            crate::password::PasswordMatch::Match { .. }
+        ) {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let email = Email::parse(&user.email).ok();
+        self.settings
+            .password_policy
+            .check(new.expose_secret(), email.as_ref())
+            .map_err(AuthError::WeakPassword)?;
+        let password_hash = self.ports.hasher.hash(new).await?;
+        let now = self.ports.clock.now();
+        let refresh = opaque::generate(self.ports.rng.as_ref());
+        let new_session = NewSession {
+            id: SessionId::new(),
+            user_id: user.id,
+            created_at: now,
+            expires_at: now + self.settings.sessions.absolute_ttl,
+            client,
+            amr: vec!["pwd".into()],
+            aal: "aal1".into(),
+        };
+        let notice = self.mail(
+            &user.email,
+            MailTemplate::PasswordChanged,
+            &[("name", user.name.clone().unwrap_or_default())],
+            now,
+        )?;
+        let session = self
+            .ports
+            .one_time
+            .change_password(
+                user.id,
+                &password_hash,
+                &new_session,
+                &opaque::hash(refresh.expose_secret()),
+                &notice,
+            )
+            .await?;
+        tracing::info!(user_id = %user.id, "password changed; other sessions revoked");
+        self.issue(user, &session, refresh, now)
+    }
+
+    /// Check a `redirect_to` against the allow-list: exact origin match.
+    fn allowed_redirect(&self, redirect_to: Option<String>) -> AuthResult<Option<String>> {
+        let Some(url) = redirect_to.filter(|u| !u.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let invalid = || AuthError::InvalidField {
+            field: "redirect_to",
+            reason: "is not an allowed redirect URL",
+        };
+        let origin = origin_of(&url).ok_or_else(invalid)?;
+        let s = self.email_settings();
+        let allowed = std::iter::once(&s.app_url)
+            .chain(&s.redirect_allow_list)
+            .any(|a| origin_of(a).as_deref() == Some(origin.as_str()));
+        if allowed {
+            Ok(Some(url))
+        } else {
+            Err(invalid())
+        }
+    }
+
+    /// Ask for a magic link. Same answer and same work for every address.
+    pub async fn request_magic_link(
+        &self,
+        email: &str,
+        redirect_to: Option<String>,
+    ) -> AuthResult<()> {
+        let email = Email::parse(email).map_err(AuthError::InvalidEmail)?;
+        let redirect_to = self.allowed_redirect(redirect_to)?;
+        self.enqueue_request(OutboxJob::MagicLinkRequested {
+            email: email.canonical(),
+            redirect_to,
+        })
+        .await
+    }
+
+    /// Sign in with a magic link; signs up when allowed and the address is new. The
+    /// address counts as verified.
+    pub async fn verify_magic_link(
+        &self,
+        token: &SecretString,
+        client: ClientInfo,
+    ) -> AuthResult<MagicLinkSignIn> {
+        let record = self.consume(token, OneTimeTokenKind::MagicLink).await?;
+        let user = self
+            .passwordless_user(record.user_id, &record.email)
+            .await?;
+        let now = self.ports.clock.now();
+        let tokens = self
+            .open_session(user, client, vec!["email".into()], now)
+            .await?;
+        Ok(MagicLinkSignIn {
+            tokens,
+            redirect_to: record.redirect_to,
+        })
+    }
+
+    /// Ask for a one-time code by mail. Same answer and same work for every address.
+    pub async fn send_email_code(&self, email: &str) -> AuthResult<()> {
+        let email = Email::parse(email).map_err(AuthError::InvalidEmail)?;
+        self.enqueue_request(OutboxJob::EmailOtpRequested {
+            email: email.canonical(),
+        })
+        .await
+    }
+
+    /// Sign in with a code sent by mail. At most `otp_max_attempts` wrong codes per code.
+    pub async fn verify_email_code(
+        &self,
+        email: &str,
+        code: &str,
+        client: ClientInfo,
+    ) -> AuthResult<IssuedTokens> {
+        let email = Email::parse(email)
+            .map_err(|_| AuthError::InvalidCode)?
+            .canonical();
+        let now = self.ports.clock.now();
+        let current = self
+            .ports
+            .one_time
+            .current_one_time_token(OneTimeTokenKind::EmailOtp, &email, now)
+            .await?;
+        let Some(current) = current else {
+            return Err(AuthError::InvalidCode);
+        };
+        let presented = code_hash(&email, code.trim());
+        if !bool::from(
+            presented
+                .0
+                .as_bytes()
+                .ct_eq(current.token_hash.0.as_bytes()),
+        ) {
+            let max = self.email_settings().otp_max_attempts;
+            let failures = self
+                .ports
+                .one_time
+                .record_failed_attempt(&current.token_hash, max, now)
+                .await?;
+            tracing::info!(failures, "wrong email code");
+            return Err(AuthError::InvalidCode);
+        }
+        let record = self
+            .ports
+            .one_time
+            .consume_one_time_token(&presented, OneTimeTokenKind::EmailOtp, now)
+            .await?
+            .ok_or(AuthError::InvalidCode)?;
+        let user = self
+            .passwordless_user(record.user_id, &record.email)
+            .await?;
+        self.open_session(user, client, vec!["otp".into()], now)
+            .await
+    }
+
+    /// The account a passwordless sign-in acts on: the known user (now verified), or a
+    /// new one when the token was issued for a sign-up.
+    async fn passwordless_user(
+        &self,
+        user_id: Option<UserId>,
+        canonical_email: &str,
+    ) -> AuthResult<User> {
+        let now = self.ports.clock.now();
+        if let Some(id) = user_id {
+            return self
+                .ports
+                .users
+                .mark_email_verified(id, canonical_email, now)
+                .await?
+                .ok_or(AuthError::InvalidOneTimeToken);
+        }
+        let email = Email::parse(canonical_email).map_err(|_| AuthError::InvalidOneTimeToken)?;
+        let new_user = NewUser {
+            id: UserId::new(),
+            email: email.clone(),
+            name: None,
+            password_hash: None,
+            email_verified: true,
+            roles: self.settings.default_roles.clone(),
+            created_at: now,
+        };
+        match self.ports.users.insert_user(&new_user, None).await {
+            Ok(user) => {
+                tracing::info!(user_id = %user.id, "user signed up without a password");
+                Ok(user)
+            }
+            // Signed up some other way since the link was sent: the link proves the address.
+            Err(AuthError::EmailTaken) => {
+                let existing = self
+                    .ports
+                    .users
+                    .credentials_by_email(&email.canonical())
+                    .await?
+                    .ok_or(AuthError::InvalidOneTimeToken)?;
+                self.ports
+                    .users
+                    .mark_email_verified(existing.user.id, &email.canonical(), now)
+                    .await?
+                    .ok_or(AuthError::InvalidOneTimeToken)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Carry out up to `limit` due outbox entries; returns how many were claimed.
+    pub async fn process_outbox(&self, limit: usize) -> AuthResult<usize> {
+        let now = self.ports.clock.now();
+        let lease_until = now + self.email_settings().lease;
+        let batch = self.ports.outbox.claim_due(now, lease_until, limit).await?;
+        let claimed = batch.len();
+        for entry in batch {
+            let outcome = self.carry_out(&entry).await;
+            let now = self.ports.clock.now();
+            match outcome {
+                Ok(()) => self.ports.outbox.mark_done(entry.id, now).await?,
+                Err(failure) => {
+                    let s = self.email_settings();
+                    let give_up = failure.permanent || now - entry.created_at >= s.give_up_after;
+                    let retry_at = (!give_up).then(|| {
+                        let exp = u32::try_from(entry.attempts.clamp(1, 20) - 1).unwrap_or(0);
+                        now + (s.retry_base_delay * 2i32.pow(exp)).min(s.retry_max_delay)
+                    });
+                    if give_up {
+                        tracing::error!(id = %entry.id, kind = %entry.kind, attempts = entry.attempts, error = %failure.reason, "outbox entry given up");
+                    } else {
+                        tracing::warn!(id = %entry.id, kind = %entry.kind, attempts = entry.attempts, error = %failure.reason, "outbox entry failed; will retry");
+                    }
+                    self.ports
+                        .outbox
+                        .mark_failed(entry.id, &failure.reason, retry_at, now)
+                        .await?;
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn carry_out(&self, entry: &OutboxMessage) -> Result<(), Failure> {
+        let plain = self
+            .ports
+            .sealer
+            .open(OUTBOX_CONTEXT, &entry.payload)
+            .map_err(|e| Failure::permanent(e.to_string()))?;
+        let job: OutboxJob = serde_json::from_slice(&plain)
+            .map_err(|e| Failure::permanent(format!("unreadable job: {e}")))?;
+        let now = self.ports.clock.now();
+        let s = self.email_settings();
+        match job {
+            OutboxJob::Mail(intent) => {
+                let message = self
+                    .ports
+                    .renderer
+                    .render(&intent)
+                    .map_err(Failure::permanent)?;
+                self.ports
+                    .mailer
+                    .send(&message)
+                    .await
+                    .map_err(|e| match e {
+                        DeliveryError::Permanent(r) => Failure::permanent(r),
+                        DeliveryError::Transient(r) => Failure::transient(r),
+                    })?;
+                tracing::info!(id = %entry.id, template = ?intent.template, "mail delivered");
+                Ok(())
+            }
+            OutboxJob::PasswordResetRequested { email } => {
+                let Some(user) = self
+                    .ports
+                    .users
+                    .credentials_by_email(&email)
+                    .await
+                    .map_err(Failure::from)?
+                else {
+                    return Ok(());
+                };
+                let token = opaque::generate(self.ports.rng.as_ref());
+                let record = NewOneTimeToken {
+                    token_hash: opaque::hash(token.expose_secret()),
+                    kind: OneTimeTokenKind::PasswordReset,
+                    user_id: Some(user.user.id),
+                    email: email.clone(),
+                    created_at: now,
+                    expires_at: now + s.reset_ttl,
+                    redirect_to: None,
+                };
+                let mail = self
+                    .mail(
+                        &user.user.email,
+                        MailTemplate::PasswordReset,
+                        &[
+                            ("link", self.link(&s.reset_path, &token)),
+                            ("name", user.user.name.clone().unwrap_or_default()),
+                            ("expires_in_minutes", Self::minutes(s.reset_ttl)),
+                        ],
+                        now,
+                    )
+                    .map_err(Failure::from)?;
+                self.ports
+                    .one_time
+                    .issue_one_time_token(&record, &mail)
+                    .await
+                    .map_err(Failure::from)
+            }
+            OutboxJob::MagicLinkRequested { email, redirect_to } => {
+                let Some((user_id, to, name)) = self.passwordless_target(&email).await? else {
+                    return Ok(());
+                };
+                let token = opaque::generate(self.ports.rng.as_ref());
+                let record = NewOneTimeToken {
+                    token_hash: opaque::hash(token.expose_secret()),
+                    kind: OneTimeTokenKind::MagicLink,
+                    user_id,
+                    email: email.clone(),
+                    created_at: now,
+                    expires_at: now + s.magic_link_ttl,
+                    redirect_to,
+                };
+                let values = [
+                    ("link", self.link(&s.magic_link_path, &token)),
+                    ("name", name),
+                    ("expires_in_minutes", Self::minutes(s.magic_link_ttl)),
+                ];
+                let mail = self
+                    .mail(&to, MailTemplate::MagicLink, &values, now)
+                    .map_err(Failure::from)?;
+                self.ports
+                    .one_time
+                    .issue_one_time_token(&record, &mail)
+                    .await
+                    .map_err(Failure::from)
+            }
+            OutboxJob::EmailOtpRequested { email } => {
+                let Some((user_id, to, name)) = self.passwordless_target(&email).await? else {
+                    return Ok(());
+                };
+                let n = u32::from_be_bytes(random_bytes::<4>(self.ports.rng.as_ref())) % 1_000_000;
+                let code = format!("{n:06}");
+                let record = NewOneTimeToken {
+                    token_hash: code_hash(&email, &code),
+                    kind: OneTimeTokenKind::EmailOtp,
+                    user_id,
+                    email: email.clone(),
+                    created_at: now,
+                    expires_at: now + s.otp_ttl,
+                    redirect_to: None,
+                };
+                let values = [
+                    ("code", code),
+                    ("name", name),
+                    ("expires_in_minutes", Self::minutes(s.otp_ttl)),
+                ];
+                let mail = self
+                    .mail(&to, MailTemplate::EmailOtp, &values, now)
+                    .map_err(Failure::from)?;
+                self.ports
+                    .one_time
+                    .issue_one_time_token(&record, &mail)
+                    .await
+                    .map_err(Failure::from)
+            }
+        }
+    }
+
+    /// Who a passwordless request is for: (user id or `None` for a sign-up, address, name);
+    /// `None` when the address is unknown and sign-up by link or code is off.
+    async fn passwordless_target(
+        &self,
+        email: &str,
+    ) -> Result<Option<(Option<UserId>, String, String)>, Failure> {
+        match self
+            .ports
+            .users
+            .credentials_by_email(email)
+            .await
+            .map_err(Failure::from)?
+        {
+            Some(c) => Ok(Some((
+                Some(c.user.id),
+                c.user.email,
+                c.user.name.unwrap_or_default(),
+            ))),
+            None if self.email_settings().passwordless_signup => {
+                Ok(Some((None, email.to_owned(), String::new())))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// Why carrying out an outbox entry failed.
+struct Failure {
+    permanent: bool,
+    reason: String,
+}
+
+impl Failure {
+    fn permanent(reason: impl Into<String>) -> Self {
+        Self {
+            permanent: true,
+            reason: reason.into(),
+        }
+    }
+
+    fn transient(reason: impl Into<String>) -> Self {
+        Self {
+            permanent: false,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<AuthError> for Failure {
+    fn from(e: AuthError) -> Self {
+        Self::transient(e.to_string())
+    }
+}

@@ -1,0 +1,192 @@
+//! Through the mailbox: email verification, password reset and change, magic links and
+//! one-time codes. Requests that could reveal whether an account exists answer 202 with the
+//! same body whatever the address.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::extract::{Caller, client_info};
+use crate::problem::ApiError;
+use crate::routes::auth::{no_store, tokens};
+use crate::state::AppState;
+use crate::views::TokenResponse;
+
+fn accepted() -> HttpResponse {
+    HttpResponse::Accepted()
+        .insert_header(no_store())
+        .json(json!({"status": "accepted"}))
+}
+
+#[derive(Deserialize)]
+pub struct EmailBody {
+    email: String,
+}
+
+pub async fn forgot_password(
+    state: web::Data<AppState>,
+    body: web::Json<EmailBody>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.forgot_password(&body.email).await?;
+    Ok(accepted())
+}
+
+#[derive(Deserialize)]
+pub struct ResetBody {
+    token: SecretString,
+    password: SecretString,
+}
+
+pub async fn reset_password(
+    state: web::Data<AppState>,
+    body: web::Json<ResetBody>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .auth
+        .reset_password(&body.token, &body.password)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+pub struct ChangeBody {
+    current_password: SecretString,
+    new_password: SecretString,
+}
+
+pub async fn change_password(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<ChangeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let issued = state
+        .auth
+        .change_password(
+            &caller.0,
+            &body.current_password,
+            &body.new_password,
+            client_info(&req),
+        )
+        .await?;
+    Ok(tokens(StatusCode::OK, issued.into()))
+}
+
+pub async fn send_verification(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.send_verification(&caller.0).await?;
+    Ok(accepted())
+}
+
+#[derive(Deserialize)]
+pub struct TokenBody {
+    token: SecretString,
+}
+
+pub async fn verify_email(
+    state: web::Data<AppState>,
+    body: web::Json<TokenBody>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.verify_email(&body.token).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+pub struct MagicLinkBody {
+    email: String,
+    #[serde(default)]
+    redirect_to: Option<String>,
+}
+
+pub async fn request_magic_link(
+    state: web::Data<AppState>,
+    body: web::Json<MagicLinkBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    state
+        .auth
+        .request_magic_link(&body.email, body.redirect_to)
+        .await?;
+    Ok(accepted())
+}
+
+pub async fn verify_magic_link(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<TokenBody>,
+) -> Result<HttpResponse, ApiError> {
+    let signed = state
+        .auth
+        .verify_magic_link(&body.token, client_info(&req))
+        .await?;
+    let mut response = serde_json::to_value(TokenResponse::from(signed.tokens))
+        .map_err(|e| ApiError::from(auth_core::AuthError::internal(e)))?;
+    if let (Some(url), Some(map)) = (signed.redirect_to, response.as_object_mut()) {
+        map.insert("redirect_to".into(), url.into());
+    }
+    Ok(HttpResponse::Ok().insert_header(no_store()).json(response))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtpSendBody {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+}
+
+pub async fn send_code(
+    state: web::Data<AppState>,
+    body: web::Json<OtpSendBody>,
+) -> Result<HttpResponse, ApiError> {
+    match (&body.email, &body.phone) {
+        (Some(email), None) => state.auth.send_email_code(email).await?,
+        (None, Some(_)) => {
+            return Err(auth_core::AuthError::NotEnabled("sign-in by SMS code").into());
+        }
+        _ => {
+            return Err(ApiError::invalid_request(
+                "give exactly one of email or phone",
+            ));
+        }
+    }
+    Ok(accepted())
+}
+
+#[derive(Deserialize)]
+pub struct OtpVerifyBody {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+    code: String,
+}
+
+pub async fn verify_code(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<OtpVerifyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let issued = match (&body.email, &body.phone) {
+        (Some(email), None) => {
+            state
+                .auth
+                .verify_email_code(email, &body.code, client_info(&req))
+                .await?
+        }
+        (None, Some(_)) => {
+            return Err(auth_core::AuthError::NotEnabled("sign-in by SMS code").into());
+        }
+        _ => {
+            return Err(ApiError::invalid_request(
+                "give exactly one of email or phone",
+            ));
+        }
+    };
+    Ok(tokens(StatusCode::OK, issued.into()))
+}
