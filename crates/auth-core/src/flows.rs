@@ -15,6 +15,8 @@ use uuid::Uuid;
 
 use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
+use crate::events::EventKind;
+
 use crate::mail::{DeliveryError, MailIntent, MailTemplate};
 use crate::model::{
     ClientInfo, NewOneTimeToken, NewSession, NewUser, OneTimeTokenKind, SessionId, TokenHash, User,
@@ -284,7 +286,22 @@ impl AuthService {
             .await
         {
             Ok(user) => {
-                tracing::info!(user_id = %user.id, "user signed up");
+                self.emit(
+                    EventKind::SignedUp,
+                    Some(user.id),
+                    None,
+                    Some(&client),
+                    None,
+                )
+                .await;
+                self.emit(
+                    EventKind::VerificationSent,
+                    Some(user.id),
+                    None,
+                    Some(&client),
+                    None,
+                )
+                .await;
                 if required {
                     return Ok(SignupOutcome::VerificationSent);
                 }
@@ -323,7 +340,16 @@ impl AuthService {
         self.ports
             .one_time
             .issue_one_time_token(&token, &mail)
-            .await
+            .await?;
+        self.emit(
+            EventKind::VerificationSent,
+            Some(user.id),
+            Some(caller.session_id),
+            None,
+            None,
+        )
+        .await;
+        Ok(())
     }
 
     /// Follow a verification link.
@@ -339,7 +365,8 @@ impl AuthService {
             .mark_email_verified(user_id, &record.email, now)
             .await?
             .ok_or(AuthError::InvalidOneTimeToken)?;
-        tracing::info!(user_id = %user.id, "email verified");
+        self.emit(EventKind::EmailVerified, Some(user.id), None, None, None)
+            .await;
         Ok(user)
     }
 
@@ -371,7 +398,11 @@ impl AuthService {
         self.enqueue_request(OutboxJob::PasswordResetRequested {
             email: email.canonical(),
         })
-        .await
+        .await?;
+        // No user id: whether the account exists is the worker's business, not the log's.
+        self.emit(EventKind::PasswordResetRequested, None, None, None, None)
+            .await;
+        Ok(())
     }
 
     /// Set a new password with a reset token: every session of the user ends.
@@ -422,7 +453,8 @@ impl AuthService {
         {
             return Err(AuthError::InvalidOneTimeToken);
         }
-        tracing::info!(user_id = %user_id, "password reset; every session revoked");
+        self.emit(EventKind::PasswordReset, Some(user_id), None, None, None)
+            .await;
         Ok(())
     }
 
@@ -486,7 +518,15 @@ impl AuthService {
                 &notice,
             )
             .await?;
-        tracing::info!(user_id = %user.id, "password changed; other sessions revoked");
+        let (uid, sid) = (Some(user.id), Some(session.id));
+        self.emit(
+            EventKind::PasswordChanged,
+            uid,
+            sid,
+            Some(&session.client),
+            None,
+        )
+        .await;
         self.issue(user, &session, refresh, now)
     }
 
@@ -539,8 +579,11 @@ impl AuthService {
             .await?;
         let now = self.ports.clock.now();
         let tokens = self
-            .open_session(user, client, vec!["email".into()], now)
+            .open_session(user, client.clone(), vec!["email".into()], now)
             .await?;
+        let (uid, sid) = (Some(tokens.user.id), Some(tokens.session_id));
+        self.emit(EventKind::MagicLinkSignIn, uid, sid, Some(&client), None)
+            .await;
         Ok(MagicLinkSignIn {
             tokens,
             redirect_to: record.redirect_to,
@@ -588,7 +631,15 @@ impl AuthService {
                 .one_time
                 .record_failed_attempt(&current.token_hash, max, now)
                 .await?;
-            tracing::info!(failures, "wrong email code");
+            let detail = Some(format!("failures={failures}"));
+            self.emit(
+                EventKind::EmailCodeFailed,
+                current.user_id,
+                None,
+                Some(&client),
+                detail,
+            )
+            .await;
             return Err(AuthError::InvalidCode);
         }
         let record = self
@@ -600,8 +651,13 @@ impl AuthService {
         let user = self
             .passwordless_user(record.user_id, &record.email)
             .await?;
-        self.open_session(user, client, vec!["otp".into()], now)
-            .await
+        let tokens = self
+            .open_session(user, client.clone(), vec!["otp".into()], now)
+            .await?;
+        let (uid, sid) = (Some(tokens.user.id), Some(tokens.session_id));
+        self.emit(EventKind::EmailCodeSignIn, uid, sid, Some(&client), None)
+            .await;
+        Ok(tokens)
     }
 
     /// The account a passwordless sign-in acts on: the known user (now verified), or a
@@ -632,7 +688,14 @@ impl AuthService {
         };
         match self.ports.users.insert_user(&new_user, None).await {
             Ok(user) => {
-                tracing::info!(user_id = %user.id, "user signed up without a password");
+                self.emit(
+                    EventKind::SignedUp,
+                    Some(user.id),
+                    None,
+                    None,
+                    Some("passwordless".into()),
+                )
+                .await;
                 Ok(user)
             }
             // Signed up some other way since the link was sent: the link proves the address.

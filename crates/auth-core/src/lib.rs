@@ -7,6 +7,8 @@
 pub mod clock;
 pub mod email;
 pub mod error;
+pub mod events;
+
 pub mod flows;
 #[cfg(feature = "memory")]
 pub mod memory;

@@ -146,7 +146,7 @@ pub struct ProfileUpdate {
 }
 
 /// Where a request came from, recorded on the session it opens.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientInfo {
     /// Client IP address.
     pub ip: Option<String>,

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
+use crate::events::{EventKind, SecurityEvent};
 use crate::jwt::{AccessClaims, TokenIssuer};
 use crate::model::{
     ClientInfo, NewSession, ProfileUpdate, RotateOutcome, Session, SessionId, User, UserId,
@@ -94,6 +95,8 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
     /// Randomness.
     pub rng: Arc<dyn RandomSource>,
+    /// Security events (the audit trail).
+    pub events: Arc<dyn crate::events::EventSink>,
     /// One-time tokens and the account changes they unlock.
     pub one_time: Arc<dyn crate::ports::OneTimeTokenStore>,
     /// The durable outbox.
@@ -297,16 +300,41 @@ impl AuthService {
         let Some((creds, stored)) = found.and_then(|c| c.password_hash.clone().map(|h| (c, h)))
         else {
             self.ports.hasher.verify_dummy(password).await?;
+            self.emit(
+                EventKind::LoginFailed,
+                None,
+                None,
+                Some(&client),
+                Some("unknown_account".into()),
+            )
+            .await;
             return Err(AuthError::InvalidCredentials);
         };
         let PasswordMatch::Match { needs_rehash } =
             self.ports.hasher.verify(password, &stored).await?
         else {
-            tracing::info!(user_id = %creds.user.id, "login failed: wrong password");
+            let id = Some(creds.user.id);
+            self.emit(
+                EventKind::LoginFailed,
+                id,
+                None,
+                Some(&client),
+                Some("wrong_password".into()),
+            )
+            .await;
             return Err(AuthError::InvalidCredentials);
         };
         let confirmation = self.settings.email.confirmation;
         if confirmation == crate::flows::EmailConfirmation::Required && !creds.user.email_verified {
+            let id = Some(creds.user.id);
+            self.emit(
+                EventKind::LoginFailed,
+                id,
+                None,
+                Some(&client),
+                Some("email_not_verified".into()),
+            )
+            .await;
             return Err(AuthError::EmailNotVerified);
         }
         let now = self.ports.clock.now();
@@ -328,9 +356,43 @@ impl AuthService {
                 }
             }
         }
-        tracing::info!(user_id = %creds.user.id, "user logged in");
-        self.open_session(creds.user, client, vec!["pwd".into()], now)
-            .await
+        let user_id = creds.user.id;
+        let tokens = self
+            .open_session(creds.user, client.clone(), vec!["pwd".into()], now)
+            .await?;
+        self.emit(
+            EventKind::LoginSucceeded,
+            Some(user_id),
+            Some(tokens.session_id),
+            Some(&client),
+            None,
+        )
+        .await;
+        Ok(tokens)
+    }
+
+    /// Record a security event.
+    pub(crate) async fn emit(
+        &self,
+        kind: EventKind,
+        user_id: Option<UserId>,
+        session_id: Option<SessionId>,
+        client: Option<&ClientInfo>,
+        detail: Option<String>,
+    ) {
+        let at = self.ports.clock.now();
+        let client = client.cloned();
+        self.ports
+            .events
+            .record(SecurityEvent {
+                kind,
+                at,
+                user_id,
+                session_id,
+                client,
+                detail,
+            })
+            .await;
     }
 
     pub(crate) async fn open_session(
@@ -438,13 +500,10 @@ impl AuthService {
         let rotated_at = record.rotated_at.ok_or(AuthError::InvalidRefreshToken)?;
         if now - rotated_at > self.settings.sessions.reuse_grace {
             self.ports.sessions.revoke_session(session.id, now).await?;
-            tracing::warn!(
-                target: "security",
-                event = "refresh_token_reuse",
-                user_id = %session.user_id,
-                session_id = %session.id,
-                "refresh token reused after rotation: session revoked"
-            );
+            tracing::warn!(user_id = %session.user_id, session_id = %session.id, "refresh token reused after rotation: session revoked");
+            let (user, sid) = (Some(session.user_id), Some(session.id));
+            self.emit(EventKind::RefreshTokenReuseDetected, user, sid, None, None)
+                .await;
             return Err(AuthError::InvalidRefreshToken);
         }
         let current = self
@@ -539,7 +598,10 @@ impl AuthService {
                     .await?
             }
         };
-        tracing::info!(user_id = %caller.user_id, ?scope, revoked, "logout");
+        let detail = format!("scope={scope:?},revoked={revoked}").to_lowercase();
+        let (user, sid) = (Some(caller.user_id), Some(caller.session_id));
+        self.emit(EventKind::LoggedOut, user, sid, None, Some(detail))
+            .await;
         Ok(())
     }
 
@@ -563,7 +625,14 @@ impl AuthService {
         if let Some(id) = session_id
             && self.ports.sessions.revoke_session(id, now).await?
         {
-            tracing::info!(session_id = %id, "session revoked by token revocation");
+            self.emit(
+                EventKind::SessionRevoked,
+                None,
+                Some(id),
+                None,
+                Some("token_revocation".into()),
+            )
+            .await;
         }
         Ok(())
     }
@@ -685,6 +754,15 @@ impl AuthService {
         match self.ports.sessions.session(id).await? {
             Some(s) if s.user_id == caller.user_id && s.revoked_at.is_none() => {
                 self.ports.sessions.revoke_session(id, now).await?;
+                let detail = Some("by_user".to_owned());
+                self.emit(
+                    EventKind::SessionRevoked,
+                    Some(caller.user_id),
+                    Some(id),
+                    None,
+                    detail,
+                )
+                .await;
                 Ok(())
             }
             _ => Err(AuthError::NotFound),

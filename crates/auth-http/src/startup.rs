@@ -11,6 +11,7 @@ use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{App, HttpMessage as _, HttpServer, ResponseError as _, web};
 use auth_core::clock::{Clock as _, SystemClock};
+use auth_core::events::LogEventSink;
 use auth_core::flows::{EmailConfirmation, EmailSettings, TokenPlacement};
 use auth_core::jwt::JwtIssuer;
 use auth_core::mail::{MailRenderer, Mailer};
@@ -141,6 +142,7 @@ impl Application {
             sealer: Arc::new(sealer),
             renderer,
             mailer,
+            events: Arc::new(LogEventSink),
         };
         let auth = Arc::new(AuthService::new(ports, auth_settings));
         let days = |n: u64| chrono::Duration::days(i64::try_from(n).unwrap_or(36_500).min(36_500));

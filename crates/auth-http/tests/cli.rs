@@ -253,7 +253,7 @@ async fn logs_carry_no_secrets_and_sigterm_stops_cleanly() {
 
     let log = reader.await.unwrap().join("\n");
     assert!(
-        log.contains("user signed up"),
+        log.contains("SignedUp") && log.contains("LoginFailed"),
         "the log is not the one expected"
     );
     let key = std::fs::read_to_string(dir.0.join("data/keys/ed25519.pem")).unwrap();

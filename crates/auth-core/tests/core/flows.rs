@@ -575,3 +575,93 @@ async fn outbox_payloads_are_sealed_at_rest_and_erased_once_sent() {
         "a delivered payload must be erased"
     );
 }
+
+#[tokio::test]
+async fn every_flow_emits_its_security_event_without_secrets() {
+    use auth_core::events::EventKind as K;
+    let h = harness();
+    let t = signed_in(&h, "ada@example.com").await;
+    h.service
+        .login(
+            "ada@example.com",
+            &s("wrong password!"),
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap_err();
+    h.service
+        .login(
+            "nobody@example.com",
+            &s("wrong password!"),
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap_err();
+    h.deliver().await;
+    let token = h.mailer.token("ada@example.com", "verify_email").unwrap();
+    h.service.verify_email(&s(&token)).await.unwrap();
+    h.service.forgot_password("ada@example.com").await.unwrap();
+    h.deliver().await;
+    let reset = h.mailer.token("ada@example.com", "password_reset").unwrap();
+    h.service
+        .reset_password(&s(&reset), &s("a brand new passphrase"))
+        .await
+        .unwrap();
+    let t2 = h
+        .service
+        .login(
+            "ada@example.com",
+            &s("a brand new passphrase"),
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    let caller = h.service.authenticate(&t2.access_token).await.unwrap();
+    h.service
+        .logout(&caller, auth_core::service::LogoutScope::All)
+        .await
+        .unwrap();
+    let kinds = h.events.kinds();
+    for expected in [
+        K::SignedUp,
+        K::VerificationSent,
+        K::LoginFailed,
+        K::EmailVerified,
+        K::PasswordResetRequested,
+        K::PasswordReset,
+        K::LoginSucceeded,
+        K::LoggedOut,
+    ] {
+        assert!(
+            kinds.contains(&expected),
+            "{expected:?} missing from {kinds:?}"
+        );
+    }
+    let failures: Vec<_> = h
+        .events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == K::LoginFailed)
+        .map(|e| (e.user_id, e.detail.clone()))
+        .collect();
+    assert_eq!(
+        failures,
+        vec![
+            (Some(t.user.id), Some("wrong_password".into())),
+            (None, Some("unknown_account".into()))
+        ]
+    );
+    let all = format!("{:?}", h.events.0.lock().unwrap());
+    for secret in [
+        PASSWORD,
+        "wrong password!",
+        "a brand new passphrase",
+        token.as_str(),
+        reset.as_str(),
+        t.access_token.as_str(),
+    ] {
+        assert!(!all.contains(secret), "an event carries a secret");
+    }
+}

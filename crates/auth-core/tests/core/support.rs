@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use auth_core::clock::ManualClock;
+use auth_core::events::{EventKind, EventSink, SecurityEvent};
 use auth_core::jwt::{JwtIssuer, KeySet, SigningAlgorithm};
 use auth_core::mail::{DeliveryError, EmailMessage, MailIntent, MailRenderer, Mailer};
 use auth_core::memory::MemoryStore;
@@ -109,7 +110,25 @@ impl RecordingMailer {
     }
 }
 
+/// Keeps every security event.
+#[derive(Default)]
+pub struct RecordingEvents(pub Mutex<Vec<SecurityEvent>>);
+
+#[async_trait::async_trait]
+impl EventSink for RecordingEvents {
+    async fn record(&self, event: SecurityEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+impl RecordingEvents {
+    pub fn kinds(&self) -> Vec<EventKind> {
+        self.0.lock().unwrap().iter().map(|e| e.kind).collect()
+    }
+}
+
 pub struct Harness {
+    pub events: Arc<RecordingEvents>,
     pub service: AuthService,
     pub store: Arc<MemoryStore>,
     pub clock: Arc<ManualClock>,
@@ -137,6 +156,7 @@ pub fn harness_on(
         Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap(),
     ));
     let mailer = Arc::new(RecordingMailer::default());
+    let events = Arc::new(RecordingEvents::default());
     let ports = Ports {
         users: store.clone(),
         sessions: store.clone(),
@@ -149,8 +169,10 @@ pub fn harness_on(
         sealer: Arc::new(SecretBox::new(&[(1, [9; 32])]).unwrap()),
         renderer: Arc::new(PlainRenderer),
         mailer: mailer.clone(),
+        events: events.clone(),
     };
     Harness {
+        events,
         service: AuthService::new(ports, settings),
         store,
         clock,

@@ -1,0 +1,85 @@
+//! Security events: what happened to whom, emitted by the use cases for the audit trail.
+//! They carry identifiers and reasons, never a password, token or code.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::model::{ClientInfo, SessionId, UserId};
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// An account was created.
+    SignedUp,
+    /// A password sign-in succeeded.
+    LoginSucceeded,
+    /// A password sign-in failed (`reason` says why).
+    LoginFailed,
+    /// A rotated refresh token came back after the grace window; its session was revoked.
+    RefreshTokenReuseDetected,
+    /// Sessions were ended by their user.
+    LoggedOut,
+    /// A session was revoked through token revocation or the sessions list.
+    SessionRevoked,
+    /// A verification link was issued.
+    VerificationSent,
+    /// An email address was confirmed.
+    EmailVerified,
+    /// A password reset was asked for (the account may not exist).
+    PasswordResetRequested,
+    /// A password was reset with a link; every session ended.
+    PasswordReset,
+    /// A password was changed while signed in; every other session ended.
+    PasswordChanged,
+    /// A sign-in by magic link.
+    MagicLinkSignIn,
+    /// A sign-in by email code.
+    EmailCodeSignIn,
+    /// A wrong email code was presented.
+    EmailCodeFailed,
+}
+
+/// One security event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecurityEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The account concerned, when known.
+    pub user_id: Option<UserId>,
+    /// The session concerned, when any.
+    pub session_id: Option<SessionId>,
+    /// Where the request came from, when known.
+    pub client: Option<ClientInfo>,
+    /// A short machine-readable reason or detail (`wrong_password`, `scope=all` ...).
+    pub detail: Option<String>,
+}
+
+/// Port: where security events go (the log today; the audit trail store later).
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    /// Record one event. Recording must not fail the use case: sinks log their own errors.
+    async fn record(&self, event: SecurityEvent);
+}
+
+/// Writes events to the log, target `audit`, one structured line each.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogEventSink;
+
+#[async_trait]
+impl EventSink for LogEventSink {
+    async fn record(&self, e: SecurityEvent) {
+        let user = e.user_id.map(|u| u.to_string()).unwrap_or_default();
+        let session = e.session_id.map(|s| s.to_string()).unwrap_or_default();
+        let ip = e
+            .client
+            .as_ref()
+            .and_then(|c| c.ip.clone())
+            .unwrap_or_default();
+        let detail = e.detail.unwrap_or_default();
+        tracing::info!(target: "audit", event = ?e.kind, user_id = %user, session_id = %session, ip = %ip, detail = %detail, "security event");
+    }
+}
