@@ -50,6 +50,24 @@ pub enum AuthError {
     /// The feature is switched off by configuration.
     #[error("not enabled: {0}")]
     NotEnabled(&'static str),
+    /// Too many requests; retry after this many seconds.
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds until the window ends.
+        retry_after_secs: u64,
+    },
+    /// Too many failed sign-ins for this account; it unlocks by itself.
+    #[error("account locked")]
+    AccountLocked {
+        /// Seconds until the lock ends.
+        retry_after_secs: u64,
+    },
+    /// A CAPTCHA token is required and missing.
+    #[error("captcha required")]
+    CaptchaRequired,
+    /// The CAPTCHA provider refused the token.
+    #[error("captcha failed")]
+    CaptchaFailed,
     /// The thing asked for does not exist (or is not the caller's).
     #[error("not found")]
     NotFound,

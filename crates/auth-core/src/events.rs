@@ -39,6 +39,8 @@ pub enum EventKind {
     EmailCodeSignIn,
     /// A wrong email code was presented.
     EmailCodeFailed,
+    /// Repeated failed sign-ins locked an identifier.
+    AccountLocked,
 }
 
 /// One security event.

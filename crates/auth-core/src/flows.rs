@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
 use crate::events::EventKind;
+use crate::guard::{LimitGroup, lockout_identifier};
 
 use crate::mail::{DeliveryError, MailIntent, MailTemplate};
 use crate::model::{
@@ -190,7 +191,7 @@ impl AuthService {
         })
     }
 
-    fn mail(
+    pub(crate) fn mail(
         &self,
         to: &str,
         template: MailTemplate,
@@ -259,11 +260,15 @@ impl AuthService {
         req: SignupRequest,
         client: ClientInfo,
     ) -> AuthResult<SignupOutcome> {
+        self.limit(LimitGroup::Signup, &client, None).await?;
+        self.captcha(
+            self.settings.guard.captcha.signup,
+            req.captcha_token.as_deref(),
+            &client,
+        )
+        .await?;
         let email = Email::parse(&req.email).map_err(AuthError::InvalidEmail)?;
-        self.settings
-            .password_policy
-            .check(req.password.expose_secret(), Some(&email))
-            .map_err(AuthError::WeakPassword)?;
+        self.check_new_password(&req.password, Some(&email)).await?;
         let name = normalise_name(req.name)?;
         let password_hash = self.ports.hasher.hash(&req.password).await?;
         let now = self.ports.clock.now();
@@ -393,7 +398,24 @@ impl AuthService {
     }
 
     /// Ask for a password reset link. Same answer and same work for every address.
-    pub async fn forgot_password(&self, email: &str) -> AuthResult<()> {
+    pub async fn forgot_password(
+        &self,
+        email: &str,
+        client: &ClientInfo,
+        captcha_token: Option<&str>,
+    ) -> AuthResult<()> {
+        self.limit(
+            LimitGroup::PasswordReset,
+            client,
+            Some(&lockout_identifier(email)),
+        )
+        .await?;
+        self.captcha(
+            self.settings.guard.captcha.password_reset,
+            captcha_token,
+            client,
+        )
+        .await?;
         let email = Email::parse(email).map_err(AuthError::InvalidEmail)?;
         self.enqueue_request(OutboxJob::PasswordResetRequested {
             email: email.canonical(),
@@ -410,7 +432,9 @@ impl AuthService {
         &self,
         token: &SecretString,
         password: &SecretString,
+        client: &ClientInfo,
     ) -> AuthResult<()> {
+        self.limit(LimitGroup::PasswordReset, client, None).await?;
         if !opaque::is_well_formed(token.expose_secret()) {
             return Err(AuthError::InvalidOneTimeToken);
         }
@@ -434,10 +458,7 @@ impl AuthService {
             .await?
             .ok_or(AuthError::InvalidOneTimeToken)?;
         let email = Email::parse(&user.email).ok();
-        self.settings
-            .password_policy
-            .check(password.expose_secret(), email.as_ref())
-            .map_err(AuthError::WeakPassword)?;
+        self.check_new_password(password, email.as_ref()).await?;
         let password_hash = self.ports.hasher.hash(password).await?;
         let notice = self.mail(
             &user.email,
@@ -485,10 +506,7 @@ impl AuthService {
             return Err(AuthError::InvalidCredentials);
         }
         let email = Email::parse(&user.email).ok();
-        self.settings
-            .password_policy
-            .check(new.expose_secret(), email.as_ref())
-            .map_err(AuthError::WeakPassword)?;
+        self.check_new_password(new, email.as_ref()).await?;
         let password_hash = self.ports.hasher.hash(new).await?;
         let now = self.ports.clock.now();
         let refresh = opaque::generate(self.ports.rng.as_ref());
@@ -556,7 +574,21 @@ impl AuthService {
         &self,
         email: &str,
         redirect_to: Option<String>,
+        client: &ClientInfo,
+        captcha_token: Option<&str>,
     ) -> AuthResult<()> {
+        self.limit(
+            LimitGroup::Passwordless,
+            client,
+            Some(&lockout_identifier(email)),
+        )
+        .await?;
+        self.captcha(
+            self.settings.guard.captcha.passwordless,
+            captcha_token,
+            client,
+        )
+        .await?;
         let email = Email::parse(email).map_err(AuthError::InvalidEmail)?;
         let redirect_to = self.allowed_redirect(redirect_to)?;
         self.enqueue_request(OutboxJob::MagicLinkRequested {
@@ -573,6 +605,7 @@ impl AuthService {
         token: &SecretString,
         client: ClientInfo,
     ) -> AuthResult<MagicLinkSignIn> {
+        self.limit(LimitGroup::Passwordless, &client, None).await?;
         let record = self.consume(token, OneTimeTokenKind::MagicLink).await?;
         let user = self
             .passwordless_user(record.user_id, &record.email)
@@ -591,7 +624,24 @@ impl AuthService {
     }
 
     /// Ask for a one-time code by mail. Same answer and same work for every address.
-    pub async fn send_email_code(&self, email: &str) -> AuthResult<()> {
+    pub async fn send_email_code(
+        &self,
+        email: &str,
+        client: &ClientInfo,
+        captcha_token: Option<&str>,
+    ) -> AuthResult<()> {
+        self.limit(
+            LimitGroup::Passwordless,
+            client,
+            Some(&lockout_identifier(email)),
+        )
+        .await?;
+        self.captcha(
+            self.settings.guard.captcha.passwordless,
+            captcha_token,
+            client,
+        )
+        .await?;
         let email = Email::parse(email).map_err(AuthError::InvalidEmail)?;
         self.enqueue_request(OutboxJob::EmailOtpRequested {
             email: email.canonical(),
@@ -606,6 +656,12 @@ impl AuthService {
         code: &str,
         client: ClientInfo,
     ) -> AuthResult<IssuedTokens> {
+        self.limit(
+            LimitGroup::Passwordless,
+            &client,
+            Some(&lockout_identifier(email)),
+        )
+        .await?;
         let email = Email::parse(email)
             .map_err(|_| AuthError::InvalidCode)?
             .canonical();

@@ -10,6 +10,8 @@ pub mod error;
 pub mod events;
 
 pub mod flows;
+pub mod guard;
+
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod model;

@@ -25,11 +25,13 @@ pub enum MailTemplate {
     PasswordWasReset,
     /// Someone tried to sign up with an address that already has an account.
     SignupAttempted,
+    /// The account was locked after repeated failed sign-ins (`locked_minutes`).
+    AccountLocked,
 }
 
 impl MailTemplate {
     /// Every template, for renderers that load them all at start.
-    pub const ALL: [MailTemplate; 7] = [
+    pub const ALL: [MailTemplate; 8] = [
         Self::VerifyEmail,
         Self::PasswordReset,
         Self::MagicLink,
@@ -37,6 +39,7 @@ impl MailTemplate {
         Self::PasswordChanged,
         Self::PasswordWasReset,
         Self::SignupAttempted,
+        Self::AccountLocked,
     ];
 
     /// File-name stem of the template (`verify_email`).
@@ -49,6 +52,7 @@ impl MailTemplate {
             Self::PasswordChanged => "password_changed",
             Self::PasswordWasReset => "password_was_reset",
             Self::SignupAttempted => "signup_attempted",
+            Self::AccountLocked => "account_locked",
         }
     }
 }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::error::{AuthError, AuthResult};
 use uuid::Uuid;
 
+use crate::guard::{LockoutState, LockoutStore, RateLimitStore};
 use crate::model::{
     NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind, ProfileUpdate,
     RefreshTokenRecord, RotateOutcome, Session, SessionId, StoredSigningKey, TokenHash, User,
@@ -28,8 +29,13 @@ struct State {
     refresh_tokens: HashMap<TokenHash, RefreshTokenRecord>,
     signing_key: Option<StoredSigningKey>,
     one_time_tokens: HashMap<TokenHash, OneTimeToken>,
+    rate_windows: HashMap<(String, DateTime<Utc>), u32>,
+    lockouts: HashMap<String, LockoutRow>,
     outbox: Vec<OutboxEntry>,
 }
+
+/// Failures in the current window: (count, window start, lock end).
+type LockoutRow = (u32, DateTime<Utc>, Option<DateTime<Utc>>);
 
 /// An outbox entry with its delivery state.
 #[derive(Debug, Clone)]
@@ -602,6 +608,77 @@ impl OutboxStore for MemoryStore {
             .iter()
             .filter(|e| e.done_at.is_none() && e.dead_at.is_none())
             .count() as u64)
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for MemoryStore {
+    async fn hit(&self, key: &str, window_start: DateTime<Utc>) -> AuthResult<u32> {
+        let mut s = self.state();
+        let count = s
+            .rate_windows
+            .entry((key.to_owned(), window_start))
+            .or_insert(0);
+        *count += 1;
+        Ok(*count)
+    }
+
+    async fn purge_windows_before(&self, cutoff: DateTime<Utc>) -> AuthResult<u64> {
+        let mut s = self.state();
+        let before = s.rate_windows.len();
+        s.rate_windows.retain(|(_, start), _| *start >= cutoff);
+        Ok((before - s.rate_windows.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl LockoutStore for MemoryStore {
+    async fn locked_until(
+        &self,
+        identifier: &str,
+        now: DateTime<Utc>,
+    ) -> AuthResult<Option<DateTime<Utc>>> {
+        Ok(self
+            .state()
+            .lockouts
+            .get(identifier)
+            .and_then(|(_, _, until)| *until)
+            .filter(|until| *until > now))
+    }
+
+    async fn register_failure(
+        &self,
+        identifier: &str,
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+        threshold: u32,
+        freeze: chrono::Duration,
+    ) -> AuthResult<LockoutState> {
+        let mut s = self.state();
+        let entry = s
+            .lockouts
+            .entry(identifier.to_owned())
+            .or_insert((0, now, None));
+        if now - entry.1 >= window {
+            *entry = (0, now, entry.2);
+        }
+        entry.0 += 1;
+        if entry.0 >= threshold {
+            *entry = (0, now, Some(now + freeze));
+            return Ok(LockoutState {
+                failures: threshold,
+                locked_until: entry.2,
+            });
+        }
+        Ok(LockoutState {
+            failures: entry.0,
+            locked_until: entry.2.filter(|u| *u > now),
+        })
+    }
+
+    async fn clear(&self, identifier: &str) -> AuthResult<()> {
+        self.state().lockouts.remove(identifier);
+        Ok(())
     }
 }
 

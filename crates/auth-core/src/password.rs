@@ -47,6 +47,13 @@ pub enum PasswordRejection {
     SameAsEmail,
     /// A required character class is missing.
     MissingClass(&'static str),
+    /// Appears in known data breaches.
+    Breached,
+    /// Too easy to guess (zxcvbn score below the minimum).
+    TooGuessable {
+        /// The configured minimum score.
+        min_score: u8,
+    },
 }
 
 impl fmt::Display for PasswordRejection {
@@ -57,6 +64,13 @@ impl fmt::Display for PasswordRejection {
             Self::Common => f.write_str("password is too common"),
             Self::SameAsEmail => f.write_str("password must not be the email address"),
             Self::MissingClass(class) => write!(f, "password must contain a {class} character"),
+            Self::Breached => {
+                f.write_str("password appears in known data breaches; choose another")
+            }
+            Self::TooGuessable { min_score } => write!(
+                f,
+                "password is too easy to guess (strength below {min_score} of 4)"
+            ),
         }
     }
 }

@@ -78,6 +78,8 @@ pub struct AuthSettings {
     pub default_roles: Vec<String>,
     /// Email verification, recovery and passwordless sign-in.
     pub email: crate::flows::EmailSettings,
+    /// Rate limits, lockout, CAPTCHA and password strength.
+    pub guard: crate::guard::GuardSettings,
 }
 
 /// The adapters the service runs on.
@@ -97,6 +99,14 @@ pub struct Ports {
     pub rng: Arc<dyn RandomSource>,
     /// Security events (the audit trail).
     pub events: Arc<dyn crate::events::EventSink>,
+    /// Rate-limit counters.
+    pub rate_limits: Arc<dyn crate::guard::RateLimitStore>,
+    /// Failed sign-ins and locks.
+    pub lockouts: Arc<dyn crate::guard::LockoutStore>,
+    /// CAPTCHA verification, when enabled.
+    pub captcha: Option<Arc<dyn crate::guard::CaptchaVerifier>>,
+    /// Breached-password check, when enabled.
+    pub breached: Option<Arc<dyn crate::guard::BreachedPasswords>>,
     /// One-time tokens and the account changes they unlock.
     pub one_time: Arc<dyn crate::ports::OneTimeTokenStore>,
     /// The durable outbox.
@@ -194,6 +204,8 @@ pub struct SignupRequest {
     pub password: SecretString,
     /// Display name.
     pub name: Option<String>,
+    /// CAPTCHA response, when the server asks for one.
+    pub captcha_token: Option<String>,
 }
 
 // No password can be this long under any allowed policy (1024 characters of up to 4 bytes):
@@ -283,8 +295,22 @@ impl AuthService {
         email: &str,
         password: &SecretString,
         client: ClientInfo,
+        captcha_token: Option<&str>,
     ) -> AuthResult<IssuedTokens> {
+        let identifier = crate::guard::lockout_identifier(email);
+        self.limit(crate::guard::LimitGroup::Login, &client, Some(&identifier))
+            .await?;
+        self.captcha(self.settings.guard.captcha.login, captcha_token, &client)
+            .await?;
+        // While locked, no password is checked: the lock is no oracle.
+        if let Err(locked) = self.refuse_if_locked(&identifier).await {
+            let detail = Some("locked".to_owned());
+            self.emit(EventKind::LoginFailed, None, None, Some(&client), detail)
+                .await;
+            return Err(locked);
+        }
         if password.expose_secret().len() > MAX_PASSWORD_BYTES {
+            self.count_failure(&identifier, None).await?;
             return Err(AuthError::InvalidCredentials);
         }
         let found = match Email::parse(email) {
@@ -308,6 +334,7 @@ impl AuthService {
                 Some("unknown_account".into()),
             )
             .await;
+            self.count_failure(&identifier, None).await?;
             return Err(AuthError::InvalidCredentials);
         };
         let PasswordMatch::Match { needs_rehash } =
@@ -322,6 +349,7 @@ impl AuthService {
                 Some("wrong_password".into()),
             )
             .await;
+            self.count_failure(&identifier, Some(&creds.user)).await?;
             return Err(AuthError::InvalidCredentials);
         };
         let confirmation = self.settings.email.confirmation;
@@ -357,6 +385,9 @@ impl AuthService {
             }
         }
         let user_id = creds.user.id;
+        if self.settings.guard.lockout.enabled {
+            self.ports.lockouts.clear(&identifier).await?;
+        }
         let tokens = self
             .open_session(creds.user, client.clone(), vec!["pwd".into()], now)
             .await?;
@@ -463,7 +494,13 @@ impl AuthService {
     ///
     /// A token rotated less than the grace window ago gets the session's current token
     /// back (concurrent tabs converge); an older one is reuse: the whole session is revoked.
-    pub async fn refresh(&self, presented: &SecretString) -> AuthResult<IssuedTokens> {
+    pub async fn refresh(
+        &self,
+        presented: &SecretString,
+        client: &ClientInfo,
+    ) -> AuthResult<IssuedTokens> {
+        self.limit(crate::guard::LimitGroup::Refresh, client, None)
+            .await?;
         let token = presented.expose_secret();
         if !opaque::is_well_formed(token) {
             return Err(AuthError::InvalidRefreshToken);
@@ -662,7 +699,13 @@ impl AuthService {
 
     /// RFC 7662 introspection of an access or refresh token. The caller must have passed
     /// [`AuthService::authenticate_introspection_client`].
-    pub async fn introspect(&self, token: &SecretString) -> AuthResult<Introspection> {
+    pub async fn introspect(
+        &self,
+        token: &SecretString,
+        client: &ClientInfo,
+    ) -> AuthResult<Introspection> {
+        self.limit(crate::guard::LimitGroup::Introspection, client, None)
+            .await?;
         let token = token.expose_secret();
         if !opaque::is_well_formed(token) {
             return match self.authenticate(token).await {

@@ -3,7 +3,8 @@
 //! One [`Database`] handle holds a connection pool for either backend and implements
 //! [`auth_core::ports::UserStore`], [`auth_core::ports::SessionStore`],
 //! [`auth_core::ports::OneTimeTokenStore`], [`auth_core::ports::OutboxStore`],
-//! [`auth_core::ports::SigningKeyStore`] and [`auth_core::ports::HealthCheck`]. Every query is
+//! [`auth_core::ports::SigningKeyStore`], [`auth_core::ports::HealthCheck`],
+//! [`auth_core::guard::RateLimitStore`] and [`auth_core::guard::LockoutStore`]. Every query is
 //! written once and stamped for each concrete connection type by a macro (diesel's
 //! `MultiConnection` does not support diesel-async).
 //!

@@ -79,6 +79,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    rate_limit_windows (key, window_start) {
+        key -> Text,
+        window_start -> Timestamp,
+        hits -> Integer,
+    }
+}
+
+diesel::table! {
+    login_lockouts (identifier) {
+        identifier -> Text,
+        failures -> Integer,
+        window_started_at -> Timestamp,
+        locked_until -> Nullable<Timestamp>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     sessions,
@@ -86,4 +103,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     signing_keys,
     one_time_tokens,
     outbox,
+    rate_limit_windows,
+    login_lockouts,
 );

@@ -1,9 +1,9 @@
 //! The storage ports for [`Database`]: one query code base for both backends.
 //!
 //! Users, sessions and signing keys here; one-time tokens in [`one_time`], the outbox in
-//! [`outbox`]. The statements that several ports share (issue a one-time token, enqueue an
-//! outbox entry, revoke a user's sessions ...) are macros too, so that each transaction
-//! reads as the list of its steps.
+//! [`outbox`], rate limits and lockouts in [`guard`]. The statements that several ports
+//! share (issue a one-time token, enqueue an outbox entry, revoke a user's sessions ...)
+//! are macros too, so that each transaction reads as the list of its steps.
 
 use std::str::FromStr;
 
@@ -840,5 +840,6 @@ impl HealthCheck for Database {
 }
 
 // After the macros above: textual scope.
+mod guard;
 mod one_time;
 mod outbox;

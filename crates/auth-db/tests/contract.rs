@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use auth_core::AuthError;
 use auth_core::email::Email;
+use auth_core::guard::{LockoutState, LockoutStore, RateLimitStore};
 use auth_core::memory::MemoryStore;
 use auth_core::model::{
     ClientInfo, NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind,
@@ -36,6 +37,8 @@ trait Store:
     + OutboxStore
     + SigningKeyStore
     + HealthCheck
+    + RateLimitStore
+    + LockoutStore
     + Inspect
     + 'static
 {
@@ -47,6 +50,8 @@ impl<
         + OutboxStore
         + SigningKeyStore
         + HealthCheck
+        + RateLimitStore
+        + LockoutStore
         + Inspect
         + 'static,
 > Store for T
@@ -166,6 +171,14 @@ contract!(
     outbox_claims_due_entries_oldest_first_up_to_the_limit,
     concurrent_claimers_get_disjoint_entries,
     backlog_counts_entries_neither_done_nor_dead,
+    hits_count_per_key_and_window,
+    concurrent_hits_on_one_key_are_all_counted,
+    purge_windows_removes_only_older_windows,
+    failures_count_and_lock_at_the_threshold,
+    an_expired_window_restarts_the_count_and_keeps_the_lock,
+    clear_forgets_failures_and_the_lock,
+    concurrent_failures_are_all_counted,
+    concurrent_failures_lock_once_per_threshold,
 );
 
 /// Scenarios of what only the SQL stores have, or of several pools on one database.
@@ -200,6 +213,7 @@ sql!(
     purge_outbox_removes_only_entries_finished_before_the_cutoff,
     claims_follow_due_time_not_insertion_order,
     claimers_on_two_nodes_get_disjoint_entries,
+    two_nodes_share_rate_limits_and_lockouts,
 );
 
 // ---- fixtures ---------------------------------------------------------------------------
@@ -2149,4 +2163,309 @@ async fn claimers_on_two_nodes_get_disjoint_entries(db: &TestDatabase) {
     }
     let view = db.database().await.outbox_entries().await.unwrap();
     assert!(view.iter().all(|e| e.attempts == 5), "{view:?}");
+}
+
+// ---- rate limits and lockouts -----------------------------------------------------------
+
+async fn hits_count_per_key_and_window(store: Shared) {
+    for expected in 1..=3 {
+        assert_eq!(
+            store.hit("login:ip:192.0.2.7", at(0)).await.unwrap(),
+            expected
+        );
+    }
+    // Another key, another window: counted apart.
+    assert_eq!(store.hit("login:ip:192.0.2.8", at(0)).await.unwrap(), 1);
+    assert_eq!(store.hit("login:ip:192.0.2.7", at(60)).await.unwrap(), 1);
+    // A window one microsecond later is another window.
+    assert_eq!(
+        store
+            .hit("login:ip:192.0.2.7", at(0) + Span::microseconds(1))
+            .await
+            .unwrap(),
+        1
+    );
+    // And the counts so far were kept.
+    assert_eq!(store.hit("login:ip:192.0.2.7", at(0)).await.unwrap(), 4);
+    assert_eq!(store.hit("login:ip:192.0.2.8", at(0)).await.unwrap(), 2);
+    assert_eq!(store.hit("login:ip:192.0.2.7", at(60)).await.unwrap(), 2);
+}
+
+/// `tasks` concurrent hits of one key and window from `stores` in turn; every count is
+/// answered once.
+async fn hit_concurrently(stores: &[Shared], key: &str, tasks: u32) {
+    let handles: Vec<_> = (0..tasks)
+        .map(|i| {
+            let (store, key) = (stores[i as usize % stores.len()].clone(), key.to_owned());
+            tokio::spawn(async move { store.hit(&key, at(0)).await })
+        })
+        .collect();
+    let mut counts = BTreeSet::new();
+    for handle in handles {
+        assert!(counts.insert(handle.await.unwrap().unwrap()));
+    }
+    assert_eq!(counts, (1..=tasks).collect());
+}
+
+async fn concurrent_hits_on_one_key_are_all_counted(store: Shared) {
+    hit_concurrently(std::slice::from_ref(&store), "signup:ip:192.0.2.7", 20).await;
+    assert_eq!(store.hit("signup:ip:192.0.2.7", at(0)).await.unwrap(), 21);
+}
+
+async fn purge_windows_removes_only_older_windows(store: Shared) {
+    for (key, start) in [("a", at(0)), ("b", at(0)), ("a", at(60)), ("a", at(120))] {
+        store.hit(key, start).await.unwrap();
+        store.hit(key, start).await.unwrap();
+    }
+    assert_eq!(store.purge_windows_before(at(0)).await.unwrap(), 0);
+    // Microseconds count: a window starting 1 µs before the cutoff goes.
+    assert_eq!(store.purge_windows_before(at(60)).await.unwrap(), 2);
+    assert_eq!(store.purge_windows_before(at(60)).await.unwrap(), 0);
+    // The purged windows start over; the kept ones continue.
+    assert_eq!(store.hit("a", at(0)).await.unwrap(), 1);
+    assert_eq!(store.hit("b", at(0)).await.unwrap(), 1);
+    assert_eq!(store.hit("a", at(60)).await.unwrap(), 3);
+    assert_eq!(store.hit("a", at(120)).await.unwrap(), 3);
+    assert_eq!(
+        store
+            .purge_windows_before(at(120) + Span::microseconds(1))
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(store.hit("a", at(120)).await.unwrap(), 1);
+}
+
+const WINDOW: i64 = 900;
+const FREEZE: i64 = 300;
+
+async fn fail(store: &Shared, who: &str, now: DateTime<Utc>, threshold: u32) -> LockoutState {
+    store
+        .register_failure(
+            who,
+            now,
+            Span::seconds(WINDOW),
+            threshold,
+            Span::seconds(FREEZE),
+        )
+        .await
+        .unwrap()
+}
+
+fn state(failures: u32, locked_until: Option<DateTime<Utc>>) -> LockoutState {
+    LockoutState {
+        failures,
+        locked_until,
+    }
+}
+
+async fn failures_count_and_lock_at_the_threshold(store: Shared) {
+    let who = "alice@example.com";
+    assert_eq!(store.locked_until(who, at(0)).await.unwrap(), None);
+    for n in 1..=2 {
+        assert_eq!(fail(&store, who, at(n.into()), 3).await, state(n, None));
+        assert_eq!(store.locked_until(who, at(n.into())).await.unwrap(), None);
+    }
+    // Another identifier is counted apart.
+    assert_eq!(
+        fail(&store, "bob@example.com", at(2), 3).await,
+        state(1, None)
+    );
+
+    let until = at(3 + FREEZE);
+    assert_eq!(fail(&store, who, at(3), 3).await, state(3, Some(until)));
+    assert_eq!(store.locked_until(who, at(3)).await.unwrap(), Some(until));
+    assert_eq!(
+        store
+            .locked_until(who, until - Span::microseconds(1))
+            .await
+            .unwrap(),
+        Some(until)
+    );
+    assert_eq!(store.locked_until(who, until).await.unwrap(), None);
+    assert_eq!(
+        store.locked_until("bob@example.com", at(3)).await.unwrap(),
+        None
+    );
+
+    // The count restarted at the lock; failures while locked report the lock and count on.
+    assert_eq!(fail(&store, who, at(4), 3).await, state(1, Some(until)));
+    assert_eq!(fail(&store, who, at(5), 3).await, state(2, Some(until)));
+    // Reaching the threshold again extends the lock.
+    let later = at(6 + FREEZE);
+    assert_eq!(fail(&store, who, at(6), 3).await, state(3, Some(later)));
+    assert_eq!(store.locked_until(who, until).await.unwrap(), Some(later));
+    // Once the lock has passed, failures report no lock.
+    assert_eq!(fail(&store, who, later, 3).await, state(1, None));
+    assert_eq!(store.locked_until(who, later).await.unwrap(), None);
+}
+
+async fn an_expired_window_restarts_the_count_and_keeps_the_lock(store: Shared) {
+    let who = "carol@example.com";
+    assert_eq!(fail(&store, who, at(0), 5).await, state(1, None));
+    assert_eq!(fail(&store, who, at(1), 5).await, state(2, None));
+    // Still the window that started at 0, 1 µs before it ends.
+    let end = at(WINDOW);
+    assert_eq!(
+        fail(&store, who, end - Span::microseconds(1), 5).await,
+        state(3, None)
+    );
+    // A window of exactly `WINDOW` is over: the count restarts, the window from `end`.
+    assert_eq!(fail(&store, who, end, 5).await, state(1, None));
+    assert_eq!(
+        fail(&store, who, end + Span::seconds(WINDOW - 1), 5).await,
+        state(2, None)
+    );
+
+    // A lock outlives the window that caused it (here the freeze is longer than the window).
+    let dave = "dave@example.com";
+    let freeze = Span::seconds(3 * WINDOW);
+    let lock = |now| {
+        let store = store.clone();
+        async move {
+            store
+                .register_failure(dave, now, Span::seconds(WINDOW), 2, freeze)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(lock(at(0)).await, state(1, None));
+    assert_eq!(lock(at(1)).await, state(2, Some(at(1) + freeze)));
+    assert_eq!(
+        lock(at(1 + 2 * WINDOW)).await,
+        state(1, Some(at(1) + freeze))
+    );
+    assert_eq!(
+        store.locked_until(dave, at(1 + 2 * WINDOW)).await.unwrap(),
+        Some(at(1) + freeze)
+    );
+}
+
+async fn clear_forgets_failures_and_the_lock(store: Shared) {
+    let who = "erin@example.com";
+    store.clear(who).await.unwrap();
+    fail(&store, who, at(0), 2).await;
+    assert_eq!(
+        fail(&store, who, at(1), 2).await,
+        state(2, Some(at(1 + FREEZE)))
+    );
+    fail(&store, who, at(2), 2).await;
+    fail(&store, "frank@example.com", at(2), 2).await;
+
+    store.clear(who).await.unwrap();
+    assert_eq!(store.locked_until(who, at(3)).await.unwrap(), None);
+    // The count starts over, without a lock.
+    assert_eq!(fail(&store, who, at(3), 2).await, state(1, None));
+    // Others are untouched.
+    assert_eq!(
+        fail(&store, "frank@example.com", at(3), 2).await,
+        state(2, Some(at(3 + FREEZE)))
+    );
+}
+
+/// `tasks` concurrent failures of one identifier at `now` from `stores` in turn.
+async fn fail_concurrently(
+    stores: &[Shared],
+    who: &str,
+    now: DateTime<Utc>,
+    threshold: u32,
+    tasks: usize,
+) -> Vec<LockoutState> {
+    let handles: Vec<_> = (0..tasks)
+        .map(|i| {
+            let (store, who) = (stores[i % stores.len()].clone(), who.to_owned());
+            tokio::spawn(async move { fail(&store, &who, now, threshold).await })
+        })
+        .collect();
+    let mut states = Vec::new();
+    for handle in handles {
+        states.push(handle.await.unwrap());
+    }
+    states
+}
+
+async fn concurrent_failures_are_all_counted(store: Shared) {
+    let who = "grace@example.com";
+    let states = fail_concurrently(std::slice::from_ref(&store), who, at(0), 100, 20).await;
+    assert!(
+        states.iter().all(|s| s.locked_until.is_none()),
+        "{states:?}"
+    );
+    let counts: BTreeSet<_> = states.iter().map(|s| s.failures).collect();
+    assert_eq!(counts.len(), 20, "a count was answered twice: {states:?}");
+    assert_eq!(counts, (1..=20).collect());
+    // No lost update: the next failure is the 21st.
+    assert_eq!(fail(&store, who, at(1), 100).await, state(21, None));
+}
+
+async fn concurrent_failures_lock_once_per_threshold(store: Shared) {
+    let who = "heidi@example.com";
+    let until = at(FREEZE);
+    let states = fail_concurrently(std::slice::from_ref(&store), who, at(0), 5, 10).await;
+    let mut counts: Vec<_> = states.iter().map(|s| s.failures).collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 1, 2, 2, 3, 3, 4, 4, 5, 5], "{states:?}");
+    // Exactly two lock events (the two that reached 5); the five failures after the first
+    // lock report it, those before it do not.
+    let locks = states.iter().filter(|s| s.failures == 5).count();
+    assert_eq!(locks, 2, "{states:?}");
+    assert!(
+        states
+            .iter()
+            .filter(|s| s.failures == 5)
+            .all(|s| s.locked_until == Some(until)),
+        "{states:?}"
+    );
+    let reporting = states.iter().filter(|s| s.locked_until.is_some()).count();
+    assert_eq!(reporting, 6, "{states:?}");
+    assert_eq!(
+        states
+            .iter()
+            .filter(|s| s.locked_until.is_none())
+            .map(|s| s.failures)
+            .collect::<BTreeSet<_>>(),
+        (1..=4).collect(),
+        "{states:?}"
+    );
+    assert_eq!(store.locked_until(who, at(0)).await.unwrap(), Some(until));
+    // Ten failures, two locks: the count is back at 0.
+    assert_eq!(fail(&store, who, at(1), 5).await, state(1, Some(until)));
+}
+
+/// Two nodes (two pools on one database) count the same hits and failures.
+async fn two_nodes_share_rate_limits_and_lockouts(db: &TestDatabase) {
+    let nodes: [Shared; 2] = [Arc::new(db.database().await), Arc::new(db.database().await)];
+    hit_concurrently(&nodes, "login:ip:198.51.100.1", 20).await;
+    assert_eq!(
+        nodes[1].hit("login:ip:198.51.100.1", at(0)).await.unwrap(),
+        21
+    );
+    assert_eq!(
+        nodes[0].hit("login:ip:198.51.100.1", at(0)).await.unwrap(),
+        22
+    );
+
+    let who = "ivan@example.com";
+    let states = fail_concurrently(&nodes, who, at(0), 100, 20).await;
+    let counts: BTreeSet<_> = states.iter().map(|s| s.failures).collect();
+    assert_eq!(counts, (1..=20).collect(), "{states:?}");
+    assert_eq!(fail(&nodes[0], who, at(1), 22).await, state(21, None));
+    // Node B locks; node A sees the lock, and node B sees node A clear it.
+    assert_eq!(
+        fail(&nodes[1], who, at(2), 22).await,
+        state(22, Some(at(2 + FREEZE)))
+    );
+    assert_eq!(
+        nodes[0].locked_until(who, at(3)).await.unwrap(),
+        Some(at(2 + FREEZE))
+    );
+    nodes[0].clear(who).await.unwrap();
+    assert_eq!(nodes[1].locked_until(who, at(3)).await.unwrap(), None);
+
+    // The two nodes also purge the same windows.
+    assert_eq!(nodes[1].purge_windows_before(at(1)).await.unwrap(), 1);
+    assert_eq!(
+        nodes[0].hit("login:ip:198.51.100.1", at(0)).await.unwrap(),
+        1
+    );
 }

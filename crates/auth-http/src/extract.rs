@@ -4,13 +4,17 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::http::header;
+use std::net::IpAddr;
+
+use actix_web::http::header::{self, HeaderMap};
+
 use actix_web::{FromRequest, HttpRequest, web};
 use auth_core::model::ClientInfo;
 use auth_core::service::Authenticated;
 use serde::de::DeserializeOwned;
 
 use crate::problem::ApiError;
+use crate::settings::IpNet;
 use crate::state::AppState;
 
 const MAX_USER_AGENT_CHARS: usize = 512;
@@ -25,10 +29,16 @@ pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Where the request came from. Proxies are not trusted here: the socket peer is the client.
+/// Where the request came from: the socket peer, or, when the peer is a trusted proxy,
+/// the nearest untrusted address it forwarded for.
 pub fn client_info(req: &HttpRequest) -> ClientInfo {
+    let proxies = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.trusted_proxies.clone())
+        .unwrap_or_default();
     ClientInfo {
-        ip: req.peer_addr().map(|a| a.ip().to_string()),
+        ip: client_ip(req.peer_addr().map(|a| a.ip()), req.headers(), &proxies)
+            .map(|ip| ip.to_string()),
         user_agent: req
             .headers()
             .get(header::USER_AGENT)
@@ -108,5 +118,111 @@ pub fn require_json(req: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
         Err(ApiError::invalid_request(
             "the body must be application/json",
         ))
+    }
+}
+
+/// The client IP: `X-Forwarded-For` (or `Forwarded: for=`) is read right to left, skipping
+/// trusted proxies, and only when the socket peer itself is a trusted proxy.
+pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, proxies: &[IpNet]) -> Option<IpAddr> {
+    let peer = peer?;
+    let trusted = |ip: &IpAddr| proxies.iter().any(|p| p.contains(*ip));
+    if !trusted(&peer) {
+        return Some(peer);
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(value) = value.to_str() else {
+            return Some(peer);
+        };
+        for part in value.split(',') {
+            match part.trim().parse() {
+                Ok(ip) => hops.push(ip),
+                Err(_) => return Some(peer),
+            }
+        }
+    }
+    if hops.is_empty() {
+        for value in headers.get_all(header::FORWARDED) {
+            let Ok(value) = value.to_str() else {
+                return Some(peer);
+            };
+            for element in value.split(',') {
+                for pair in element.split(';') {
+                    let Some((k, v)) = pair.trim().split_once('=') else {
+                        continue;
+                    };
+                    if k.eq_ignore_ascii_case("for") {
+                        let v = v.trim_matches('"');
+                        let v = v
+                            .strip_prefix('[')
+                            .and_then(|x| x.split(']').next())
+                            .unwrap_or_else(|| v.split(':').next().unwrap_or(v));
+                        match v.parse() {
+                            Ok(ip) => hops.push(ip),
+                            Err(_) => return Some(peer),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Some(
+        hops.into_iter()
+            .rev()
+            .find(|ip| !trusted(ip))
+            .unwrap_or(peer),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn forwarding_headers_count_only_from_trusted_proxies() {
+        let proxies = [IpNet::parse("10.0.0.0/8").unwrap()];
+        let spoofed = headers(&[("x-forwarded-for", "1.2.3.4")]);
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &spoofed, &proxies),
+            ip("203.0.113.9")
+        );
+        assert_eq!(client_ip(ip("10.0.0.5"), &spoofed, &proxies), ip("1.2.3.4"));
+        // The client prepends a fake hop; the proxy appends the real one: rightmost untrusted wins.
+        let chain = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.9")]);
+        assert_eq!(
+            client_ip(ip("10.0.0.5"), &chain, &proxies),
+            ip("198.51.100.7")
+        );
+        let fwd = headers(&[(
+            "forwarded",
+            "for=\"[2001:db8::1]:4711\";proto=https, for=10.0.0.3",
+        )]);
+        assert_eq!(client_ip(ip("10.0.0.5"), &fwd, &proxies), ip("2001:db8::1"));
+        let garbage = headers(&[("x-forwarded-for", "not-an-ip")]);
+        assert_eq!(
+            client_ip(ip("10.0.0.5"), &garbage, &proxies),
+            ip("10.0.0.5")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.5"), &HeaderMap::new(), &proxies),
+            ip("10.0.0.5")
+        );
+        assert_eq!(client_ip(ip("10.0.0.5"), &spoofed, &[]), ip("10.0.0.5"));
     }
 }

@@ -191,6 +191,32 @@ impl From<AuthError> for ApiError {
                 "Not enabled",
                 format!("{what} is not enabled on this server"),
             ),
+            AuthError::RateLimited { retry_after_secs } => Self::new(
+                S::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests",
+                "too many requests; retry later",
+            )
+            .with_retry_after(retry_after_secs),
+            AuthError::AccountLocked { retry_after_secs } => Self::new(
+                S::FORBIDDEN,
+                "account_locked",
+                "Account locked",
+                "too many failed sign-ins; the account unlocks by itself",
+            )
+            .with_retry_after(retry_after_secs),
+            AuthError::CaptchaRequired => Self::new(
+                S::BAD_REQUEST,
+                "captcha_required",
+                "CAPTCHA required",
+                "captcha_token is required",
+            ),
+            AuthError::CaptchaFailed => Self::new(
+                S::BAD_REQUEST,
+                "captcha_failed",
+                "CAPTCHA failed",
+                "the CAPTCHA was not solved",
+            ),
             AuthError::NotFound => Self::not_found(),
             AuthError::Unavailable(reason) => {
                 tracing::warn!(%reason, "dependency unavailable");

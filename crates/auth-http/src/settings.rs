@@ -53,6 +53,14 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     /// Keys sealing secrets at rest.
     pub secrets: SecretsSettings,
+    /// Password strength and breach checks.
+    pub password_checks: PasswordChecks,
+    /// Rate limits per route group.
+    pub rate_limits: RateLimitSettings,
+    /// Account lockout.
+    pub lockout: LockoutSettingsFile,
+    /// CAPTCHA.
+    pub captcha: CaptchaSettingsFile,
     /// Logging.
     pub log: LogSettings,
 }
@@ -73,6 +81,8 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Seconds between purges of ended sessions.
     pub housekeeping_interval_secs: u64,
+    /// Proxies whose forwarding headers are believed (IPs or CIDRs).
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `[database]`
@@ -361,6 +371,168 @@ fn redact_list<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
     seq.end()
 }
 
+/// `[password_checks]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChecks {
+    /// Minimum zxcvbn score; 0 is off.
+    pub min_score: u8,
+    /// Ask the range API about new passwords.
+    pub breached_check: bool,
+    /// Base URL of the range API.
+    pub breached_api_url: String,
+    /// Seconds before the check gives up (and lets the password through).
+    pub timeout_secs: u64,
+}
+
+/// One group's limits.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupLimitSetting {
+    /// Hits per window by client IP; 0 is off.
+    pub per_ip: u32,
+    /// Hits per window by account; 0 is off.
+    pub per_identifier: u32,
+    /// Window length.
+    pub window_secs: u64,
+}
+
+/// `rate_limits.backend`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackend {
+    /// Memory on SQLite, the database on PostgreSQL.
+    #[serde(rename = "")]
+    Auto,
+    /// In this process (one node only).
+    Memory,
+    /// The database (shared by every node).
+    Database,
+}
+
+/// `[rate_limits]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Whether limits apply.
+    pub enabled: bool,
+    /// Where counters live.
+    pub backend: RateLimitBackend,
+    /// Password sign-in.
+    pub login: GroupLimitSetting,
+    /// Sign-up.
+    pub signup: GroupLimitSetting,
+    /// Refresh.
+    pub refresh: GroupLimitSetting,
+    /// Forgot and reset password.
+    pub password_reset: GroupLimitSetting,
+    /// Magic links and email codes.
+    pub passwordless: GroupLimitSetting,
+    /// Second factors.
+    pub mfa_verify: GroupLimitSetting,
+    /// Introspection.
+    pub introspection: GroupLimitSetting,
+}
+
+/// `[lockout]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockoutSettingsFile {
+    /// Whether failures lock.
+    pub enabled: bool,
+    /// Failures that lock.
+    pub threshold: u32,
+    /// Window of the count.
+    pub window_secs: u64,
+    /// Lock length.
+    pub freeze_secs: u64,
+}
+
+/// `[captcha]`
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptchaSettingsFile {
+    /// Whether CAPTCHA is checked.
+    pub enabled: bool,
+    /// Siteverify URL.
+    pub verify_url: String,
+    /// Provider secret.
+    #[serde(serialize_with = "redact_string")]
+    pub secret: String,
+    /// Seconds before the provider is given up on (the request then gets 503).
+    pub timeout_secs: u64,
+    /// On sign-up.
+    pub on_signup: bool,
+    /// On sign-in.
+    pub on_login: bool,
+    /// On forgot-password.
+    pub on_password_reset: bool,
+    /// On magic-link and code sending.
+    pub on_passwordless: bool,
+}
+
+impl std::fmt::Debug for CaptchaSettingsFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptchaSettings")
+            .field("enabled", &self.enabled)
+            .field("verify_url", &self.verify_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A trusted proxy: an address or a CIDR block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Parse `10.0.0.1`, `10.0.0.0/8`, `::1` or `fd00::/8`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let addr: std::net::IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?} has a bad prefix length"))?,
+            None => max,
+        };
+        Ok(Self { addr, prefix })
+    }
+
+    /// Whether `ip` is inside.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (std::net::IpAddr::V4(net), std::net::IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (std::net::IpAddr::V6(net), std::net::IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Decode a base64 32-byte key; the error names `key`.
 pub fn decode_key(value: &str, key: &str) -> Result<[u8; 32], String> {
     use base64::Engine as _;
@@ -484,6 +656,7 @@ impl Settings {
             .list_separator(",")
             .with_list_parse_key("auth.default_roles")
             .with_list_parse_key("app.redirect_allow_list")
+            .with_list_parse_key("server.trusted_proxies")
             .with_list_parse_key("secrets.previous_encryption_keys")
             .source(source.vars.clone());
         let settings: Settings = builder
@@ -618,6 +791,43 @@ impl Settings {
             return Err("database.url must start with sqlite:// or postgres://".into());
         }
         self.password_policy.validate()?;
+        for (i, p) in self.server.trusted_proxies.iter().enumerate() {
+            IpNet::parse(p).map_err(|e| format!("server.trusted_proxies[{i}]: {e}"))?;
+        }
+        if self.password_checks.min_score > 4 {
+            return Err("password_checks.min_score must be between 0 and 4".into());
+        }
+        if self.password_checks.breached_check
+            && auth_core::flows::origin_of(&self.password_checks.breached_api_url).is_none()
+        {
+            return Err("password_checks.breached_api_url must be an http(s) URL".into());
+        }
+        let r = &self.rate_limits;
+        for (name, g) in [
+            ("login", r.login),
+            ("signup", r.signup),
+            ("refresh", r.refresh),
+            ("password_reset", r.password_reset),
+            ("passwordless", r.passwordless),
+            ("mfa_verify", r.mfa_verify),
+            ("introspection", r.introspection),
+        ] {
+            if g.window_secs == 0 {
+                return Err(format!(
+                    "rate_limits.{name}.window_secs must be greater than 0"
+                ));
+            }
+        }
+        let l = &self.lockout;
+        if l.enabled && (l.threshold == 0 || l.window_secs == 0 || l.freeze_secs == 0) {
+            return Err("lockout.threshold, lockout.window_secs and lockout.freeze_secs must be greater than 0".into());
+        }
+        let c = &self.captcha;
+        if c.enabled
+            && (auth_core::flows::origin_of(&c.verify_url).is_none() || c.secret.is_empty())
+        {
+            return Err("captcha.verify_url (an http(s) URL) and captcha.secret are required when captcha.enabled".into());
+        }
         self.password_hashing.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| format!("log.level: {e}"))?;

@@ -13,22 +13,30 @@ use actix_web::{App, HttpMessage as _, HttpServer, ResponseError as _, web};
 use auth_core::clock::{Clock as _, SystemClock};
 use auth_core::events::LogEventSink;
 use auth_core::flows::{EmailConfirmation, EmailSettings, TokenPlacement};
+use auth_core::guard::{
+    BreachedPasswords, CaptchaSettings, CaptchaVerifier, GroupLimits, GuardSettings, Limit,
+    LimitGroup, LockoutSettings, RateLimitStore,
+};
 use auth_core::jwt::JwtIssuer;
 use auth_core::mail::{MailRenderer, Mailer};
+use auth_core::memory::MemoryStore;
 use auth_core::password::Argon2Hasher;
 use auth_core::random::OsRandom;
 use auth_core::secret_box::SecretBox;
 use auth_core::service::{AuthService, AuthSettings, IntrospectionClient, Ports, SessionPolicy};
 use auth_db::{Backend, Database, DatabaseOptions};
-use auth_notify::{FileMailer, SmtpMailer, SmtpSettings, SmtpTls, TemplateRenderer};
+use auth_notify::{
+    FileMailer, HibpRangeClient, SiteverifyCaptcha, SmtpMailer, SmtpSettings, SmtpTls,
+    TemplateRenderer,
+};
 use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::keys::{GeneratedKeyHome, LoadedKeys, load_key_set, sealing_keys};
 use crate::problem::ApiError;
 use crate::routes;
 use crate::settings::{
-    EmailConfirmation as SettingConfirmation, MailTransport, Settings, SmtpTlsSetting,
-    TokenPlacementSetting,
+    EmailConfirmation as SettingConfirmation, GroupLimitSetting, IpNet, MailTransport,
+    RateLimitBackend, Settings, SmtpTlsSetting, TokenPlacementSetting,
 };
 use crate::state::AppState;
 
@@ -102,6 +110,16 @@ impl Application {
             );
         }
         let (renderer, mailer) = mail_adapters(&settings).map_err(StartupError)?;
+        let (captcha, breached) = guard_adapters(&settings).map_err(StartupError)?;
+        let rate_limits: Arc<dyn RateLimitStore> =
+            match (settings.rate_limits.backend, database.backend()) {
+                (RateLimitBackend::Memory, _) | (RateLimitBackend::Auto, Backend::Sqlite) => {
+                    Arc::new(MemoryStore::new())
+                }
+                (RateLimitBackend::Database, _) | (RateLimitBackend::Auto, Backend::Postgres) => {
+                    database.clone()
+                }
+            };
         let tokens = JwtIssuer::new(
             keys,
             settings.server.public_url.clone(),
@@ -129,6 +147,7 @@ impl Application {
                 .collect(),
             default_roles: settings.auth.default_roles.clone(),
             email: email_settings(&settings),
+            guard: guard_settings(&settings),
         };
         let ports = Ports {
             users: database.clone(),
@@ -143,6 +162,10 @@ impl Application {
             renderer,
             mailer,
             events: Arc::new(LogEventSink),
+            rate_limits,
+            lockouts: database.clone(),
+            captcha,
+            breached,
         };
         let auth = Arc::new(AuthService::new(ports, auth_settings));
         let days = |n: u64| chrono::Duration::days(i64::try_from(n).unwrap_or(36_500).min(36_500));
@@ -169,7 +192,14 @@ impl Application {
             .local_addr()
             .map_err(|e| StartupError(e.to_string()))?
             .port();
+        let trusted_proxies = settings
+            .server
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| IpNet::parse(p).ok())
+            .collect();
         let state = web::Data::new(AppState {
+            trusted_proxies,
             auth,
             health: database,
             settings: settings.clone(),
@@ -307,6 +337,77 @@ fn email_settings(settings: &Settings) -> EmailSettings {
         give_up_after: chrono::Duration::hours(i64::try_from(o.give_up_after_hours).unwrap_or(24)),
         lease: chrono::Duration::minutes(2),
     }
+}
+
+fn guard_settings(settings: &Settings) -> GuardSettings {
+    let r = &settings.rate_limits;
+    let group = |g: GroupLimitSetting| {
+        let window = secs(g.window_secs);
+        let limit = |max: u32| (max > 0).then_some(Limit { max, window });
+        GroupLimits {
+            per_ip: limit(g.per_ip),
+            per_identifier: limit(g.per_identifier),
+        }
+    };
+    let limits = [
+        (LimitGroup::Login, group(r.login)),
+        (LimitGroup::Signup, group(r.signup)),
+        (LimitGroup::Refresh, group(r.refresh)),
+        (LimitGroup::PasswordReset, group(r.password_reset)),
+        (LimitGroup::Passwordless, group(r.passwordless)),
+        (LimitGroup::MfaVerify, group(r.mfa_verify)),
+        (LimitGroup::Introspection, group(r.introspection)),
+    ]
+    .into_iter()
+    .collect();
+    let l = &settings.lockout;
+    let c = &settings.captcha;
+    GuardSettings {
+        rate_limits_enabled: r.enabled,
+        limits,
+        lockout: LockoutSettings {
+            enabled: l.enabled,
+            threshold: l.threshold,
+            window: secs(l.window_secs),
+            freeze: secs(l.freeze_secs),
+        },
+        captcha: CaptchaSettings {
+            signup: c.on_signup,
+            login: c.on_login,
+            password_reset: c.on_password_reset,
+            passwordless: c.on_passwordless,
+        },
+        min_password_score: settings.password_checks.min_score,
+    }
+}
+
+type GuardAdapters = (
+    Option<Arc<dyn CaptchaVerifier>>,
+    Option<Arc<dyn BreachedPasswords>>,
+);
+
+fn guard_adapters(settings: &Settings) -> Result<GuardAdapters, String> {
+    let c = &settings.captcha;
+    let captcha: Option<Arc<dyn CaptchaVerifier>> = if c.enabled {
+        let secret = secrecy::SecretString::from(c.secret.clone());
+        Some(Arc::new(SiteverifyCaptcha::new(
+            c.verify_url.clone(),
+            secret,
+            Duration::from_secs(c.timeout_secs.max(1)),
+        )?))
+    } else {
+        None
+    };
+    let p = &settings.password_checks;
+    let breached: Option<Arc<dyn BreachedPasswords>> = if p.breached_check {
+        Some(Arc::new(HibpRangeClient::new(
+            p.breached_api_url.clone(),
+            Duration::from_secs(p.timeout_secs.max(1)),
+        )?))
+    } else {
+        None
+    };
+    Ok((captcha, breached))
 }
 
 type MailAdapters = (Arc<dyn MailRenderer>, Arc<dyn Mailer>);

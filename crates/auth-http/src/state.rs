@@ -15,4 +15,6 @@ pub struct AppState {
     pub health: Arc<dyn HealthCheck>,
     /// The effective settings.
     pub settings: Arc<Settings>,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<crate::settings::IpNet>,
 }

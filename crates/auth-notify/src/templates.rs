@@ -17,6 +17,7 @@ fn allowed_keys(template: MailTemplate) -> Vec<&'static str> {
             &["link", "expires_in_minutes"]
         }
         MailTemplate::EmailOtp => &["code", "expires_in_minutes"],
+        MailTemplate::AccountLocked => &["locked_minutes"],
         MailTemplate::PasswordChanged
         | MailTemplate::PasswordWasReset
         | MailTemplate::SignupAttempted => &[],
@@ -86,6 +87,7 @@ fn shipped(template: MailTemplate) -> [&'static str; 3] {
         MailTemplate::PasswordChanged => shipped!("password_changed"),
         MailTemplate::PasswordWasReset => shipped!("password_was_reset"),
         MailTemplate::SignupAttempted => shipped!("signup_attempted"),
+        MailTemplate::AccountLocked => shipped!("account_locked"),
     }
 }
 

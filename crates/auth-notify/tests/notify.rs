@@ -1,6 +1,10 @@
 //! auth-notify against real peers: an SMTP server on loopback (`SmtpSink`), the file system,
-//! and the shipped and overridden templates.
+//! and the shipped and overridden templates; the HTTP adapters against an HTTP server on
+//! loopback (`http/guard.rs`).
 #![allow(clippy::unwrap_used)]
+
+#[path = "http/guard.rs"]
+mod guard_http;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -41,6 +45,7 @@ fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         ("link", LINK),
         ("code", "042917"),
         ("expires_in_minutes", "30"),
+        ("locked_minutes", "15"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -20,6 +20,7 @@ fn req(email: &str) -> SignupRequest {
         email: email.into(),
         password: s(PASSWORD),
         name: Some("Ada".into()),
+        captcha_token: None,
     }
 }
 
@@ -100,7 +101,7 @@ async fn required_confirmation_holds_sign_in_until_the_link_is_followed() {
     assert!(matches!(outcome, SignupOutcome::VerificationSent));
     let login = h
         .service
-        .login("ada@example.com", &s(PASSWORD), ClientInfo::default())
+        .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
         .await;
     assert!(matches!(login, Err(AuthError::EmailNotVerified)));
     // A wrong password still says only "invalid credentials".
@@ -110,6 +111,7 @@ async fn required_confirmation_holds_sign_in_until_the_link_is_followed() {
             "ada@example.com",
             &s("not the password"),
             ClientInfo::default(),
+            None,
         )
         .await;
     assert!(matches!(wrong, Err(AuthError::InvalidCredentials)));
@@ -117,7 +119,7 @@ async fn required_confirmation_holds_sign_in_until_the_link_is_followed() {
     let token = h.mailer.token("ada@example.com", "verify_email").unwrap();
     h.service.verify_email(&s(&token)).await.unwrap();
     h.service
-        .login("ada@example.com", &s(PASSWORD), ClientInfo::default())
+        .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
         .await
         .unwrap();
 }
@@ -149,9 +151,12 @@ async fn forgot_password_does_the_same_work_for_known_and_unknown_addresses() {
     let h = harness();
     signed_in(&h, "ada@example.com").await;
     h.deliver().await;
-    h.service.forgot_password("ada@example.com").await.unwrap();
     h.service
-        .forgot_password("nobody@example.com")
+        .forgot_password("ada@example.com", &ClientInfo::default(), None)
+        .await
+        .unwrap();
+    h.service
+        .forgot_password("nobody@example.com", &ClientInfo::default(), None)
         .await
         .unwrap();
     // At request time each wrote exactly one opaque job of the same kind.
@@ -167,7 +172,9 @@ async fn forgot_password_does_the_same_work_for_known_and_unknown_addresses() {
             .is_empty()
     );
     assert!(matches!(
-        h.service.forgot_password("not an email").await,
+        h.service
+            .forgot_password("not an email", &ClientInfo::default(), None)
+            .await,
         Err(AuthError::InvalidEmail(_))
     ));
 }
@@ -176,18 +183,28 @@ async fn forgot_password_does_the_same_work_for_known_and_unknown_addresses() {
 async fn reset_sets_the_password_ends_every_session_and_is_single_use() {
     let h = harness();
     let t = signed_in(&h, "ada@example.com").await;
-    h.service.forgot_password("ada@example.com").await.unwrap();
+    h.service
+        .forgot_password("ada@example.com", &ClientInfo::default(), None)
+        .await
+        .unwrap();
     h.deliver().await;
     let token = h.mailer.token("ada@example.com", "password_reset").unwrap();
-    let weak = h.service.reset_password(&s(&token), &s("password")).await;
+    let weak = h
+        .service
+        .reset_password(&s(&token), &s("password"), &ClientInfo::default())
+        .await;
     assert!(matches!(weak, Err(AuthError::WeakPassword(_))));
     h.service
-        .reset_password(&s(&token), &s("a brand new passphrase"))
+        .reset_password(
+            &s(&token),
+            &s("a brand new passphrase"),
+            &ClientInfo::default(),
+        )
         .await
         .unwrap();
     assert!(matches!(
         h.service
-            .login("ada@example.com", &s(PASSWORD), ClientInfo::default())
+            .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
             .await,
         Err(AuthError::InvalidCredentials)
     ));
@@ -196,6 +213,7 @@ async fn reset_sets_the_password_ends_every_session_and_is_single_use() {
             "ada@example.com",
             &s("a brand new passphrase"),
             ClientInfo::default(),
+            None,
         )
         .await
         .unwrap();
@@ -211,7 +229,11 @@ async fn reset_sets_the_password_ends_every_session_and_is_single_use() {
     assert!(h.service.authenticate(&t.access_token).await.is_err());
     assert!(matches!(
         h.service
-            .reset_password(&s(&token), &s("another new passphrase"))
+            .reset_password(
+                &s(&token),
+                &s("another new passphrase"),
+                &ClientInfo::default()
+            )
             .await,
         Err(AuthError::InvalidOneTimeToken)
     ));
@@ -226,15 +248,25 @@ async fn reset_sets_the_password_ends_every_session_and_is_single_use() {
 async fn reset_links_expire_and_a_newer_one_invalidates_the_older() {
     let h = harness();
     signed_in(&h, "ada@example.com").await;
-    h.service.forgot_password("ada@example.com").await.unwrap();
+    h.service
+        .forgot_password("ada@example.com", &ClientInfo::default(), None)
+        .await
+        .unwrap();
     h.deliver().await;
     let first = h.mailer.token("ada@example.com", "password_reset").unwrap();
-    h.service.forgot_password("ada@example.com").await.unwrap();
+    h.service
+        .forgot_password("ada@example.com", &ClientInfo::default(), None)
+        .await
+        .unwrap();
     h.deliver().await;
     let second = h.mailer.token("ada@example.com", "password_reset").unwrap();
     assert!(matches!(
         h.service
-            .reset_password(&s(&first), &s("a brand new passphrase"))
+            .reset_password(
+                &s(&first),
+                &s("a brand new passphrase"),
+                &ClientInfo::default()
+            )
             .await,
         Err(AuthError::InvalidOneTimeToken)
     ));
@@ -242,12 +274,16 @@ async fn reset_links_expire_and_a_newer_one_invalidates_the_older() {
         .advance(Duration::minutes(30) + Duration::seconds(1));
     assert!(matches!(
         h.service
-            .reset_password(&s(&second), &s("a brand new passphrase"))
+            .reset_password(
+                &s(&second),
+                &s("a brand new passphrase"),
+                &ClientInfo::default()
+            )
             .await,
         Err(AuthError::InvalidOneTimeToken)
     ));
     h.service
-        .login("ada@example.com", &s(PASSWORD), ClientInfo::default())
+        .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
         .await
         .unwrap();
 }
@@ -258,7 +294,7 @@ async fn change_password_needs_the_current_one_and_replaces_every_session() {
     let t = signed_in(&h, "ada@example.com").await;
     let other = h
         .service
-        .login("ada@example.com", &s(PASSWORD), ClientInfo::default())
+        .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
         .await
         .unwrap();
     let caller = h.service.authenticate(&t.access_token).await.unwrap();
@@ -283,7 +319,10 @@ async fn change_password_needs_the_current_one_and_replaces_every_session() {
         .await;
     assert!(matches!(weak, Err(AuthError::WeakPassword(_))));
     // A pending reset link dies with the change.
-    h.service.forgot_password("ada@example.com").await.unwrap();
+    h.service
+        .forgot_password("ada@example.com", &ClientInfo::default(), None)
+        .await
+        .unwrap();
     h.deliver().await;
     let reset = h.mailer.token("ada@example.com", "password_reset").unwrap();
 
@@ -304,11 +343,20 @@ async fn change_password_needs_the_current_one_and_replaces_every_session() {
             h.service.authenticate(&old.access_token).await.is_err(),
             "an old access token still works"
         );
-        assert!(h.service.refresh(&old.refresh_token).await.is_err());
+        assert!(
+            h.service
+                .refresh(&old.refresh_token, &ClientInfo::default())
+                .await
+                .is_err()
+        );
     }
     assert!(matches!(
         h.service
-            .reset_password(&s(&reset), &s("yet another passphrase"))
+            .reset_password(
+                &s(&reset),
+                &s("yet another passphrase"),
+                &ClientInfo::default()
+            )
             .await,
         Err(AuthError::InvalidOneTimeToken)
     ));
@@ -324,7 +372,12 @@ async fn magic_links_sign_in_verify_the_address_and_honour_the_allow_list() {
     let t = signed_in(&h, "ada@example.com").await;
     let bad = h
         .service
-        .request_magic_link("ada@example.com", Some("https://evil.example.net/x".into()))
+        .request_magic_link(
+            "ada@example.com",
+            Some("https://evil.example.net/x".into()),
+            &ClientInfo::default(),
+            None,
+        )
         .await;
     assert!(matches!(
         bad,
@@ -338,6 +391,8 @@ async fn magic_links_sign_in_verify_the_address_and_honour_the_allow_list() {
         .request_magic_link(
             "ada@example.com",
             Some("https://app.example.com@evil.example.net/".into()),
+            &ClientInfo::default(),
+            None,
         )
         .await;
     assert!(matches!(
@@ -351,6 +406,8 @@ async fn magic_links_sign_in_verify_the_address_and_honour_the_allow_list() {
         .request_magic_link(
             "ada@example.com",
             Some("https://app.example.com/welcome".into()),
+            &ClientInfo::default(),
+            None,
         )
         .await
         .unwrap();
@@ -385,7 +442,7 @@ async fn magic_links_sign_in_verify_the_address_and_honour_the_allow_list() {
 async fn magic_links_sign_up_new_addresses_only_when_allowed_and_expire() {
     let h = harness();
     h.service
-        .request_magic_link("new@example.com", None)
+        .request_magic_link("new@example.com", None, &ClientInfo::default(), None)
         .await
         .unwrap();
     h.deliver().await;
@@ -400,13 +457,13 @@ async fn magic_links_sign_up_new_addresses_only_when_allowed_and_expire() {
     // The passwordless account has no password to sign in with.
     assert!(
         h.service
-            .login("new@example.com", &s(PASSWORD), ClientInfo::default())
+            .login("new@example.com", &s(PASSWORD), ClientInfo::default(), None)
             .await
             .is_err()
     );
 
     h.service
-        .request_magic_link("new@example.com", None)
+        .request_magic_link("new@example.com", None, &ClientInfo::default(), None)
         .await
         .unwrap();
     h.deliver().await;
@@ -425,12 +482,12 @@ async fn magic_links_sign_up_new_addresses_only_when_allowed_and_expire() {
     let closed = harness_with(settings, fast_hashing());
     closed
         .service
-        .request_magic_link("stranger@example.com", None)
+        .request_magic_link("stranger@example.com", None, &ClientInfo::default(), None)
         .await
         .unwrap();
     closed
         .service
-        .send_email_code("stranger@example.com")
+        .send_email_code("stranger@example.com", &ClientInfo::default(), None)
         .await
         .unwrap();
     closed.deliver().await;
@@ -439,9 +496,15 @@ async fn magic_links_sign_up_new_addresses_only_when_allowed_and_expire() {
 
 #[tokio::test]
 async fn email_codes_sign_in_once_and_die_after_five_wrong_tries() {
-    let h = harness();
+    // Rate limits would stop this many tries first; this test is about the code itself.
+    let mut settings = AuthSettings::default();
+    settings.guard.rate_limits_enabled = false;
+    let h = harness_with(settings, fast_hashing());
     signed_in(&h, "ada@example.com").await;
-    h.service.send_email_code("ada@example.com").await.unwrap();
+    h.service
+        .send_email_code("ada@example.com", &ClientInfo::default(), None)
+        .await
+        .unwrap();
     h.deliver().await;
     let code = h
         .mailer
@@ -470,7 +533,10 @@ async fn email_codes_sign_in_once_and_die_after_five_wrong_tries() {
         Err(AuthError::InvalidCode)
     ));
 
-    h.service.send_email_code("ada@example.com").await.unwrap();
+    h.service
+        .send_email_code("ada@example.com", &ClientInfo::default(), None)
+        .await
+        .unwrap();
     h.deliver().await;
     let code = h
         .mailer
@@ -495,7 +561,10 @@ async fn email_codes_sign_in_once_and_die_after_five_wrong_tries() {
         "the code must be dead after five wrong tries"
     );
 
-    h.service.send_email_code("ada@example.com").await.unwrap();
+    h.service
+        .send_email_code("ada@example.com", &ClientInfo::default(), None)
+        .await
+        .unwrap();
     h.deliver().await;
     let code = h
         .mailer
@@ -586,6 +655,7 @@ async fn every_flow_emits_its_security_event_without_secrets() {
             "ada@example.com",
             &s("wrong password!"),
             ClientInfo::default(),
+            None,
         )
         .await
         .unwrap_err();
@@ -594,17 +664,25 @@ async fn every_flow_emits_its_security_event_without_secrets() {
             "nobody@example.com",
             &s("wrong password!"),
             ClientInfo::default(),
+            None,
         )
         .await
         .unwrap_err();
     h.deliver().await;
     let token = h.mailer.token("ada@example.com", "verify_email").unwrap();
     h.service.verify_email(&s(&token)).await.unwrap();
-    h.service.forgot_password("ada@example.com").await.unwrap();
+    h.service
+        .forgot_password("ada@example.com", &ClientInfo::default(), None)
+        .await
+        .unwrap();
     h.deliver().await;
     let reset = h.mailer.token("ada@example.com", "password_reset").unwrap();
     h.service
-        .reset_password(&s(&reset), &s("a brand new passphrase"))
+        .reset_password(
+            &s(&reset),
+            &s("a brand new passphrase"),
+            &ClientInfo::default(),
+        )
         .await
         .unwrap();
     let t2 = h
@@ -613,6 +691,7 @@ async fn every_flow_emits_its_security_event_without_secrets() {
             "ada@example.com",
             &s("a brand new passphrase"),
             ClientInfo::default(),
+            None,
         )
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod flows;
+mod guard;
 mod jwt;
 mod service;
 mod support;

@@ -19,6 +19,7 @@ fn signup_req(email: &str) -> SignupRequest {
         email: email.into(),
         password: SecretString::from(PASSWORD),
         name: Some("  Ada Lovelace ".into()),
+        captcha_token: None,
     }
 }
 
@@ -146,7 +147,7 @@ async fn login_accepts_the_right_password_only_and_never_says_which_part_was_wro
     signup_ok(&h.service, signup_req("ada@example.com")).await;
     let t = h
         .service
-        .login("ADA@example.com", &secret(PASSWORD), client())
+        .login("ADA@example.com", &secret(PASSWORD), client(), None)
         .await
         .unwrap();
     assert_eq!(t.user.email, "ada@example.com");
@@ -157,7 +158,7 @@ async fn login_accepts_the_right_password_only_and_never_says_which_part_was_wro
     ] {
         let err = h
             .service
-            .login(email, &secret(password), client())
+            .login(email, &secret(password), client(), None)
             .await
             .unwrap_err();
         assert!(
@@ -168,7 +169,7 @@ async fn login_accepts_the_right_password_only_and_never_says_which_part_was_wro
     let huge = "x".repeat(5000);
     assert!(matches!(
         h.service
-            .login("ada@example.com", &secret(&huge), client())
+            .login("ada@example.com", &secret(&huge), client(), None)
             .await,
         Err(AuthError::InvalidCredentials)
     ));
@@ -198,7 +199,7 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
     let ports_store = old.store.clone();
     let service = &new.service;
     service
-        .login("ada@example.com", &secret(PASSWORD), client())
+        .login("ada@example.com", &secret(PASSWORD), client(), None)
         .await
         .unwrap();
     let after = ports_store
@@ -211,7 +212,7 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
     assert!(after.contains("m=512,t=2,p=1"), "{after}");
     // And the password still works against the new hash.
     service
-        .login("ada@example.com", &secret(PASSWORD), client())
+        .login("ada@example.com", &secret(PASSWORD), client(), None)
         .await
         .unwrap();
 }
@@ -221,7 +222,11 @@ async fn refresh_rotates_the_token_within_the_same_session() {
     let h = harness();
     let t0 = signup_ok(&h.service, signup_req("ada@example.com")).await;
     h.clock.advance(Duration::minutes(1));
-    let t1 = h.service.refresh(&t0.refresh_token).await.unwrap();
+    let t1 = h
+        .service
+        .refresh(&t0.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap();
     assert_ne!(
         t1.refresh_token.expose_secret(),
         t0.refresh_token.expose_secret()
@@ -253,11 +258,22 @@ impl ClockNow for Harness {
 async fn a_rotated_token_within_the_grace_window_gets_the_current_token() {
     let h = harness();
     let t0 = signup_ok(&h.service, signup_req("ada@example.com")).await;
-    let t1 = h.service.refresh(&t0.refresh_token).await.unwrap();
-    let t2 = h.service.refresh(&t1.refresh_token).await.unwrap();
+    let t1 = h
+        .service
+        .refresh(&t0.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap();
+    let t2 = h
+        .service
+        .refresh(&t1.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap();
     h.clock.advance(Duration::seconds(5));
     // Two generations behind, still within the window of the token presented.
-    let again = h.service.refresh(&t0.refresh_token).await;
+    let again = h
+        .service
+        .refresh(&t0.refresh_token, &ClientInfo::default())
+        .await;
     // t0 was rotated 5 s ago (same instant as t1): within 10 s, so it converges on t2.
     let again = again.unwrap();
     assert_eq!(
@@ -266,24 +282,35 @@ async fn a_rotated_token_within_the_grace_window_gets_the_current_token() {
     );
     assert_eq!(again.session_id, t0.session_id);
     // The current token still rotates normally afterwards.
-    h.service.refresh(&t2.refresh_token).await.unwrap();
+    h.service
+        .refresh(&t2.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn reuse_after_the_grace_window_revokes_the_whole_session() {
     let h = harness();
     let t0 = signup_ok(&h.service, signup_req("ada@example.com")).await;
-    let t1 = h.service.refresh(&t0.refresh_token).await.unwrap();
+    let t1 = h
+        .service
+        .refresh(&t0.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap();
     h.clock.advance(Duration::seconds(11));
     assert!(matches!(
-        h.service.refresh(&t0.refresh_token).await,
+        h.service
+            .refresh(&t0.refresh_token, &ClientInfo::default())
+            .await,
         Err(AuthError::InvalidRefreshToken)
     ));
     let session = h.store.session(t0.session_id).await.unwrap().unwrap();
     assert!(session.revoked_at.is_some());
     // The legitimate holder's tokens die with the session.
     assert!(matches!(
-        h.service.refresh(&t1.refresh_token).await,
+        h.service
+            .refresh(&t1.refresh_token, &ClientInfo::default())
+            .await,
         Err(AuthError::InvalidRefreshToken)
     ));
     assert!(matches!(
@@ -300,7 +327,9 @@ async fn concurrent_refreshes_of_one_token_converge_on_one_session() {
     for _ in 0..50 {
         let h = h.clone();
         let token = t0.refresh_token.clone();
-        tasks.push(tokio::spawn(async move { h.service.refresh(&token).await }));
+        tasks.push(tokio::spawn(async move {
+            h.service.refresh(&token, &ClientInfo::default()).await
+        }));
     }
     let mut tokens = std::collections::HashSet::new();
     for t in tasks {
@@ -320,23 +349,31 @@ async fn sessions_end_after_idle_and_absolute_lifetimes() {
     let t0 = signup_ok(&h.service, signup_req("ada@example.com")).await;
     h.clock.advance(Duration::days(7) + Duration::seconds(1));
     assert!(matches!(
-        h.service.refresh(&t0.refresh_token).await,
+        h.service
+            .refresh(&t0.refresh_token, &ClientInfo::default())
+            .await,
         Err(AuthError::InvalidRefreshToken)
     ));
 
     // Refreshing every 6 days keeps a session alive only until its absolute end.
     let mut t = h
         .service
-        .login("ada@example.com", &secret(PASSWORD), client())
+        .login("ada@example.com", &secret(PASSWORD), client(), None)
         .await
         .unwrap();
     for _ in 0..4 {
         h.clock.advance(Duration::days(6));
-        t = h.service.refresh(&t.refresh_token).await.unwrap();
+        t = h
+            .service
+            .refresh(&t.refresh_token, &ClientInfo::default())
+            .await
+            .unwrap();
     }
     h.clock.advance(Duration::days(6) + Duration::seconds(1));
     assert!(matches!(
-        h.service.refresh(&t.refresh_token).await,
+        h.service
+            .refresh(&t.refresh_token, &ClientInfo::default())
+            .await,
         Err(AuthError::InvalidRefreshToken)
     ));
 }
@@ -348,7 +385,11 @@ async fn access_tokens_never_outlive_their_session() {
     let h = harness_with(settings, fast_hashing());
     let t0 = signup_ok(&h.service, signup_req("ada@example.com")).await;
     h.clock.advance(Duration::days(30) - Duration::minutes(5));
-    let t1 = h.service.refresh(&t0.refresh_token).await.unwrap();
+    let t1 = h
+        .service
+        .refresh(&t0.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap();
     assert_eq!(t1.expires_in, 300);
 }
 
@@ -357,7 +398,9 @@ async fn malformed_and_unknown_refresh_tokens_are_refused() {
     let h = harness();
     for bad in ["", "nope", &"A".repeat(43)] {
         assert!(matches!(
-            h.service.refresh(&secret(bad)).await,
+            h.service
+                .refresh(&secret(bad), &ClientInfo::default())
+                .await,
             Err(AuthError::InvalidRefreshToken)
         ));
     }
@@ -368,7 +411,7 @@ async fn logout_scopes_end_the_right_sessions_at_once() {
     let h = harness();
     let (a, _) = signed_up(&h, "ada@example.com").await;
     let pw = secret(PASSWORD);
-    let login = || h.service.login("ada@example.com", &pw, client());
+    let login = || h.service.login("ada@example.com", &pw, client(), None);
     let b = h
         .service
         .authenticate(&login().await.unwrap().access_token)
@@ -440,7 +483,7 @@ async fn revocation_accepts_refresh_and_access_tokens_and_ignores_junk() {
 
     let t = h
         .service
-        .login("ada@example.com", &secret(PASSWORD), client())
+        .login("ada@example.com", &secret(PASSWORD), client(), None)
         .await
         .unwrap();
     h.service.revoke(&secret(&t.access_token)).await.unwrap();
@@ -487,14 +530,19 @@ async fn introspection_requires_client_credentials_and_reports_liveness() {
     let t = signup_ok(&h.service, signup_req("ada@example.com")).await;
     match h
         .service
-        .introspect(&secret(&t.access_token))
+        .introspect(&secret(&t.access_token), &ClientInfo::default())
         .await
         .unwrap()
     {
         Introspection::AccessToken(c) => assert_eq!(c.sid, t.session_id.to_string()),
         other => panic!("{other:?}"),
     }
-    match h.service.introspect(&t.refresh_token).await.unwrap() {
+    match h
+        .service
+        .introspect(&t.refresh_token, &ClientInfo::default())
+        .await
+        .unwrap()
+    {
         Introspection::RefreshToken { sub, sid, .. } => {
             assert_eq!((sub, sid), (t.user.id, t.session_id))
         }
@@ -507,17 +555,23 @@ async fn introspection_requires_client_credentials_and_reports_liveness() {
         .unwrap();
     assert!(matches!(
         h.service
-            .introspect(&secret(&t.access_token))
+            .introspect(&secret(&t.access_token), &ClientInfo::default())
             .await
             .unwrap(),
         Introspection::Inactive
     ));
     assert!(matches!(
-        h.service.introspect(&t.refresh_token).await.unwrap(),
+        h.service
+            .introspect(&t.refresh_token, &ClientInfo::default())
+            .await
+            .unwrap(),
         Introspection::Inactive
     ));
     assert!(matches!(
-        h.service.introspect(&secret("junk")).await.unwrap(),
+        h.service
+            .introspect(&secret("junk"), &ClientInfo::default())
+            .await
+            .unwrap(),
         Introspection::Inactive
     ));
 }

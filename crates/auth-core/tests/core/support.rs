@@ -170,6 +170,10 @@ pub fn harness_on(
         renderer: Arc::new(PlainRenderer),
         mailer: mailer.clone(),
         events: events.clone(),
+        rate_limits: store.clone(),
+        lockouts: store.clone(),
+        captcha: None,
+        breached: None,
     };
     Harness {
         events,

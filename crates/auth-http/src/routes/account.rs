@@ -23,13 +23,23 @@ fn accepted() -> HttpResponse {
 #[derive(Deserialize)]
 pub struct EmailBody {
     email: String,
+    #[serde(default)]
+    captcha_token: Option<String>,
 }
 
 pub async fn forgot_password(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<EmailBody>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.forgot_password(&body.email).await?;
+    state
+        .auth
+        .forgot_password(
+            &body.email,
+            &client_info(&req),
+            body.captcha_token.as_deref(),
+        )
+        .await?;
     Ok(accepted())
 }
 
@@ -41,11 +51,12 @@ pub struct ResetBody {
 
 pub async fn reset_password(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<ResetBody>,
 ) -> Result<HttpResponse, ApiError> {
     state
         .auth
-        .reset_password(&body.token, &body.password)
+        .reset_password(&body.token, &body.password, &client_info(&req))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -100,16 +111,24 @@ pub struct MagicLinkBody {
     email: String,
     #[serde(default)]
     redirect_to: Option<String>,
+    #[serde(default)]
+    captcha_token: Option<String>,
 }
 
 pub async fn request_magic_link(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<MagicLinkBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     state
         .auth
-        .request_magic_link(&body.email, body.redirect_to)
+        .request_magic_link(
+            &body.email,
+            body.redirect_to,
+            &client_info(&req),
+            body.captcha_token.as_deref(),
+        )
         .await?;
     Ok(accepted())
 }
@@ -138,14 +157,22 @@ pub struct OtpSendBody {
     email: Option<String>,
     #[serde(default)]
     phone: Option<String>,
+    #[serde(default)]
+    captcha_token: Option<String>,
 }
 
 pub async fn send_code(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<OtpSendBody>,
 ) -> Result<HttpResponse, ApiError> {
     match (&body.email, &body.phone) {
-        (Some(email), None) => state.auth.send_email_code(email).await?,
+        (Some(email), None) => {
+            state
+                .auth
+                .send_email_code(email, &client_info(&req), body.captcha_token.as_deref())
+                .await?
+        }
         (None, Some(_)) => {
             return Err(auth_core::AuthError::NotEnabled("sign-in by SMS code").into());
         }

@@ -33,6 +33,8 @@ pub struct SignupBody {
     password: SecretString,
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    captcha_token: Option<String>,
 }
 
 pub async fn signup(
@@ -45,6 +47,7 @@ pub async fn signup(
         email: body.email,
         password: body.password,
         name: body.name,
+        captcha_token: body.captcha_token,
     };
     Ok(match state.auth.signup(request, client_info(&req)).await? {
         SignupOutcome::SignedIn(issued) => {
@@ -60,6 +63,8 @@ pub async fn signup(
 pub struct LoginBody {
     email: String,
     password: SecretString,
+    #[serde(default)]
+    captcha_token: Option<String>,
 }
 
 pub async fn login(
@@ -69,7 +74,12 @@ pub async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let issued = state
         .auth
-        .login(&body.email, &body.password, client_info(&req))
+        .login(
+            &body.email,
+            &body.password,
+            client_info(&req),
+            body.captcha_token.as_deref(),
+        )
         .await?;
     Ok(tokens(actix_web::http::StatusCode::OK, issued.into()))
 }
@@ -93,7 +103,7 @@ pub async fn refresh(
         require_json(&req, &body)?;
         parse_json::<RefreshBody>(&body, false)?.refresh_token
     };
-    let issued = state.auth.refresh(&token).await?;
+    let issued = state.auth.refresh(&token, &client_info(&req)).await?;
     Ok(tokens(actix_web::http::StatusCode::OK, issued.into()))
 }
 
@@ -187,7 +197,11 @@ pub async fn introspect(
         _ => return Err(auth_core::AuthError::InvalidClient.into()),
     };
     state.auth.authenticate_introspection_client(&id, &secret)?;
-    let answer = match state.auth.introspect(&body.token).await? {
+    let answer = match state
+        .auth
+        .introspect(&body.token, &client_info(&req))
+        .await?
+    {
         Introspection::Inactive => json!({"active": false}),
         Introspection::AccessToken(c) => json!({
             "active": true, "token_type": "access_token", "sub": c.sub, "sid": c.sid, "exp": c.exp,

@@ -1,0 +1,446 @@
+//! Abuse protection: rate limits, account lockout, CAPTCHA and breached-password checks.
+//! The rules live here; counters live behind [`RateLimitStore`] and [`LockoutStore`] so
+//! several nodes on one database share them.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use secrecy::SecretString;
+
+use crate::error::AuthResult;
+
+/// Storage of rate-limit counters (fixed windows).
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
+    /// Count one hit of `key` in the window that starts at `window_start`, atomically
+    /// (one upsert), and return the count including this hit.
+    async fn hit(&self, key: &str, window_start: DateTime<Utc>) -> AuthResult<u32>;
+    /// Delete counters of windows that started before `cutoff`.
+    async fn purge_windows_before(&self, cutoff: DateTime<Utc>) -> AuthResult<u64>;
+}
+
+/// Failed sign-ins and locks of an identifier (a canonical email, known or not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutState {
+    /// Failures counted in the current window.
+    pub failures: u32,
+    /// Locked until then, when locked.
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+/// Storage of login failures and locks.
+#[async_trait]
+pub trait LockoutStore: Send + Sync {
+    /// The lock of `identifier`, if it is locked at `now`.
+    async fn locked_until(
+        &self,
+        identifier: &str,
+        now: DateTime<Utc>,
+    ) -> AuthResult<Option<DateTime<Utc>>>;
+    /// Atomically count a failure: a window older than `window` restarts at 1; when the
+    /// count reaches `threshold` the identifier is locked until `now + freeze` and the
+    /// count restarts. Returns the state after this failure.
+    async fn register_failure(
+        &self,
+        identifier: &str,
+        now: DateTime<Utc>,
+        window: Duration,
+        threshold: u32,
+        freeze: Duration,
+    ) -> AuthResult<LockoutState>;
+    /// Forget failures and any lock (successful sign-in, administrator unlock).
+    async fn clear(&self, identifier: &str) -> AuthResult<()>;
+}
+
+/// Port: a CAPTCHA provider's siteverify API (hCaptcha, Turnstile, reCAPTCHA).
+#[async_trait]
+pub trait CaptchaVerifier: Send + Sync {
+    /// Whether the provider accepts `token` (from `remote_ip`). `Err` when the provider
+    /// cannot be asked.
+    async fn verify(&self, token: &str, remote_ip: Option<&str>) -> Result<bool, String>;
+}
+
+/// Port: a breached-password corpus (HIBP k-anonymity range API).
+#[async_trait]
+pub trait BreachedPasswords: Send + Sync {
+    /// How often the password appears in known breaches (0: never). `Err` when the
+    /// service cannot be asked.
+    async fn breach_count(&self, password: &SecretString) -> Result<u64, String>;
+}
+
+/// A limit: at most `max` hits per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Hits allowed per window.
+    pub max: u32,
+    /// Window length.
+    pub window: Duration,
+}
+
+/// Route groups with their own limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitGroup {
+    /// Password sign-in.
+    Login,
+    /// Sign-up.
+    Signup,
+    /// Refresh-token exchange.
+    Refresh,
+    /// Forgot and reset password.
+    PasswordReset,
+    /// Magic links and email codes (sending and verifying).
+    Passwordless,
+    /// Second-factor verification.
+    MfaVerify,
+    /// Token introspection.
+    Introspection,
+}
+
+impl LimitGroup {
+    /// Name used in counter keys and configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Signup => "signup",
+            Self::Refresh => "refresh",
+            Self::PasswordReset => "password_reset",
+            Self::Passwordless => "passwordless",
+            Self::MfaVerify => "mfa_verify",
+            Self::Introspection => "introspection",
+        }
+    }
+}
+
+/// The limits of one group, by client IP and by account identifier (email).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GroupLimits {
+    /// Per client IP.
+    pub per_ip: Option<Limit>,
+    /// Per normalised email (or phone).
+    pub per_identifier: Option<Limit>,
+}
+
+/// Account lockout after repeated failed password sign-ins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutSettings {
+    /// Whether failures lock accounts.
+    pub enabled: bool,
+    /// Failures that lock.
+    pub threshold: u32,
+    /// Within this window.
+    pub window: Duration,
+    /// For this long.
+    pub freeze: Duration,
+}
+
+impl Default for LockoutSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            threshold: 5,
+            window: Duration::minutes(2),
+            freeze: Duration::minutes(15),
+        }
+    }
+}
+
+/// Where a CAPTCHA is required (when a verifier is configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CaptchaSettings {
+    /// On sign-up.
+    pub signup: bool,
+    /// On password sign-in.
+    pub login: bool,
+    /// On forgot-password.
+    pub password_reset: bool,
+    /// On magic-link and code sending.
+    pub passwordless: bool,
+}
+
+/// All abuse-protection rules.
+#[derive(Debug, Clone)]
+pub struct GuardSettings {
+    /// Whether rate limits apply at all.
+    pub rate_limits_enabled: bool,
+    /// Limits per group.
+    pub limits: std::collections::HashMap<LimitGroup, GroupLimits>,
+    /// Lockout rules.
+    pub lockout: LockoutSettings,
+    /// CAPTCHA requirements.
+    pub captcha: CaptchaSettings,
+    /// Minimum zxcvbn score (0 to 4) of new passwords; 0 disables the check.
+    pub min_password_score: u8,
+}
+
+fn limit(max: u32, secs: i64) -> Option<Limit> {
+    Some(Limit {
+        max,
+        window: Duration::seconds(secs),
+    })
+}
+
+impl Default for GuardSettings {
+    fn default() -> Self {
+        use LimitGroup as G;
+        let limits = [
+            (
+                G::Login,
+                GroupLimits {
+                    per_ip: limit(30, 60),
+                    per_identifier: limit(10, 60),
+                },
+            ),
+            (
+                G::Signup,
+                GroupLimits {
+                    per_ip: limit(20, 600),
+                    per_identifier: None,
+                },
+            ),
+            (
+                G::Refresh,
+                GroupLimits {
+                    per_ip: limit(600, 60),
+                    per_identifier: None,
+                },
+            ),
+            (
+                G::PasswordReset,
+                GroupLimits {
+                    per_ip: limit(20, 600),
+                    per_identifier: limit(5, 3600),
+                },
+            ),
+            (
+                G::Passwordless,
+                GroupLimits {
+                    per_ip: limit(30, 600),
+                    per_identifier: limit(10, 600),
+                },
+            ),
+            (
+                G::MfaVerify,
+                GroupLimits {
+                    per_ip: limit(30, 300),
+                    per_identifier: limit(10, 300),
+                },
+            ),
+            (
+                G::Introspection,
+                GroupLimits {
+                    per_ip: limit(1200, 60),
+                    per_identifier: None,
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        Self {
+            rate_limits_enabled: true,
+            limits,
+            lockout: LockoutSettings::default(),
+            captcha: CaptchaSettings::default(),
+            min_password_score: 0,
+        }
+    }
+}
+
+/// The start of the fixed window of length `window` that contains `now`.
+pub fn window_start(now: DateTime<Utc>, window: Duration) -> DateTime<Utc> {
+    let len = window.num_milliseconds().max(1);
+    let start = now.timestamp_millis().div_euclid(len) * len;
+    DateTime::from_timestamp_millis(start).unwrap_or(now)
+}
+
+/// Seconds until `until`, at least 1 (for `Retry-After`).
+pub fn seconds_until(until: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
+    let ms = (until - now).num_milliseconds().max(0);
+    u64::try_from(ms.div_euclid(1000) + i64::from(ms % 1000 != 0))
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// A counter key that does not hold the email in clear.
+pub fn identifier_key(group: LimitGroup, identifier: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(identifier.trim().to_lowercase().as_bytes());
+    format!("{}:id:{}", group.as_str(), &hex::encode(digest)[..32])
+}
+
+impl crate::service::AuthService {
+    /// Count one request of `group` against its per-IP and per-identifier limits.
+    pub(crate) async fn limit(
+        &self,
+        group: LimitGroup,
+        client: &crate::model::ClientInfo,
+        identifier: Option<&str>,
+    ) -> AuthResult<()> {
+        let guard = &self.settings.guard;
+        if !guard.rate_limits_enabled {
+            return Ok(());
+        }
+        let Some(limits) = guard.limits.get(&group) else {
+            return Ok(());
+        };
+        let now = self.ports.clock.now();
+        let keyed = [
+            (
+                limits.per_ip,
+                client
+                    .ip
+                    .as_ref()
+                    .map(|ip| format!("{}:ip:{ip}", group.as_str())),
+            ),
+            (
+                limits.per_identifier,
+                identifier.map(|id| identifier_key(group, id)),
+            ),
+        ];
+        for (limit, key) in keyed {
+            let (Some(limit), Some(key)) = (limit, key) else {
+                continue;
+            };
+            let start = window_start(now, limit.window);
+            let hits = self.ports.rate_limits.hit(&key, start).await?;
+            if hits > limit.max {
+                let retry_after_secs = seconds_until(start + limit.window, now);
+                tracing::info!(group = group.as_str(), retry_after_secs, "rate limited");
+                return Err(crate::AuthError::RateLimited { retry_after_secs });
+            }
+        }
+        Ok(())
+    }
+
+    /// Check a CAPTCHA token when `required` and a verifier is configured.
+    pub(crate) async fn captcha(
+        &self,
+        required: bool,
+        token: Option<&str>,
+        client: &crate::model::ClientInfo,
+    ) -> AuthResult<()> {
+        let Some(verifier) = self.ports.captcha.as_ref().filter(|_| required) else {
+            return Ok(());
+        };
+        let token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(crate::AuthError::CaptchaRequired)?;
+        match verifier.verify(token, client.ip.as_deref()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(crate::AuthError::CaptchaFailed),
+            Err(e) => Err(crate::AuthError::Unavailable(format!(
+                "captcha provider: {e}"
+            ))),
+        }
+    }
+
+    /// Every rule for a new password: the policy, the zxcvbn score, known breaches. A
+    /// breach service that cannot be asked lets the password through (with a log line).
+    pub(crate) async fn check_new_password(
+        &self,
+        password: &SecretString,
+        email: Option<&crate::email::Email>,
+    ) -> AuthResult<()> {
+        use crate::AuthError::WeakPassword;
+        use crate::password::PasswordRejection;
+        use secrecy::ExposeSecret;
+        let plain = password.expose_secret();
+        self.settings
+            .password_policy
+            .check(plain, email)
+            .map_err(WeakPassword)?;
+        let min_score = self.settings.guard.min_password_score;
+        if min_score > 0 {
+            let inputs: Vec<String> = email.map(|e| e.canonical()).into_iter().collect();
+            let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+            let score = zxcvbn::zxcvbn(plain, &inputs).score() as u8;
+            if score < min_score {
+                return Err(WeakPassword(PasswordRejection::TooGuessable { min_score }));
+            }
+        }
+        if let Some(breached) = &self.ports.breached {
+            match breached.breach_count(password).await {
+                Ok(0) => {}
+                Ok(_) => return Err(WeakPassword(PasswordRejection::Breached)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "breached-password check unavailable; password accepted")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse a sign-in while `identifier` is locked.
+    pub(crate) async fn refuse_if_locked(&self, identifier: &str) -> AuthResult<()> {
+        if !self.settings.guard.lockout.enabled {
+            return Ok(());
+        }
+        let now = self.ports.clock.now();
+        match self.ports.lockouts.locked_until(identifier, now).await? {
+            Some(until) => Err(crate::AuthError::AccountLocked {
+                retry_after_secs: seconds_until(until, now),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Count a failed sign-in; when it locks an existing account, mail its owner.
+    pub(crate) async fn count_failure(
+        &self,
+        identifier: &str,
+        account: Option<&crate::model::User>,
+    ) -> AuthResult<()> {
+        let lockout = self.settings.guard.lockout;
+        if !lockout.enabled {
+            return Ok(());
+        }
+        let now = self.ports.clock.now();
+        let state = self
+            .ports
+            .lockouts
+            .register_failure(
+                identifier,
+                now,
+                lockout.window,
+                lockout.threshold,
+                lockout.freeze,
+            )
+            .await?;
+        if state.failures >= lockout.threshold && state.locked_until.is_some() {
+            let user_id = account.map(|u| u.id);
+            self.emit(
+                crate::events::EventKind::AccountLocked,
+                user_id,
+                None,
+                None,
+                None,
+            )
+            .await;
+            if let Some(user) = account {
+                let minutes = lockout.freeze.num_minutes().max(1).to_string();
+                let name = user.name.clone().unwrap_or_default();
+                let values = [("locked_minutes", minutes), ("name", name)];
+                let notice = self.mail(
+                    &user.email,
+                    crate::mail::MailTemplate::AccountLocked,
+                    &values,
+                    now,
+                )?;
+                self.ports.outbox.enqueue(&notice).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lift a lock (administrators; also what a successful sign-in does).
+    pub async fn unlock(&self, email: &str) -> AuthResult<()> {
+        let identifier = lockout_identifier(email);
+        self.ports.lockouts.clear(&identifier).await
+    }
+}
+
+/// The lockout identifier of what was typed as an email (known or not, valid or not).
+pub fn lockout_identifier(email: &str) -> String {
+    crate::email::Email::parse(email)
+        .map(|e| e.canonical())
+        .unwrap_or_else(|_| email.trim().to_lowercase())
+}
