@@ -4,6 +4,7 @@
 
 mod email;
 mod errors;
+mod guard;
 mod health;
 mod password_sessions;
 mod refresh;

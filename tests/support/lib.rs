@@ -288,3 +288,77 @@ macro_rules! app {
         }
     };
 }
+
+/// A tiny HTTP server on loopback standing in for a third-party API we cannot reach
+/// (CAPTCHA siteverify, breached-password range API), speaking its real wire format.
+pub struct FakeApi {
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl FakeApi {
+    /// hCaptcha/Turnstile/reCAPTCHA siteverify: form `secret`, `response`, `remoteip` ->
+    /// `{"success": bool}`; succeeds for `secret` = "captcha-secret" and response "good-token".
+    pub async fn siteverify() -> Self {
+        Self::start(|cfg| {
+            cfg.route(
+                "/siteverify",
+                actix_web::web::post().to(|form: actix_web::web::Form<std::collections::HashMap<String, String>>| async move {
+                    let ok = form.get("secret").map(String::as_str) == Some("captcha-secret")
+                        && form.get("response").map(String::as_str) == Some("good-token");
+                    let codes: Vec<&str> = if ok { vec![] } else { vec!["invalid-input-response"] };
+                    actix_web::HttpResponse::Ok().json(json!({"success": ok, "error-codes": codes}))
+                }),
+            );
+        })
+        .await
+    }
+
+    /// The k-anonymity range API, knowing one breached password: `password-of-ada-1`.
+    pub async fn pwned_range() -> Self {
+        Self::start(|cfg| {
+            cfg.route(
+                "/range/{prefix}",
+                actix_web::web::get().to(|prefix: actix_web::web::Path<String>| async move {
+                    use sha1::{Digest, Sha1};
+                    let full = hex_upper(&Sha1::digest(b"password-of-ada-1"));
+                    let mut body = String::from("0018A45C4D1DEF81644B54AB7F969B88D65:0\r\n");
+                    if full[..5] == *prefix {
+                        body.push_str(&format!("{}:4242\r\n", &full[5..]));
+                    }
+                    actix_web::HttpResponse::Ok()
+                        .content_type("text/plain")
+                        .body(body)
+                }),
+            );
+        })
+        .await
+    }
+
+    async fn start(routes: fn(&mut actix_web::web::ServiceConfig)) -> Self {
+        let server = actix_web::HttpServer::new(move || actix_web::App::new().configure(routes))
+            .workers(1)
+            .bind(("127.0.0.1", 0))
+            .expect("bind fake API");
+        let port = server.addrs()[0].port();
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            handle,
+        }
+    }
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        tokio::spawn(async move { handle.stop(false).await });
+    }
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}

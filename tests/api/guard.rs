@@ -1,0 +1,283 @@
+//! Abuse protection over HTTP: rate limits, trusted proxies, lockout, CAPTCHA, breached passwords.
+
+use auth_e2e::{Backend, FakeApi, PASSWORD, TestApp, app, on_both_backends, problem};
+use reqwest::StatusCode;
+use serde_json::json;
+
+on_both_backends!(
+    login_rate_limit_gives_429_with_retry_after,
+    spoofed_forwarded_for_is_ignored_unless_the_peer_is_trusted,
+    lockout_story_over_http,
+    captcha_is_required_and_checked_against_siteverify,
+    breached_passwords_are_refused_when_the_check_is_on,
+);
+
+async fn login(app: &TestApp, email: &str, password: &str, xff: Option<&str>) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}));
+    if let Some(xff) = xff {
+        req = req.header("x-forwarded-for", xff);
+    }
+    req.send().await.unwrap()
+}
+
+async fn login_rate_limit_gives_429_with_retry_after(backend: Backend) {
+    let app = app!(
+        TestApp::builder(backend)
+            .var("AUTH__RATE_LIMITS__LOGIN__PER_IP", "3")
+            .var("AUTH__LOCKOUT__ENABLED", "false"),
+        start
+    );
+    app.signup("ada@example.com").await;
+    for _ in 0..3 {
+        assert_eq!(
+            login(&app, "ada@example.com", PASSWORD, None)
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    let res = login(&app, "ada@example.com", PASSWORD, None).await;
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
+async fn spoofed_forwarded_for_is_ignored_unless_the_peer_is_trusted(backend: Backend) {
+    let untrusted = app!(
+        TestApp::builder(backend)
+            .var("AUTH__RATE_LIMITS__LOGIN__PER_IP", "2")
+            .var("AUTH__LOCKOUT__ENABLED", "false"),
+        start
+    );
+    for i in 0..2 {
+        login(
+            &untrusted,
+            "x@example.com",
+            "wrong password!",
+            Some(&format!("198.51.100.{i}")),
+        )
+        .await;
+    }
+    let res = login(
+        &untrusted,
+        "x@example.com",
+        "wrong password!",
+        Some("198.51.100.99"),
+    )
+    .await;
+    problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+
+    let behind_proxy = app!(
+        TestApp::builder(backend)
+            .var("AUTH__RATE_LIMITS__LOGIN__PER_IP", "2")
+            .var("AUTH__LOCKOUT__ENABLED", "false")
+            .var("AUTH__SERVER__TRUSTED_PROXIES", "127.0.0.1,::1"),
+        start
+    );
+    behind_proxy.signup("ada@example.com").await;
+    for i in 0..5 {
+        let res = login(
+            &behind_proxy,
+            "ada@example.com",
+            PASSWORD,
+            Some(&format!("198.51.100.{i}")),
+        )
+        .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "each forwarded client has its own count"
+        );
+    }
+    let sessions: serde_json::Value = {
+        let t: serde_json::Value = login(
+            &behind_proxy,
+            "ada@example.com",
+            PASSWORD,
+            Some("203.0.113.5"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        behind_proxy
+            .get_auth("/api/v1/me/sessions", t["access_token"].as_str().unwrap())
+            .await
+            .json()
+            .await
+            .unwrap()
+    };
+    assert!(
+        sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["ip"] == "203.0.113.5"),
+        "the forwarded address is recorded"
+    );
+}
+
+async fn lockout_story_over_http(backend: Backend) {
+    let app = app!(
+        TestApp::builder(backend).var("AUTH__LOCKOUT__THRESHOLD", "3"),
+        start
+    );
+    app.signup("ada@example.com").await;
+    for _ in 0..3 {
+        problem(
+            login(&app, "ada@example.com", "wrong password!", None).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        )
+        .await;
+    }
+    let res = login(&app, "ada@example.com", PASSWORD, None).await;
+    assert_eq!(res.headers()["retry-after"], "900");
+    let locked = problem(res, StatusCode::FORBIDDEN, "account_locked").await;
+    // An unknown address locks the same way, with the same answer.
+    for _ in 0..3 {
+        login(&app, "ghost@example.com", "wrong password!", None).await;
+    }
+    let ghost = problem(
+        login(&app, "ghost@example.com", "whatever pass", None).await,
+        StatusCode::FORBIDDEN,
+        "account_locked",
+    )
+    .await;
+    assert_eq!(locked, ghost);
+    // Other accounts are unaffected.
+    app.signup("bob@example.com").await;
+    app.login("bob@example.com").await;
+}
+
+async fn captcha_is_required_and_checked_against_siteverify(backend: Backend) {
+    let api = FakeApi::siteverify().await;
+    let app = app!(
+        TestApp::builder(backend)
+            .var("AUTH__CAPTCHA__ENABLED", "true")
+            .var(
+                "AUTH__CAPTCHA__VERIFY_URL",
+                &format!("{}/siteverify", api.url)
+            )
+            .var("AUTH__CAPTCHA__SECRET", "captcha-secret"),
+        start
+    );
+    let body = |token: Option<&str>| json!({"email": "ada@example.com", "password": PASSWORD, "captcha_token": token});
+    problem(
+        app.post("/api/v1/auth/signup", &body(None)).await,
+        StatusCode::BAD_REQUEST,
+        "captcha_required",
+    )
+    .await;
+    problem(
+        app.post("/api/v1/auth/signup", &body(Some("bad-token")))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "captcha_failed",
+    )
+    .await;
+    assert_eq!(
+        app.post("/api/v1/auth/signup", &body(Some("good-token")))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    problem(
+        app.post(
+            "/api/v1/auth/login",
+            &json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "captcha_required",
+    )
+    .await;
+    assert_eq!(
+        app.post("/api/v1/auth/login", &body(Some("good-token")))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let forgot = app
+        .post(
+            "/api/v1/auth/password/forgot",
+            &json!({"email": "ada@example.com"}),
+        )
+        .await;
+    problem(forgot, StatusCode::BAD_REQUEST, "captcha_required").await;
+    let forgot = app
+        .post(
+            "/api/v1/auth/password/forgot",
+            &json!({"email": "ada@example.com", "captcha_token": "good-token"}),
+        )
+        .await;
+    assert_eq!(forgot.status(), StatusCode::ACCEPTED);
+}
+
+async fn breached_passwords_are_refused_when_the_check_is_on(backend: Backend) {
+    let api = FakeApi::pwned_range().await;
+    let app = app!(
+        TestApp::builder(backend)
+            .var("AUTH__PASSWORD_CHECKS__BREACHED_CHECK", "true")
+            .var("AUTH__PASSWORD_CHECKS__BREACHED_API_URL", &api.url),
+        start
+    );
+    let res = app
+        .post(
+            "/api/v1/auth/signup",
+            &json!({"email": "ada@example.com", "password": "password-of-ada-1"}),
+        )
+        .await;
+    let body = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "weak_password").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("breach"),
+        "{body}"
+    );
+    app.signup("ada@example.com").await;
+    // The service being down lets passwords through rather than blocking sign-ups.
+    drop(api);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    app.signup("bob@example.com").await;
+}
+
+/// Two server processes on one PostgreSQL share the counters: the limit is not doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_rate_limits() {
+    let a = app!(
+        TestApp::builder(Backend::Postgres)
+            .var("AUTH__RATE_LIMITS__LOGIN__PER_IP", "4")
+            .var("AUTH__LOCKOUT__ENABLED", "false"),
+        start
+    );
+    let b = app!(
+        TestApp::builder(Backend::Postgres)
+            .var("AUTH__RATE_LIMITS__LOGIN__PER_IP", "4")
+            .var("AUTH__LOCKOUT__ENABLED", "false")
+            .sharing_with(&a),
+        start
+    );
+    a.signup("ada@example.com").await;
+    for node in [&a, &b, &a, &b] {
+        assert_eq!(
+            login(node, "ada@example.com", PASSWORD, None)
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    for node in [&a, &b] {
+        problem(
+            login(node, "ada@example.com", PASSWORD, None).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+        )
+        .await;
+    }
+}
