@@ -281,3 +281,41 @@ async fn two_nodes_share_rate_limits() {
         .await;
     }
 }
+
+/// With `rate_limits.backend = "redis"`, nodes share counters through Redis even on
+/// separate SQLite files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_backend_shares_counters_between_nodes() {
+    let prefix = format!("auth-test-{}", uuid::Uuid::new_v4().simple());
+    let node = |prefix: &str| {
+        TestApp::builder(Backend::Sqlite)
+            .var("AUTH__RATE_LIMITS__BACKEND", "redis")
+            .var("AUTH__RATE_LIMITS__REDIS_KEY_PREFIX", prefix)
+            .var("AUTH__RATE_LIMITS__LOGIN__PER_IP", "4")
+            .var("AUTH__LOCKOUT__ENABLED", "false")
+    };
+    let a = app!(node(&prefix), start);
+    let b = app!(node(&prefix), start);
+    for node in [&a, &b, &a, &b] {
+        problem(
+            login(node, "ada@example.com", "wrong password!", None).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        )
+        .await;
+    }
+    problem(
+        login(&b, "ada@example.com", "wrong password!", None).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    )
+    .await;
+    // Another prefix is another deployment.
+    let c = app!(node(&format!("{prefix}-other")), start);
+    problem(
+        login(&c, "ada@example.com", "wrong password!", None).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+}

@@ -4,7 +4,8 @@
 //! [`auth_core::ports::UserStore`], [`auth_core::ports::SessionStore`],
 //! [`auth_core::ports::OneTimeTokenStore`], [`auth_core::ports::OutboxStore`],
 //! [`auth_core::ports::SigningKeyStore`], [`auth_core::ports::HealthCheck`],
-//! [`auth_core::guard::RateLimitStore`] and [`auth_core::guard::LockoutStore`]. Every query is
+//! [`auth_core::guard::RateLimitStore`] and [`auth_core::guard::LockoutStore`]; and
+//! [`RedisRateLimits`], rate-limit counters in Redis. Every query is
 //! written once and stamped for each concrete connection type by a macro (diesel's
 //! `MultiConnection` does not support diesel-async).
 //!
@@ -19,10 +20,12 @@
 //! ```
 
 mod database;
+mod redis_limits;
 mod schema;
 mod stores;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use database::{Backend, Database, DatabaseOptions, DbError};
+pub use redis_limits::RedisRateLimits;
 pub use stores::OutboxEntryView;

@@ -408,6 +408,8 @@ pub enum RateLimitBackend {
     Memory,
     /// The database (shared by every node).
     Database,
+    /// A Redis server at `rate_limits.redis_url` (shared by every node).
+    Redis,
 }
 
 /// `[rate_limits]`
@@ -418,6 +420,11 @@ pub struct RateLimitSettings {
     pub enabled: bool,
     /// Where counters live.
     pub backend: RateLimitBackend,
+    /// Redis URL, for the `redis` backend.
+    #[serde(serialize_with = "serialize_db_url")]
+    pub redis_url: String,
+    /// Prefix of every key, so deployments can share a Redis.
+    pub redis_key_prefix: String,
     /// Password sign-in.
     pub login: GroupLimitSetting,
     /// Sign-up.

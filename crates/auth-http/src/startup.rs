@@ -24,7 +24,7 @@ use auth_core::password::Argon2Hasher;
 use auth_core::random::OsRandom;
 use auth_core::secret_box::SecretBox;
 use auth_core::service::{AuthService, AuthSettings, IntrospectionClient, Ports, SessionPolicy};
-use auth_db::{Backend, Database, DatabaseOptions};
+use auth_db::{Backend, Database, DatabaseOptions, RedisRateLimits};
 use auth_notify::{
     FileMailer, HibpRangeClient, SiteverifyCaptcha, SmtpMailer, SmtpSettings, SmtpTls,
     TemplateRenderer,
@@ -118,6 +118,18 @@ impl Application {
                 }
                 (RateLimitBackend::Database, _) | (RateLimitBackend::Auto, Backend::Postgres) => {
                     database.clone()
+                }
+                (RateLimitBackend::Redis, _) => {
+                    let ttl = longest_window_secs(&settings) + 60;
+                    Arc::new(
+                        RedisRateLimits::connect(
+                            &settings.rate_limits.redis_url,
+                            &settings.rate_limits.redis_key_prefix,
+                            ttl,
+                        )
+                        .await
+                        .map_err(StartupError)?,
+                    )
                 }
             };
         let tokens = JwtIssuer::new(
@@ -337,6 +349,23 @@ fn email_settings(settings: &Settings) -> EmailSettings {
         give_up_after: chrono::Duration::hours(i64::try_from(o.give_up_after_hours).unwrap_or(24)),
         lease: chrono::Duration::minutes(2),
     }
+}
+
+fn longest_window_secs(settings: &Settings) -> u64 {
+    let r = &settings.rate_limits;
+    [
+        r.login,
+        r.signup,
+        r.refresh,
+        r.password_reset,
+        r.passwordless,
+        r.mfa_verify,
+        r.introspection,
+    ]
+    .iter()
+    .map(|g| g.window_secs)
+    .max()
+    .unwrap_or(3600)
 }
 
 fn guard_settings(settings: &Settings) -> GuardSettings {
