@@ -10,7 +10,6 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use tokio::sync::Semaphore;
 
 use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
@@ -223,10 +222,13 @@ impl HashingConfig {
 /// Argon2id on a bounded set of blocking threads, never on the async workers.
 pub struct Argon2Hasher {
     argon2: Argon2<'static>,
-    permits: Arc<Semaphore>,
+    jobs: std::sync::mpsc::Sender<HashJob>,
     waiting: Arc<AtomicUsize>,
     dummy_hash: String,
 }
+
+/// Work for a hashing thread.
+type HashJob = Box<dyn FnOnce(&Argon2<'static>) + Send>;
 
 impl fmt::Debug for Argon2Hasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -237,7 +239,11 @@ impl fmt::Debug for Argon2Hasher {
 }
 
 impl Argon2Hasher {
-    /// Build a hasher; computes the dummy hash once with the same parameters.
+    /// Build a hasher: a fixed set of hashing threads (one per core by default) fed by a
+    /// queue. Fixed threads, not tokio's elastic blocking pool: each hash needs `memory_kib`
+    /// of working memory, and a thread that is reused keeps reusing its own memory, so the
+    /// process stays at about `threads x memory_kib` instead of growing with every new
+    /// blocking thread. The dummy hash is computed once with the same parameters.
     pub fn new(config: &HashingConfig) -> Result<Self, String> {
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, config.params()?);
         let slots = if config.max_concurrent == 0 {
@@ -249,15 +255,28 @@ impl Argon2Hasher {
         };
         let dummy_secret = hex::encode(random_bytes::<16>(&OsRandom));
         let dummy_hash = hash_with(&argon2, dummy_secret.as_bytes()).map_err(|e| e.to_string())?;
-        Ok(Self {
-            argon2,
-            permits: Arc::new(Semaphore::new(slots)),
-            waiting: Arc::new(AtomicUsize::new(0)),
-            dummy_hash,
-        })
+        let (jobs, queue) = std::sync::mpsc::channel::<HashJob>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        for i in 0..slots {
+            let (queue, waiting, argon2) = (queue.clone(), waiting.clone(), argon2.clone());
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while taking the next job.
+                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok(job) = next else { break }; // the hasher was dropped
+                        waiting.fetch_sub(1, Ordering::Relaxed);
+                        job(&argon2);
+                    }
+                })
+                .map_err(|e| format!("cannot start a hashing thread: {e}"))?;
+        }
+        Ok(Self { argon2, jobs, waiting, dummy_hash })
     }
 
-    /// Hash requests waiting for a free slot right now.
+    /// Hash requests waiting for a free hashing thread right now.
     pub fn queue_depth(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
     }
@@ -266,20 +285,19 @@ impl Argon2Hasher {
         &self,
         job: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
     ) -> AuthResult<T> {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        let permit = self.permits.clone().acquire_owned().await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        let permit = permit.map_err(AuthError::internal)?;
-        let argon2 = self.argon2.clone();
+        let (done, result) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let queued = self.jobs.send(Box::new(move |argon2: &Argon2<'static>| {
             let _entered = span.enter();
-            let out = job(&argon2);
-            drop(permit);
-            out
-        })
-        .await
-        .map_err(AuthError::internal)
+            // The caller may have gone away; then the result is simply dropped.
+            let _ = done.send(job(argon2));
+        }));
+        if queued.is_err() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(AuthError::internal("hashing threads are gone"));
+        }
+        result.await.map_err(|_| AuthError::internal("a hashing thread failed"))
     }
 }
 
