@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -227,8 +228,8 @@ pub struct Argon2Hasher {
     dummy_hash: String,
 }
 
-/// Work for a hashing thread.
-type HashJob = Box<dyn FnOnce(&Argon2<'static>) + Send>;
+/// Work for a hashing thread: the hasher and the thread's own working memory.
+type HashJob = Box<dyn FnOnce(&Argon2<'static>, &mut [Block]) + Send>;
 
 impl fmt::Debug for Argon2Hasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -240,10 +241,10 @@ impl fmt::Debug for Argon2Hasher {
 
 impl Argon2Hasher {
     /// Build a hasher: a fixed set of hashing threads (one per core by default) fed by a
-    /// queue. Fixed threads, not tokio's elastic blocking pool: each hash needs `memory_kib`
-    /// of working memory, and a thread that is reused keeps reusing its own memory, so the
-    /// process stays at about `threads x memory_kib` instead of growing with every new
-    /// blocking thread. The dummy hash is computed once with the same parameters.
+    /// queue, each owning `memory_kib` of Argon2 working memory allocated once. Memory then
+    /// stays at `threads x memory_kib` whatever the load (allocating it per hash let the
+    /// allocator's heaps grow to hundreds of MiB). The dummy hash is computed once with
+    /// the same parameters.
     pub fn new(config: &HashingConfig) -> Result<Self, String> {
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, config.params()?);
         let slots = if config.max_concurrent == 0 {
@@ -263,12 +264,13 @@ impl Argon2Hasher {
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
+                    let mut memory = vec![Block::default(); argon2.params().block_count()];
                     loop {
                         // The lock is held only while taking the next job.
                         let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                         let Ok(job) = next else { break }; // the hasher was dropped
                         waiting.fetch_sub(1, Ordering::Relaxed);
-                        job(&argon2);
+                        job(&argon2, &mut memory);
                     }
                 })
                 .map_err(|e| format!("cannot start a hashing thread: {e}"))?;
@@ -283,15 +285,15 @@ impl Argon2Hasher {
 
     async fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
+        job: impl FnOnce(&Argon2<'static>, &mut [Block]) -> T + Send + 'static,
     ) -> AuthResult<T> {
         let (done, result) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let queued = self.jobs.send(Box::new(move |argon2: &Argon2<'static>| {
+        let queued = self.jobs.send(Box::new(move |argon2: &Argon2<'static>, memory: &mut [Block]| {
             let _entered = span.enter();
             // The caller may have gone away; then the result is simply dropped.
-            let _ = done.send(job(argon2));
+            let _ = done.send(job(argon2, memory));
         }));
         if queued.is_err() {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -306,8 +308,27 @@ fn hash_with(argon2: &Argon2<'_>, password: &[u8]) -> Result<String, argon2::pas
     Ok(argon2.hash_password(password, &salt)?.to_string())
 }
 
+/// Like [`hash_with`], in the caller's working memory.
+fn hash_in(argon2: &Argon2<'_>, memory: &mut [Block], password: &[u8]) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::encode_b64(&random_bytes::<16>(&OsRandom))?;
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
+    let params = argon2.params();
+    let mut out = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
+    argon2.hash_password_into_with_memory(password, salt_bytes, &mut out, memory)?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out)?),
+    };
+    Ok(phc.to_string())
+}
+
 fn verify_with(
     argon2: &Argon2<'_>,
+    memory: &mut [Block],
     password: &[u8],
     stored: &str,
 ) -> Result<PasswordMatch, String> {
@@ -323,7 +344,20 @@ fn verify_with(
         .map_err(|e| e.to_string())?
         .unwrap_or_default();
     let verifier = Argon2::new(algorithm, version, stored_params.clone());
-    if verifier.verify_password(password, &parsed).is_err() {
+    let matches = match (&parsed.salt, &parsed.hash) {
+        // The usual case: same memory size as ours, so hash in the thread's own memory.
+        (Some(salt), Some(expected)) if stored_params.block_count() == memory.len() => {
+            let mut salt_bytes = [0u8; 64];
+            let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(|e| e.to_string())?;
+            let mut out = vec![0u8; expected.len()];
+            verifier
+                .hash_password_into_with_memory(password, salt_bytes, &mut out, &mut *memory)
+                .map_err(|e| e.to_string())?;
+            bool::from(subtle::ConstantTimeEq::ct_eq(out.as_slice(), expected.as_bytes()))
+        }
+        _ => verifier.verify_password(password, &parsed).is_ok(),
+    };
+    if !matches {
         return Ok(PasswordMatch::Mismatch);
     }
     let current = argon2.params();
@@ -339,7 +373,7 @@ fn verify_with(
 impl PasswordHasher for Argon2Hasher {
     async fn hash(&self, password: &SecretString) -> AuthResult<String> {
         let password = SecretString::from(password.expose_secret());
-        self.run(move |a| hash_with(a, password.expose_secret().as_bytes()))
+        self.run(move |a, memory| hash_in(a, memory, password.expose_secret().as_bytes()))
             .await?
             .map_err(AuthError::internal)
     }
@@ -347,7 +381,7 @@ impl PasswordHasher for Argon2Hasher {
     async fn verify(&self, password: &SecretString, stored: &str) -> AuthResult<PasswordMatch> {
         let password = SecretString::from(password.expose_secret());
         let stored = stored.to_owned();
-        self.run(move |a| verify_with(a, password.expose_secret().as_bytes(), &stored))
+        self.run(move |a, memory| verify_with(a, memory, password.expose_secret().as_bytes(), &stored))
             .await?
             .map_err(AuthError::Internal)
     }
