@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::password_hash::{Output, ParamsString};
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
@@ -241,7 +241,7 @@ impl fmt::Debug for Argon2Hasher {
 
 impl Argon2Hasher {
     /// Build a hasher: a fixed set of hashing threads (one per core by default) fed by a
-    /// queue, each owning `memory_kib` of Argon2 working memory allocated once. Memory then
+    /// queue, each owning `memory_kib` of Argon2 working memory allocated at its first hash. Memory then
     /// stays at `threads x memory_kib` whatever the load (allocating it per hash let the
     /// allocator's heaps grow to hundreds of MiB). The dummy hash is computed once with
     /// the same parameters.
@@ -264,18 +264,27 @@ impl Argon2Hasher {
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
-                    let mut memory = vec![Block::default(); argon2.params().block_count()];
+                    // Allocated at the first hash, then reused for every later one.
+                    let mut memory: Vec<Block> = Vec::new();
                     loop {
                         // The lock is held only while taking the next job.
                         let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                         let Ok(job) = next else { break }; // the hasher was dropped
                         waiting.fetch_sub(1, Ordering::Relaxed);
+                        if memory.is_empty() {
+                            memory = vec![Block::default(); argon2.params().block_count()];
+                        }
                         job(&argon2, &mut memory);
                     }
                 })
                 .map_err(|e| format!("cannot start a hashing thread: {e}"))?;
         }
-        Ok(Self { argon2, jobs, waiting, dummy_hash })
+        Ok(Self {
+            argon2,
+            jobs,
+            waiting,
+            dummy_hash,
+        })
     }
 
     /// Hash requests waiting for a free hashing thread right now.
@@ -290,16 +299,20 @@ impl Argon2Hasher {
         let (done, result) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let queued = self.jobs.send(Box::new(move |argon2: &Argon2<'static>, memory: &mut [Block]| {
-            let _entered = span.enter();
-            // The caller may have gone away; then the result is simply dropped.
-            let _ = done.send(job(argon2, memory));
-        }));
+        let queued = self.jobs.send(Box::new(
+            move |argon2: &Argon2<'static>, memory: &mut [Block]| {
+                let _entered = span.enter();
+                // The caller may have gone away; then the result is simply dropped.
+                let _ = done.send(job(argon2, memory));
+            },
+        ));
         if queued.is_err() {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             return Err(AuthError::internal("hashing threads are gone"));
         }
-        result.await.map_err(|_| AuthError::internal("a hashing thread failed"))
+        result
+            .await
+            .map_err(|_| AuthError::internal("a hashing thread failed"))
     }
 }
 
@@ -309,7 +322,11 @@ fn hash_with(argon2: &Argon2<'_>, password: &[u8]) -> Result<String, argon2::pas
 }
 
 /// Like [`hash_with`], in the caller's working memory.
-fn hash_in(argon2: &Argon2<'_>, memory: &mut [Block], password: &[u8]) -> Result<String, argon2::password_hash::Error> {
+fn hash_in(
+    argon2: &Argon2<'_>,
+    memory: &mut [Block],
+    password: &[u8],
+) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::encode_b64(&random_bytes::<16>(&OsRandom))?;
     let mut salt_bytes = [0u8; 64];
     let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
@@ -348,12 +365,17 @@ fn verify_with(
         // The usual case: same memory size as ours, so hash in the thread's own memory.
         (Some(salt), Some(expected)) if stored_params.block_count() == memory.len() => {
             let mut salt_bytes = [0u8; 64];
-            let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(|e| e.to_string())?;
+            let salt_bytes = salt
+                .decode_b64(&mut salt_bytes)
+                .map_err(|e| e.to_string())?;
             let mut out = vec![0u8; expected.len()];
             verifier
                 .hash_password_into_with_memory(password, salt_bytes, &mut out, &mut *memory)
                 .map_err(|e| e.to_string())?;
-            bool::from(subtle::ConstantTimeEq::ct_eq(out.as_slice(), expected.as_bytes()))
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                out.as_slice(),
+                expected.as_bytes(),
+            ))
         }
         _ => verifier.verify_password(password, &parsed).is_ok(),
     };
@@ -381,9 +403,11 @@ impl PasswordHasher for Argon2Hasher {
     async fn verify(&self, password: &SecretString, stored: &str) -> AuthResult<PasswordMatch> {
         let password = SecretString::from(password.expose_secret());
         let stored = stored.to_owned();
-        self.run(move |a, memory| verify_with(a, memory, password.expose_secret().as_bytes(), &stored))
-            .await?
-            .map_err(AuthError::Internal)
+        self.run(move |a, memory| {
+            verify_with(a, memory, password.expose_secret().as_bytes(), &stored)
+        })
+        .await?
+        .map_err(AuthError::Internal)
     }
 
     async fn verify_dummy(&self, password: &SecretString) -> AuthResult<()> {
