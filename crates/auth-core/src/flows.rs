@@ -397,6 +397,25 @@ impl AuthService {
         self.ports.outbox.enqueue(&message).await
     }
 
+    /// The front of requests that answer "accepted" whatever the address: limits,
+    /// CAPTCHA, address syntax, then one sealed job for the worker.
+    async fn accept_request(
+        &self,
+        group: LimitGroup,
+        captcha_required: bool,
+        email: &str,
+        client: &ClientInfo,
+        captcha_token: Option<&str>,
+        job: impl FnOnce(String) -> OutboxJob,
+    ) -> AuthResult<()> {
+        self.limit(group, client, Some(&lockout_identifier(email)))
+            .await?;
+        self.captcha(captcha_required, captcha_token, client)
+            .await?;
+        let email = Email::parse(email).map_err(AuthError::InvalidEmail)?;
+        self.enqueue_request(job(email.canonical())).await
+    }
+
     /// Ask for a password reset link. Same answer and same work for every address.
     pub async fn forgot_password(
         &self,
@@ -404,22 +423,15 @@ impl AuthService {
         client: &ClientInfo,
         captcha_token: Option<&str>,
     ) -> AuthResult<()> {
-        self.limit(
+        let required = self.settings.guard.captcha.password_reset;
+        self.accept_request(
             LimitGroup::PasswordReset,
+            required,
+            email,
             client,
-            Some(&lockout_identifier(email)),
-        )
-        .await?;
-        self.captcha(
-            self.settings.guard.captcha.password_reset,
             captcha_token,
-            client,
+            |email| OutboxJob::PasswordResetRequested { email },
         )
-        .await?;
-        let email = Email::parse(email).map_err(AuthError::InvalidEmail)?;
-        self.enqueue_request(OutboxJob::PasswordResetRequested {
-            email: email.canonical(),
-        })
         .await?;
         // No user id: whether the account exists is the worker's business, not the log's.
         self.emit(EventKind::PasswordResetRequested, None, None, None, None)
@@ -577,24 +589,16 @@ impl AuthService {
         client: &ClientInfo,
         captcha_token: Option<&str>,
     ) -> AuthResult<()> {
-        self.limit(
-            LimitGroup::Passwordless,
-            client,
-            Some(&lockout_identifier(email)),
-        )
-        .await?;
-        self.captcha(
-            self.settings.guard.captcha.passwordless,
-            captcha_token,
-            client,
-        )
-        .await?;
-        let email = Email::parse(email).map_err(AuthError::InvalidEmail)?;
         let redirect_to = self.allowed_redirect(redirect_to)?;
-        self.enqueue_request(OutboxJob::MagicLinkRequested {
-            email: email.canonical(),
-            redirect_to,
-        })
+        let required = self.settings.guard.captcha.passwordless;
+        self.accept_request(
+            LimitGroup::Passwordless,
+            required,
+            email,
+            client,
+            captcha_token,
+            |email| OutboxJob::MagicLinkRequested { email, redirect_to },
+        )
         .await
     }
 
@@ -630,22 +634,15 @@ impl AuthService {
         client: &ClientInfo,
         captcha_token: Option<&str>,
     ) -> AuthResult<()> {
-        self.limit(
+        let required = self.settings.guard.captcha.passwordless;
+        self.accept_request(
             LimitGroup::Passwordless,
+            required,
+            email,
             client,
-            Some(&lockout_identifier(email)),
-        )
-        .await?;
-        self.captcha(
-            self.settings.guard.captcha.passwordless,
             captcha_token,
-            client,
+            |email| OutboxJob::EmailOtpRequested { email },
         )
-        .await?;
-        let email = Email::parse(email).map_err(AuthError::InvalidEmail)?;
-        self.enqueue_request(OutboxJob::EmailOtpRequested {
-            email: email.canonical(),
-        })
         .await
     }
 
