@@ -8,7 +8,7 @@
 //! Three measurements:
 //! - `direct`: `argon2` itself, one hash at a time on this thread (the pure cost);
 //! - `hasher`: through [`Argon2Hasher`] on a tokio runtime (what the server pays: the
-//!   semaphore and `spawn_blocking` on top);
+//!   hand-off to its hashing threads on top);
 //! - `parallel`: one hashing thread per CPU, all at once, for the achievable hashes/s when
 //!   every core hashes (memory bandwidth and SMT siblings can make it less than
 //!   `cores / one-hash time`).
