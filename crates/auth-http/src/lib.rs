@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod extract;
 pub mod keys;
+pub mod openapi;
 pub mod problem;
 pub mod routes;
 pub mod settings;

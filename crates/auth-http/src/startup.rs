@@ -222,6 +222,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(json_config(max_body))
                 .app_data(web::PayloadConfig::new(max_body))
+                .configure(routes::docs::configure)
                 .configure(routes::configure)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(ApiError::not_found())

@@ -5,14 +5,18 @@ use auth_core::service::{IssuedTokens, SessionView};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// `User`
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = User)]
 pub struct UserView {
+    /// The user id (a UUID).
     id: String,
     email: String,
     email_verified: bool,
     name: Option<String>,
+    /// The avatar set by the user, else the Gravatar URL of the email.
     avatar_url: String,
     roles: Vec<String>,
     created_at: DateTime<Utc>,
@@ -35,12 +39,18 @@ impl From<User> for UserView {
 }
 
 /// `TokenResponse`
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
+    /// A JWT (`typ: at+jwt`), verifiable with the keys at `/.well-known/jwks.json`.
     access_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String, example = "Bearer")]
     token_type: &'static str,
+    /// Seconds until the access token expires.
     expires_in: i64,
+    /// Expiry of the access token, in seconds since the epoch.
     expires_at: i64,
+    /// An opaque token for `POST /api/v1/auth/refresh`.
     refresh_token: String,
     user: UserView,
 }
@@ -59,7 +69,8 @@ impl From<IssuedTokens> for TokenResponse {
 }
 
 /// An entry of `GET /api/v1/me/sessions`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Session)]
 pub struct SessionItem {
     id: String,
     created_at: DateTime<Utc>,
@@ -68,6 +79,7 @@ pub struct SessionItem {
     ip: Option<String>,
     user_agent: Option<String>,
     aal: String,
+    /// Whether this is the session of the token that asked.
     current: bool,
 }
 

@@ -4,6 +4,7 @@ use actix_web::web;
 
 mod account;
 pub(crate) mod auth;
+pub mod docs;
 mod health;
 mod me;
 mod well_known;

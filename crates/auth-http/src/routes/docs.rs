@@ -1,0 +1,110 @@
+//! The API's self-description: the OpenAPI document at `/api/v1/openapi.json` and an
+//! interactive reference page at `/docs` (Redoc, embedded in the binary: no CDN).
+
+use actix_web::http::header::{CacheControl, CacheDirective, ContentType};
+use actix_web::{HttpResponse, web};
+use utoipa::OpenApi;
+
+use super::{account, auth, health, me, well_known};
+
+/// Every route of the API. `tests/api/openapi.rs` checks this list against the live route
+/// table.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "auth-http",
+        description = "A self-hostable authentication server: password sessions, account recovery, passwordless sign-in, token verification for resource servers. Errors are RFC 9457 problem+json documents with a stable `code`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        auth::signup,
+        auth::login,
+        auth::refresh,
+        auth::logout,
+        auth::revoke,
+        auth::introspect,
+        account::forgot_password,
+        account::reset_password,
+        account::change_password,
+        account::send_verification,
+        account::verify_email,
+        account::request_magic_link,
+        account::verify_magic_link,
+        account::send_code,
+        account::verify_code,
+        me::get,
+        me::update,
+        me::sessions,
+        me::revoke_session,
+        well_known::jwks,
+        well_known::openid_configuration,
+        health::live,
+        health::ready,
+        openapi_json,
+        page,
+        asset,
+    ),
+    tags(
+        (name = "auth", description = "Password sessions: sign-up, sign-in, refresh, sign-out, revocation, introspection"),
+        (name = "account", description = "Through the mailbox: verification, password reset and change, magic links, one-time codes"),
+        (name = "me", description = "The signed-in user: profile and sessions"),
+        (name = "well-known", description = "Discovery: JWK Set and configuration, for resource servers"),
+        (name = "health", description = "Liveness and readiness probes"),
+        (name = "docs", description = "This document and its reference page"),
+    )
+)]
+pub struct ApiDoc;
+
+const PAGE: &[u8] = include_bytes!("../../assets/docs.html");
+const REDOC: &[u8] = include_bytes!("../../assets/redoc/redoc.standalone.js");
+
+fn cached(max_age: u32) -> CacheControl {
+    CacheControl(vec![
+        CacheDirective::Public,
+        CacheDirective::MaxAge(max_age),
+    ])
+}
+
+/// The OpenAPI 3.1 document of every route.
+#[utoipa::path(
+    get, path = "/api/v1/openapi.json", tag = "docs",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object))
+)]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .insert_header(cached(300))
+        .body(crate::openapi::document_json())
+}
+
+/// The interactive API reference (HTML).
+#[utoipa::path(
+    get, path = "/docs", tag = "docs",
+    responses((status = 200, description = "HTML page", content_type = "text/html", body = String))
+)]
+pub async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::html())
+        .insert_header(cached(300))
+        .body(PAGE)
+}
+
+/// The page's script (Redoc, vendored under `crates/auth-http/assets/redoc`).
+#[utoipa::path(
+    get, path = "/docs/assets/redoc.standalone.js", tag = "docs",
+    responses((status = 200, description = "JavaScript", content_type = "text/javascript", body = String))
+)]
+pub async fn asset() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header(cached(86_400))
+        .body(REDOC)
+}
+
+/// Register `/api/v1/openapi.json`, `/docs` and the page's asset. Registered before the
+/// `/api/v1` scope, which would otherwise answer 404 for the document's path.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/openapi.json", web::get().to(openapi_json))
+        .route("/docs", web::get().to(page))
+        .route("/docs/assets/redoc.standalone.js", web::get().to(asset));
+}
