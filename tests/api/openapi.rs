@@ -47,10 +47,11 @@ fn leaf_patterns(debug: &str) -> Vec<String> {
             i += "patterns: Single".len();
             continue;
         }
-        if rest.starts_with("nodes: Some(") {
-            if let Some(top) = stack.last_mut() {
-                top.2 = true;
-            }
+        if let Some(top) = stack
+            .last_mut()
+            .filter(|_| rest.starts_with("nodes: Some("))
+        {
+            top.2 = true;
         }
         match bytes[i] {
             // Skip string literals: patterns and regexes hold brackets of their own.
