@@ -2,12 +2,15 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod conformance;
 mod email;
 mod errors;
 mod guard;
 mod health;
 mod openapi;
 mod password_sessions;
+mod peers;
 mod refresh;
+mod resource_servers;
 mod revoke_introspect;
 mod tokens;

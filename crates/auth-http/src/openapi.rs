@@ -241,10 +241,58 @@ pub fn build() -> Document {
     doc
 }
 
+/// What the derive cannot say: an optional body is absent, not `null`; the one-time code
+/// routes take exactly one of `email` or `phone`.
+fn refine(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut().filter_map(Value::as_object_mut) {
+            for op in item.values_mut() {
+                let Some(body) = op.get_mut("requestBody") else {
+                    continue;
+                };
+                if body.get("required") == Some(&Value::Bool(true)) {
+                    continue;
+                }
+                let Some(content) = body.get_mut("content").and_then(Value::as_object_mut) else {
+                    continue;
+                };
+                for media in content.values_mut() {
+                    let Some(schema) = media.get_mut("schema") else {
+                        continue;
+                    };
+                    let inner = schema
+                        .get("oneOf")
+                        .and_then(Value::as_array)
+                        .filter(|alts| alts.len() == 2 && alts[0] == json!({"type": "null"}))
+                        .map(|alts| alts[1].clone());
+                    if let Some(inner) = inner {
+                        *schema = inner;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        for name in ["OtpSendBody", "OtpVerifyBody"] {
+            if let Some(schema) = schemas.get_mut(name).and_then(Value::as_object_mut) {
+                schema.insert(
+                    "oneOf".into(),
+                    json!([{"required": ["email"]}, {"required": ["phone"]}]),
+                );
+            }
+        }
+    }
+}
+
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    let mut text = build()
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut doc = serde_json::to_value(build()).unwrap_or_default();
+    refine(&mut doc);
+    let mut text =
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     text.push('\n');
     text
 });

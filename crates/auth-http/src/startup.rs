@@ -224,9 +224,7 @@ impl Application {
                 .app_data(web::PayloadConfig::new(max_body))
                 .configure(routes::docs::configure)
                 .configure(routes::configure)
-                .default_service(web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(ApiError::not_found())
-                }))
+                .default_service(web::to(routes::docs::fallback))
                 .wrap(ErrorHandlers::new().default_handler(as_problem))
                 .wrap_fn(|req, srv| {
                     let request_id = req.extensions().get::<RequestId>().map(ToString::to_string);

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::extract::{Caller, client_info};
+use crate::extract::{Caller, JsonBody, client_info};
 use crate::openapi::{Accepted, MagicLinkTokens, ProblemDoc};
 use crate::problem::ApiError;
 use crate::routes::auth::{no_store, tokens};
@@ -42,7 +42,7 @@ pub struct EmailBody {
 pub async fn forgot_password(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<EmailBody>,
+    body: JsonBody<EmailBody>,
 ) -> Result<HttpResponse, ApiError> {
     state
         .auth
@@ -72,12 +72,13 @@ pub struct ResetBody {
         (status = 204, description = "Password changed"),
         (status = 400, description = "`invalid_request`, `invalid_or_expired_token`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "`weak_password`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn reset_password(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<ResetBody>,
+    body: JsonBody<ResetBody>,
 ) -> Result<HttpResponse, ApiError> {
     state
         .auth
@@ -108,7 +109,7 @@ pub async fn change_password(
     state: web::Data<AppState>,
     caller: Caller,
     req: HttpRequest,
-    body: web::Json<ChangeBody>,
+    body: JsonBody<ChangeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let issued = state
         .auth
@@ -156,7 +157,7 @@ pub struct TokenBody {
 )]
 pub async fn verify_email(
     state: web::Data<AppState>,
-    body: web::Json<TokenBody>,
+    body: JsonBody<TokenBody>,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.verify_email(&body.token).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -184,7 +185,7 @@ pub struct MagicLinkBody {
 pub async fn request_magic_link(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<MagicLinkBody>,
+    body: JsonBody<MagicLinkBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     state
@@ -206,12 +207,13 @@ pub async fn request_magic_link(
         (status = 200, description = "Signed in; `redirect_to` added when the link was asked with one", body = MagicLinkTokens),
         (status = 400, description = "`invalid_request`, `invalid_or_expired_token`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "`account_locked`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn verify_magic_link(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<TokenBody>,
+    body: JsonBody<TokenBody>,
 ) -> Result<HttpResponse, ApiError> {
     let signed = state
         .auth
@@ -250,7 +252,7 @@ pub struct OtpSendBody {
 pub async fn send_code(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<OtpSendBody>,
+    body: JsonBody<OtpSendBody>,
 ) -> Result<HttpResponse, ApiError> {
     match (&body.email, &body.phone) {
         (Some(email), None) => {
@@ -294,7 +296,7 @@ pub struct OtpVerifyBody {
 pub async fn verify_code(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<OtpVerifyBody>,
+    body: JsonBody<OtpVerifyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let issued = match (&body.email, &body.phone) {
         (Some(email), None) => {

@@ -12,7 +12,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::extract::{
-    Caller, bearer_token, client_info, parse_json, parse_json_or_form, require_json,
+    Caller, JsonBody, bearer_token, client_info, parse_json, parse_json_or_form, require_json,
 };
 use crate::openapi::{Accepted, IntrospectionDoc, ProblemDoc};
 use crate::problem::ApiError;
@@ -57,7 +57,7 @@ pub struct SignupBody {
 pub async fn signup(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<SignupBody>,
+    body: JsonBody<SignupBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let request = SignupRequest {
@@ -102,7 +102,7 @@ pub struct LoginBody {
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginBody>,
+    body: JsonBody<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let issued = state
         .auth

@@ -1,9 +1,14 @@
 //! The API's self-description: the OpenAPI document at `/api/v1/openapi.json` and an
 //! interactive reference page at `/docs` (Redoc, embedded in the binary: no CDN).
 
-use actix_web::http::header::{CacheControl, CacheDirective, ContentType};
-use actix_web::{HttpResponse, web};
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use actix_web::http::header::{self, CacheControl, CacheDirective, ContentType, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
 use utoipa::OpenApi;
+
+use crate::problem::ApiError;
 
 use super::{account, auth, health, me, well_known};
 
@@ -107,4 +112,46 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/openapi.json", web::get().to(openapi_json))
         .route("/docs", web::get().to(page))
         .route("/docs/assets/redoc.standalone.js", web::get().to(asset));
+}
+
+/// The methods of each documented path (the document covers every route: a test checks it).
+static METHODS: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
+    crate::openapi::build()
+        .paths
+        .paths
+        .into_iter()
+        .map(|(path, item)| {
+            let methods: Vec<&str> = [
+                ("GET", item.get.is_some()),
+                ("POST", item.post.is_some()),
+                ("PUT", item.put.is_some()),
+                ("PATCH", item.patch.is_some()),
+                ("DELETE", item.delete.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(m, present)| present.then_some(m))
+            .collect();
+            (path, methods.join(", "))
+        })
+        .collect()
+});
+
+/// What answers when no route matched: 405 with `Allow` when the path exists under other
+/// methods, else 404.
+pub async fn fallback(req: HttpRequest) -> HttpResponse {
+    let map = req.resource_map();
+    let allow = map
+        .has_resource(req.path())
+        .then(|| map.match_pattern(req.path()))
+        .flatten()
+        .and_then(|pattern| METHODS.get(&pattern))
+        .and_then(|methods| HeaderValue::from_str(methods).ok());
+    match allow {
+        Some(allow) => {
+            let mut res = ApiError::method_not_allowed().error_response();
+            res.headers_mut().insert(header::ALLOW, allow);
+            res
+        }
+        None => ApiError::not_found().error_response(),
+    }
 }

@@ -5,7 +5,7 @@ use auth_core::model::{ProfileUpdate, SessionId};
 use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 
-use crate::extract::Caller;
+use crate::extract::{Caller, JsonBody};
 use crate::openapi::ProblemDoc;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -50,7 +50,7 @@ pub struct UpdateBody {
 pub async fn update(
     state: web::Data<AppState>,
     caller: Caller,
-    body: web::Json<UpdateBody>,
+    body: JsonBody<UpdateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let user = state
