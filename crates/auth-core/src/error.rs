@@ -77,6 +77,16 @@ pub enum AuthError {
     /// A bug or an unexpected failure; details go to the log, never to the client.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The caller is authenticated but lacks the capability.
+    #[error("forbidden")]
+    Forbidden,
+    /// An administrator disabled the account: no sign-in by any means.
+    #[error("account disabled")]
+    AccountDisabled,
+    /// The request conflicts with the current state; the stable code says how
+    /// (`role_exists`, `role_in_use`, `built_in_role`, `cannot_target_self`).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
 }
 
 impl AuthError {

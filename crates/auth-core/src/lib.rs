@@ -26,3 +26,6 @@ pub mod opaque;
 pub mod outbox;
 pub mod secret_box;
 pub mod service;
+
+pub mod audit;
+pub mod operators;

@@ -32,6 +32,9 @@ struct State {
     rate_windows: HashMap<(String, DateTime<Utc>), u32>,
     lockouts: HashMap<String, LockoutRow>,
     outbox: Vec<OutboxEntry>,
+    roles: HashMap<String, crate::operators::Role>,
+    disabled: HashMap<UserId, DateTime<Utc>>,
+    audit: Vec<crate::audit::AuditRecord>,
 }
 
 /// Failures in the current window: (count, window start, lock end).
@@ -312,6 +315,9 @@ impl SessionStore for MemoryStore {
         let mut s = self.state();
         if !s.users.contains_key(&new.user_id) {
             return Err(AuthError::NotFound);
+        }
+        if s.disabled.contains_key(&new.user_id) {
+            return Err(AuthError::AccountDisabled);
         }
         Ok(s.insert_session(new, first_refresh))
     }
@@ -699,3 +705,6 @@ impl HealthCheck for MemoryStore {
         Ok(())
     }
 }
+
+// Roles, account administration and the audit trail.
+mod operators;

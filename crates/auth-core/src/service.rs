@@ -80,6 +80,8 @@ pub struct AuthSettings {
     pub email: crate::flows::EmailSettings,
     /// Rate limits, lockout, CAPTCHA and password strength.
     pub guard: crate::guard::GuardSettings,
+    /// Roles, administration and the audit trail.
+    pub operators: crate::operators::OperatorSettings,
 }
 
 /// The adapters the service runs on.
@@ -117,6 +119,10 @@ pub struct Ports {
     pub renderer: Arc<dyn crate::mail::MailRenderer>,
     /// Mail delivery.
     pub mailer: Arc<dyn crate::mail::Mailer>,
+    /// Roles and the administration of accounts.
+    pub operators: Arc<dyn crate::operators::OperatorStore>,
+    /// The audit trail (read side; events are written through `events`).
+    pub audit: Arc<dyn crate::audit::AuditStore>,
 }
 
 /// What a successful sign-in or refresh hands the client.
@@ -422,6 +428,7 @@ impl AuthService {
                 session_id,
                 client,
                 detail,
+                actor: None,
             })
             .await;
     }

@@ -3,6 +3,7 @@
 //! The binary (`auth-http`) is a thin CLI over [`startup::Application`]; tests build the
 //! same application on port 0.
 
+pub mod authorize;
 pub mod cli;
 pub mod extract;
 pub mod keys;

@@ -237,6 +237,30 @@ impl From<AuthError> for ApiError {
                     "an unexpected error occurred",
                 )
             }
+            AuthError::Forbidden => Self::new(
+                S::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                "the caller's roles do not grant this",
+            ),
+            AuthError::AccountDisabled => Self::new(
+                S::FORBIDDEN,
+                "account_disabled",
+                "Account disabled",
+                "this account has been disabled by an administrator",
+            ),
+            AuthError::Conflict(code) => Self::new(
+                S::CONFLICT,
+                code,
+                "Conflict",
+                match code {
+                    "role_exists" => "a role with this name already exists",
+                    "role_in_use" => "users still hold this role; remove it from them first",
+                    "built_in_role" => "the built-in role cannot be changed or deleted",
+                    "cannot_target_self" => "administrators cannot do this to their own account",
+                    _ => "the request conflicts with the current state",
+                },
+            ),
         }
     }
 }

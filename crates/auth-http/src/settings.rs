@@ -63,6 +63,23 @@ pub struct Settings {
     pub captcha: CaptchaSettingsFile,
     /// Logging.
     pub log: LogSettings,
+    /// The audit trail.
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Days audit rows are kept before housekeeping deletes them.
+    pub retention_days: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
 }
 
 /// `[server]`
@@ -834,6 +851,9 @@ impl Settings {
             && (auth_core::flows::origin_of(&c.verify_url).is_none() || c.secret.is_empty())
         {
             return Err("captcha.verify_url (an http(s) URL) and captcha.secret are required when captcha.enabled".into());
+        }
+        if self.audit.retention_days == 0 || self.audit.retention_days > 36_500 {
+            return Err("audit.retention_days must be between 1 and 36500".into());
         }
         self.password_hashing.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)

@@ -174,6 +174,8 @@ pub fn harness_on(
         lockouts: store.clone(),
         captcha: None,
         breached: None,
+        operators: store.clone(),
+        audit: store.clone(),
     };
     Harness {
         events,

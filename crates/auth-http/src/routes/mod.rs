@@ -3,6 +3,7 @@
 use actix_web::web;
 
 mod account;
+mod admin;
 pub(crate) mod auth;
 mod health;
 mod me;
@@ -41,8 +42,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route("", web::get().to(me::get))
                     .route("", web::patch().to(me::update))
                     .route("/sessions", web::get().to(me::sessions))
-                    .route("/sessions/{id}", web::delete().to(me::revoke_session)),
-            ),
+                    .route("/sessions/{id}", web::delete().to(me::revoke_session))
+                    .route("/audit-log", web::get().to(admin::my_audit_log)),
+            )
+            .configure(admin::configure),
     )
     .route("/.well-known/jwks.json", web::get().to(well_known::jwks))
     .route(
