@@ -644,6 +644,9 @@ impl AuthService {
         id: UserId,
         duration: Option<Duration>,
     ) -> AuthResult<DateTime<Utc>> {
+        if !self.settings.guard.lockout.enabled {
+            return Err(AuthError::NotEnabled("lockout"));
+        }
         let account = self.admin_get_user(operator, id).await?;
         let freeze = duration.unwrap_or(self.settings.guard.lockout.freeze);
         if freeze <= Duration::zero() || freeze > Duration::days(366) {
