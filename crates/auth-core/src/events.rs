@@ -65,6 +65,16 @@ pub enum EventKind {
     RoleAssigned,
     /// A role was taken from a user.
     RoleRemoved,
+    /// A webhook endpoint was created.
+    WebhookCreated,
+    /// A webhook endpoint was changed (URL, event types, enabled).
+    WebhookUpdated,
+    /// A webhook endpoint was deleted.
+    WebhookDeleted,
+    /// A webhook endpoint's signing secret was rotated.
+    WebhookSecretRotated,
+    /// The server disabled a webhook endpoint that kept failing.
+    WebhookEndpointDisabled,
 }
 
 /// One security event.

@@ -29,3 +29,4 @@ pub mod service;
 
 pub mod audit;
 pub mod operators;
+pub mod webhooks;

@@ -35,6 +35,8 @@ struct State {
     roles: HashMap<String, crate::operators::Role>,
     disabled: HashMap<UserId, DateTime<Utc>>,
     audit: Vec<crate::audit::AuditRecord>,
+    webhooks: Vec<crate::webhooks::WebhookEndpoint>,
+    webhook_attempts: Vec<crate::webhooks::DeliveryAttempt>,
 }
 
 /// Failures in the current window: (count, window start, lock end).
@@ -708,3 +710,4 @@ impl HealthCheck for MemoryStore {
 
 // Roles, account administration and the audit trail.
 mod operators;
+mod webhooks;

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
-use crate::events::{EventKind, EventSink, LogEventSink, SecurityEvent};
+use crate::events::{EventKind, SecurityEvent};
 use crate::model::{ClientInfo, NewUser, Session, SessionId, User, UserId};
 use crate::service::{AuthService, Authenticated, normalise_name};
 
@@ -400,10 +400,6 @@ impl AuthService {
         (AuditRecord::from_event(&event), event)
     }
 
-    async fn log_event(event: SecurityEvent) {
-        LogEventSink.record(event).await;
-    }
-
     async fn known_roles(&self, names: &[String]) -> AuthResult<()> {
         let roles = self.ports.operators.roles().await?;
         for name in names {
@@ -468,7 +464,7 @@ impl AuthService {
             .operators
             .insert_managed_user(&new_user, &row)
             .await?;
-        Self::log_event(event).await;
+        self.published(event).await;
         Ok(user)
     }
 
@@ -581,7 +577,7 @@ impl AuthService {
             .update_user(id, &update, now, &row)
             .await?
             .ok_or(AuthError::NotFound)?;
-        Self::log_event(event).await;
+        self.published(event).await;
         Ok(user)
     }
 
@@ -612,7 +608,7 @@ impl AuthService {
             .set_disabled(id, disabled.then_some(now), now, &row)
             .await?
             .ok_or(AuthError::NotFound)?;
-        Self::log_event(event).await;
+        self.published(event).await;
         self.admin_get_user(operator, id).await
     }
 
@@ -632,7 +628,7 @@ impl AuthService {
             .lockouts
             .clear(&crate::guard::lockout_identifier(&account.user.email))
             .await?;
-        Self::log_event(event).await;
+        self.published(event).await;
         Ok(())
     }
 
@@ -672,7 +668,7 @@ impl AuthService {
             Some(json!({ "locked_until": until.to_rfc3339() })),
         );
         self.ports.audit.append(&row).await?;
-        Self::log_event(event).await;
+        self.published(event).await;
         Ok(until)
     }
 
@@ -688,7 +684,7 @@ impl AuthService {
             None,
         );
         self.ports.audit.append(&row).await?;
-        Self::log_event(event).await;
+        self.published(event).await;
         Ok(())
     }
 
@@ -739,7 +735,7 @@ impl AuthService {
             .operators
             .revoke_user_sessions(id, only, now, &row)
             .await?;
-        Self::log_event(event).await;
+        self.published(event).await;
         Ok(n)
     }
 
@@ -773,7 +769,7 @@ impl AuthService {
             Some(json!({ "role": role.name, "capabilities": role.capabilities })),
         );
         self.ports.operators.insert_role(&role, &row).await?;
-        Self::log_event(event).await;
+        self.published(event).await;
         Ok(role)
     }
 
@@ -822,7 +818,7 @@ impl AuthService {
         if !self.ports.operators.update_role(&role, &row).await? {
             return Err(AuthError::NotFound);
         }
-        Self::log_event(event).await;
+        self.published(event).await;
         Ok(role)
     }
 
@@ -840,7 +836,7 @@ impl AuthService {
         );
         match self.ports.operators.delete_role(name, &row).await? {
             RoleDeletion::Deleted => {
-                Self::log_event(event).await;
+                self.published(event).await;
                 Ok(())
             }
             RoleDeletion::NotFound => Err(AuthError::NotFound),
@@ -880,7 +876,7 @@ impl AuthService {
             .await?
         {
             RoleChange::Changed(user) => {
-                Self::log_event(event).await;
+                self.published(event).await;
                 Ok(user)
             }
             RoleChange::UnknownUser | RoleChange::UnknownRole => Err(AuthError::NotFound),

@@ -868,3 +868,4 @@ mod guard;
 mod one_time;
 mod operators;
 mod outbox;
+mod webhooks;

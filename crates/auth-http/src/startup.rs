@@ -25,10 +25,11 @@ use auth_core::password::Argon2Hasher;
 use auth_core::random::OsRandom;
 use auth_core::secret_box::SecretBox;
 use auth_core::service::{AuthService, AuthSettings, IntrospectionClient, Ports, SessionPolicy};
+use auth_core::webhooks::WebhookSettings;
 use auth_db::{Backend, Database, DatabaseOptions, RedisRateLimits};
 use auth_notify::{
-    FileMailer, HibpRangeClient, SiteverifyCaptcha, SmtpMailer, SmtpSettings, SmtpTls,
-    TemplateRenderer,
+    FileMailer, HibpRangeClient, HttpWebhookSender, SiteverifyCaptcha, SmtpMailer, SmtpSettings,
+    SmtpTls, TemplateRenderer,
 };
 use tracing_actix_web::{RequestId, TracingLogger};
 
@@ -268,6 +269,7 @@ pub async fn build_service(
         default_roles: settings.auth.default_roles.clone(),
         email: email_settings(&settings),
         guard: guard_settings(&settings),
+        webhooks: webhook_settings(settings),
         operators: OperatorSettings {
             audit_retention: chrono::Duration::days(
                 i64::try_from(settings.audit.retention_days).unwrap_or(36_500),
@@ -293,8 +295,27 @@ pub async fn build_service(
         breached,
         operators: database.clone(),
         audit: database.clone(),
+        webhooks: database.clone(),
+        webhook_sender: Arc::new(HttpWebhookSender::new(
+            settings.webhooks.allow_private_addresses,
+            Duration::from_secs(settings.webhooks.timeout_secs),
+        )),
     };
     Ok(Arc::new(AuthService::new(ports, auth_settings)))
+}
+
+fn webhook_settings(settings: &Settings) -> WebhookSettings {
+    let w = &settings.webhooks;
+    let ms = |n: u64| chrono::Duration::milliseconds(i64::try_from(n).unwrap_or(i64::MAX / 2));
+    WebhookSettings {
+        allow_http: w.allow_http,
+        allowed_hosts: w.allowed_hosts.clone(),
+        allow_private_addresses: w.allow_private_addresses,
+        max_attempts: i32::try_from(w.max_attempts).unwrap_or(8),
+        retry_initial: ms(w.retry_initial_ms),
+        disable_after: secs(w.disable_after_secs),
+        secret_overlap: secs(w.secret_overlap_secs),
+    }
 }
 
 async fn housekeeping(

@@ -36,3 +36,35 @@ CREATE TABLE audit_log (
 
 CREATE INDEX audit_log_at_idx ON audit_log (at, id);
 CREATE INDEX audit_log_user_at_idx ON audit_log (user_id, at);
+
+-- Webhook endpoints. The signing secret is sealed (the server needs it to sign); during a
+-- rotation the previous one signs too until previous_secret_expires_at.
+CREATE TABLE webhook_endpoints (
+    id                         TEXT PRIMARY KEY NOT NULL,
+    url                        TEXT NOT NULL,
+    description                TEXT NULL,
+    event_types                TEXT NOT NULL DEFAULT '[]',
+    enabled                    BOOLEAN NOT NULL DEFAULT true,
+    secret_sealed              TEXT NOT NULL,
+    previous_secret_sealed     TEXT NULL,
+    previous_secret_expires_at TIMESTAMP NULL,
+    failing_since              TIMESTAMP NULL,
+    disabled_reason            TEXT NULL,
+    created_at                 TIMESTAMP NOT NULL,
+    updated_at                 TIMESTAMP NOT NULL
+);
+
+-- One row per delivery attempt.
+CREATE TABLE webhook_deliveries (
+    id           TEXT PRIMARY KEY NOT NULL,
+    endpoint_id  TEXT NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
+    message_id   TEXT NOT NULL,
+    event_type   TEXT NOT NULL,
+    attempt      INTEGER NOT NULL,
+    attempted_at TIMESTAMP NOT NULL,
+    status_code  INTEGER NULL,
+    error        TEXT NULL,
+    succeeded    BOOLEAN NOT NULL
+);
+
+CREATE INDEX webhook_deliveries_endpoint_idx ON webhook_deliveries (endpoint_id, attempted_at);

@@ -7,6 +7,7 @@ mod admin;
 pub(crate) mod auth;
 mod health;
 mod me;
+mod webhooks;
 mod well_known;
 
 /// Register every route of the API.
@@ -45,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route("/sessions/{id}", web::delete().to(me::revoke_session))
                     .route("/audit-log", web::get().to(admin::my_audit_log)),
             )
+            .configure(webhooks::configure)
             .configure(admin::configure),
     )
     .route("/.well-known/jwks.json", web::get().to(well_known::jwks))
