@@ -11,3 +11,4 @@ mod password_sessions;
 mod refresh;
 mod revoke_introspect;
 mod tokens;
+mod webhooks;

@@ -26,7 +26,7 @@ on_both_backends!(
 );
 
 /// Give `role` to `id` straight in the store (the test's setup, not the API under test).
-async fn grant(app: &TestApp, id: UserId, role: &str) {
+pub(crate) async fn grant(app: &TestApp, id: UserId, role: &str) {
     let row = AuditRecord::from_event(&SecurityEvent {
         kind: EventKind::RoleAssigned,
         at: chrono::Utc::now(),
@@ -113,6 +113,7 @@ async fn every_admin_route_checks_its_capability(backend: Backend) {
         "sessions:revoke",
         "roles:manage",
         "audit:read",
+        "webhooks:manage",
         "app:reports",
     ];
     let mut principals = Vec::new();
@@ -284,6 +285,55 @@ async fn every_admin_route_checks_its_capability(backend: Backend) {
             None,
             "audit:read",
             StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            "/api/v1/admin/webhooks".into(),
+            None,
+            "webhooks:manage",
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/api/v1/admin/webhooks".into(),
+            Some(json!({"url": "https://hooks.example.com/in", "event_types": ["user_deleted"]})),
+            "webhooks:manage",
+            StatusCode::CREATED,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/admin/webhooks/{ghost}"),
+            None,
+            "webhooks:manage",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/admin/webhooks/{ghost}"),
+            Some(json!({"enabled": false})),
+            "webhooks:manage",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/admin/webhooks/{ghost}"),
+            None,
+            "webhooks:manage",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/admin/webhooks/{ghost}/rotate-secret"),
+            None,
+            "webhooks:manage",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/admin/webhooks/{ghost}/deliveries"),
+            None,
+            "webhooks:manage",
+            StatusCode::NOT_FOUND,
         ),
     ];
     for (method, path, body, needed, allowed) in &routes {
