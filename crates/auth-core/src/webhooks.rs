@@ -189,13 +189,26 @@ pub struct WebhookSettings {
     pub secret_overlap: Duration,
 }
 
+impl WebhookSettings {
+    /// The delay before the next attempt after `attempts` failed ones; `None` when the
+    /// message is given up. The first retry waits `retry_initial`, each next one 4 times
+    /// longer (7 attempts from 60 s span about 23 hours).
+    pub fn retry_delay(&self, attempts: i32) -> Option<Duration> {
+        if attempts >= self.max_attempts {
+            return None;
+        }
+        let exp = u32::try_from(attempts.clamp(1, 12) - 1).unwrap_or(0);
+        Some(self.retry_initial * 4i32.pow(exp))
+    }
+}
+
 impl Default for WebhookSettings {
     fn default() -> Self {
         Self {
             allow_http: false,
             allowed_hosts: Vec::new(),
             allow_private_addresses: false,
-            max_attempts: 8,
+            max_attempts: 7,
             retry_initial: Duration::seconds(60),
             disable_after: Duration::days(3),
             secret_overlap: Duration::hours(24),
@@ -624,12 +637,10 @@ impl AuthService {
         attempts: i32,
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        let s = &self.settings.webhooks;
-        if attempts >= s.max_attempts {
-            return None;
-        }
-        let exp = u32::try_from(attempts.clamp(1, 12) - 1).unwrap_or(0);
-        Some(now + s.retry_initial * 4i32.pow(exp))
+        self.settings
+            .webhooks
+            .retry_delay(attempts)
+            .map(|delay| now + delay)
     }
 
     /// Carry out one delivery attempt. `Err((permanent, reason))` when it failed.

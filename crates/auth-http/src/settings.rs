@@ -101,7 +101,7 @@ impl Default for WebhookSettingsFile {
             allowed_hosts: Vec::new(),
             allow_private_addresses: false,
             timeout_secs: 10,
-            max_attempts: 8,
+            max_attempts: 7,
             retry_initial_ms: 60_000,
             disable_after_secs: 259_200,
             secret_overlap_secs: 86_400,

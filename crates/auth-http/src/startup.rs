@@ -311,7 +311,7 @@ fn webhook_settings(settings: &Settings) -> WebhookSettings {
         allow_http: w.allow_http,
         allowed_hosts: w.allowed_hosts.clone(),
         allow_private_addresses: w.allow_private_addresses,
-        max_attempts: i32::try_from(w.max_attempts).unwrap_or(8),
+        max_attempts: i32::try_from(w.max_attempts).unwrap_or(7),
         retry_initial: ms(w.retry_initial_ms),
         disable_after: secs(w.disable_after_secs),
         secret_overlap: secs(w.secret_overlap_secs),

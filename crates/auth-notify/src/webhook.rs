@@ -80,3 +80,54 @@ impl WebhookSender for HttpWebhookSender {
         Ok(response.status().as_u16())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A one-shot HTTP server on loopback answering `status`, and what it received.
+    async fn one_shot(status: u16) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}/hook",
+            listener.local_addr().unwrap().port()
+        );
+        let task = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let n = socket.read(&mut buf).await.unwrap();
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\nlocation: http://169.254.169.254/\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            socket.write_all(reply.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn loopback_targets_are_refused_unless_allowed() {
+        let (url, _server) = one_shot(200).await;
+        let strict = HttpWebhookSender::new(false, Duration::from_secs(2));
+        let err = strict.post(&url, &[], b"{}").await.unwrap_err();
+        assert!(err.starts_with("refused"), "{err}");
+        let localhost = url.replace("127.0.0.1", "localhost");
+        let err = strict.post(&localhost, &[], b"{}").await.unwrap_err();
+        assert!(err.starts_with("refused"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed_and_headers_are_sent() {
+        let (url, server) = one_shot(307).await;
+        let sender = HttpWebhookSender::new(true, Duration::from_secs(2));
+        let headers = [("webhook-id".to_owned(), "msg_1".to_owned())];
+        let status = sender.post(&url, &headers, b"{\"a\":1}").await.unwrap();
+        assert_eq!(status, 307);
+        let request = server.await.unwrap();
+        assert!(request.starts_with("POST /hook "), "{request}");
+        assert!(request.to_ascii_lowercase().contains("webhook-id: msg_1"));
+    }
+}
