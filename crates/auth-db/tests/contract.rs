@@ -60,6 +60,10 @@ impl<
 
 type Shared = Arc<dyn Store>;
 
+// Roles, account administration, the audit trail and webhooks: tests/contract/operators.rs.
+#[path = "contract/operators.rs"]
+mod operators;
+
 /// What the scenarios check of the outbox beyond its port.
 #[async_trait]
 trait Inspect: Send + Sync {
