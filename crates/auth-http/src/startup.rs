@@ -208,18 +208,18 @@ pub async fn build_service(
     let LoadedKeys {
         keys,
         derived_sealing_key,
-    } = load_key_set(&settings, home).await.map_err(StartupError)?;
+    } = load_key_set(settings, home).await.map_err(StartupError)?;
     tracing::info!(algorithm = %settings.tokens.algorithm, kid = keys.signing_kid(), "signing key loaded");
     let sealer =
-        SecretBox::new(&sealing_keys(&settings, derived_sealing_key).map_err(StartupError)?)
+        SecretBox::new(&sealing_keys(settings, derived_sealing_key).map_err(StartupError)?)
             .map_err(StartupError)?;
     if settings.secrets.encryption_key.is_empty() && database.backend() == Backend::Postgres {
         tracing::warn!(
             "secrets.encryption_key is not set: pending mail is sealed with a key derived from the signing key, which lives in the same database"
         );
     }
-    let (renderer, mailer) = mail_adapters(&settings).map_err(StartupError)?;
-    let (captcha, breached) = guard_adapters(&settings).map_err(StartupError)?;
+    let (renderer, mailer) = mail_adapters(settings).map_err(StartupError)?;
+    let (captcha, breached) = guard_adapters(settings).map_err(StartupError)?;
     let rate_limits: Arc<dyn RateLimitStore> =
         match (settings.rate_limits.backend, database.backend()) {
             (RateLimitBackend::Memory, _) | (RateLimitBackend::Auto, Backend::Sqlite) => {
@@ -229,7 +229,7 @@ pub async fn build_service(
                 database.clone()
             }
             (RateLimitBackend::Redis, _) => {
-                let ttl = longest_window_secs(&settings) + 60;
+                let ttl = longest_window_secs(settings) + 60;
                 Arc::new(
                     RedisRateLimits::connect(
                         &settings.rate_limits.redis_url,
@@ -267,8 +267,8 @@ pub async fn build_service(
             })
             .collect(),
         default_roles: settings.auth.default_roles.clone(),
-        email: email_settings(&settings),
-        guard: guard_settings(&settings),
+        email: email_settings(settings),
+        guard: guard_settings(settings),
         webhooks: webhook_settings(settings),
         operators: OperatorSettings {
             audit_retention: chrono::Duration::days(

@@ -64,7 +64,7 @@ impl OperatorStore for MemoryStore {
 
     async fn delete_role(&self, name: &str, audit: &AuditRecord) -> AuthResult<RoleDeletion> {
         let mut s = self.state();
-        if !s.roles_seeded().get(name).is_some_and(|r| !r.built_in) {
+        if s.roles_seeded().get(name).is_none_or(|r| r.built_in) {
             return Ok(RoleDeletion::NotFound);
         }
         if s.users
@@ -292,7 +292,7 @@ impl AuditStore for MemoryStore {
             .filter(|r| q.before.is_none_or(|(at, id)| (r.at, r.id) < (at, id)))
             .cloned()
             .collect();
-        rows.sort_by(|a, b| (b.at, b.id).cmp(&(a.at, a.id)));
+        rows.sort_by_key(|r| std::cmp::Reverse((r.at, r.id)));
         rows.truncate(q.limit);
         Ok(rows)
     }

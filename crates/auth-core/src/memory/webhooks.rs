@@ -97,7 +97,7 @@ impl WebhookStore for MemoryStore {
             .filter(|a| a.endpoint_id == endpoint_id)
             .cloned()
             .collect();
-        list.sort_by(|a, b| (b.attempted_at, b.id).cmp(&(a.attempted_at, a.id)));
+        list.sort_by_key(|a| std::cmp::Reverse((a.attempted_at, a.id)));
         list.truncate(limit);
         Ok(list)
     }

@@ -356,7 +356,7 @@ impl OperatorStore for Database {
         let role = role.to_owned();
         let audit = AuditRow::new(audit);
         enum Step {
-            Done(ManagedRow),
+            Done(Box<ManagedRow>),
             UnknownUser,
             UnknownRole,
             Malformed,
@@ -393,10 +393,12 @@ impl OperatorStore for Database {
                 .execute(conn)
                 .await?;
             append_audit!(conn, &audit).await?;
-            select_managed!(conn, &id).await.map(Step::Done)
+            select_managed!(conn, &id)
+                .await
+                .map(|row| Step::Done(Box::new(row)))
         })?;
         match step {
-            Step::Done(row) => Ok(RoleChange::Changed(into_managed(row)?)),
+            Step::Done(row) => Ok(RoleChange::Changed(into_managed(*row)?)),
             Step::UnknownUser => Ok(RoleChange::UnknownUser),
             Step::UnknownRole => Ok(RoleChange::UnknownRole),
             Step::Malformed => Err(AuthError::Internal(
