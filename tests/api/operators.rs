@@ -443,7 +443,32 @@ async fn a_disabled_user_is_signed_out_and_cannot_sign_in(backend: Backend) {
         .await;
     let body = json_of(res, StatusCode::OK).await;
     assert_eq!(body["disabled"], false);
-    app.login("ada@example.com").await;
+    let back = app.login("ada@example.com").await;
+    // The user sees what was done to the account, not who did it or from where.
+    let mine = json_of(
+        app.get_auth(
+            "/api/v1/me/audit-log?event_type=user_disabled",
+            token(&back),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let row = &mine["items"][0];
+    assert_eq!(row["event_type"], "user_disabled");
+    assert_eq!(row["actor_id"], Value::Null);
+    assert_eq!(row["ip"], Value::Null);
+    let all = json_of(
+        app.get_auth(
+            &format!("/api/v1/admin/audit-log?event_type=user_disabled&user_id={id}"),
+            &root,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(all["items"][0]["actor_id"].is_string());
+    assert_eq!(all["items"][0]["ip"], "127.0.0.1");
 }
 
 async fn deleting_a_user_removes_personal_data_and_keeps_the_id_in_the_audit_trail(
@@ -1005,6 +1030,10 @@ async fn admin_actions_are_audited_with_the_acting_admin(backend: Backend) {
     let body = json_of(res, StatusCode::OK).await;
     assert_eq!(body["email"], "renamed@example.com");
     assert_eq!(body["name"], Value::Null);
+    assert_eq!(
+        body["email_verified"], false,
+        "a new address is not verified"
+    );
     // The created user signs in with the password the administrator set.
     let res = app
         .post(
@@ -1035,7 +1064,7 @@ async fn admin_actions_are_audited_with_the_acting_admin(backend: Backend) {
         .unwrap();
     assert_eq!(
         updated.detail.as_ref().unwrap()["fields"],
-        json!(["email", "name"])
+        json!(["email", "name", "email_verified"])
     );
     let stored = serde_json::to_string(&rows).unwrap();
     assert!(!stored.contains(password));

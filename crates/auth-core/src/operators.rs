@@ -539,7 +539,8 @@ impl AuthService {
         })
     }
 
-    /// Change an account's email, name or verified flag.
+    /// Change an account's email, name or verified flag. A new address is unverified
+    /// unless the same request says otherwise.
     pub async fn admin_update_user(
         &self,
         operator: &Operator,
@@ -548,12 +549,16 @@ impl AuthService {
         name: Option<Option<String>>,
         email_verified: Option<bool>,
     ) -> AuthResult<ManagedUser> {
+        let changes_email = email.is_some();
         let update = AccountUpdate {
             email: email
                 .map(|e| Email::parse(&e).map_err(AuthError::InvalidEmail))
                 .transpose()?,
             name: name.map(normalise_name).transpose()?,
-            email_verified,
+            email_verified: match (changes_email, email_verified) {
+                (true, None) => Some(false),
+                (_, flag) => flag,
+            },
         };
         let fields: Vec<&str> = [
             update.email.as_ref().map(|_| "email"),
@@ -922,7 +927,16 @@ impl AuthService {
         limit: Option<usize>,
     ) -> AuthResult<Page<AuditRecord>> {
         query.user_id = Some(caller.user_id);
-        self.audit_page(query, cursor, limit).await
+        let mut page = self.audit_page(query, cursor, limit).await?;
+        // What an administrator did to the account is shown, not who did it or from where.
+        for row in &mut page.items {
+            if row.actor_id.is_some_and(|a| a != caller.user_id) {
+                row.actor_id = None;
+                row.ip = None;
+                row.user_agent = None;
+            }
+        }
+        Ok(page)
     }
 
     /// Delete audit rows older than the configured retention (housekeeping).
