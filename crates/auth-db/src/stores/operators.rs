@@ -162,6 +162,18 @@ macro_rules! lock_user {
     }};
 }
 
+/// `lock_role!(conn, &name)`: a no-op update that locks the role row for the rest of the
+/// transaction; answers 0 when there is no such role.
+macro_rules! lock_role {
+    ($conn:expr, $name:expr) => {{
+        diesel_async::RunQueryDsl::execute(
+            diesel::update($crate::schema::roles::table.find($name))
+                .set($crate::schema::roles::name.eq($crate::schema::roles::name)),
+            &mut *$conn,
+        )
+    }};
+}
+
 /// `select_managed!(conn, &id)`: the account and its disabled time.
 macro_rules! select_managed {
     ($conn:expr, $id:expr) => {{
@@ -252,18 +264,18 @@ impl OperatorStore for Database {
         let holder_pattern = like_containing(&format!("\"{name}\""));
         let audit = AuditRow::new(audit);
         write_tx!(self, |conn| {
+            // Lock the role first, so that the holders counted next include any
+            // assignment that was running (see `change_user_role`).
+            if lock_role!(conn, &name).await? == 0 {
+                return Ok(RoleDeletion::NotFound);
+            }
             let holders: i64 = users::table
                 .filter(users::roles.like(&holder_pattern).escape('\\'))
                 .count()
                 .get_result(conn)
                 .await?;
             if holders > 0 {
-                let exists: i64 = roles::table.find(&name).count().get_result(conn).await?;
-                return Ok(if exists > 0 {
-                    RoleDeletion::InUse
-                } else {
-                    RoleDeletion::NotFound
-                });
+                return Ok(RoleDeletion::InUse);
             }
             let n = diesel::delete(roles::table.find(&name).filter(roles::built_in.eq(false)))
                 .execute(conn)
@@ -365,11 +377,10 @@ impl OperatorStore for Database {
             if lock_user!(conn, &id).await? == 0 {
                 return Ok(Step::UnknownUser);
             }
-            if assign {
-                let exists: i64 = roles::table.find(&role).count().get_result(conn).await?;
-                if exists == 0 {
-                    return Ok(Step::UnknownRole);
-                }
+            // Locks the role row too: a concurrent deletion of the role either waits for
+            // this assignment (and then sees a holder) or makes this one see no role.
+            if assign && lock_role!(conn, &role).await? == 0 {
+                return Ok(Step::UnknownRole);
             }
             let current: String = users::table
                 .find(&id)
