@@ -23,6 +23,7 @@ on_both_backends!(
     the_audit_trail_records_each_flow_without_secrets,
     admin_actions_are_audited_with_the_acting_admin,
     bad_admin_input_gets_stable_errors,
+    mail_flows_reuse_and_lockout_are_audited_without_their_secrets,
 );
 
 /// Give `role` to `id` straight in the store (the test's setup, not the API under test).
@@ -1150,4 +1151,182 @@ async fn bad_admin_input_gets_stable_errors(backend: Backend) {
     )
     .await;
     problem(res, StatusCode::CONFLICT, "email_taken").await;
+}
+
+fn link_token(mail: &auth_notify::testing::ReceivedMail, path: &str) -> String {
+    let prefix = format!("https://app.example.com{path}?token=");
+    let at = mail
+        .text_body
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("no {path} link in {:?}", mail.subject));
+    mail.text_body[at + prefix.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+async fn mail_about(
+    sink: &auth_notify::testing::SmtpSink,
+    to: &str,
+    subject_has: &str,
+) -> auth_notify::testing::ReceivedMail {
+    let (want_to, want_subject) = (to.to_owned(), subject_has.to_lowercase());
+    sink.wait_for(
+        move |m| {
+            m.to.iter().any(|t| t == &want_to) && m.subject.to_lowercase().contains(&want_subject)
+        },
+        std::time::Duration::from_secs(15),
+    )
+    .await
+    .unwrap_or_else(|| panic!("no mail to {to} about {subject_has:?}"))
+}
+
+async fn mail_flows_reuse_and_lockout_are_audited_without_their_secrets(backend: Backend) {
+    let sink = auth_notify::testing::SmtpSink::start();
+    let builder = TestApp::builder(backend)
+        .var("AUTH__MAIL__TRANSPORT", "smtp")
+        .var("AUTH__MAIL__SMTP__HOST", "127.0.0.1")
+        .var("AUTH__MAIL__SMTP__PORT", &sink.port().to_string())
+        .var("AUTH__MAIL__SMTP__TLS", "none")
+        .var("AUTH__OUTBOX__POLL_INTERVAL_MS", "50")
+        .var("AUTH__APP__URL", "https://app.example.com")
+        .var("AUTH__TOKENS__REFRESH_REUSE_GRACE_SECS", "0");
+    let app = app!(builder, start);
+    let mut secrets: Vec<String> = vec![PASSWORD.to_owned()];
+    let t = app.signup("ada@example.com").await;
+    let id = uid(&t);
+    secrets.push(token(&t).to_owned());
+    secrets.push(t["refresh_token"].as_str().unwrap().to_owned());
+
+    let verify = link_token(
+        &mail_about(&sink, "ada@example.com", "confirm").await,
+        "/verify-email",
+    );
+    let res = app
+        .post("/api/v1/auth/email/verify", &json!({"token": verify}))
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    secrets.push(verify);
+
+    // Refresh token reuse after the (zero) grace window.
+    let rotated: Value = app
+        .refresh(t["refresh_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    secrets.push(rotated["refresh_token"].as_str().unwrap().to_owned());
+    let res = app.refresh(t["refresh_token"].as_str().unwrap()).await;
+    problem(res, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+
+    // Password reset.
+    let new_password = "a brand new passphrase";
+    app.post(
+        "/api/v1/auth/password/forgot",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    let reset = link_token(
+        &mail_about(&sink, "ada@example.com", "reset").await,
+        "/reset-password",
+    );
+    let res = app
+        .post(
+            "/api/v1/auth/password/reset",
+            &json!({"token": reset, "password": new_password}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    secrets.push(reset);
+    secrets.push(new_password.to_owned());
+
+    // Magic link and email code sign-ins.
+    app.post(
+        "/api/v1/auth/magic-link",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    let magic = link_token(
+        &mail_about(&sink, "ada@example.com", "sign-in link").await,
+        "/magic-link",
+    );
+    let res = app
+        .post("/api/v1/auth/magic-link/verify", &json!({"token": magic}))
+        .await;
+    let signed: Value = json_of(res, StatusCode::OK).await;
+    secrets.push(magic);
+    secrets.push(signed["refresh_token"].as_str().unwrap().to_owned());
+    app.post(
+        "/api/v1/auth/otp/send",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    let mail = mail_about(&sink, "ada@example.com", "code").await;
+    let code: String = mail
+        .text_body
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap()
+        .to_owned();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let res = app
+        .post(
+            "/api/v1/auth/otp/verify",
+            &json!({"email": "ada@example.com", "code": wrong}),
+        )
+        .await;
+    problem(res, StatusCode::BAD_REQUEST, "invalid_code").await;
+    let res = app
+        .post(
+            "/api/v1/auth/otp/verify",
+            &json!({"email": "ada@example.com", "code": code}),
+        )
+        .await;
+    json_of(res, StatusCode::OK).await;
+
+    // Lockout: five wrong passwords.
+    let wrong_password = "not my password at all";
+    for _ in 0..5 {
+        app.post(
+            "/api/v1/auth/login",
+            &json!({"email": "ada@example.com", "password": wrong_password}),
+        )
+        .await;
+    }
+    secrets.push(wrong_password.to_owned());
+
+    let rows: Vec<AuditRecord> = all_audit_rows(&app)
+        .await
+        .into_iter()
+        .filter(|r| r.user_id.map(|u| u.to_string()) == Some(id.clone()))
+        .collect();
+    let types: HashSet<&str> = rows.iter().map(|r| r.event_type.as_str()).collect();
+    for expected in [
+        "signed_up",
+        "verification_sent",
+        "email_verified",
+        "refresh_token_reuse_detected",
+        "password_reset",
+        "magic_link_sign_in",
+        "email_code_failed",
+        "email_code_sign_in",
+        "login_failed",
+        "account_locked",
+    ] {
+        assert!(
+            types.contains(expected),
+            "{expected} missing from {types:?}"
+        );
+    }
+    let stored = serde_json::to_string(&all_audit_rows(&app).await).unwrap();
+    for secret in &secrets {
+        assert!(
+            !stored.contains(secret.as_str()),
+            "a secret reached the audit trail"
+        );
+    }
+    assert!(
+        !stored.contains(&format!("\"{code}\"")),
+        "the code reached the audit trail"
+    );
 }
