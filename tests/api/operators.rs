@@ -24,6 +24,7 @@ on_both_backends!(
     admin_actions_are_audited_with_the_acting_admin,
     bad_admin_input_gets_stable_errors,
     mail_flows_reuse_and_lockout_are_audited_without_their_secrets,
+    created_users_get_the_default_roles_unless_roles_are_named,
 );
 
 /// Give `role` to `id` straight in the store (the test's setup, not the API under test).
@@ -1328,5 +1329,35 @@ async fn mail_flows_reuse_and_lockout_are_audited_without_their_secrets(backend:
     assert!(
         !stored.contains(&format!("\"{code}\"")),
         "the code reached the audit trail"
+    );
+}
+
+async fn created_users_get_the_default_roles_unless_roles_are_named(backend: Backend) {
+    let app = app!(
+        TestApp::builder(backend).var("AUTH__AUTH__DEFAULT_ROLES", "member"),
+        start
+    );
+    let (_, root) = admin(&app, "root@example.com").await;
+    let res = app
+        .post_auth(
+            "/api/v1/admin/users",
+            &root,
+            &json!({"email": "a@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        json_of(res, StatusCode::CREATED).await["roles"],
+        json!(["member"])
+    );
+    let res = app
+        .post_auth(
+            "/api/v1/admin/users",
+            &root,
+            &json!({"email": "b@example.com", "roles": ["admin"]}),
+        )
+        .await;
+    assert_eq!(
+        json_of(res, StatusCode::CREATED).await["roles"],
+        json!(["admin"])
     );
 }

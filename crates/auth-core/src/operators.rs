@@ -421,6 +421,9 @@ impl AuthService {
     ) -> AuthResult<User> {
         let email = Email::parse(&account.email).map_err(AuthError::InvalidEmail)?;
         let name = normalise_name(account.name)?;
+        // Roles an administrator names must exist; the configured defaults are given as
+        // sign-up gives them.
+        self.known_roles(&account.roles).await?;
         let mut roles = if account.roles.is_empty() {
             self.settings.default_roles.clone()
         } else {
@@ -433,7 +436,6 @@ impl AuthService {
         }
         let mut unique = HashSet::new();
         roles.retain(|r| unique.insert(r.clone()));
-        self.known_roles(&roles).await?;
         let password_hash = match &account.password {
             Some(p) => {
                 self.check_new_password(p, Some(&email)).await?;

@@ -894,6 +894,14 @@ impl Settings {
         {
             return Err("captcha.verify_url (an http(s) URL) and captcha.secret are required when captcha.enabled".into());
         }
+        if self
+            .auth
+            .default_roles
+            .iter()
+            .any(|r| r == auth_core::operators::ADMIN_ROLE)
+        {
+            return Err("auth.default_roles must not contain admin: every new account would be an administrator".into());
+        }
         let w = &self.webhooks;
         if w.max_attempts == 0 || w.max_attempts > 20 {
             return Err("webhooks.max_attempts must be between 1 and 20".into());

@@ -88,6 +88,18 @@ fn a_bad_setting_exits_2_naming_the_key() {
             "8",
             "password_policy.max_length",
         ),
+        (
+            "AUTH__AUTH__DEFAULT_ROLES",
+            "user,admin",
+            "auth.default_roles",
+        ),
+        ("AUTH__WEBHOOKS__MAX_ATTEMPTS", "0", "webhooks.max_attempts"),
+        (
+            "AUTH__WEBHOOKS__ALLOWED_HOSTS",
+            "https://x.org",
+            "webhooks.allowed_hosts",
+        ),
+        ("AUTH__AUDIT__RETENTION_DAYS", "0", "audit.retention_days"),
     ] {
         for args in [&["serve"][..], &["config", "check"][..], &["migrate"][..]] {
             let out = dir.command(args, &[(key, value)]).output().unwrap();
