@@ -41,6 +41,12 @@ pub enum EventKind {
     EmailCodeFailed,
     /// Repeated failed sign-ins locked an identifier.
     AccountLocked,
+    /// A sign-in through an external identity provider.
+    SocialSignIn,
+    /// An external identity was linked to an account.
+    IdentityLinked,
+    /// An external identity was unlinked from an account.
+    IdentityUnlinked,
 }
 
 /// One security event.

@@ -26,3 +26,5 @@ pub mod opaque;
 pub mod outbox;
 pub mod secret_box;
 pub mod service;
+pub mod identity;
+pub mod social;

@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use crate::error::{AuthError, AuthResult};
 use uuid::Uuid;
 
+mod identity;
+
 use crate::guard::{LockoutState, LockoutStore, RateLimitStore};
 use crate::model::{
     NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind, ProfileUpdate,
@@ -32,6 +34,8 @@ struct State {
     rate_windows: HashMap<(String, DateTime<Utc>), u32>,
     lockouts: HashMap<String, LockoutRow>,
     outbox: Vec<OutboxEntry>,
+    identities: Vec<crate::identity::Identity>,
+    oauth_records: HashMap<TokenHash, crate::identity::OAuthRecord>,
 }
 
 /// Failures in the current window: (count, window start, lock end).

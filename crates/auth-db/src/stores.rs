@@ -842,4 +842,5 @@ impl HealthCheck for Database {
 // After the macros above: textual scope.
 mod guard;
 mod one_time;
+mod identity;
 mod outbox;
