@@ -63,6 +63,12 @@ pub struct Settings {
     pub captcha: CaptchaSettingsFile,
     /// Logging.
     pub log: LogSettings,
+    /// Identity providers by id (social and OpenID Connect sign-in).
+    #[serde(default)]
+    pub providers: std::collections::BTreeMap<String, crate::providers::ProviderSettings>,
+    /// The browser redirect flow of social sign-in.
+    #[serde(default)]
+    pub oauth: crate::providers::OAuthFlowSettings,
 }
 
 /// `[server]`
@@ -677,6 +683,7 @@ impl Settings {
 
     /// Checks that serde cannot express.
     pub fn validate(&self) -> Result<(), String> {
+        crate::providers::validate(self)?;
         let url = self.server.public_url.as_str();
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/') {
             return Err("server.public_url must be an http(s) URL without a trailing slash".into());

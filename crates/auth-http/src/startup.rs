@@ -180,6 +180,10 @@ impl Application {
             breached,
         };
         let auth = Arc::new(AuthService::new(ports, auth_settings));
+        let social = Arc::new(
+            crate::providers::social_service(&settings, auth.clone(), database.clone())
+                .map_err(StartupError)?,
+        );
         let days = |n: u64| chrono::Duration::days(i64::try_from(n).unwrap_or(36_500).min(36_500));
         let housekeeping = tokio::spawn(housekeeping(
             auth.clone(),
@@ -215,6 +219,7 @@ impl Application {
             auth,
             health: database,
             settings: settings.clone(),
+            social,
         });
         let max_body = settings.server.max_body_bytes;
         let mut server = HttpServer::new(move || {

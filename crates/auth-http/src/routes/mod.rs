@@ -6,6 +6,7 @@ mod account;
 pub(crate) mod auth;
 mod health;
 mod me;
+mod oauth;
 mod well_known;
 
 /// Register every route of the API.
@@ -34,14 +35,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         web::post().to(account::verify_magic_link),
                     )
                     .route("/otp/send", web::post().to(account::send_code))
-                    .route("/otp/verify", web::post().to(account::verify_code)),
+                    .route("/otp/verify", web::post().to(account::verify_code))
+                    .configure(oauth::configure),
             )
             .service(
                 web::scope("/me")
                     .route("", web::get().to(me::get))
                     .route("", web::patch().to(me::update))
                     .route("/sessions", web::get().to(me::sessions))
-                    .route("/sessions/{id}", web::delete().to(me::revoke_session)),
+                    .route("/sessions/{id}", web::delete().to(me::revoke_session))
+                    .route("/identities/{id}", web::delete().to(oauth::unlink)),
             ),
     )
     .route("/.well-known/jwks.json", web::get().to(well_known::jwks))

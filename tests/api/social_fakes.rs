@@ -1,0 +1,196 @@
+//! One local HTTP server speaking the parts of the GitHub, Facebook Graph and X APIs that
+//! sign-in uses, in their real response formats.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use auth_oidc::oauth1;
+use serde_json::json;
+
+pub struct SocialFakes {
+    pub url: String,
+    bad_signatures: Arc<AtomicUsize>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+type Query = web::Query<HashMap<String, String>>;
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::to_owned)
+}
+
+async fn github_user(req: HttpRequest) -> HttpResponse {
+    if bearer(&req).as_deref() != Some("gh-token-ada") {
+        return HttpResponse::Unauthorized().json(json!({
+            "message": "Bad credentials",
+            "documentation_url": "https://docs.github.com/rest",
+            "status": "401"
+        }));
+    }
+    HttpResponse::Ok().json(json!({
+        "login": "ada", "id": 4242, "node_id": "MDQ6VXNlcjQyNDI=",
+        "avatar_url": "https://avatars.githubusercontent.com/u/4242?v=4",
+        "type": "User", "name": "Ada GitHub", "email": null
+    }))
+}
+
+async fn github_emails(req: HttpRequest) -> HttpResponse {
+    if bearer(&req).as_deref() != Some("gh-token-ada") {
+        return HttpResponse::Unauthorized().json(json!({"message": "Bad credentials"}));
+    }
+    HttpResponse::Ok().json(json!([
+        {"email": "old@github.example", "primary": false, "verified": false, "visibility": null},
+        {"email": "ada@github.example", "primary": true, "verified": true, "visibility": "private"}
+    ]))
+}
+
+fn graph_error(message: &str, code: u32) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({
+        "error": {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AbCdEf"}
+    }))
+}
+
+async fn facebook_debug_token(q: Query) -> HttpResponse {
+    if q.get("access_token").map(String::as_str) != Some("fb-app|fb-secret") {
+        return graph_error("Invalid OAuth access token - Cannot parse access token", 190);
+    }
+    let data = match q.get("input_token").map(String::as_str) {
+        Some("fb-token-ada") => json!({
+            "app_id": "fb-app", "type": "USER", "application": "Test", "is_valid": true,
+            "expires_at": 4102444800u64, "scopes": ["email", "public_profile"], "user_id": "1001"
+        }),
+        Some("fb-token-other-app") => json!({
+            "app_id": "another-app", "type": "USER", "application": "Other", "is_valid": true,
+            "expires_at": 4102444800u64, "scopes": ["email"], "user_id": "1002"
+        }),
+        _ => json!({
+            "is_valid": false,
+            "error": {"code": 190, "message": "Session has expired", "subcode": 463}
+        }),
+    };
+    HttpResponse::Ok().json(json!({"data": data}))
+}
+
+async fn facebook_me(q: Query) -> HttpResponse {
+    let token = q.get("access_token").cloned().unwrap_or_default();
+    let expected = auth_oidc::userinfo::appsecret_proof(&token, "fb-secret");
+    if q.get("appsecret_proof") != Some(&expected) {
+        return graph_error("Invalid appsecret_proof provided in the API argument", 100);
+    }
+    match token.as_str() {
+        "fb-token-ada" => HttpResponse::Ok().json(json!({
+            "id": "1001", "name": "Ada Facebook", "email": "ada@fb.example",
+            "picture": {"data": {"height": 50, "is_silhouette": false, "url": "https://platform-lookaside.fbsbx.com/p.jpg", "width": 50}}
+        })),
+        "fb-token-other-app" => HttpResponse::Ok().json(json!({
+            "id": "1002", "name": "Mallory", "email": "mallory@fb.example"
+        })),
+        _ => graph_error("Error validating access token", 190),
+    }
+}
+
+async fn x_users_me(req: HttpRequest) -> HttpResponse {
+    if bearer(&req).as_deref() != Some("x-token-ada") {
+        return HttpResponse::Unauthorized().json(json!({
+            "title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"
+        }));
+    }
+    HttpResponse::Ok().json(json!({
+        "data": {"id": "777", "name": "Ada X", "username": "ada_x",
+                 "profile_image_url": "https://pbs.twimg.com/profile_images/1/a_normal.jpg"}
+    }))
+}
+
+fn x_unauthorized() -> HttpResponse {
+    HttpResponse::Unauthorized().json(json!({
+        "errors": [{"code": 32, "message": "Could not authenticate you."}]
+    }))
+}
+
+async fn x_verify_credentials(
+    req: HttpRequest,
+    q: Query,
+    bad: web::Data<Arc<AtomicUsize>>,
+) -> HttpResponse {
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Some(fields) = oauth1::parse_authorization_header(header) else {
+        return x_unauthorized();
+    };
+    let field = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let ok_shape = field("oauth_consumer_key").as_deref() == Some("x-consumer-key")
+        && field("oauth_signature_method").as_deref() == Some("HMAC-SHA1")
+        && field("oauth_token").as_deref() == Some("x1-token")
+        && field("oauth_nonce").is_some()
+        && field("oauth_timestamp").is_some();
+    let Some(signature) = field("oauth_signature").filter(|_| ok_shape) else {
+        return x_unauthorized();
+    };
+    // Recompute the signature over what was received (RFC 5849 section 3.4.1).
+    let host = req.connection_info().host().to_owned();
+    let base_uri = format!("http://{host}{}", req.path());
+    let mut params: Vec<(String, String)> = q.into_inner().into_iter().collect();
+    params.extend(fields);
+    let base = oauth1::signature_base_string(req.method().as_str(), &base_uri, &params);
+    if oauth1::sign(&base, "x-consumer-secret", "x1-secret") != signature {
+        bad.fetch_add(1, Ordering::SeqCst);
+        return x_unauthorized();
+    }
+    HttpResponse::Ok().json(json!({
+        "id": 777, "id_str": "777", "name": "Ada X", "screen_name": "ada_x",
+        "profile_image_url_https": "https://pbs.twimg.com/profile_images/1/a_normal.jpg"
+    }))
+}
+
+impl SocialFakes {
+    pub async fn start() -> Self {
+        let bad_signatures = Arc::new(AtomicUsize::new(0));
+        let data = web::Data::new(bad_signatures.clone());
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(data.clone())
+                .route("/user", web::get().to(github_user))
+                .route("/user/emails", web::get().to(github_emails))
+                .route("/debug_token", web::get().to(facebook_debug_token))
+                .route("/me", web::get().to(facebook_me))
+                .route("/2/users/me", web::get().to(x_users_me))
+                .route(
+                    "/1.1/account/verify_credentials.json",
+                    web::get().to(x_verify_credentials),
+                )
+        })
+        .workers(1)
+        .bind(("127.0.0.1", 0))
+        .expect("bind fake APIs");
+        let port = server.addrs()[0].port();
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            bad_signatures,
+            handle,
+        }
+    }
+
+    pub fn bad_signatures(&self) -> usize {
+        self.bad_signatures.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for SocialFakes {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        tokio::spawn(async move { handle.stop(false).await });
+    }
+}
