@@ -252,4 +252,6 @@ pub trait IdentityStore: Send + Sync {
         kind: OAuthRecordKind,
         now: DateTime<Utc>,
     ) -> AuthResult<Option<OAuthRecord>>;
+    /// Delete the records that expired before `now` (abandoned sign-ins); returns how many.
+    async fn purge_expired_oauth_records(&self, now: DateTime<Utc>) -> AuthResult<u64>;
 }

@@ -176,6 +176,12 @@ impl SocialService {
         )
     }
 
+    /// Delete abandoned browser-flow records (housekeeping).
+    pub async fn purge_expired_oauth_records(&self) -> AuthResult<u64> {
+        let now = self.auth.ports.clock.now();
+        self.identities.purge_expired_oauth_records(now).await
+    }
+
     /// The identities of a user, oldest first.
     pub async fn identities_of(&self, user_id: UserId) -> AuthResult<Vec<Identity>> {
         self.identities.identities_of(user_id).await

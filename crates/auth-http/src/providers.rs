@@ -271,3 +271,16 @@ pub fn social_service(
         },
     ))
 }
+
+/// Housekeeping: delete abandoned browser-flow records now and then.
+pub async fn purge_expired_oauth_records(social: Arc<SocialService>, every: Duration) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+    loop {
+        tick.tick().await;
+        match social.purge_expired_oauth_records().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "expired sign-in states and codes deleted"),
+            Err(e) => tracing::warn!(error = %e, "could not purge expired sign-in states"),
+        }
+    }
+}

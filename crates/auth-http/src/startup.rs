@@ -198,6 +198,11 @@ impl Application {
             settings.outbox.batch_size,
         ));
 
+        let oauth_purge = tokio::spawn(crate::providers::purge_expired_oauth_records(
+            social.clone(),
+            Duration::from_secs(settings.server.housekeeping_interval_secs),
+        ));
+
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|e| {
             StartupError(format!(
@@ -258,7 +263,7 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
-            background: vec![housekeeping, outbox_worker],
+            background: vec![housekeeping, outbox_worker, oauth_purge],
         })
     }
 

@@ -146,4 +146,11 @@ impl IdentityStore for MemoryStore {
         }
         Ok(s.oauth_records.remove(hash))
     }
+
+    async fn purge_expired_oauth_records(&self, now: DateTime<Utc>) -> AuthResult<u64> {
+        let mut s = self.state();
+        let before = s.oauth_records.len();
+        s.oauth_records.retain(|_, r| r.expires_at > now);
+        Ok((before - s.oauth_records.len()) as u64)
+    }
 }

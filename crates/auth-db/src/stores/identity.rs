@@ -237,4 +237,14 @@ impl IdentityStore for Database {
             expires_at: r.expires_at.and_utc(),
         }))
     }
+
+    async fn purge_expired_oauth_records(&self, now: DateTime<Utc>) -> AuthResult<u64> {
+        let now = db_time(now);
+        let n = with_conn!(self, |conn| {
+            diesel::delete(oauth_records::table.filter(oauth_records::expires_at.le(now)))
+                .execute(conn)
+                .await
+        })?;
+        Ok(n as u64)
+    }
 }
