@@ -6,4 +6,5 @@ mod flows;
 mod guard;
 mod jwt;
 mod service;
+mod social;
 mod support;
