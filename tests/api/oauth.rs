@@ -33,9 +33,18 @@ const DONE: &str = "http://app.test/done";
 fn with_peer(backend: Backend, peer: &OidcPeer) -> TestAppBuilder {
     TestApp::builder(backend)
         .var("AUTH__PROVIDERS__TESTOP__ISSUER", &peer.issuer)
-        .var("AUTH__PROVIDERS__TESTOP__CLIENT_IDS", "auth-server,native-app")
-        .var("AUTH__PROVIDERS__TESTOP__CLIENT_SECRET", "auth-server-secret")
-        .var("AUTH__PROVIDERS__TESTOP__JWKS_REFRESH_MIN_INTERVAL_SECS", "0")
+        .var(
+            "AUTH__PROVIDERS__TESTOP__CLIENT_IDS",
+            "auth-server,native-app",
+        )
+        .var(
+            "AUTH__PROVIDERS__TESTOP__CLIENT_SECRET",
+            "auth-server-secret",
+        )
+        .var(
+            "AUTH__PROVIDERS__TESTOP__JWKS_REFRESH_MIN_INTERVAL_SECS",
+            "0",
+        )
         .var("AUTH__APP__REDIRECT_ALLOW_LIST", DONE)
 }
 
@@ -65,7 +74,12 @@ async fn id_token_sign_in_creates_the_account_then_signs_it_in(backend: Backend)
     let token = native_token(&peer, "ada").await;
 
     // First sign-in creates the account (the name in the body wins, as Apple sends it).
-    let res = sign_in(&app, "testop", &json!({"id_token": token, "name": "Ada Lovelace"})).await;
+    let res = sign_in(
+        &app,
+        "testop",
+        &json!({"id_token": token, "name": "Ada Lovelace"}),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     let first: Value = res.json().await.unwrap();
     let user = &first["user"];
@@ -80,9 +94,19 @@ async fn id_token_sign_in_creates_the_account_then_signs_it_in(backend: Backend)
     assert_eq!(claims["aal"], "aal1");
 
     // The account has no password, and one identity keyed by (provider, subject).
-    let creds = app.db.credentials_by_email("ada@example.com").await.unwrap().unwrap();
+    let creds = app
+        .db
+        .credentials_by_email("ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(creds.password_hash.is_none());
-    let identity = app.db.identity_by_subject("testop", "ada").await.unwrap().unwrap();
+    let identity = app
+        .db
+        .identity_by_subject("testop", "ada")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(identity.user_id, creds.user.id);
 
     // A second token of the same subject signs the same account in.
@@ -102,7 +126,12 @@ async fn id_token_sign_in_creates_the_account_then_signs_it_in(backend: Backend)
     // Exactly one of id_token / access_token.
     let res = sign_in(&app, "testop", &json!({})).await;
     problem(res, StatusCode::BAD_REQUEST, "invalid_request").await;
-    let res = sign_in(&app, "testop", &json!({"id_token": "x", "access_token": "y"})).await;
+    let res = sign_in(
+        &app,
+        "testop",
+        &json!({"id_token": "x", "access_token": "y"}),
+    )
+    .await;
     problem(res, StatusCode::BAD_REQUEST, "invalid_request").await;
 }
 
@@ -118,7 +147,9 @@ async fn foreign_expired_forged_and_wrong_nonce_tokens_are_refused(backend: Back
     );
 
     // Issued by the provider, but to another app.
-    let foreign = peer.id_token("other-app", "other-secret", "eve", None).await;
+    let foreign = peer
+        .id_token("other-app", "other-secret", "eve", None)
+        .await;
     let res = sign_in(&app, "testop", &json!({"id_token": foreign})).await;
     problem(res, StatusCode::UNAUTHORIZED, "invalid_id_token").await;
 
@@ -160,13 +191,34 @@ async fn foreign_expired_forged_and_wrong_nonce_tokens_are_refused(backend: Back
     problem(res, StatusCode::UNAUTHORIZED, "invalid_id_token").await;
 
     // Nonces: the app's nonce must be the token's.
-    let with_nonce = peer.id_token("native-app", "native-secret", "eve", Some("n-1")).await;
-    let res = sign_in(&app, "testop", &json!({"id_token": with_nonce, "nonce": "n-2"})).await;
+    let with_nonce = peer
+        .id_token("native-app", "native-secret", "eve", Some("n-1"))
+        .await;
+    let res = sign_in(
+        &app,
+        "testop",
+        &json!({"id_token": with_nonce, "nonce": "n-2"}),
+    )
+    .await;
     problem(res, StatusCode::UNAUTHORIZED, "invalid_id_token").await;
-    let res = sign_in(&app, "testop", &json!({"id_token": genuine, "nonce": "n-1"})).await;
+    let res = sign_in(
+        &app,
+        "testop",
+        &json!({"id_token": genuine, "nonce": "n-1"}),
+    )
+    .await;
     problem(res, StatusCode::UNAUTHORIZED, "invalid_id_token").await;
-    assert_eq!(user_count(&app, "eve@example.com").await, 0, "nothing created");
-    let res = sign_in(&app, "testop", &json!({"id_token": with_nonce, "nonce": "n-1"})).await;
+    assert_eq!(
+        user_count(&app, "eve@example.com").await,
+        0,
+        "nothing created"
+    );
+    let res = sign_in(
+        &app,
+        "testop",
+        &json!({"id_token": with_nonce, "nonce": "n-1"}),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
 
     // Apple style: the token carries SHA-256 hex of the nonce the app posts.
@@ -174,10 +226,22 @@ async fn foreign_expired_forged_and_wrong_nonce_tokens_are_refused(backend: Back
         use sha2::{Digest, Sha256};
         hex::encode(Sha256::digest(b"raw-nonce"))
     };
-    let apple_like = peer.id_token("native-app", "native-secret", "eve", Some(&hashed)).await;
-    let res = sign_in(&app, "hashednonce", &json!({"id_token": apple_like, "nonce": "raw-nonce"})).await;
+    let apple_like = peer
+        .id_token("native-app", "native-secret", "eve", Some(&hashed))
+        .await;
+    let res = sign_in(
+        &app,
+        "hashednonce",
+        &json!({"id_token": apple_like, "nonce": "raw-nonce"}),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let res = sign_in(&app, "hashednonce", &json!({"id_token": apple_like, "nonce": "other"})).await;
+    let res = sign_in(
+        &app,
+        "hashednonce",
+        &json!({"id_token": apple_like, "nonce": "other"}),
+    )
+    .await;
     problem(res, StatusCode::UNAUTHORIZED, "invalid_id_token").await;
 }
 
@@ -186,7 +250,11 @@ async fn a_rotated_signing_key_is_fetched_on_its_unknown_kid(backend: Backend) {
     let app = app!(with_peer(backend, &peer), start);
     let before = native_token(&peer, "ada").await;
     let res = sign_in(&app, "testop", &json!({"id_token": before})).await;
-    assert_eq!(res.status(), StatusCode::OK, "the first key set is now cached");
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the first key set is now cached"
+    );
     let first: Value = res.json().await.unwrap();
 
     let kid = peer.rotate_key().await;
@@ -221,7 +289,9 @@ async fn unknown_and_unreachable_providers(backend: Backend) {
         format!(
             "{}.{}.{}",
             b64.encode(br#"{"alg":"RS256","kid":"k"}"#),
-            b64.encode(br#"{"iss":"http://127.0.0.1:1","aud":"app","sub":"s","exp":4102444800,"iat":1}"#),
+            b64.encode(
+                br#"{"iss":"http://127.0.0.1:1","aud":"app","sub":"s","exp":4102444800,"iat":1}"#
+            ),
             b64.encode(b"sig")
         )
     };
@@ -252,10 +322,18 @@ async fn browser_flow(app: &TestApp, login: &str, challenge: &str, intent: &str)
     assert_eq!(res.status(), StatusCode::FOUND);
     let to_provider = res.headers()["location"].to_str().unwrap().to_owned();
     let url = reqwest::Url::parse(&to_provider).unwrap();
-    let q = |k: &str| url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
+    let q = |k: &str| {
+        url.query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+    };
     assert_eq!(q("code_challenge_method").as_deref(), Some("S256"));
     assert!(q("state").is_some() && q("nonce").is_some() && q("code_challenge").is_some());
-    assert_ne!(q("code_challenge").as_deref(), Some(challenge), "our own PKCE pair, not the app's");
+    assert_ne!(
+        q("code_challenge").as_deref(),
+        Some(challenge),
+        "our own PKCE pair, not the app's"
+    );
     assert_eq!(q("redirect_uri").as_deref(), Some(CALLBACK));
 
     let browser = OidcPeer::browser();
@@ -306,7 +384,12 @@ async fn redirect_flow_with_pkce_end_to_end(backend: Backend) {
     // A wrong verifier burns the code.
     let (verifier, challenge) = pkce();
     let code = code_of(&browser_flow(&app, "grace", &challenge, "").await);
-    let res = exchange(&app, &code, "a-verifier-of-someone-else-entirely-0123456789").await;
+    let res = exchange(
+        &app,
+        &code,
+        "a-verifier-of-someone-else-entirely-0123456789",
+    )
+    .await;
     problem(res, StatusCode::BAD_REQUEST, "invalid_code").await;
     let res = exchange(&app, &code, &verifier).await;
     problem(res, StatusCode::BAD_REQUEST, "invalid_code").await;
@@ -388,7 +471,12 @@ async fn verified_emails_on_both_sides_link_automatically(backend: Backend) {
     let app = app!(with_peer(backend, &peer), start);
     let (id, _) = password_account(&app, "ada@example.com", true).await;
 
-    let res = sign_in(&app, "testop", &json!({"id_token": native_token(&peer, "ada").await})).await;
+    let res = sign_in(
+        &app,
+        "testop",
+        &json!({"id_token": native_token(&peer, "ada").await}),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     let t: Value = res.json().await.unwrap();
     assert_eq!(t["user"]["id"], id.to_string());
@@ -406,17 +494,32 @@ async fn an_unverified_side_requires_an_explicit_link(backend: Backend) {
     let token = native_token(&peer, "ada").await;
     let res = sign_in(&app, "testop", &json!({"id_token": token})).await;
     problem(res, StatusCode::CONFLICT, "link_required").await;
-    assert!(app.db.identity_by_subject("testop", "ada").await.unwrap().is_none());
+    assert!(
+        app.db
+            .identity_by_subject("testop", "ada")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Signed in, the user links it; then it signs them in.
     let res = app
-        .post_auth("/api/v1/auth/oauth/testop/link", &access, &json!({"id_token": token}))
+        .post_auth(
+            "/api/v1/auth/oauth/testop/link",
+            &access,
+            &json!({"id_token": token}),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let user: Value = res.json().await.unwrap();
     assert_eq!(user["id"], id.to_string());
     assert_eq!(user["identities"][0]["provider"], "testop");
-    let res = sign_in(&app, "testop", &json!({"id_token": native_token(&peer, "ada").await})).await;
+    let res = sign_in(
+        &app,
+        "testop",
+        &json!({"id_token": native_token(&peer, "ada").await}),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     let t: Value = res.json().await.unwrap();
     assert_eq!(t["user"]["id"], id.to_string());
@@ -449,7 +552,12 @@ async fn strict_mode_requires_a_separate_signup(backend: Backend) {
         with_peer(backend, &peer).var("AUTH__PROVIDERS__TESTOP__SIGNUP", "strict"),
         start
     );
-    let res = sign_in(&app, "testop", &json!({"id_token": native_token(&peer, "dan").await})).await;
+    let res = sign_in(
+        &app,
+        "testop",
+        &json!({"id_token": native_token(&peer, "dan").await}),
+    )
+    .await;
     problem(res, StatusCode::FORBIDDEN, "signup_required").await;
     assert_eq!(user_count(&app, "dan@example.com").await, 0);
 
@@ -470,7 +578,12 @@ async fn strict_mode_requires_a_separate_signup(backend: Backend) {
     .await;
     problem(res, StatusCode::CONFLICT, "identity_exists").await;
 
-    let res = sign_in(&app, "testop", &json!({"id_token": native_token(&peer, "dan").await})).await;
+    let res = sign_in(
+        &app,
+        "testop",
+        &json!({"id_token": native_token(&peer, "dan").await}),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     let t: Value = res.json().await.unwrap();
     assert_eq!(t["user"]["id"], created["user"]["id"]);
@@ -482,10 +595,18 @@ async fn strict_mode_requires_a_separate_signup(backend: Backend) {
 async fn unlinking_the_last_way_to_sign_in_is_refused(backend: Backend) {
     let peer = OidcPeer::start().await;
     let app = app!(with_peer(backend, &peer), start);
-    let res = sign_in(&app, "testop", &json!({"id_token": native_token(&peer, "erin").await})).await;
+    let res = sign_in(
+        &app,
+        "testop",
+        &json!({"id_token": native_token(&peer, "erin").await}),
+    )
+    .await;
     let t: Value = res.json().await.unwrap();
     let access = t["access_token"].as_str().unwrap().to_owned();
-    let first = t["user"]["identities"][0]["id"].as_str().unwrap().to_owned();
+    let first = t["user"]["identities"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let res = app
         .client
@@ -521,7 +642,12 @@ async fn unlinking_the_last_way_to_sign_in_is_refused(backend: Backend) {
     };
     assert_eq!(delete(first.clone()).await.status(), StatusCode::NO_CONTENT);
     problem(delete(first).await, StatusCode::NOT_FOUND, "not_found").await;
-    problem(delete(second).await, StatusCode::CONFLICT, "last_sign_in_method").await;
+    problem(
+        delete(second).await,
+        StatusCode::CONFLICT,
+        "last_sign_in_method",
+    )
+    .await;
     let left = app
         .db
         .identities_of(t["user"]["id"].as_str().unwrap().parse().unwrap())
@@ -549,7 +675,12 @@ async fn unlinking_the_last_way_to_sign_in_is_refused(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    let res = app.post("/api/v1/auth/login", &json!({"email": "frank@example.com", "password": PASSWORD})).await;
+    let res = app
+        .post(
+            "/api/v1/auth/login",
+            &json!({"email": "frank@example.com", "password": PASSWORD}),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
 }
 
@@ -563,7 +694,10 @@ fn with_fakes(backend: Backend, fakes: &SocialFakes) -> TestAppBuilder {
         .var("AUTH__PROVIDERS__FACEBOOK__API_BASE_URL", &fakes.url)
         .var("AUTH__PROVIDERS__TWITTER__CLIENT_IDS", "x-client")
         .var("AUTH__PROVIDERS__TWITTER__CONSUMER_KEY", "x-consumer-key")
-        .var("AUTH__PROVIDERS__TWITTER__CONSUMER_SECRET", "x-consumer-secret")
+        .var(
+            "AUTH__PROVIDERS__TWITTER__CONSUMER_SECRET",
+            "x-consumer-secret",
+        )
         .var("AUTH__PROVIDERS__TWITTER__API_BASE_URL", &fakes.url)
 }
 
@@ -576,7 +710,13 @@ async fn github_signs_in_with_the_primary_verified_email(backend: Backend) {
     assert_eq!(t["user"]["email"], "ada@github.example");
     assert_eq!(t["user"]["email_verified"], true);
     assert_eq!(t["user"]["name"], "Ada GitHub");
-    assert!(app.db.identity_by_subject("github", "4242").await.unwrap().is_some());
+    assert!(
+        app.db
+            .identity_by_subject("github", "4242")
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     let res = sign_in(&app, "github", &json!({"access_token": "revoked"})).await;
     problem(res, StatusCode::UNAUTHORIZED, "provider_rejected").await;
@@ -593,10 +733,21 @@ async fn facebook_checks_the_app_and_the_appsecret_proof(backend: Backend) {
     let t: Value = res.json().await.unwrap();
     assert_eq!(t["user"]["email"], "ada@fb.example");
     assert_eq!(t["user"]["name"], "Ada Facebook");
-    assert!(app.db.identity_by_subject("facebook", "1001").await.unwrap().is_some());
+    assert!(
+        app.db
+            .identity_by_subject("facebook", "1001")
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // A valid token issued to another app is not ours.
-    let res = sign_in(&app, "facebook", &json!({"access_token": "fb-token-other-app"})).await;
+    let res = sign_in(
+        &app,
+        "facebook",
+        &json!({"access_token": "fb-token-other-app"}),
+    )
+    .await;
     problem(res, StatusCode::UNAUTHORIZED, "provider_rejected").await;
     assert_eq!(user_count(&app, "mallory@fb.example").await, 0);
     let res = sign_in(&app, "facebook", &json!({"access_token": "expired"})).await;
@@ -608,11 +759,20 @@ async fn x_oauth2_and_oauth1_tokens_reach_the_same_identity(backend: Backend) {
     let app = app!(with_fakes(backend, &fakes), start);
     // X shares no email address: a new account cannot be made from it alone.
     let res = sign_in(&app, "twitter", &json!({"access_token": "x-token-ada"})).await;
-    problem(res, StatusCode::UNPROCESSABLE_ENTITY, "provider_email_missing").await;
+    problem(
+        res,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "provider_email_missing",
+    )
+    .await;
 
     let (id, access) = password_account(&app, "ada@example.com", false).await;
     let res = app
-        .post_auth("/api/v1/auth/oauth/twitter/link", &access, &json!({"access_token": "x-token-ada"}))
+        .post_auth(
+            "/api/v1/auth/oauth/twitter/link",
+            &access,
+            &json!({"access_token": "x-token-ada"}),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
 
@@ -639,5 +799,9 @@ async fn x_oauth2_and_oauth1_tokens_reach_the_same_identity(backend: Backend) {
     )
     .await;
     problem(res, StatusCode::UNAUTHORIZED, "provider_rejected").await;
-    assert_eq!(fakes.bad_signatures(), 1, "the fake saw exactly one bad signature");
+    assert_eq!(
+        fakes.bad_signatures(),
+        1,
+        "the fake saw exactly one bad signature"
+    );
 }

@@ -59,7 +59,10 @@ fn graph_error(message: &str, code: u32) -> HttpResponse {
 
 async fn facebook_debug_token(q: Query) -> HttpResponse {
     if q.get("access_token").map(String::as_str) != Some("fb-app|fb-secret") {
-        return graph_error("Invalid OAuth access token - Cannot parse access token", 190);
+        return graph_error(
+            "Invalid OAuth access token - Cannot parse access token",
+            190,
+        );
     }
     let data = match q.get("input_token").map(String::as_str) {
         Some("fb-token-ada") => json!({

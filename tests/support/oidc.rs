@@ -33,7 +33,9 @@ fn ensure_installed() {
     }
     let lock = dir.join(".install-lock");
     if std::fs::create_dir(&lock).is_ok() {
-        eprintln!("tests/peers/oidc-provider: node_modules missing, running `npm ci` (pinned by package-lock.json)");
+        eprintln!(
+            "tests/peers/oidc-provider: node_modules missing, running `npm ci` (pinned by package-lock.json)"
+        );
         let status = std::process::Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&dir)
@@ -47,7 +49,10 @@ fn ensure_installed() {
         while !ready.exists() && lock.exists() {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
-        assert!(ready.exists(), "`npm ci` in tests/peers/oidc-provider failed");
+        assert!(
+            ready.exists(),
+            "`npm ci` in tests/peers/oidc-provider failed"
+        );
     }
 }
 

@@ -114,8 +114,10 @@ pub trait IdentityProvider: Send + Sync {
         request: &AuthorizationRequest,
     ) -> Result<String, ProviderError>;
     /// Exchange an authorization code (with PKCE) and say whose identity it proves.
-    async fn exchange_code(&self, exchange: &CodeExchange)
-    -> Result<ExternalIdentity, ProviderError>;
+    async fn exchange_code(
+        &self,
+        exchange: &CodeExchange,
+    ) -> Result<ExternalIdentity, ProviderError>;
 }
 
 /// Identifies a linked identity.

@@ -20,11 +20,11 @@ pub mod ports;
 pub mod random;
 
 pub use error::{AuthError, AuthResult};
+pub mod identity;
 pub mod jwt;
 pub mod mail;
 pub mod opaque;
 pub mod outbox;
 pub mod secret_box;
 pub mod service;
-pub mod identity;
 pub mod social;

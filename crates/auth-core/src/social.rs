@@ -19,8 +19,7 @@ use crate::error::{AuthError, AuthResult};
 use crate::events::EventKind;
 use crate::identity::{
     AuthorizationRequest, CodeExchange, ExternalIdentity, Identity, IdentityId, IdentityProvider,
-    IdentityStore, OAuthRecord, OAuthRecordKind, ProviderCredential, ProviderError,
-    UnlinkOutcome,
+    IdentityStore, OAuthRecord, OAuthRecordKind, ProviderCredential, ProviderError, UnlinkOutcome,
 };
 use crate::model::{ClientInfo, NewUser, ProfileUpdate, User, UserId};
 use crate::opaque;
@@ -627,11 +626,7 @@ impl SocialService {
             .await?
             .ok_or(AuthError::InvalidCode)?;
         let challenge = pkce_challenge(code_verifier.expose_secret());
-        if !bool::from(
-            challenge
-                .as_bytes()
-                .ct_eq(payload.app_challenge.as_bytes()),
-        ) {
+        if !bool::from(challenge.as_bytes().ct_eq(payload.app_challenge.as_bytes())) {
             return Err(AuthError::InvalidCode);
         }
         let user = self

@@ -127,4 +127,3 @@ diesel::table! {
         expires_at -> Timestamp,
     }
 }
-

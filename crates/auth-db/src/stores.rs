@@ -841,6 +841,6 @@ impl HealthCheck for Database {
 
 // After the macros above: textual scope.
 mod guard;
-mod one_time;
 mod identity;
+mod one_time;
 mod outbox;

@@ -2572,7 +2572,13 @@ mod identities {
             .await
             .unwrap_err();
         assert!(matches!(err, AuthError::EmailTaken), "{err:?}");
-        assert!(store.identity_by_subject("google", "g-2").await.unwrap().is_none());
+        assert!(
+            store
+                .identity_by_subject("google", "g-2")
+                .await
+                .unwrap()
+                .is_none()
+        );
 
         // The identity is taken: no user is written.
         let other = passwordless("bob@example.com");
@@ -2592,8 +2598,14 @@ mod identities {
     }
 
     async fn an_identity_links_to_one_user_only(store: Ids) {
-        let a = store.insert_user(&new_user("a@example.com"), None).await.unwrap();
-        let b = store.insert_user(&new_user("b@example.com"), None).await.unwrap();
+        let a = store
+            .insert_user(&new_user("a@example.com"), None)
+            .await
+            .unwrap();
+        let b = store
+            .insert_user(&new_user("b@example.com"), None)
+            .await
+            .unwrap();
         let github = identity(a.id, "github", "42", 5);
         store.link_identity(&github).await.unwrap();
         let err = store
@@ -2606,7 +2618,10 @@ mod identities {
         store.link_identity(&gitlab).await.unwrap();
         let older = identity(a.id, "google", "g", 1);
         store.link_identity(&older).await.unwrap();
-        assert_eq!(store.identities_of(a.id).await.unwrap(), vec![older, github]);
+        assert_eq!(
+            store.identities_of(a.id).await.unwrap(),
+            vec![older, github]
+        );
         assert_eq!(store.identities_of(b.id).await.unwrap(), vec![gitlab]);
         let err = store
             .link_identity(&identity(UserId::new(), "google", "nobody", 1))
@@ -2621,22 +2636,37 @@ mod identities {
         store.insert_user_with_identity(&new, &first).await.unwrap();
         let second = identity(new.id, "github", "s-2", 1);
         store.link_identity(&second).await.unwrap();
-        let stranger = store.insert_user(&new_user("x@example.com"), None).await.unwrap();
+        let stranger = store
+            .insert_user(&new_user("x@example.com"), None)
+            .await
+            .unwrap();
 
         assert_eq!(
-            store.unlink_identity(stranger.id, first.id, at(2)).await.unwrap(),
+            store
+                .unlink_identity(stranger.id, first.id, at(2))
+                .await
+                .unwrap(),
             UnlinkOutcome::NotFound
         );
         assert_eq!(
-            store.unlink_identity(new.id, first.id, at(2)).await.unwrap(),
+            store
+                .unlink_identity(new.id, first.id, at(2))
+                .await
+                .unwrap(),
             UnlinkOutcome::Removed
         );
         assert_eq!(
-            store.unlink_identity(new.id, first.id, at(2)).await.unwrap(),
+            store
+                .unlink_identity(new.id, first.id, at(2))
+                .await
+                .unwrap(),
             UnlinkOutcome::NotFound
         );
         assert_eq!(
-            store.unlink_identity(new.id, second.id, at(3)).await.unwrap(),
+            store
+                .unlink_identity(new.id, second.id, at(3))
+                .await
+                .unwrap(),
             UnlinkOutcome::LastSignInMethod
         );
         assert_eq!(store.identities_of(new.id).await.unwrap(), vec![second]);
@@ -2645,7 +2675,10 @@ mod identities {
         let only = identity(stranger.id, "google", "x-1", 0);
         store.link_identity(&only).await.unwrap();
         assert_eq!(
-            store.unlink_identity(stranger.id, only.id, at(4)).await.unwrap(),
+            store
+                .unlink_identity(stranger.id, only.id, at(4))
+                .await
+                .unwrap(),
             UnlinkOutcome::Removed
         );
         assert!(store.identities_of(stranger.id).await.unwrap().is_empty());
@@ -2688,7 +2721,12 @@ mod identities {
         store.put_oauth_record(&state).await.unwrap();
         let take = |kind, secs| {
             let (store, hash) = (store.clone(), state.token_hash.clone());
-            async move { store.take_oauth_record(&hash, kind, at(secs)).await.unwrap() }
+            async move {
+                store
+                    .take_oauth_record(&hash, kind, at(secs))
+                    .await
+                    .unwrap()
+            }
         };
         assert_eq!(take(OAuthRecordKind::Code, 1).await, None, "another kind");
         assert_eq!(take(OAuthRecordKind::State, 600).await, None, "expired");

@@ -184,10 +184,9 @@ pub(crate) async fn json_answer<T: serde::de::DeserializeOwned>(
     let response = response.map_err(unavailable)?;
     let status = response.status();
     if status.is_success() {
-        return response
-            .json::<T>()
-            .await
-            .map_err(|e| ProviderError::Unavailable(format!("{what}: malformed answer: {}", without_url(e))));
+        return response.json::<T>().await.map_err(|e| {
+            ProviderError::Unavailable(format!("{what}: malformed answer: {}", without_url(e)))
+        });
     }
     if matches!(status.as_u16(), 400 | 401 | 403) {
         return Err(ProviderError::Rejected(format!("{what}: HTTP {status}")));
@@ -197,7 +196,11 @@ pub(crate) async fn json_answer<T: serde::de::DeserializeOwned>(
 
 /// Join a base URL and a path.
 pub(crate) fn join(base: &str, path: &str) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
 }
 
 /// `url` with the query parameters appended.

@@ -76,7 +76,10 @@ pub fn authorization_header(
     timestamp: u64,
 ) -> String {
     let mut protocol = vec![
-        ("oauth_consumer_key".to_owned(), credentials.consumer_key.to_owned()),
+        (
+            "oauth_consumer_key".to_owned(),
+            credentials.consumer_key.to_owned(),
+        ),
         ("oauth_nonce".to_owned(), nonce.to_owned()),
         ("oauth_signature_method".to_owned(), "HMAC-SHA1".to_owned()),
         ("oauth_timestamp".to_owned(), timestamp.to_string()),
@@ -183,9 +186,21 @@ mod tests {
             token_secret: "ts",
         };
         let query = vec![p("include_email", "true")];
-        let header = authorization_header("GET", "https://api.x.com/1.1/a.json", &query, &creds, "n o", 42);
+        let header = authorization_header(
+            "GET",
+            "https://api.x.com/1.1/a.json",
+            &query,
+            &creds,
+            "n o",
+            42,
+        );
         let fields = parse_authorization_header(&header).unwrap();
-        let signature = fields.iter().find(|(k, _)| k == "oauth_signature").unwrap().1.clone();
+        let signature = fields
+            .iter()
+            .find(|(k, _)| k == "oauth_signature")
+            .unwrap()
+            .1
+            .clone();
         let mut all = query.clone();
         all.extend(fields);
         let base = signature_base_string("GET", "https://api.x.com/1.1/a.json", &all);

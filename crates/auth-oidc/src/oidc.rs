@@ -18,9 +18,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use crate::{
-    NonceHashing, ProviderConfig, ProviderKind, http_client, json_answer, with_query,
-};
+use crate::{NonceHashing, ProviderConfig, ProviderKind, http_client, json_answer, with_query};
 
 /// The parts of a discovery document we use, after configured overrides.
 #[derive(Debug, Clone, Deserialize)]
@@ -47,7 +45,13 @@ pub struct OidcProvider {
     keys: Mutex<Option<KeyCache>>,
 }
 
-fn presets(kind: ProviderKind) -> (Option<&'static str>, Option<&'static str>, [Option<&'static str>; 3]) {
+fn presets(
+    kind: ProviderKind,
+) -> (
+    Option<&'static str>,
+    Option<&'static str>,
+    [Option<&'static str>; 3],
+) {
     // (issuer, discovery URL, [authorization, token, jwks])
     match kind {
         ProviderKind::Google => (
@@ -180,7 +184,11 @@ impl OidcProvider {
 
     /// The key set, fetched when absent or stale, or refreshed when `kid` is unknown (at most
     /// once per `jwks_refresh_min_interval`, so bogus `kid`s cannot hammer the provider).
-    async fn keys(&self, jwks_uri: &str, kid: Option<&str>) -> Result<CoreJsonWebKeySet, ProviderError> {
+    async fn keys(
+        &self,
+        jwks_uri: &str,
+        kid: Option<&str>,
+    ) -> Result<CoreJsonWebKeySet, ProviderError> {
         let mut cache = self.keys.lock().await;
         let knows = |set: &CoreJsonWebKeySet| match kid {
             None => true,
@@ -362,7 +370,10 @@ impl IdentityProvider for OidcProvider {
             ("grant_type", "authorization_code".to_owned()),
             ("code", exchange.code.clone()),
             ("redirect_uri", exchange.redirect_uri.clone()),
-            ("code_verifier", exchange.pkce_verifier.expose_secret().to_owned()),
+            (
+                "code_verifier",
+                exchange.pkce_verifier.expose_secret().to_owned(),
+            ),
         ];
         let mut request = self.http.post(&endpoint);
         match (&secret, self.config.kind) {
@@ -383,4 +394,3 @@ impl IdentityProvider for OidcProvider {
             .await
     }
 }
-

@@ -36,7 +36,9 @@ fn endpoints(config: &ProviderConfig, preset: [&str; 3], scopes: &[&str]) -> End
     }
 }
 
-fn access_token(credential: &ProviderCredential) -> Result<(&SecretString, Option<&SecretString>), ProviderError> {
+fn access_token(
+    credential: &ProviderCredential,
+) -> Result<(&SecretString, Option<&SecretString>), ProviderError> {
     match credential {
         ProviderCredential::AccessToken {
             access_token,
@@ -89,12 +91,18 @@ async fn exchange_for_access_token(
         ("grant_type", "authorization_code".to_owned()),
         ("code", exchange.code.clone()),
         ("redirect_uri", exchange.redirect_uri.clone()),
-        ("code_verifier", exchange.pkce_verifier.expose_secret().to_owned()),
+        (
+            "code_verifier",
+            exchange.pkce_verifier.expose_secret().to_owned(),
+        ),
     ];
     let mut request = http
         .post(token_endpoint)
         .header(reqwest::header::ACCEPT, "application/json");
-    let secret = config.client_secret.as_ref().map(|s| s.expose_secret().to_owned());
+    let secret = config
+        .client_secret
+        .as_ref()
+        .map(|s| s.expose_secret().to_owned());
     match secret {
         Some(secret) if basic_auth => request = request.basic_auth(&client_id, Some(secret)),
         Some(secret) => {
@@ -103,7 +111,8 @@ async fn exchange_for_access_token(
         }
         None => form.push(("client_id", client_id)),
     }
-    let answer: TokenAnswer = json_answer(request.form(&form).send().await, "token endpoint").await?;
+    let answer: TokenAnswer =
+        json_answer(request.form(&form).send().await, "token endpoint").await?;
     match (answer.access_token, answer.error) {
         (Some(token), None) => Ok(SecretString::from(token)),
         (_, error) => Err(ProviderError::Rejected(format!(
@@ -189,19 +198,33 @@ impl Github {
 
 #[async_trait]
 impl IdentityProvider for Github {
-    async fn verify(&self, credential: &ProviderCredential) -> Result<ExternalIdentity, ProviderError> {
+    async fn verify(
+        &self,
+        credential: &ProviderCredential,
+    ) -> Result<ExternalIdentity, ProviderError> {
         let (token, _) = access_token(credential)?;
         self.user(token.expose_secret()).await
     }
 
-    async fn authorization_url(&self, request: &AuthorizationRequest) -> Result<String, ProviderError> {
+    async fn authorization_url(
+        &self,
+        request: &AuthorizationRequest,
+    ) -> Result<String, ProviderError> {
         authorization_url(&self.config, &self.endpoints, request)
     }
 
-    async fn exchange_code(&self, exchange: &CodeExchange) -> Result<ExternalIdentity, ProviderError> {
-        let token =
-            exchange_for_access_token(&self.http, &self.config, &self.endpoints.token, exchange, false)
-                .await?;
+    async fn exchange_code(
+        &self,
+        exchange: &CodeExchange,
+    ) -> Result<ExternalIdentity, ProviderError> {
+        let token = exchange_for_access_token(
+            &self.http,
+            &self.config,
+            &self.endpoints.token,
+            exchange,
+            false,
+        )
+        .await?;
         self.user(token.expose_secret()).await
     }
 }
@@ -319,7 +342,9 @@ impl Facebook {
         )
         .await?;
         if debug.data.user_id.as_deref() != Some(me.id.as_str()) {
-            return Err(ProviderError::Rejected("token and user do not match".into()));
+            return Err(ProviderError::Rejected(
+                "token and user do not match".into(),
+            ));
         }
         Ok(ExternalIdentity {
             provider: self.config.id.clone(),
@@ -335,19 +360,33 @@ impl Facebook {
 
 #[async_trait]
 impl IdentityProvider for Facebook {
-    async fn verify(&self, credential: &ProviderCredential) -> Result<ExternalIdentity, ProviderError> {
+    async fn verify(
+        &self,
+        credential: &ProviderCredential,
+    ) -> Result<ExternalIdentity, ProviderError> {
         let (token, _) = access_token(credential)?;
         self.user(token.expose_secret()).await
     }
 
-    async fn authorization_url(&self, request: &AuthorizationRequest) -> Result<String, ProviderError> {
+    async fn authorization_url(
+        &self,
+        request: &AuthorizationRequest,
+    ) -> Result<String, ProviderError> {
         authorization_url(&self.config, &self.endpoints, request)
     }
 
-    async fn exchange_code(&self, exchange: &CodeExchange) -> Result<ExternalIdentity, ProviderError> {
-        let token =
-            exchange_for_access_token(&self.http, &self.config, &self.endpoints.token, exchange, false)
-                .await?;
+    async fn exchange_code(
+        &self,
+        exchange: &CodeExchange,
+    ) -> Result<ExternalIdentity, ProviderError> {
+        let token = exchange_for_access_token(
+            &self.http,
+            &self.config,
+            &self.endpoints.token,
+            exchange,
+            false,
+        )
+        .await?;
         self.user(token.expose_secret()).await
     }
 }
@@ -398,7 +437,10 @@ impl Twitter {
         let answer: Answer = json_answer(
             self.http
                 .get(join(&self.endpoints.api, "/2/users/me"))
-                .query(&[("user.fields", "id,name,username,profile_image_url,confirmed_email")])
+                .query(&[(
+                    "user.fields",
+                    "id,name,username,profile_image_url,confirmed_email",
+                )])
                 .bearer_auth(token)
                 .send()
                 .await,
@@ -416,7 +458,11 @@ impl Twitter {
         })
     }
 
-    async fn user_v1(&self, token: &str, token_secret: &str) -> Result<ExternalIdentity, ProviderError> {
+    async fn user_v1(
+        &self,
+        token: &str,
+        token_secret: &str,
+    ) -> Result<ExternalIdentity, ProviderError> {
         #[derive(Deserialize)]
         struct Answer {
             id_str: String,
@@ -438,7 +484,8 @@ impl Twitter {
             ("skip_status".to_owned(), "true".to_owned()),
         ];
         let nonce = hex::encode(
-            getrandom_bytes().map_err(|e| ProviderError::Unavailable(format!("randomness: {e}")))?,
+            getrandom_bytes()
+                .map_err(|e| ProviderError::Unavailable(format!("randomness: {e}")))?,
         );
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -487,21 +534,38 @@ fn getrandom_bytes() -> Result<[u8; 16], getrandom::Error> {
 
 #[async_trait]
 impl IdentityProvider for Twitter {
-    async fn verify(&self, credential: &ProviderCredential) -> Result<ExternalIdentity, ProviderError> {
+    async fn verify(
+        &self,
+        credential: &ProviderCredential,
+    ) -> Result<ExternalIdentity, ProviderError> {
         match access_token(credential)? {
-            (token, Some(secret)) => self.user_v1(token.expose_secret(), secret.expose_secret()).await,
+            (token, Some(secret)) => {
+                self.user_v1(token.expose_secret(), secret.expose_secret())
+                    .await
+            }
             (token, None) => self.user_v2(token.expose_secret()).await,
         }
     }
 
-    async fn authorization_url(&self, request: &AuthorizationRequest) -> Result<String, ProviderError> {
+    async fn authorization_url(
+        &self,
+        request: &AuthorizationRequest,
+    ) -> Result<String, ProviderError> {
         authorization_url(&self.config, &self.endpoints, request)
     }
 
-    async fn exchange_code(&self, exchange: &CodeExchange) -> Result<ExternalIdentity, ProviderError> {
-        let token =
-            exchange_for_access_token(&self.http, &self.config, &self.endpoints.token, exchange, true)
-                .await?;
+    async fn exchange_code(
+        &self,
+        exchange: &CodeExchange,
+    ) -> Result<ExternalIdentity, ProviderError> {
+        let token = exchange_for_access_token(
+            &self.http,
+            &self.config,
+            &self.endpoints.token,
+            exchange,
+            true,
+        )
+        .await?;
         self.user_v2(token.expose_secret()).await
     }
 }

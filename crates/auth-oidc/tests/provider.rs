@@ -27,7 +27,8 @@ struct Issuer {
 async fn issuer(broken: bool) -> Issuer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let (discovery_hits, jwks_hits) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (discovery_hits, jwks_hits) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (d, j, issuer) = (discovery_hits.clone(), jwks_hits.clone(), url.clone());
     tokio::spawn(async move {
         loop {
@@ -72,7 +73,10 @@ fn token(issuer: &str, kid: &str) -> ProviderCredential {
         r#"{{"iss":"{issuer}","aud":"app","sub":"s","iat":1,"exp":4102444800}}"#
     ));
     ProviderCredential::IdToken {
-        id_token: SecretString::from(format!("{header}.{claims}.{}", URL_SAFE_NO_PAD.encode("sig"))),
+        id_token: SecretString::from(format!(
+            "{header}.{claims}.{}",
+            URL_SAFE_NO_PAD.encode("sig")
+        )),
         nonce: None,
     }
 }
@@ -90,17 +94,30 @@ async fn a_stream_of_unknown_kids_refreshes_the_key_set_at_most_once_per_interva
     let op = issuer(false).await;
     let p = provider(&op, Duration::from_secs(3600));
     for i in 0..5 {
-        let err = p.verify(&token(&op.url, &format!("bogus-{i}"))).await.unwrap_err();
+        let err = p
+            .verify(&token(&op.url, &format!("bogus-{i}")))
+            .await
+            .unwrap_err();
         assert!(matches!(err, ProviderError::InvalidIdToken(_)), "{err:?}");
     }
-    assert_eq!(op.discovery_hits.load(Ordering::SeqCst), 1, "discovery is cached");
-    assert_eq!(op.jwks_hits.load(Ordering::SeqCst), 1, "one fetch, no refresh inside the interval");
+    assert_eq!(
+        op.discovery_hits.load(Ordering::SeqCst),
+        1,
+        "discovery is cached"
+    );
+    assert_eq!(
+        op.jwks_hits.load(Ordering::SeqCst),
+        1,
+        "one fetch, no refresh inside the interval"
+    );
 
     // With no minimum interval, every unknown kid refreshes.
     let op = issuer(false).await;
     let p = provider(&op, Duration::ZERO);
     for i in 0..3 {
-        p.verify(&token(&op.url, &format!("bogus-{i}"))).await.unwrap_err();
+        p.verify(&token(&op.url, &format!("bogus-{i}")))
+            .await
+            .unwrap_err();
     }
     assert_eq!(op.jwks_hits.load(Ordering::SeqCst), 3);
 }

@@ -25,7 +25,9 @@ use auth_core::social::{
 use chrono::{Duration, TimeZone, Utc};
 use secrecy::SecretString;
 
-use crate::support::{PlainRenderer, RecordingEvents, RecordingMailer, ed25519_issuer, fast_hashing};
+use crate::support::{
+    PlainRenderer, RecordingEvents, RecordingMailer, ed25519_issuer, fast_hashing,
+};
 
 /// Answers per credential (the ID token or access token string) and per authorization code.
 #[derive(Default)]
@@ -185,7 +187,14 @@ async fn browser_flow(s: &Social, code: &str) -> (String, String) {
         )
         .await
         .unwrap();
-    let state = s.provider.last_authorization.lock().unwrap().clone().unwrap().state;
+    let state = s
+        .provider
+        .last_authorization
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap()
+        .state;
     let location = s
         .service
         .callback("op", Some(&state), Some(code), None, ClientInfo::default())
@@ -206,7 +215,11 @@ async fn the_one_time_code_dies_after_sixty_seconds() {
     s.clock.advance(Duration::seconds(61));
     let err = s
         .service
-        .exchange(&code.into(), &verifier.clone().into(), ClientInfo::default())
+        .exchange(
+            &code.into(),
+            &verifier.clone().into(),
+            ClientInfo::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, AuthError::InvalidCode), "{err:?}");
@@ -235,26 +248,56 @@ async fn a_state_dies_after_ten_minutes() {
         )
         .await
         .unwrap();
-    let state = s.provider.last_authorization.lock().unwrap().clone().unwrap().state;
+    let state = s
+        .provider
+        .last_authorization
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap()
+        .state;
     s.clock.advance(Duration::minutes(10));
     let failure = s
         .service
-        .callback("op", Some(&state), Some("provider-code"), None, ClientInfo::default())
+        .callback(
+            "op",
+            Some(&state),
+            Some("provider-code"),
+            None,
+            ClientInfo::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(failure.error, AuthError::InvalidOAuthState));
-    assert_eq!(failure.redirect_to, None, "an unknown state has nowhere to go back to");
-    assert!(s.store.credentials_by_email("ada@example.com").await.unwrap().is_none());
+    assert_eq!(
+        failure.redirect_to, None,
+        "an unknown state has nowhere to go back to"
+    );
+    assert!(
+        s.store
+            .credentials_by_email("ada@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
 async fn an_unavailable_provider_creates_nothing() {
     let s = social(SignupMode::Auto);
-    s.provider
-        .answer("t", Err(ProviderError::Unavailable("connection refused".into())));
+    s.provider.answer(
+        "t",
+        Err(ProviderError::Unavailable("connection refused".into())),
+    );
     let err = sign_in(&s, "t").await.unwrap_err();
     assert!(matches!(err, AuthError::ProviderUnavailable(_)), "{err:?}");
-    assert!(s.store.credentials_by_email("ada@example.com").await.unwrap().is_none());
+    assert!(
+        s.store
+            .credentials_by_email("ada@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(s.events.kinds(), vec![EventKind::LoginFailed]);
 }
 
@@ -264,7 +307,13 @@ async fn disabled_sign_up_never_creates_an_account() {
     s.provider.answer("t", Ok(ada(true)));
     let err = sign_in(&s, "t").await.unwrap_err();
     assert!(matches!(err, AuthError::SignupDisabled), "{err:?}");
-    assert!(s.store.credentials_by_email("ada@example.com").await.unwrap().is_none());
+    assert!(
+        s.store
+            .credentials_by_email("ada@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -272,8 +321,16 @@ async fn a_social_sign_in_opens_an_oauth_session_and_says_so_without_secrets() {
     let s = social(SignupMode::Auto);
     s.provider.answer("secret-id-token", Ok(ada(false)));
     let tokens = sign_in(&s, "secret-id-token").await.unwrap();
-    assert!(!tokens.user.email_verified, "the provider's word on the email is kept");
-    let identity = s.store.identity_by_subject("op", "sub-ada").await.unwrap().unwrap();
+    assert!(
+        !tokens.user.email_verified,
+        "the provider's word on the email is kept"
+    );
+    let identity = s
+        .store
+        .identity_by_subject("op", "sub-ada")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(identity.user_id, tokens.user.id);
     assert_eq!(
         s.events.kinds(),
@@ -294,7 +351,13 @@ async fn an_unknown_provider_is_refused() {
     let s = social(SignupMode::Auto);
     let err = s
         .service
-        .sign_in("nope", &id_token("t"), SignInIntent::Signin, None, ClientInfo::default())
+        .sign_in(
+            "nope",
+            &id_token("t"),
+            SignInIntent::Signin,
+            None,
+            ClientInfo::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, AuthError::UnknownProvider));

@@ -163,13 +163,12 @@ impl IdentityStore for Database {
             // Touching the user row first locks it (PostgreSQL; SQLite holds the write lock
             // already): two concurrent unlinks of the same user run one after the other, so
             // they cannot both remove "the other" identity.
-            let password: Option<Option<String>> =
-                diesel::update(users::table.find(&user_id))
-                    .set(users::updated_at.eq(now))
-                    .returning(users::password_hash)
-                    .get_result(conn)
-                    .await
-                    .optional()?;
+            let password: Option<Option<String>> = diesel::update(users::table.find(&user_id))
+                .set(users::updated_at.eq(now))
+                .returning(users::password_hash)
+                .get_result(conn)
+                .await
+                .optional()?;
             let Some(password) = password else {
                 return Ok(UnlinkOutcome::NotFound);
             };
