@@ -284,3 +284,95 @@ pub async fn purge_expired_oauth_records(social: Arc<SocialService>, every: Dura
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::PathBuf;
+
+    use crate::settings::{Settings, SettingsSource};
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, String> {
+        Settings::load(&SettingsSource {
+            config_dir: Some(PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../config"
+            ))),
+            environment: None,
+            vars: Some(
+                vars.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+        })
+    }
+
+    #[test]
+    fn providers_come_from_environment_variables() {
+        let s = load(&[
+            (
+                "AUTH__PROVIDERS__GOOGLE__CLIENT_IDS",
+                "web-id,ios-id, android-id",
+            ),
+            ("AUTH__PROVIDERS__GOOGLE__SIGNUP", "strict"),
+            ("AUTH__PROVIDERS__FACEBOOK__CLIENT_IDS", "1234567890"),
+            (
+                "AUTH__PROVIDERS__FACEBOOK__CLIENT_SECRET",
+                "fb-app-secret-1",
+            ),
+            (
+                "AUTH__PROVIDERS__ACME__ISSUER",
+                "https://login.acme.example",
+            ),
+            ("AUTH__PROVIDERS__ACME__CLIENT_IDS", "acme"),
+        ])
+        .unwrap();
+        let google = &s.providers["google"];
+        assert_eq!(google.client_ids, ["web-id", "ios-id", "android-id"]);
+        assert_eq!(google.signup, auth_core::social::SignupMode::Strict);
+        assert_eq!(s.providers["facebook"].client_ids, ["1234567890"]);
+        let acme = super::provider_config("acme", &s.providers["acme"]).unwrap();
+        assert_eq!(acme.kind, auth_oidc::ProviderKind::Oidc);
+        let shown = format!("{}\n{s:?}", serde_json::to_string(&s).unwrap());
+        assert!(!shown.contains("fb-app-secret-1"), "secret leaked: {shown}");
+    }
+
+    #[test]
+    fn bad_provider_settings_name_their_key() {
+        for (vars, key) in [
+            (
+                vec![("AUTH__PROVIDERS__GOOGLE__SIGNUP", "auto")],
+                "providers.google.client_ids",
+            ),
+            (
+                vec![
+                    ("AUTH__PROVIDERS__X1__CLIENT_IDS", "a"),
+                    ("AUTH__PROVIDERS__X1__KIND", "myspace"),
+                ],
+                "providers.x1.kind",
+            ),
+            (
+                vec![
+                    ("AUTH__PROVIDERS__ACME__CLIENT_IDS", "a"),
+                    ("AUTH__PROVIDERS__ACME__ISSUER", "ftp://x"),
+                ],
+                "providers.acme.issuer",
+            ),
+            (
+                vec![("AUTH__PROVIDERS__ACME__CLIENT_IDS", "a")],
+                "providers.acme",
+            ),
+            (
+                vec![("AUTH__PROVIDERS__FACEBOOK__CLIENT_IDS", "1")],
+                "providers.facebook.client_secret",
+            ),
+            (
+                vec![("AUTH__OAUTH__CODE_TTL_SECS", "600")],
+                "oauth.code_ttl_secs",
+            ),
+        ] {
+            let err = load(&vars).unwrap_err();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+}
