@@ -23,6 +23,7 @@ on_both_backends!(
     strict_mode_requires_a_separate_signup,
     unlinking_the_last_way_to_sign_in_is_refused,
     github_signs_in_with_the_primary_verified_email,
+    github_redirect_flow_exchanges_the_code_with_pkce,
     facebook_checks_the_app_and_the_appsecret_proof,
     x_oauth2_and_oauth1_tokens_reach_the_same_identity,
 );
@@ -689,6 +690,15 @@ fn with_fakes(backend: Backend, fakes: &SocialFakes) -> TestAppBuilder {
         .var("AUTH__PROVIDERS__GITHUB__CLIENT_IDS", "gh-client")
         .var("AUTH__PROVIDERS__GITHUB__CLIENT_SECRET", "gh-secret")
         .var("AUTH__PROVIDERS__GITHUB__API_BASE_URL", &fakes.url)
+        .var(
+            "AUTH__PROVIDERS__GITHUB__AUTHORIZATION_ENDPOINT",
+            &format!("{}/login/oauth/authorize", fakes.url),
+        )
+        .var(
+            "AUTH__PROVIDERS__GITHUB__TOKEN_ENDPOINT",
+            &format!("{}/login/oauth/access_token", fakes.url),
+        )
+        .var("AUTH__APP__REDIRECT_ALLOW_LIST", DONE)
         .var("AUTH__PROVIDERS__FACEBOOK__CLIENT_IDS", "fb-app")
         .var("AUTH__PROVIDERS__FACEBOOK__CLIENT_SECRET", "fb-secret")
         .var("AUTH__PROVIDERS__FACEBOOK__API_BASE_URL", &fakes.url)
@@ -804,4 +814,55 @@ async fn x_oauth2_and_oauth1_tokens_reach_the_same_identity(backend: Backend) {
         1,
         "the fake saw exactly one bad signature"
     );
+}
+
+/// authorize -> the provider -> callback; returns where the callback sends the browser.
+async fn github_round_trip(app: &TestApp, challenge: &str, tamper_code: bool) -> String {
+    let res = app
+        .client
+        .get(app.url(&format!(
+            "/api/v1/auth/oauth/github/authorize?redirect_to={DONE}&code_challenge={challenge}&code_challenge_method=S256"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let to_github = res.headers()["location"].to_str().unwrap().to_owned();
+    let res = app.client.get(&to_github).send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::FOUND,
+        "the stand-in accepts the request"
+    );
+    let mut callback = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(callback.starts_with("http://auth.test/api/v1/auth/oauth/github/callback?"));
+    if tamper_code {
+        callback = callback.replace("code=gh-code-", "code=forged-");
+    }
+    let callback = callback.replacen("http://auth.test", &app.address, 1);
+    let res = app.client.get(&callback).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FOUND);
+    res.headers()["location"].to_str().unwrap().to_owned()
+}
+
+async fn github_redirect_flow_exchanges_the_code_with_pkce(backend: Backend) {
+    let fakes = SocialFakes::start().await;
+    let app = app!(with_fakes(backend, &fakes), start);
+    let (verifier, challenge) = pkce();
+    let location = github_round_trip(&app, &challenge, false).await;
+    let res = exchange(&app, &code_of(&location), &verifier).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let t: Value = res.json().await.unwrap();
+    assert_eq!(t["user"]["email"], "ada@github.example");
+    assert_eq!(t["user"]["identities"][0]["provider"], "github");
+    assert_eq!(
+        fakes.pkce_failures(),
+        0,
+        "our PKCE verifier matched our challenge"
+    );
+
+    // A code the provider does not know: back to the app with the error, nothing created.
+    let (_, challenge) = pkce();
+    let location = github_round_trip(&app, &challenge, true).await;
+    assert_eq!(location, format!("{DONE}?error=provider_rejected"));
 }

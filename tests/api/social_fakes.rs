@@ -12,6 +12,7 @@ use serde_json::json;
 pub struct SocialFakes {
     pub url: String,
     bad_signatures: Arc<AtomicUsize>,
+    pkce_failures: Arc<AtomicUsize>,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -155,13 +156,93 @@ async fn x_verify_credentials(
     }))
 }
 
+/// GitHub's OAuth app flow: codes issued by `authorize`, with the PKCE challenge each
+/// must be redeemed with.
+#[derive(Default)]
+struct GithubGrants {
+    challenges: std::sync::Mutex<HashMap<String, String>>,
+    pkce_failures: Arc<AtomicUsize>,
+}
+
+async fn github_authorize(q: Query, grants: web::Data<GithubGrants>) -> HttpResponse {
+    let ok = q.get("client_id").map(String::as_str) == Some("gh-client")
+        && q.get("response_type").map(String::as_str) == Some("code")
+        && q.get("code_challenge_method").map(String::as_str) == Some("S256");
+    let (Some(redirect_uri), Some(state), Some(challenge)) = (
+        q.get("redirect_uri"),
+        q.get("state"),
+        q.get("code_challenge"),
+    ) else {
+        return HttpResponse::BadRequest().body("missing parameters");
+    };
+    if !ok {
+        return HttpResponse::BadRequest().body("bad client or PKCE method");
+    }
+    let code = format!("gh-code-{}", uuid::Uuid::new_v4().simple());
+    grants
+        .challenges
+        .lock()
+        .unwrap()
+        .insert(code.clone(), challenge.clone());
+    let mut back = reqwest::Url::parse(redirect_uri).unwrap();
+    back.query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", state);
+    HttpResponse::Found()
+        .insert_header(("location", back.to_string()))
+        .finish()
+}
+
+/// `POST /login/oauth/access_token`: GitHub answers errors with 200 and an `error` field.
+async fn github_access_token(
+    form: web::Form<HashMap<String, String>>,
+    grants: web::Data<GithubGrants>,
+) -> HttpResponse {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let error = |e: &str| {
+        HttpResponse::Ok().json(json!({
+            "error": e,
+            "error_description": "The code passed is incorrect or expired.",
+            "error_uri": "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/#bad-verification-code"
+        }))
+    };
+    if form.get("client_id").map(String::as_str) != Some("gh-client")
+        || form.get("client_secret").map(String::as_str) != Some("gh-secret")
+    {
+        return error("incorrect_client_credentials");
+    }
+    let code = form.get("code").cloned().unwrap_or_default();
+    let Some(challenge) = grants.challenges.lock().unwrap().remove(&code) else {
+        return error("bad_verification_code");
+    };
+    let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
+    if computed != challenge {
+        grants.pkce_failures.fetch_add(1, Ordering::SeqCst);
+        return error("bad_verification_code");
+    }
+    HttpResponse::Ok().json(json!({
+        "access_token": "gh-token-ada", "token_type": "bearer", "scope": "read:user,user:email"
+    }))
+}
+
 impl SocialFakes {
     pub async fn start() -> Self {
         let bad_signatures = Arc::new(AtomicUsize::new(0));
         let data = web::Data::new(bad_signatures.clone());
+        let grants = web::Data::new(GithubGrants::default());
+        let pkce_failures = grants.pkce_failures.clone();
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
                 .app_data(data.clone())
+                .app_data(grants.clone())
+                .route("/login/oauth/authorize", web::get().to(github_authorize))
+                .route(
+                    "/login/oauth/access_token",
+                    web::post().to(github_access_token),
+                )
                 .route("/user", web::get().to(github_user))
                 .route("/user/emails", web::get().to(github_emails))
                 .route("/debug_token", web::get().to(facebook_debug_token))
@@ -182,8 +263,14 @@ impl SocialFakes {
         Self {
             url: format!("http://127.0.0.1:{port}"),
             bad_signatures,
+            pkce_failures,
             handle,
         }
+    }
+
+    /// Token requests whose PKCE verifier did not match the challenge.
+    pub fn pkce_failures(&self) -> usize {
+        self.pkce_failures.load(Ordering::SeqCst)
     }
 
     pub fn bad_signatures(&self) -> usize {
