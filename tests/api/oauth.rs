@@ -545,6 +545,28 @@ async fn an_unverified_side_requires_an_explicit_link(backend: Backend) {
     )
     .await;
     problem(res, StatusCode::CONFLICT, "link_required").await;
+
+    // No account at all: none is made with an address the provider did not verify.
+    let res = sign_in(
+        &app,
+        "testop",
+        &json!({"id_token": native_token(&peer, "unverified-dave").await}),
+    )
+    .await;
+    problem(
+        res,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "provider_email_unverified",
+    )
+    .await;
+    assert_eq!(user_count(&app, "unverified-dave@example.com").await, 0);
+    assert!(
+        app.db
+            .identity_by_subject("testop", "unverified-dave")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn strict_mode_requires_a_separate_signup(backend: Backend) {

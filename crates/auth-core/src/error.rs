@@ -111,6 +111,10 @@ pub enum AuthError {
     /// The browser flow's state is unknown, used or expired.
     #[error("invalid or expired state")]
     InvalidOAuthState,
+    /// A new account would carry an email address the provider has not verified (someone
+    /// could pre-register another person's address and keep a way into the account).
+    #[error("the provider has not verified the email address")]
+    ProviderEmailUnverified,
 }
 
 impl AuthError {

@@ -299,12 +299,15 @@ impl SocialService {
             _ => {}
         }
         let email = email.ok_or(AuthError::ProviderEmailMissing)?;
+        if !external.email_verified {
+            return Err(AuthError::ProviderEmailUnverified);
+        }
         let new = NewUser {
             id: UserId::new(),
             email,
             name: name.or(normalise_name(external.name.clone()).unwrap_or(None)),
             password_hash: None,
-            email_verified: external.email_verified,
+            email_verified: true,
             roles: self.auth.settings.default_roles.clone(),
             created_at: now,
         };

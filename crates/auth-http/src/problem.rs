@@ -307,6 +307,12 @@ impl From<AuthError> for ApiError {
                 "Last way to sign in",
                 "this identity is the account's only way to sign in; set a password or link another identity first",
             ),
+            AuthError::ProviderEmailUnverified => Self::new(
+                S::UNPROCESSABLE_ENTITY,
+                "provider_email_unverified",
+                "Email address not verified by the provider",
+                "the provider has not verified this email address, which a new account needs; verify it there, or sign up another way and link this identity",
+            ),
             AuthError::InvalidOAuthState => Self::new(
                 S::BAD_REQUEST,
                 "invalid_state",

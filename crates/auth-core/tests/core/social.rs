@@ -319,12 +319,9 @@ async fn disabled_sign_up_never_creates_an_account() {
 #[tokio::test]
 async fn a_social_sign_in_opens_an_oauth_session_and_says_so_without_secrets() {
     let s = social(SignupMode::Auto);
-    s.provider.answer("secret-id-token", Ok(ada(false)));
+    s.provider.answer("secret-id-token", Ok(ada(true)));
     let tokens = sign_in(&s, "secret-id-token").await.unwrap();
-    assert!(
-        !tokens.user.email_verified,
-        "the provider's word on the email is kept"
-    );
+    assert!(tokens.user.email_verified, "the provider verified it");
     let identity = s
         .store
         .identity_by_subject("op", "sub-ada")
@@ -361,4 +358,26 @@ async fn an_unknown_provider_is_refused() {
         .await
         .unwrap_err();
     assert!(matches!(err, AuthError::UnknownProvider));
+}
+
+#[tokio::test]
+async fn no_account_is_created_with_an_email_the_provider_did_not_verify() {
+    let s = social(SignupMode::Auto);
+    s.provider.answer("t", Ok(ada(false)));
+    let err = sign_in(&s, "t").await.unwrap_err();
+    assert!(matches!(err, AuthError::ProviderEmailUnverified), "{err:?}");
+    assert!(
+        s.store
+            .credentials_by_email("ada@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.store
+            .identity_by_subject("op", "sub-ada")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
