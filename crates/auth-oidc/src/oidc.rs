@@ -103,7 +103,6 @@ impl OidcProvider {
         or(&mut config.jwks_uri, jwks);
         if config.discovery_url.is_none()
             && let Some(issuer) = &config.issuer
-            && config.jwks_uri.is_none()
         {
             config.discovery_url = Some(crate::join(issuer, ".well-known/openid-configuration"));
         }
@@ -134,8 +133,9 @@ impl OidcProvider {
         })
     }
 
-    /// Endpoints and issuer: configured values, completed by the (cached) discovery document.
-    async fn metadata(&self) -> Result<Metadata, ProviderError> {
+    /// Endpoints and issuer: configured values, completed by the (cached) discovery document
+    /// when something needed is not configured (the flow endpoints only for the redirect flow).
+    async fn metadata(&self, for_flow: bool) -> Result<Metadata, ProviderError> {
         let c = &self.config;
         let configured = |discovered: Option<Metadata>| Metadata {
             issuer: c
@@ -159,8 +159,7 @@ impl OidcProvider {
         };
         let complete = c.issuer.is_some()
             && c.jwks_uri.is_some()
-            && c.authorization_endpoint.is_some()
-            && c.token_endpoint.is_some();
+            && (!for_flow || (c.authorization_endpoint.is_some() && c.token_endpoint.is_some()));
         let Some(url) = c.discovery_url.as_deref().filter(|_| !complete) else {
             return Ok(configured(None));
         };
@@ -227,7 +226,7 @@ impl OidcProvider {
         let token: CoreIdToken = raw
             .parse()
             .map_err(|e| invalid(format!("malformed ID token: {e}")))?;
-        let meta = self.metadata().await?;
+        let meta = self.metadata(false).await?;
         let jwks_uri = meta.jwks_uri.clone().ok_or_else(|| {
             ProviderError::Unavailable("the provider publishes no jwks_uri".into())
         })?;
@@ -329,7 +328,7 @@ impl IdentityProvider for OidcProvider {
         &self,
         request: &AuthorizationRequest,
     ) -> Result<String, ProviderError> {
-        let meta = self.metadata().await?;
+        let meta = self.metadata(true).await?;
         let endpoint = meta.authorization_endpoint.ok_or_else(|| {
             ProviderError::Unavailable("the provider publishes no authorization_endpoint".into())
         })?;
@@ -356,7 +355,7 @@ impl IdentityProvider for OidcProvider {
         &self,
         exchange: &CodeExchange,
     ) -> Result<ExternalIdentity, ProviderError> {
-        let meta = self.metadata().await?;
+        let meta = self.metadata(true).await?;
         let endpoint = meta.token_endpoint.ok_or_else(|| {
             ProviderError::Unavailable("the provider publishes no token_endpoint".into())
         })?;
