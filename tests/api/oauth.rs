@@ -731,6 +731,15 @@ fn with_fakes(backend: Backend, fakes: &SocialFakes) -> TestAppBuilder {
             "x-consumer-secret",
         )
         .var("AUTH__PROVIDERS__TWITTER__API_BASE_URL", &fakes.url)
+        .var("AUTH__PROVIDERS__TWITTER__CLIENT_SECRET", "x-secret")
+        .var(
+            "AUTH__PROVIDERS__TWITTER__AUTHORIZATION_ENDPOINT",
+            &format!("{}/i/oauth2/authorize", fakes.url),
+        )
+        .var(
+            "AUTH__PROVIDERS__TWITTER__TOKEN_ENDPOINT",
+            &format!("{}/2/oauth2/token", fakes.url),
+        )
 }
 
 async fn github_signs_in_with_the_primary_verified_email(backend: Backend) {
@@ -836,14 +845,31 @@ async fn x_oauth2_and_oauth1_tokens_reach_the_same_identity(backend: Backend) {
         1,
         "the fake saw exactly one bad signature"
     );
+
+    // The browser flow: OAuth 2.0 with PKCE, the client authenticated with HTTP Basic.
+    let (verifier, challenge) = pkce();
+    let location = round_trip(&app, "twitter", &challenge, false).await;
+    let res = exchange(&app, &code_of(&location), &verifier).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let t: Value = res.json().await.unwrap();
+    assert_eq!(t["user"]["id"], id.to_string());
+    assert_eq!(fakes.pkce_failures(), 0);
+    let (_, challenge) = pkce();
+    let location = round_trip(&app, "twitter", &challenge, true).await;
+    assert_eq!(location, format!("{DONE}?error=provider_rejected"));
 }
 
 /// authorize -> the provider -> callback; returns where the callback sends the browser.
 async fn github_round_trip(app: &TestApp, challenge: &str, tamper_code: bool) -> String {
+    round_trip(app, "github", challenge, tamper_code).await
+}
+
+/// authorize -> the provider stand-in -> callback for `provider`.
+async fn round_trip(app: &TestApp, provider: &str, challenge: &str, tamper_code: bool) -> String {
     let res = app
         .client
         .get(app.url(&format!(
-            "/api/v1/auth/oauth/github/authorize?redirect_to={DONE}&code_challenge={challenge}&code_challenge_method=S256"
+            "/api/v1/auth/oauth/{provider}/authorize?redirect_to={DONE}&code_challenge={challenge}&code_challenge_method=S256"
         )))
         .send()
         .await
@@ -857,9 +883,11 @@ async fn github_round_trip(app: &TestApp, challenge: &str, tamper_code: bool) ->
         "the stand-in accepts the request"
     );
     let mut callback = res.headers()["location"].to_str().unwrap().to_owned();
-    assert!(callback.starts_with("http://auth.test/api/v1/auth/oauth/github/callback?"));
+    assert!(callback.starts_with(&format!(
+        "http://auth.test/api/v1/auth/oauth/{provider}/callback?"
+    )));
     if tamper_code {
-        callback = callback.replace("code=gh-code-", "code=forged-");
+        callback = callback.replace("-code-", "-forged-");
     }
     let callback = callback.replacen("http://auth.test", &app.address, 1);
     let res = app.client.get(&callback).send().await.unwrap();

@@ -165,8 +165,10 @@ struct GithubGrants {
 }
 
 async fn github_authorize(q: Query, grants: web::Data<GithubGrants>) -> HttpResponse {
-    let ok = q.get("client_id").map(String::as_str) == Some("gh-client")
-        && q.get("response_type").map(String::as_str) == Some("code")
+    let ok = matches!(
+        q.get("client_id").map(String::as_str),
+        Some("gh-client" | "x-client")
+    ) && q.get("response_type").map(String::as_str) == Some("code")
         && q.get("code_challenge_method").map(String::as_str) == Some("S256");
     let (Some(redirect_uri), Some(state), Some(challenge)) = (
         q.get("redirect_uri"),
@@ -178,7 +180,12 @@ async fn github_authorize(q: Query, grants: web::Data<GithubGrants>) -> HttpResp
     if !ok {
         return HttpResponse::BadRequest().body("bad client or PKCE method");
     }
-    let code = format!("gh-code-{}", uuid::Uuid::new_v4().simple());
+    let prefix = if q.get("client_id").map(String::as_str) == Some("x-client") {
+        "x-code"
+    } else {
+        "gh-code"
+    };
+    let code = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
     grants
         .challenges
         .lock()
@@ -228,6 +235,53 @@ async fn github_access_token(
     }))
 }
 
+/// X's OAuth 2.0 token endpoint (`POST /2/oauth2/token`): a confidential client
+/// authenticates with HTTP Basic; errors are 400 `{"error", "error_description"}`.
+async fn x_token(
+    req: HttpRequest,
+    form: web::Form<HashMap<String, String>>,
+    grants: web::Data<GithubGrants>,
+) -> HttpResponse {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let error = |e: &str| {
+        HttpResponse::BadRequest().json(json!({
+            "error": e,
+            "error_description": "Value passed for the authorization code was invalid."
+        }))
+    };
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("x-client:x-secret")
+    );
+    let authorized = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        == Some(basic.as_str());
+    if !authorized || form.get("grant_type").map(String::as_str) != Some("authorization_code") {
+        return HttpResponse::Unauthorized().json(json!({
+            "error": "unauthorized_client",
+            "error_description": "Missing valid authorization header"
+        }));
+    }
+    let code = form.get("code").cloned().unwrap_or_default();
+    let Some(challenge) = grants.challenges.lock().unwrap().remove(&code) else {
+        return error("invalid_request");
+    };
+    let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
+    if computed != challenge {
+        grants.pkce_failures.fetch_add(1, Ordering::SeqCst);
+        return error("invalid_request");
+    }
+    HttpResponse::Ok().json(json!({
+        "token_type": "bearer", "expires_in": 7200, "access_token": "x-token-ada",
+        "scope": "users.read tweet.read"
+    }))
+}
+
 impl SocialFakes {
     pub async fn start() -> Self {
         let bad_signatures = Arc::new(AtomicUsize::new(0));
@@ -239,6 +293,8 @@ impl SocialFakes {
                 .app_data(data.clone())
                 .app_data(grants.clone())
                 .route("/login/oauth/authorize", web::get().to(github_authorize))
+                .route("/i/oauth2/authorize", web::get().to(github_authorize))
+                .route("/2/oauth2/token", web::post().to(x_token))
                 .route(
                     "/login/oauth/access_token",
                     web::post().to(github_access_token),
