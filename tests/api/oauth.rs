@@ -724,6 +724,14 @@ fn with_fakes(backend: Backend, fakes: &SocialFakes) -> TestAppBuilder {
         .var("AUTH__PROVIDERS__FACEBOOK__CLIENT_IDS", "fb-app")
         .var("AUTH__PROVIDERS__FACEBOOK__CLIENT_SECRET", "fb-secret")
         .var("AUTH__PROVIDERS__FACEBOOK__API_BASE_URL", &fakes.url)
+        .var(
+            "AUTH__PROVIDERS__FACEBOOK__AUTHORIZATION_ENDPOINT",
+            &format!("{}/dialog/oauth", fakes.url),
+        )
+        .var(
+            "AUTH__PROVIDERS__FACEBOOK__TOKEN_ENDPOINT",
+            &format!("{}/oauth/access_token", fakes.url),
+        )
         .var("AUTH__PROVIDERS__TWITTER__CLIENT_IDS", "x-client")
         .var("AUTH__PROVIDERS__TWITTER__CONSUMER_KEY", "x-consumer-key")
         .var(
@@ -793,6 +801,18 @@ async fn facebook_checks_the_app_and_the_appsecret_proof(backend: Backend) {
     assert_eq!(user_count(&app, "mallory@fb.example").await, 0);
     let res = sign_in(&app, "facebook", &json!({"access_token": "expired"})).await;
     problem(res, StatusCode::UNAUTHORIZED, "provider_rejected").await;
+
+    // The browser flow: the code exchanged with PKCE, then the same checks of the token.
+    let (verifier, challenge) = pkce();
+    let location = round_trip(&app, "facebook", &challenge, false).await;
+    let res = exchange(&app, &code_of(&location), &verifier).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let again: Value = res.json().await.unwrap();
+    assert_eq!(again["user"]["id"], t["user"]["id"]);
+    assert_eq!(fakes.pkce_failures(), 0);
+    let (_, challenge) = pkce();
+    let location = round_trip(&app, "facebook", &challenge, true).await;
+    assert_eq!(location, format!("{DONE}?error=provider_rejected"));
 }
 
 async fn x_oauth2_and_oauth1_tokens_reach_the_same_identity(backend: Backend) {

@@ -167,7 +167,7 @@ struct GithubGrants {
 async fn github_authorize(q: Query, grants: web::Data<GithubGrants>) -> HttpResponse {
     let ok = matches!(
         q.get("client_id").map(String::as_str),
-        Some("gh-client" | "x-client")
+        Some("gh-client" | "x-client" | "fb-app")
     ) && q.get("response_type").map(String::as_str) == Some("code")
         && q.get("code_challenge_method").map(String::as_str) == Some("S256");
     let (Some(redirect_uri), Some(state), Some(challenge)) = (
@@ -180,10 +180,10 @@ async fn github_authorize(q: Query, grants: web::Data<GithubGrants>) -> HttpResp
     if !ok {
         return HttpResponse::BadRequest().body("bad client or PKCE method");
     }
-    let prefix = if q.get("client_id").map(String::as_str) == Some("x-client") {
-        "x-code"
-    } else {
-        "gh-code"
+    let prefix = match q.get("client_id").map(String::as_str) {
+        Some("x-client") => "x-code",
+        Some("fb-app") => "fb-code",
+        _ => "gh-code",
     };
     let code = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
     grants
@@ -282,6 +282,34 @@ async fn x_token(
     }))
 }
 
+/// Facebook's `oauth/access_token` (Graph API; errors are 400 `{"error": {...}}`).
+async fn facebook_access_token(
+    form: web::Form<HashMap<String, String>>,
+    grants: web::Data<GithubGrants>,
+) -> HttpResponse {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    if form.get("client_id").map(String::as_str) != Some("fb-app")
+        || form.get("client_secret").map(String::as_str) != Some("fb-secret")
+    {
+        return graph_error("Error validating client secret.", 1);
+    }
+    let code = form.get("code").cloned().unwrap_or_default();
+    let Some(challenge) = grants.challenges.lock().unwrap().remove(&code) else {
+        return graph_error("Invalid verification code format.", 100);
+    };
+    let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
+    if computed != challenge {
+        grants.pkce_failures.fetch_add(1, Ordering::SeqCst);
+        return graph_error("Invalid code verifier.", 100);
+    }
+    HttpResponse::Ok().json(json!({
+        "access_token": "fb-token-ada", "token_type": "bearer", "expires_in": 5183944
+    }))
+}
+
 impl SocialFakes {
     pub async fn start() -> Self {
         let bad_signatures = Arc::new(AtomicUsize::new(0));
@@ -294,6 +322,8 @@ impl SocialFakes {
                 .app_data(grants.clone())
                 .route("/login/oauth/authorize", web::get().to(github_authorize))
                 .route("/i/oauth2/authorize", web::get().to(github_authorize))
+                .route("/dialog/oauth", web::get().to(github_authorize))
+                .route("/oauth/access_token", web::post().to(facebook_access_token))
                 .route("/2/oauth2/token", web::post().to(x_token))
                 .route(
                     "/login/oauth/access_token",
