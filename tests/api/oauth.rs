@@ -140,10 +140,13 @@ async fn foreign_expired_forged_and_wrong_nonce_tokens_are_refused(backend: Back
     let peer = OidcPeer::start().await;
     let app = app!(
         with_peer(backend, &peer)
-            // The same issuer, configured as Apple is: the token carries SHA-256 hex nonces.
-            .var("AUTH__PROVIDERS__HASHEDNONCE__ISSUER", &peer.issuer)
-            .var("AUTH__PROVIDERS__HASHEDNONCE__CLIENT_IDS", "native-app")
-            .var("AUTH__PROVIDERS__HASHEDNONCE__NONCE", "sha256"),
+            // The Apple preset, its endpoints pointed at the peer (nonces as SHA-256 hex).
+            .var("AUTH__PROVIDERS__APPLE__ISSUER", &peer.issuer)
+            .var(
+                "AUTH__PROVIDERS__APPLE__JWKS_URI",
+                &format!("{}/jwks", peer.issuer)
+            )
+            .var("AUTH__PROVIDERS__APPLE__CLIENT_IDS", "native-app"),
         start
     );
 
@@ -222,7 +225,8 @@ async fn foreign_expired_forged_and_wrong_nonce_tokens_are_refused(backend: Back
     .await;
     assert_eq!(res.status(), StatusCode::OK);
 
-    // Apple style: the token carries SHA-256 hex of the nonce the app posts.
+    // The Apple preset (endpoints pointed at the peer): the token carries the SHA-256 hex
+    // of the nonce the app posts.
     let hashed = {
         use sha2::{Digest, Sha256};
         hex::encode(Sha256::digest(b"raw-nonce"))
@@ -232,14 +236,14 @@ async fn foreign_expired_forged_and_wrong_nonce_tokens_are_refused(backend: Back
         .await;
     let res = sign_in(
         &app,
-        "hashednonce",
+        "apple",
         &json!({"id_token": apple_like, "nonce": "raw-nonce"}),
     )
     .await;
     assert_eq!(res.status(), StatusCode::OK);
     let res = sign_in(
         &app,
-        "hashednonce",
+        "apple",
         &json!({"id_token": apple_like, "nonce": "other"}),
     )
     .await;
