@@ -381,3 +381,66 @@ async fn no_account_is_created_with_an_email_the_provider_did_not_verify() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn strict_mode_redirect_flow_signs_up_only_when_asked() {
+    let s = social(SignupMode::Strict);
+    s.provider.answer("provider-code", Ok(ada(true)));
+    let start = |intent| {
+        let s = &s;
+        async move {
+            s.service
+                .authorize(
+                    "op",
+                    "https://app.test/done",
+                    &pkce_challenge(&"v".repeat(50)),
+                    "S256",
+                    intent,
+                )
+                .await
+                .unwrap();
+            let state = s
+                .provider
+                .last_authorization
+                .lock()
+                .unwrap()
+                .clone()
+                .unwrap()
+                .state;
+            s.service
+                .callback(
+                    "op",
+                    Some(&state),
+                    Some("provider-code"),
+                    None,
+                    ClientInfo::default(),
+                )
+                .await
+        }
+    };
+    let failure = start(SignInIntent::Signin).await.unwrap_err();
+    assert!(matches!(failure.error, AuthError::SignupRequired));
+    assert_eq!(
+        failure.redirect_to.as_deref(),
+        Some("https://app.test/done")
+    );
+    assert!(
+        s.store
+            .credentials_by_email("ada@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let location = start(SignInIntent::Signup).await.unwrap();
+    assert!(location.starts_with("https://app.test/done?code="));
+    assert!(
+        s.store
+            .identity_by_subject("op", "sub-ada")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let failure = start(SignInIntent::Signup).await.unwrap_err();
+    assert!(matches!(failure.error, AuthError::IdentityExists));
+    assert!(start(SignInIntent::Signin).await.is_ok());
+}
