@@ -540,7 +540,8 @@ async fn an_unverified_side_requires_an_explicit_link(backend: Backend) {
         .await;
     problem(res, StatusCode::CONFLICT, "identity_exists").await;
 
-    // The provider's side unverified: no automatic link either.
+    // The provider's side unverified: no automatic link either, and the same answer as
+    // when no account has the address (no probing for accounts).
     password_account(&app, "unverified-carol@example.com", true).await;
     let res = sign_in(
         &app,
@@ -548,7 +549,19 @@ async fn an_unverified_side_requires_an_explicit_link(backend: Backend) {
         &json!({"id_token": native_token(&peer, "unverified-carol").await}),
     )
     .await;
-    problem(res, StatusCode::CONFLICT, "link_required").await;
+    problem(
+        res,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "provider_email_unverified",
+    )
+    .await;
+    assert!(
+        app.db
+            .identity_by_subject("testop", "unverified-carol")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // No account at all: none is made with an address the provider did not verify.
     let res = sign_in(

@@ -277,7 +277,12 @@ impl SocialService {
         if let Some(email) = &email
             && let Some(existing) = users.credentials_by_email(&email.canonical()).await?
         {
-            if !(external.email_verified && existing.user.email_verified) {
+            // An address the provider has not verified gets the same answer whether an
+            // account has it or not: no probing for accounts with made-up addresses.
+            if !external.email_verified {
+                return Err(AuthError::ProviderEmailUnverified);
+            }
+            if !existing.user.email_verified {
                 return Err(AuthError::LinkRequired);
             }
             let identity = self.new_identity(existing.user.id, &external, now);
