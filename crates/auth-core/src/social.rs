@@ -472,8 +472,13 @@ impl SocialService {
         code_challenge: &str,
         code_challenge_method: &str,
         intent: SignInIntent,
+        client: &ClientInfo,
     ) -> AuthResult<String> {
         let entry = self.provider(provider)?;
+        // Each call stores a state: counted like a sign-in attempt.
+        self.auth
+            .limit(crate::guard::LimitGroup::Login, client, None)
+            .await?;
         if !self
             .settings
             .redirect_allow_list

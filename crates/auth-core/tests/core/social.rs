@@ -184,6 +184,7 @@ async fn browser_flow(s: &Social, code: &str) -> (String, String) {
             &pkce_challenge(&verifier),
             "S256",
             SignInIntent::Signin,
+            &ClientInfo::default(),
         )
         .await
         .unwrap();
@@ -245,6 +246,7 @@ async fn a_state_dies_after_ten_minutes() {
             &pkce_challenge(&"v".repeat(50)),
             "S256",
             SignInIntent::Signin,
+            &ClientInfo::default(),
         )
         .await
         .unwrap();
@@ -396,6 +398,7 @@ async fn strict_mode_redirect_flow_signs_up_only_when_asked() {
                     &pkce_challenge(&"v".repeat(50)),
                     "S256",
                     intent,
+                    &ClientInfo::default(),
                 )
                 .await
                 .unwrap();

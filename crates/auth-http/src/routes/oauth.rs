@@ -154,6 +154,7 @@ async fn authorize(
             &query.code_challenge,
             &query.code_challenge_method,
             query.intent.unwrap_or_default(),
+            &client_info(&req),
         )
         .await?;
     Ok(HttpResponse::Found()
