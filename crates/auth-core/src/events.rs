@@ -75,6 +75,12 @@ pub enum EventKind {
     WebhookSecretRotated,
     /// The server disabled a webhook endpoint that kept failing.
     WebhookEndpointDisabled,
+    /// A sign-in through an external identity provider.
+    SocialSignIn,
+    /// An external identity was linked to an account.
+    IdentityLinked,
+    /// An external identity was unlinked from an account.
+    IdentityUnlinked,
 }
 
 /// One security event.

@@ -20,6 +20,7 @@ pub mod ports;
 pub mod random;
 
 pub use error::{AuthError, AuthResult};
+pub mod identity;
 pub mod jwt;
 pub mod mail;
 pub mod opaque;
@@ -29,4 +30,5 @@ pub mod service;
 
 pub mod audit;
 pub mod operators;
+pub mod social;
 pub mod webhooks;

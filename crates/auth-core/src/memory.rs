@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use crate::error::{AuthError, AuthResult};
 use uuid::Uuid;
 
+mod identity;
+
 use crate::guard::{LockoutState, LockoutStore, RateLimitStore};
 use crate::model::{
     NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind, ProfileUpdate,
@@ -37,6 +39,8 @@ struct State {
     audit: Vec<crate::audit::AuditRecord>,
     webhooks: Vec<crate::webhooks::WebhookEndpoint>,
     webhook_attempts: Vec<crate::webhooks::DeliveryAttempt>,
+    identities: Vec<crate::identity::Identity>,
+    oauth_records: HashMap<TokenHash, crate::identity::OAuthRecord>,
 }
 
 /// Failures in the current window: (count, window start, lock end).

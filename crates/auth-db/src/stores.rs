@@ -865,6 +865,7 @@ impl HealthCheck for Database {
 
 // After the macros above: textual scope.
 mod guard;
+mod identity;
 mod one_time;
 mod operators;
 mod outbox;

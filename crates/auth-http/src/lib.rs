@@ -8,6 +8,7 @@ pub mod cli;
 pub mod extract;
 pub mod keys;
 pub mod problem;
+pub mod providers;
 pub mod routes;
 pub mod settings;
 pub mod startup;

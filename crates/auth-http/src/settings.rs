@@ -69,6 +69,12 @@ pub struct Settings {
     /// Webhook deliveries.
     #[serde(default)]
     pub webhooks: WebhookSettingsFile,
+    /// Identity providers by id (social and OpenID Connect sign-in).
+    #[serde(default)]
+    pub providers: std::collections::BTreeMap<String, crate::providers::ProviderSettings>,
+    /// The browser redirect flow of social sign-in.
+    #[serde(default)]
+    pub oauth: crate::providers::OAuthFlowSettings,
 }
 
 /// `[webhooks]`
@@ -736,6 +742,7 @@ impl Settings {
 
     /// Checks that serde cannot express.
     pub fn validate(&self) -> Result<(), String> {
+        crate::providers::validate(self)?;
         let url = self.server.public_url.as_str();
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/') {
             return Err("server.public_url must be an http(s) URL without a trailing slash".into());

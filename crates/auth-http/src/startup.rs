@@ -96,6 +96,10 @@ impl Application {
         let database = Arc::new(open_database(&settings).await?);
         let auth = build_service(&settings, &database).await?;
         let t = &settings.tokens;
+        let social = Arc::new(
+            crate::providers::social_service(&settings, auth.clone(), database.clone())
+                .map_err(StartupError)?,
+        );
         let days = |n: u64| chrono::Duration::days(i64::try_from(n).unwrap_or(36_500).min(36_500));
         let housekeeping = tokio::spawn(housekeeping(
             auth.clone(),
@@ -108,6 +112,11 @@ impl Application {
             auth.clone(),
             Duration::from_millis(settings.outbox.poll_interval_ms),
             settings.outbox.batch_size,
+        ));
+
+        let oauth_purge = tokio::spawn(crate::providers::purge_expired_oauth_records(
+            social.clone(),
+            Duration::from_secs(settings.server.housekeeping_interval_secs),
         ));
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
@@ -131,6 +140,7 @@ impl Application {
             auth,
             health: database,
             settings: settings.clone(),
+            social,
         });
         let max_body = settings.server.max_body_bytes;
         let mut server = HttpServer::new(move || {
@@ -169,7 +179,7 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
-            background: vec![housekeeping, outbox_worker],
+            background: vec![housekeeping, outbox_worker, oauth_purge],
         })
     }
 

@@ -7,4 +7,5 @@ mod guard;
 mod jwt;
 mod operators;
 mod service;
+mod social;
 mod support;

@@ -7,6 +7,7 @@ mod admin;
 pub(crate) mod auth;
 mod health;
 mod me;
+mod oauth;
 mod webhooks;
 mod well_known;
 
@@ -36,7 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         web::post().to(account::verify_magic_link),
                     )
                     .route("/otp/send", web::post().to(account::send_code))
-                    .route("/otp/verify", web::post().to(account::verify_code)),
+                    .route("/otp/verify", web::post().to(account::verify_code))
+                    .configure(oauth::configure),
             )
             .service(
                 web::scope("/me")
@@ -44,7 +46,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route("", web::patch().to(me::update))
                     .route("/sessions", web::get().to(me::sessions))
                     .route("/sessions/{id}", web::delete().to(me::revoke_session))
-                    .route("/audit-log", web::get().to(admin::my_audit_log)),
+                    .route("/audit-log", web::get().to(admin::my_audit_log))
+                    .route("/identities/{id}", web::delete().to(oauth::unlink)),
             )
             .configure(webhooks::configure)
             .configure(admin::configure),
