@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test bench lint fmt migrate check-tools peers
+.PHONY: run test bench lint fmt migrate check-tools test-peers
 
 ## Run the server on its embedded default: SQLite under ./data, a generated key, port 8080.
 run:
@@ -10,7 +10,7 @@ run:
 ## Every test: unit, storage contract (memory, SQLite, PostgreSQL), end to end over HTTP.
 ## PostgreSQL is expected at 127.0.0.1:5432 (AUTH_TEST_POSTGRES_URL to change it); outside
 ## CI, AUTH_TEST_SKIP_POSTGRES=1 skips those tests loudly.
-test: check-tools peers
+test: check-tools test-peers
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
 
@@ -31,6 +31,9 @@ migrate:
 check-tools:
 	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
 
-## The independent peers of the tests (PyJWT, schemathesis, npm jose): pinned, idempotent.
-peers:
+## Real peers of the end-to-end suite: the OpenID provider (oidc-provider, pinned by its
+## package-lock.json) under tests/peers/oidc-provider; PyJWT, schemathesis and npm jose
+## (pinned, idempotent) by scripts/peers.sh.
+test-peers:
+	cd tests/peers/oidc-provider && npm ci --no-audit --no-fund
 	bash scripts/peers.sh

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod oidc;
+
 use auth_db::Database;
 use auth_db::testing::TestDatabase;
 use auth_http::settings::{Settings, SettingsSource};

@@ -3,11 +3,13 @@
 //! The binary (`auth-http`) is a thin CLI over [`startup::Application`]; tests build the
 //! same application on port 0.
 
+pub mod authorize;
 pub mod cli;
 pub mod extract;
 pub mod keys;
 pub mod openapi;
 pub mod problem;
+pub mod providers;
 pub mod routes;
 pub mod settings;
 pub mod startup;

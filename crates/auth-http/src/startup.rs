@@ -10,8 +10,8 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{App, HttpMessage as _, HttpServer, ResponseError as _, web};
+use auth_core::audit::AuditTrail;
 use auth_core::clock::{Clock as _, SystemClock};
-use auth_core::events::LogEventSink;
 use auth_core::flows::{EmailConfirmation, EmailSettings, TokenPlacement};
 use auth_core::guard::{
     BreachedPasswords, CaptchaSettings, CaptchaVerifier, GroupLimits, GuardSettings, Limit,
@@ -20,14 +20,16 @@ use auth_core::guard::{
 use auth_core::jwt::JwtIssuer;
 use auth_core::mail::{MailRenderer, Mailer};
 use auth_core::memory::MemoryStore;
+use auth_core::operators::OperatorSettings;
 use auth_core::password::Argon2Hasher;
 use auth_core::random::OsRandom;
 use auth_core::secret_box::SecretBox;
 use auth_core::service::{AuthService, AuthSettings, IntrospectionClient, Ports, SessionPolicy};
+use auth_core::webhooks::WebhookSettings;
 use auth_db::{Backend, Database, DatabaseOptions, RedisRateLimits};
 use auth_notify::{
-    FileMailer, HibpRangeClient, SiteverifyCaptcha, SmtpMailer, SmtpSettings, SmtpTls,
-    TemplateRenderer,
+    FileMailer, HibpRangeClient, HttpWebhookSender, SiteverifyCaptcha, SmtpMailer, SmtpSettings,
+    SmtpTls, TemplateRenderer,
 };
 use tracing_actix_web::{RequestId, TracingLogger};
 
@@ -92,94 +94,12 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let settings = Arc::new(settings);
         let database = Arc::new(open_database(&settings).await?);
-        let home = match database.backend() {
-            Backend::Sqlite => GeneratedKeyHome::DataDir,
-            Backend::Postgres => GeneratedKeyHome::Database(database.as_ref()),
-        };
-        let LoadedKeys {
-            keys,
-            derived_sealing_key,
-        } = load_key_set(&settings, home).await.map_err(StartupError)?;
-        tracing::info!(algorithm = %settings.tokens.algorithm, kid = keys.signing_kid(), "signing key loaded");
-        let sealer =
-            SecretBox::new(&sealing_keys(&settings, derived_sealing_key).map_err(StartupError)?)
-                .map_err(StartupError)?;
-        if settings.secrets.encryption_key.is_empty() && database.backend() == Backend::Postgres {
-            tracing::warn!(
-                "secrets.encryption_key is not set: pending mail is sealed with a key derived from the signing key, which lives in the same database"
-            );
-        }
-        let (renderer, mailer) = mail_adapters(&settings).map_err(StartupError)?;
-        let (captcha, breached) = guard_adapters(&settings).map_err(StartupError)?;
-        let rate_limits: Arc<dyn RateLimitStore> =
-            match (settings.rate_limits.backend, database.backend()) {
-                (RateLimitBackend::Memory, _) | (RateLimitBackend::Auto, Backend::Sqlite) => {
-                    Arc::new(MemoryStore::new())
-                }
-                (RateLimitBackend::Database, _) | (RateLimitBackend::Auto, Backend::Postgres) => {
-                    database.clone()
-                }
-                (RateLimitBackend::Redis, _) => {
-                    let ttl = longest_window_secs(&settings) + 60;
-                    Arc::new(
-                        RedisRateLimits::connect(
-                            &settings.rate_limits.redis_url,
-                            &settings.rate_limits.redis_key_prefix,
-                            ttl,
-                        )
-                        .await
-                        .map_err(StartupError)?,
-                    )
-                }
-            };
-        let tokens = JwtIssuer::new(
-            keys,
-            settings.server.public_url.clone(),
-            settings.tokens.audience.clone(),
-            i64::try_from(settings.tokens.leeway_secs).unwrap_or(0),
-        );
-        let hasher = Argon2Hasher::new(&settings.password_hashing).map_err(StartupError)?;
+        let auth = build_service(&settings, &database).await?;
         let t = &settings.tokens;
-        let auth_settings = AuthSettings {
-            sessions: SessionPolicy {
-                access_ttl: secs(t.access_ttl_secs),
-                absolute_ttl: secs(t.refresh_absolute_ttl_secs),
-                idle_ttl: secs(t.refresh_idle_ttl_secs),
-                reuse_grace: secs(t.refresh_reuse_grace_secs),
-            },
-            password_policy: settings.password_policy.clone(),
-            introspection_clients: settings
-                .introspection
-                .all_clients()
-                .into_iter()
-                .map(|c| IntrospectionClient {
-                    id: c.id,
-                    secret: c.secret,
-                })
-                .collect(),
-            default_roles: settings.auth.default_roles.clone(),
-            email: email_settings(&settings),
-            guard: guard_settings(&settings),
-        };
-        let ports = Ports {
-            users: database.clone(),
-            sessions: database.clone(),
-            hasher: Arc::new(hasher),
-            tokens: Arc::new(tokens),
-            clock: Arc::new(SystemClock),
-            rng: Arc::new(OsRandom),
-            one_time: database.clone(),
-            outbox: database.clone(),
-            sealer: Arc::new(sealer),
-            renderer,
-            mailer,
-            events: Arc::new(LogEventSink),
-            rate_limits,
-            lockouts: database.clone(),
-            captcha,
-            breached,
-        };
-        let auth = Arc::new(AuthService::new(ports, auth_settings));
+        let social = Arc::new(
+            crate::providers::social_service(&settings, auth.clone(), database.clone())
+                .map_err(StartupError)?,
+        );
         let days = |n: u64| chrono::Duration::days(i64::try_from(n).unwrap_or(36_500).min(36_500));
         let housekeeping = tokio::spawn(housekeeping(
             auth.clone(),
@@ -192,6 +112,11 @@ impl Application {
             auth.clone(),
             Duration::from_millis(settings.outbox.poll_interval_ms),
             settings.outbox.batch_size,
+        ));
+
+        let oauth_purge = tokio::spawn(crate::providers::purge_expired_oauth_records(
+            social.clone(),
+            Duration::from_secs(settings.server.housekeeping_interval_secs),
         ));
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
@@ -215,6 +140,7 @@ impl Application {
             auth,
             health: database,
             settings: settings.clone(),
+            social,
         });
         let max_body = settings.server.max_body_bytes;
         let mut server = HttpServer::new(move || {
@@ -252,7 +178,7 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
-            background: vec![housekeeping, outbox_worker],
+            background: vec![housekeeping, outbox_worker, oauth_purge],
         })
     }
 
@@ -278,6 +204,129 @@ impl Application {
     }
 }
 
+/// Wire the adapters into the core service (everything but the HTTP server and the
+/// background tasks): the server and the operator commands of the CLI share it.
+pub async fn build_service(
+    settings: &Settings,
+    database: &Arc<Database>,
+) -> Result<Arc<AuthService>, StartupError> {
+    let home = match database.backend() {
+        Backend::Sqlite => GeneratedKeyHome::DataDir,
+        Backend::Postgres => GeneratedKeyHome::Database(database.as_ref()),
+    };
+    let LoadedKeys {
+        keys,
+        derived_sealing_key,
+    } = load_key_set(settings, home).await.map_err(StartupError)?;
+    tracing::info!(algorithm = %settings.tokens.algorithm, kid = keys.signing_kid(), "signing key loaded");
+    let sealer =
+        SecretBox::new(&sealing_keys(settings, derived_sealing_key).map_err(StartupError)?)
+            .map_err(StartupError)?;
+    if settings.secrets.encryption_key.is_empty() && database.backend() == Backend::Postgres {
+        tracing::warn!(
+            "secrets.encryption_key is not set: pending mail is sealed with a key derived from the signing key, which lives in the same database"
+        );
+    }
+    let (renderer, mailer) = mail_adapters(settings).map_err(StartupError)?;
+    let (captcha, breached) = guard_adapters(settings).map_err(StartupError)?;
+    let rate_limits: Arc<dyn RateLimitStore> =
+        match (settings.rate_limits.backend, database.backend()) {
+            (RateLimitBackend::Memory, _) | (RateLimitBackend::Auto, Backend::Sqlite) => {
+                Arc::new(MemoryStore::new())
+            }
+            (RateLimitBackend::Database, _) | (RateLimitBackend::Auto, Backend::Postgres) => {
+                database.clone()
+            }
+            (RateLimitBackend::Redis, _) => {
+                let ttl = longest_window_secs(settings) + 60;
+                Arc::new(
+                    RedisRateLimits::connect(
+                        &settings.rate_limits.redis_url,
+                        &settings.rate_limits.redis_key_prefix,
+                        ttl,
+                    )
+                    .await
+                    .map_err(StartupError)?,
+                )
+            }
+        };
+    let tokens = JwtIssuer::new(
+        keys,
+        settings.server.public_url.clone(),
+        settings.tokens.audience.clone(),
+        i64::try_from(settings.tokens.leeway_secs).unwrap_or(0),
+    );
+    let hasher = Argon2Hasher::new(&settings.password_hashing).map_err(StartupError)?;
+    let t = &settings.tokens;
+    let auth_settings = AuthSettings {
+        sessions: SessionPolicy {
+            access_ttl: secs(t.access_ttl_secs),
+            absolute_ttl: secs(t.refresh_absolute_ttl_secs),
+            idle_ttl: secs(t.refresh_idle_ttl_secs),
+            reuse_grace: secs(t.refresh_reuse_grace_secs),
+        },
+        password_policy: settings.password_policy.clone(),
+        introspection_clients: settings
+            .introspection
+            .all_clients()
+            .into_iter()
+            .map(|c| IntrospectionClient {
+                id: c.id,
+                secret: c.secret,
+            })
+            .collect(),
+        default_roles: settings.auth.default_roles.clone(),
+        email: email_settings(settings),
+        guard: guard_settings(settings),
+        webhooks: webhook_settings(settings),
+        operators: OperatorSettings {
+            audit_retention: chrono::Duration::days(
+                i64::try_from(settings.audit.retention_days).unwrap_or(36_500),
+            ),
+        },
+    };
+    let ports = Ports {
+        users: database.clone(),
+        sessions: database.clone(),
+        hasher: Arc::new(hasher),
+        tokens: Arc::new(tokens),
+        clock: Arc::new(SystemClock),
+        rng: Arc::new(OsRandom),
+        one_time: database.clone(),
+        outbox: database.clone(),
+        sealer: Arc::new(sealer),
+        renderer,
+        mailer,
+        events: Arc::new(AuditTrail::new(database.clone())),
+        rate_limits,
+        lockouts: database.clone(),
+        captcha,
+        breached,
+        operators: database.clone(),
+        audit: database.clone(),
+        webhooks: database.clone(),
+        webhook_sender: Arc::new(HttpWebhookSender::new(
+            settings.webhooks.allow_private_addresses,
+            Duration::from_secs(settings.webhooks.timeout_secs),
+        )),
+    };
+    Ok(Arc::new(AuthService::new(ports, auth_settings)))
+}
+
+fn webhook_settings(settings: &Settings) -> WebhookSettings {
+    let w = &settings.webhooks;
+    let ms = |n: u64| chrono::Duration::milliseconds(i64::try_from(n).unwrap_or(i64::MAX / 2));
+    WebhookSettings {
+        allow_http: w.allow_http,
+        allowed_hosts: w.allowed_hosts.clone(),
+        allow_private_addresses: w.allow_private_addresses,
+        max_attempts: i32::try_from(w.max_attempts).unwrap_or(7),
+        retry_initial: ms(w.retry_initial_ms),
+        disable_after: secs(w.disable_after_secs),
+        secret_overlap: secs(w.secret_overlap_secs),
+    }
+}
+
 async fn housekeeping(
     auth: Arc<AuthService>,
     database: Arc<Database>,
@@ -292,6 +341,11 @@ async fn housekeeping(
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "purged ended sessions"),
             Err(e) => tracing::warn!(error = %e, "session purge failed"),
+        }
+        match auth.prune_audit_log().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "pruned audit rows past retention"),
+            Err(e) => tracing::warn!(error = %e, "audit prune failed"),
         }
         match database
             .purge_outbox_finished_before(SystemClock.now() - outbox_retention)

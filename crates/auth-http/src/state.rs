@@ -17,4 +17,6 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<crate::settings::IpNet>,
+    /// Social and OpenID Connect sign-in.
+    pub social: Arc<auth_core::social::SocialService>,
 }

@@ -10,7 +10,7 @@ use utoipa::OpenApi;
 
 use crate::problem::ApiError;
 
-use super::{account, auth, health, me, well_known};
+use super::{account, admin, auth, health, me, oauth, webhooks, well_known};
 
 /// Every route of the API. `tests/api/openapi.rs` checks this list against the live route
 /// table.
@@ -18,7 +18,7 @@ use super::{account, auth, health, me, well_known};
 #[openapi(
     info(
         title = "auth-http",
-        description = "A self-hostable authentication server: password sessions, account recovery, passwordless sign-in, token verification for resource servers. Errors are RFC 9457 problem+json documents with a stable `code`.",
+        description = "A self-hostable authentication server: password sessions, account recovery, passwordless sign-in, social and OpenID Connect sign-in, administration, webhooks, token verification for resource servers. Errors are RFC 9457 problem+json documents with a stable `code`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
@@ -41,6 +41,40 @@ use super::{account, auth, health, me, well_known};
         me::update,
         me::sessions,
         me::revoke_session,
+        admin::my_audit_log,
+        oauth::unlink,
+        oauth::token,
+        oauth::authorize,
+        oauth::callback_get,
+        oauth::callback_post,
+        oauth::exchange,
+        oauth::link,
+        admin::list_users,
+        admin::create_user,
+        admin::get_user,
+        admin::update_user,
+        admin::delete_user,
+        admin::disable_user,
+        admin::enable_user,
+        admin::lock_user,
+        admin::unlock_user,
+        admin::user_sessions,
+        admin::revoke_user_sessions,
+        admin::revoke_user_session,
+        admin::assign_role,
+        admin::remove_role,
+        admin::list_roles,
+        admin::create_role,
+        admin::update_role,
+        admin::delete_role,
+        admin::audit_log,
+        webhooks::list,
+        webhooks::create,
+        webhooks::get,
+        webhooks::update,
+        webhooks::delete,
+        webhooks::rotate_secret,
+        webhooks::deliveries,
         well_known::jwks,
         well_known::openid_configuration,
         health::live,
@@ -52,7 +86,10 @@ use super::{account, auth, health, me, well_known};
     tags(
         (name = "auth", description = "Password sessions: sign-up, sign-in, refresh, sign-out, revocation, introspection"),
         (name = "account", description = "Through the mailbox: verification, password reset and change, magic links, one-time codes"),
-        (name = "me", description = "The signed-in user: profile and sessions"),
+        (name = "me", description = "The signed-in user: profile, sessions, linked identities, own audit log"),
+        (name = "social", description = "Social and OpenID Connect sign-in: native provider credentials, the browser redirect flow with PKCE, linking"),
+        (name = "admin", description = "Administration (capability-checked): users, their sessions and roles, roles, the audit log"),
+        (name = "webhooks", description = "Webhook endpoints (capability `webhooks:manage`): signed deliveries of security events"),
         (name = "well-known", description = "Discovery: JWK Set and configuration, for resource servers"),
         (name = "health", description = "Liveness and readiness probes"),
         (name = "docs", description = "This document and its reference page"),
