@@ -29,6 +29,7 @@ use auth_core::password::{Argon2Hasher, HashingConfig};
 use auth_core::random::{OsRandom, RandomSource as _};
 use auth_core::secret_box::SecretBox;
 use auth_core::service::{AuthService, AuthSettings, LogoutScope, Ports, SignupRequest};
+use auth_core::webhooks::WebhookSender;
 use secrecy::{ExposeSecret as _, SecretString};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -66,6 +67,17 @@ impl Mailer for NoMail {
     }
 }
 
+/// This embedding configures no webhook endpoints; one that does plugs in an HTTP client
+/// (auth-http's sender refuses private addresses and redirects).
+struct NoWebhooks;
+
+#[async_trait]
+impl WebhookSender for NoWebhooks {
+    async fn post(&self, url: &str, _: &[(String, String)], _: &[u8]) -> Result<u16, String> {
+        Err(format!("no webhook delivery in this example ({url})"))
+    }
+}
+
 fn service(store: Arc<MemoryStore>) -> Result<AuthService, Error> {
     // A fresh Ed25519 signing key; a real embedding keeps it (PEM) across restarts.
     let pem = generate_ed25519_pem(&OsRandom)?;
@@ -89,9 +101,13 @@ fn service(store: Arc<MemoryStore>) -> Result<AuthService, Error> {
         mailer: Arc::new(NoMail),
         events: Arc::new(LogEventSink),
         rate_limits: store.clone(),
-        lockouts: store,
+        lockouts: store.clone(),
         captcha: None,
         breached: None,
+        operators: store.clone(),
+        audit: store.clone(),
+        webhooks: store,
+        webhook_sender: Arc::new(NoWebhooks),
     };
     Ok(AuthService::new(ports, AuthSettings::default()))
 }
