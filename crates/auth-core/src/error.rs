@@ -77,6 +77,15 @@ pub enum AuthError {
     /// A bug or an unexpected failure; details go to the log, never to the client.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The `mfa_token` is unknown, used, expired or dead after too many wrong codes.
+    #[error("invalid or expired mfa_token")]
+    InvalidMfaToken,
+    /// The user already has an active factor of that kind.
+    #[error("second factor already enrolled")]
+    MfaAlreadyEnrolled,
+    /// The user has no active second factor.
+    #[error("no second factor enrolled")]
+    MfaNotEnrolled,
 }
 
 impl AuthError {

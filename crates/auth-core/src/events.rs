@@ -41,6 +41,18 @@ pub enum EventKind {
     EmailCodeFailed,
     /// Repeated failed sign-ins locked an identifier.
     AccountLocked,
+    /// A second factor was activated.
+    MfaFactorAdded,
+    /// A second factor was removed.
+    MfaFactorRemoved,
+    /// A second factor was verified (sign-in or step-up).
+    MfaVerified,
+    /// A wrong second-factor code was presented.
+    MfaFailed,
+    /// A recovery code was used.
+    RecoveryCodeUsed,
+    /// The recovery codes were replaced by new ones.
+    RecoveryCodesRegenerated,
 }
 
 /// One security event.

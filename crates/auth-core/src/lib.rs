@@ -22,6 +22,7 @@ pub mod random;
 pub use error::{AuthError, AuthResult};
 pub mod jwt;
 pub mod mail;
+pub mod mfa;
 pub mod opaque;
 pub mod outbox;
 pub mod secret_box;

@@ -32,6 +32,7 @@ struct State {
     rate_windows: HashMap<(String, DateTime<Utc>), u32>,
     lockouts: HashMap<String, LockoutRow>,
     outbox: Vec<OutboxEntry>,
+    mfa: mfa::MfaState,
 }
 
 /// Failures in the current window: (count, window start, lock end).
@@ -699,3 +700,5 @@ impl HealthCheck for MemoryStore {
         Ok(())
     }
 }
+
+mod mfa;

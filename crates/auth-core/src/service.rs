@@ -14,6 +14,7 @@ use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
 use crate::events::{EventKind, SecurityEvent};
 use crate::jwt::{AccessClaims, TokenIssuer};
+use crate::mfa::SignInOutcome;
 use crate::model::{
     ClientInfo, NewSession, ProfileUpdate, RotateOutcome, Session, SessionId, User, UserId,
 };
@@ -80,6 +81,8 @@ pub struct AuthSettings {
     pub email: crate::flows::EmailSettings,
     /// Rate limits, lockout, CAPTCHA and password strength.
     pub guard: crate::guard::GuardSettings,
+    /// Multi-factor authentication.
+    pub mfa: crate::mfa::MfaSettings,
 }
 
 /// The adapters the service runs on.
@@ -117,6 +120,8 @@ pub struct Ports {
     pub renderer: Arc<dyn crate::mail::MailRenderer>,
     /// Mail delivery.
     pub mailer: Arc<dyn crate::mail::Mailer>,
+    /// Second factors, recovery codes, MFA challenges and session step-up.
+    pub mfa: Arc<dyn crate::mfa::MfaStore>,
 }
 
 /// What a successful sign-in or refresh hands the client.
@@ -289,14 +294,15 @@ impl AuthService {
         self.ports.tokens.as_ref()
     }
 
-    /// Sign in with email and password.
+    /// Sign in with email and password. A user with an active second factor gets
+    /// [`SignInOutcome::MfaRequired`] instead of tokens.
     pub async fn login(
         &self,
         email: &str,
         password: &SecretString,
         client: ClientInfo,
         captcha_token: Option<&str>,
-    ) -> AuthResult<IssuedTokens> {
+    ) -> AuthResult<SignInOutcome> {
         let identifier = crate::guard::lockout_identifier(email);
         self.limit(crate::guard::LimitGroup::Login, &client, Some(&identifier))
             .await?;
@@ -388,18 +394,12 @@ impl AuthService {
         if self.settings.guard.lockout.enabled {
             self.ports.lockouts.clear(&identifier).await?;
         }
-        let tokens = self
-            .open_session(creds.user, client.clone(), vec!["pwd".into()], now)
+        let outcome = self
+            .finish_first_factor(creds.user, client.clone(), "pwd", now)
             .await?;
-        self.emit(
-            EventKind::LoginSucceeded,
-            Some(user_id),
-            Some(tokens.session_id),
-            Some(&client),
-            None,
-        )
-        .await;
-        Ok(tokens)
+        self.signed_in_event(EventKind::LoginSucceeded, user_id, &client, &outcome)
+            .await;
+        Ok(outcome)
     }
 
     /// Record a security event.

@@ -96,6 +96,41 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    mfa_factors (id) {
+        id -> Text,
+        user_id -> Text,
+        kind -> Text,
+        label -> Nullable<Text>,
+        secret -> Binary,
+        created_at -> Timestamp,
+        activated_at -> Nullable<Timestamp>,
+        last_used_step -> Nullable<BigInt>,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    mfa_recovery_codes (user_id, code_hash) {
+        user_id -> Text,
+        code_hash -> Text,
+        created_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    mfa_challenges (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        amr -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        failed_attempts -> Integer,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     sessions,
@@ -105,4 +140,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     rate_limit_windows,
     login_lockouts,
+    mfa_factors,
+    mfa_recovery_codes,
+    mfa_challenges,
 );

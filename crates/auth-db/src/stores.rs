@@ -841,5 +841,6 @@ impl HealthCheck for Database {
 
 // After the macros above: textual scope.
 mod guard;
+mod mfa;
 mod one_time;
 mod outbox;

@@ -237,6 +237,24 @@ impl From<AuthError> for ApiError {
                     "an unexpected error occurred",
                 )
             }
+            AuthError::InvalidMfaToken => Self::new(
+                S::UNAUTHORIZED,
+                "invalid_mfa_token",
+                "Invalid MFA token",
+                "the mfa_token is invalid, expired, used or had too many wrong codes; sign in again",
+            ),
+            AuthError::MfaAlreadyEnrolled => Self::new(
+                S::CONFLICT,
+                "mfa_already_enrolled",
+                "Second factor already enrolled",
+                "a factor of this kind is already active; remove it first",
+            ),
+            AuthError::MfaNotEnrolled => Self::new(
+                S::CONFLICT,
+                "mfa_not_enrolled",
+                "No second factor",
+                "the account has no active second factor",
+            ),
         }
     }
 }

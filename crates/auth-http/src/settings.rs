@@ -12,6 +12,8 @@ use config::{Config, Environment, File, FileFormat};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub mod mfa;
+
 const EMBEDDED_DEFAULTS: &str = include_str!("../../../config/default.toml");
 
 fn redact<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
@@ -63,6 +65,8 @@ pub struct Settings {
     pub captcha: CaptchaSettingsFile,
     /// Logging.
     pub log: LogSettings,
+    /// Multi-factor authentication.
+    pub mfa: mfa::MfaSettingsFile,
 }
 
 /// `[server]`
@@ -836,6 +840,7 @@ impl Settings {
             return Err("captcha.verify_url (an http(s) URL) and captcha.secret are required when captcha.enabled".into());
         }
         self.password_hashing.validate()?;
+        self.mfa.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| format!("log.level: {e}"))?;
         Ok(())

@@ -160,6 +160,7 @@ impl Application {
             default_roles: settings.auth.default_roles.clone(),
             email: email_settings(&settings),
             guard: guard_settings(&settings),
+            mfa: mfa_settings(&settings),
         };
         let ports = Ports {
             users: database.clone(),
@@ -178,6 +179,7 @@ impl Application {
             lockouts: database.clone(),
             captcha,
             breached,
+            mfa: database.clone(),
         };
         let auth = Arc::new(AuthService::new(ports, auth_settings));
         let days = |n: u64| chrono::Duration::days(i64::try_from(n).unwrap_or(36_500).min(36_500));
@@ -302,6 +304,26 @@ async fn housekeeping(
             Ok(n) => tracing::info!(purged = n, "purged finished outbox entries"),
             Err(e) => tracing::warn!(error = %e, "outbox purge failed"),
         }
+        match auth.purge_mfa_challenges(chrono::Duration::hours(1)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "purged expired MFA challenges"),
+            Err(e) => tracing::warn!(error = %e, "MFA challenge purge failed"),
+        }
+    }
+}
+
+fn mfa_settings(settings: &Settings) -> auth_core::mfa::MfaSettings {
+    let m = &settings.mfa;
+    auth_core::mfa::MfaSettings {
+        issuer: if m.issuer.is_empty() {
+            settings.app.name.clone()
+        } else {
+            m.issuer.clone()
+        },
+        challenge_ttl: secs(m.challenge_ttl_secs),
+        max_attempts: i32::try_from(m.max_attempts).unwrap_or(5),
+        totp_skew_steps: i64::from(m.totp_skew_steps),
+        enrollment_ttl: secs(m.enrollment_ttl_secs),
     }
 }
 

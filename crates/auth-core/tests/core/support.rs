@@ -174,6 +174,7 @@ pub fn harness_on(
         lockouts: store.clone(),
         captcha: None,
         breached: None,
+        mfa: store.clone(),
     };
     Harness {
         events,

@@ -6,6 +6,7 @@ mod account;
 pub(crate) mod auth;
 mod health;
 mod me;
+pub(crate) mod mfa;
 mod well_known;
 
 /// Register every route of the API.
@@ -34,7 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         web::post().to(account::verify_magic_link),
                     )
                     .route("/otp/send", web::post().to(account::send_code))
-                    .route("/otp/verify", web::post().to(account::verify_code)),
+                    .route("/otp/verify", web::post().to(account::verify_code))
+                    .configure(mfa::configure),
             )
             .service(
                 web::scope("/me")

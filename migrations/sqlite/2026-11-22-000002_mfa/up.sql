@@ -1,0 +1,43 @@
+-- Second factors: TOTP factors (secret sealed by the core), recovery codes (SHA-256 hashes
+-- only) and the short-lived challenges that a first factor opens for users with MFA.
+
+CREATE TABLE mfa_factors (
+    id             TEXT PRIMARY KEY NOT NULL,
+    user_id        TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    kind           TEXT NOT NULL,
+    label          TEXT NULL,
+    -- Sealed (XChaCha20-Poly1305, key id inside) by auth-core's SecretBox.
+    secret         BLOB NOT NULL,
+    created_at     TIMESTAMP NOT NULL,
+    -- NULL while enrolment waits for the first valid code.
+    activated_at   TIMESTAMP NULL,
+    -- Last TOTP time step accepted: a code is accepted once (replay refused).
+    last_used_step BIGINT NULL,
+    last_used_at   TIMESTAMP NULL
+);
+
+CREATE INDEX mfa_factors_user_id_idx ON mfa_factors (user_id);
+-- At most one active factor of each kind per user, decided by the database.
+CREATE UNIQUE INDEX mfa_factors_active_kind_idx ON mfa_factors (user_id, kind)
+    WHERE activated_at IS NOT NULL;
+
+CREATE TABLE mfa_recovery_codes (
+    user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    code_hash  TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    used_at    TIMESTAMP NULL,
+    PRIMARY KEY (user_id, code_hash)
+);
+
+CREATE TABLE mfa_challenges (
+    token_hash      TEXT PRIMARY KEY NOT NULL,
+    user_id         TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    -- JSON array of the first factor's methods, carried into the session.
+    amr             TEXT NOT NULL,
+    created_at      TIMESTAMP NOT NULL,
+    expires_at      TIMESTAMP NOT NULL,
+    used_at         TIMESTAMP NULL,
+    failed_attempts INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE INDEX mfa_challenges_expires_at_idx ON mfa_challenges (expires_at);
