@@ -34,7 +34,7 @@ use crate::model::{ClientInfo, NewSession, Session, SessionId, TokenHash, User, 
 use crate::opaque;
 use crate::outbox::NewOutboxMessage;
 use crate::random::random_bytes;
-use crate::service::{Authenticated, AuthService, IssuedTokens};
+use crate::service::{AuthService, Authenticated, IssuedTokens};
 
 // ---- TOTP (RFC 6238) over HOTP (RFC 4226) -------------------------------------------------
 
@@ -95,6 +95,28 @@ pub fn base32(bytes: &[u8]) -> String {
         out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
     }
     out
+}
+
+/// Inverse of [`base32`] (case-insensitive, padding and spaces ignored); `None` when a
+/// character is outside the alphabet.
+pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 5 / 8);
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for c in text.chars().filter(|c| *c != '=' && !c.is_whitespace()) {
+        let value = match c.to_ascii_uppercase() {
+            c @ 'A'..='Z' => c as u32 - 'A' as u32,
+            c @ '2'..='7' => c as u32 - '2' as u32 + 26,
+            _ => return None,
+        };
+        buffer = (buffer << 5) | value;
+        bits += 5;
+        if bits >= 8 {
+            out.push(((buffer >> (bits - 8)) & 0xff) as u8);
+            bits -= 8;
+        }
+        buffer &= (1 << bits) - 1;
+    }
+    Some(out)
 }
 
 /// Percent-encode everything but RFC 3986 unreserved characters.
@@ -269,8 +291,12 @@ pub trait MfaStore: Send + Sync {
     ) -> AuthResult<bool>;
     /// Record that `step` was accepted for an active factor, only if it is later than the
     /// last step accepted (one conditional update). `false` (a replay) changes nothing.
-    async fn use_totp_step(&self, factor_id: Uuid, step: i64, now: DateTime<Utc>)
-    -> AuthResult<bool>;
+    async fn use_totp_step(
+        &self,
+        factor_id: Uuid,
+        step: i64,
+        now: DateTime<Utc>,
+    ) -> AuthResult<bool>;
     /// Delete a factor of the user and write `notice`; when no active factor remains the
     /// recovery codes are deleted too. `false` when the user has no such factor.
     async fn remove_factor(
@@ -660,8 +686,14 @@ impl AuthService {
                     .await?
                 {
                     let detail = Some(format!("remaining={}", remaining.saturating_sub(1)));
-                    self.emit(EventKind::RecoveryCodeUsed, Some(user.id), None, None, detail)
-                        .await;
+                    self.emit(
+                        EventKind::RecoveryCodeUsed,
+                        Some(user.id),
+                        None,
+                        None,
+                        detail,
+                    )
+                    .await;
                     return Ok(Some(factor.amr()));
                 }
                 Ok(None)
@@ -736,10 +768,10 @@ impl AuthService {
         let now = self.ports.clock.now();
         let id = Uuid::now_v7();
         let secret = random_bytes::<TOTP_SECRET_BYTES>(self.ports.rng.as_ref());
-        let sealed_secret = self
-            .ports
-            .sealer
-            .seal(self.ports.rng.as_ref(), &totp_context(id), &secret)?;
+        let sealed_secret =
+            self.ports
+                .sealer
+                .seal(self.ports.rng.as_ref(), &totp_context(id), &secret)?;
         self.mfa_store()
             .insert_pending_factor(&MfaFactor {
                 id,
@@ -895,8 +927,14 @@ impl AuthService {
                 .record_challenge_failure(&hash, max, now)
                 .await?;
             let detail = Some(format!("factor={},failures={failures}", factor.as_str()));
-            self.emit(EventKind::MfaFailed, Some(user.id), None, Some(&client), detail)
-                .await;
+            self.emit(
+                EventKind::MfaFailed,
+                Some(user.id),
+                None,
+                Some(&client),
+                detail,
+            )
+            .await;
             return Err(AuthError::InvalidCode);
         };
         let mut amr = challenge.amr.clone();
@@ -1107,6 +1145,11 @@ mod tests {
         assert_eq!(base32(b"foob"), "MZXW6YQ");
         assert_eq!(base32(b"fooba"), "MZXW6YTB");
         assert_eq!(base32(b"foobar"), "MZXW6YTBOI");
+        for sample in [&b""[..], b"f", b"foob", b"foobar", &[0xff; 20]] {
+            assert_eq!(base32_decode(&base32(sample)).unwrap(), sample);
+        }
+        assert_eq!(base32_decode("mzxw6ytboi======").unwrap(), b"foobar");
+        assert!(base32_decode("MZ1").is_none());
     }
 
     #[test]

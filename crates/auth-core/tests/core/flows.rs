@@ -121,7 +121,9 @@ async fn required_confirmation_holds_sign_in_until_the_link_is_followed() {
     h.service
         .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
         .await
-        .unwrap().tokens().unwrap();
+        .unwrap()
+        .tokens()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -216,7 +218,9 @@ async fn reset_sets_the_password_ends_every_session_and_is_single_use() {
             None,
         )
         .await
-        .unwrap().tokens().unwrap();
+        .unwrap()
+        .tokens()
+        .unwrap();
     assert!(
         h.store
             .session(t.session_id)
@@ -285,7 +289,9 @@ async fn reset_links_expire_and_a_newer_one_invalidates_the_older() {
     h.service
         .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
         .await
-        .unwrap().tokens().unwrap();
+        .unwrap()
+        .tokens()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -296,7 +302,9 @@ async fn change_password_needs_the_current_one_and_replaces_every_session() {
         .service
         .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
         .await
-        .unwrap().tokens().unwrap();
+        .unwrap()
+        .tokens()
+        .unwrap();
     let caller = h.service.authenticate(&t.access_token).await.unwrap();
     let wrong = h
         .service
@@ -518,7 +526,9 @@ async fn email_codes_sign_in_once_and_die_after_five_wrong_tries() {
         .service
         .verify_email_code("ADA@example.com", &code, ClientInfo::default())
         .await
-        .unwrap().tokens().unwrap();
+        .unwrap()
+        .tokens()
+        .unwrap();
     assert_eq!(
         h.service
             .authenticate(&t.access_token)
@@ -696,7 +706,9 @@ async fn every_flow_emits_its_security_event_without_secrets() {
             None,
         )
         .await
-        .unwrap().tokens().unwrap();
+        .unwrap()
+        .tokens()
+        .unwrap();
     let caller = h.service.authenticate(&t2.access_token).await.unwrap();
     h.service
         .logout(&caller, auth_core::service::LogoutScope::All)

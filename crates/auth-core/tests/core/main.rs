@@ -5,5 +5,6 @@
 mod flows;
 mod guard;
 mod jwt;
+mod mfa;
 mod service;
 mod support;

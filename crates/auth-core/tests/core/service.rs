@@ -149,7 +149,9 @@ async fn login_accepts_the_right_password_only_and_never_says_which_part_was_wro
         .service
         .login("ADA@example.com", &secret(PASSWORD), client(), None)
         .await
-        .unwrap().tokens().unwrap();
+        .unwrap()
+        .tokens()
+        .unwrap();
     assert_eq!(t.user.email, "ada@example.com");
     for (email, password) in [
         ("ada@example.com", "wrong password"),
@@ -201,7 +203,9 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
     service
         .login("ada@example.com", &secret(PASSWORD), client(), None)
         .await
-        .unwrap().tokens().unwrap();
+        .unwrap()
+        .tokens()
+        .unwrap();
     let after = ports_store
         .credentials_by_email("ada@example.com")
         .await
@@ -214,7 +218,9 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
     service
         .login("ada@example.com", &secret(PASSWORD), client(), None)
         .await
-        .unwrap().tokens().unwrap();
+        .unwrap()
+        .tokens()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -360,7 +366,9 @@ async fn sessions_end_after_idle_and_absolute_lifetimes() {
         .service
         .login("ada@example.com", &secret(PASSWORD), client(), None)
         .await
-        .unwrap().tokens().unwrap();
+        .unwrap()
+        .tokens()
+        .unwrap();
     for _ in 0..4 {
         h.clock.advance(Duration::days(6));
         t = h
@@ -485,7 +493,9 @@ async fn revocation_accepts_refresh_and_access_tokens_and_ignores_junk() {
         .service
         .login("ada@example.com", &secret(PASSWORD), client(), None)
         .await
-        .unwrap().tokens().unwrap();
+        .unwrap()
+        .tokens()
+        .unwrap();
     h.service.revoke(&secret(&t.access_token)).await.unwrap();
     assert!(
         h.store

@@ -13,8 +13,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::{
-    OutboxRow, SessionRow, TokenRow, db_time, from_json, parse, to_json,
-    unknown_user_as_not_found,
+    OutboxRow, SessionRow, TokenRow, db_time, from_json, parse, to_json, unknown_user_as_not_found,
 };
 use crate::database::{
     Database, DbPool, PgConn, SqliteConn, detach, pool_error, query_error, unavailable,
@@ -189,9 +188,11 @@ impl MfaStore for Database {
                 // Nothing written: roll back and answer `false`.
                 return Err(DieselError::RollbackTransaction);
             }
-            diesel::delete(mfa_recovery_codes::table.filter(mfa_recovery_codes::user_id.eq(&user_id)))
-                .execute(conn)
-                .await?;
+            diesel::delete(
+                mfa_recovery_codes::table.filter(mfa_recovery_codes::user_id.eq(&user_id)),
+            )
+            .execute(conn)
+            .await?;
             // One row at a time: SQLite has no multi-row INSERT with DEFAULT in diesel.
             for code in &codes {
                 diesel::insert_into(mfa_recovery_codes::table)
@@ -289,9 +290,11 @@ impl MfaStore for Database {
         let user_id = user_id.to_string();
         let codes = recovery_rows(&user_id, codes, db_time(now));
         write_tx!(self, unknown_user_as_not_found, |conn| {
-            diesel::delete(mfa_recovery_codes::table.filter(mfa_recovery_codes::user_id.eq(&user_id)))
-                .execute(conn)
-                .await?;
+            diesel::delete(
+                mfa_recovery_codes::table.filter(mfa_recovery_codes::user_id.eq(&user_id)),
+            )
+            .execute(conn)
+            .await?;
             // One row at a time: SQLite has no multi-row INSERT with DEFAULT in diesel.
             for code in &codes {
                 diesel::insert_into(mfa_recovery_codes::table)
