@@ -7,6 +7,7 @@ mod errors;
 mod guard;
 mod health;
 mod mfa;
+mod passkeys;
 mod password_sessions;
 mod refresh;
 mod revoke_introspect;

@@ -86,6 +86,16 @@ pub enum AuthError {
     /// The user has no active second factor.
     #[error("no second factor enrolled")]
     MfaNotEnrolled,
+    /// A passkey ceremony failed: unknown or expired ceremony, unknown credential, bad
+    /// signature, wrong origin, sign counter regression.
+    #[error("passkey verification failed")]
+    InvalidPasskey,
+    /// The credential is already registered.
+    #[error("passkey already registered")]
+    PasskeyTaken,
+    /// The action needs a session verified with a second factor (`aal2`).
+    #[error("step-up required")]
+    StepUpRequired,
 }
 
 impl AuthError {

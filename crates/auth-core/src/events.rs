@@ -53,6 +53,14 @@ pub enum EventKind {
     RecoveryCodeUsed,
     /// The recovery codes were replaced by new ones.
     RecoveryCodesRegenerated,
+    /// A passkey was registered.
+    PasskeyAdded,
+    /// A passkey was deleted.
+    PasskeyRemoved,
+    /// A sign-in with a passkey.
+    PasskeySignIn,
+    /// A passkey ceremony failed (`registration`, `assertion`, `counter_regression`).
+    PasskeyFailed,
 }
 
 /// One security event.

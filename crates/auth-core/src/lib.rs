@@ -25,5 +25,6 @@ pub mod mail;
 pub mod mfa;
 pub mod opaque;
 pub mod outbox;
+pub mod passkeys;
 pub mod secret_box;
 pub mod service;

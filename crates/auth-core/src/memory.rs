@@ -33,6 +33,7 @@ struct State {
     lockouts: HashMap<String, LockoutRow>,
     outbox: Vec<OutboxEntry>,
     mfa: mfa::MfaState,
+    passkeys: passkeys::PasskeyState,
 }
 
 /// Failures in the current window: (count, window start, lock end).
@@ -702,3 +703,4 @@ impl HealthCheck for MemoryStore {
 }
 
 mod mfa;
+mod passkeys;

@@ -122,6 +122,10 @@ pub struct Ports {
     pub mailer: Arc<dyn crate::mail::Mailer>,
     /// Second factors, recovery codes, MFA challenges and session step-up.
     pub mfa: Arc<dyn crate::mfa::MfaStore>,
+    /// Passkeys and passkey ceremonies in progress.
+    pub passkeys: Arc<dyn crate::passkeys::PasskeyStore>,
+    /// WebAuthn ceremonies, when passkeys are enabled.
+    pub passkey_ceremonies: Option<Arc<dyn crate::passkeys::PasskeyCeremonies>>,
 }
 
 /// What a successful sign-in or refresh hands the client.

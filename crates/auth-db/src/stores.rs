@@ -844,3 +844,4 @@ mod guard;
 mod mfa;
 mod one_time;
 mod outbox;
+mod passkeys;

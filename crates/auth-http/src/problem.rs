@@ -255,6 +255,24 @@ impl From<AuthError> for ApiError {
                 "No second factor",
                 "the account has no active second factor",
             ),
+            AuthError::InvalidPasskey => Self::new(
+                S::UNAUTHORIZED,
+                "invalid_passkey",
+                "Passkey refused",
+                "the passkey could not be verified, or the ceremony is unknown, used or expired",
+            ),
+            AuthError::PasskeyTaken => Self::new(
+                S::CONFLICT,
+                "passkey_taken",
+                "Passkey already registered",
+                "this passkey is already registered",
+            ),
+            AuthError::StepUpRequired => Self::new(
+                S::FORBIDDEN,
+                "step_up_required",
+                "Second factor required",
+                "verify a second factor (POST /api/v1/auth/mfa/verify) and retry with the new access token",
+            ),
         }
     }
 }

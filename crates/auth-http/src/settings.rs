@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
 pub mod mfa;
+pub mod passkeys;
 
 const EMBEDDED_DEFAULTS: &str = include_str!("../../../config/default.toml");
 
@@ -67,6 +68,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// Multi-factor authentication.
     pub mfa: mfa::MfaSettingsFile,
+    /// Passkeys (WebAuthn).
+    pub passkeys: passkeys::PasskeySettingsFile,
 }
 
 /// `[server]`
@@ -669,6 +672,7 @@ impl Settings {
             .with_list_parse_key("app.redirect_allow_list")
             .with_list_parse_key("server.trusted_proxies")
             .with_list_parse_key("secrets.previous_encryption_keys")
+            .with_list_parse_key("passkeys.origins")
             .source(source.vars.clone());
         let settings: Settings = builder
             .add_source(env)
@@ -841,6 +845,7 @@ impl Settings {
         }
         self.password_hashing.validate()?;
         self.mfa.validate()?;
+        self.passkeys.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| format!("log.level: {e}"))?;
         Ok(())

@@ -180,6 +180,8 @@ impl Application {
             captcha,
             breached,
             mfa: database.clone(),
+            passkeys: database.clone(),
+            passkey_ceremonies: passkey_ceremonies(&settings).map_err(StartupError)?,
         };
         let auth = Arc::new(AuthService::new(ports, auth_settings));
         let days = |n: u64| chrono::Duration::days(i64::try_from(n).unwrap_or(36_500).min(36_500));
@@ -309,7 +311,43 @@ async fn housekeeping(
             Ok(n) => tracing::info!(purged = n, "purged expired MFA challenges"),
             Err(e) => tracing::warn!(error = %e, "MFA challenge purge failed"),
         }
+        match auth
+            .purge_passkey_ceremonies(chrono::Duration::hours(1))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "purged expired passkey ceremonies"),
+            Err(e) => tracing::warn!(error = %e, "passkey ceremony purge failed"),
+        }
     }
+}
+
+fn passkey_ceremonies(
+    settings: &Settings,
+) -> Result<Option<Arc<dyn auth_core::passkeys::PasskeyCeremonies>>, String> {
+    let p = &settings.passkeys;
+    if !p.enabled {
+        return Ok(None);
+    }
+    let origins = if p.origins.is_empty() {
+        let app_url = settings.app.effective_url(&settings.server);
+        vec![
+            auth_core::flows::origin_of(app_url)
+                .ok_or("passkeys.origins: app.url has no http(s) origin")?,
+        ]
+    } else {
+        p.origins.clone()
+    };
+    let rp = auth_passkeys::RelyingParty {
+        id: p.rp_id.clone(),
+        name: if p.rp_name.is_empty() {
+            settings.app.name.clone()
+        } else {
+            p.rp_name.clone()
+        },
+        origins,
+    };
+    Ok(Some(Arc::new(auth_passkeys::WebauthnCeremonies::new(&rp)?)))
 }
 
 fn mfa_settings(settings: &Settings) -> auth_core::mfa::MfaSettings {

@@ -41,3 +41,33 @@ CREATE TABLE mfa_challenges (
 );
 
 CREATE INDEX mfa_challenges_expires_at_idx ON mfa_challenges (expires_at);
+
+-- Passkeys (WebAuthn credentials): public keys, nothing secret.
+CREATE TABLE passkeys (
+    id            TEXT PRIMARY KEY NOT NULL,
+    user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    -- base64url of the credential id chosen by the authenticator.
+    credential_id TEXT NOT NULL UNIQUE,
+    -- The WebAuthn credential as serialised by the adapter (public key, counter, flags).
+    credential    TEXT NOT NULL,
+    -- Last sign counter accepted: it must move forward (a clone shows as a regression).
+    counter       BIGINT NOT NULL,
+    name          TEXT NULL,
+    created_at    TIMESTAMP NOT NULL,
+    last_used_at  TIMESTAMP NULL
+);
+
+CREATE INDEX passkeys_user_id_idx ON passkeys (user_id);
+
+-- WebAuthn ceremonies between start and finish: single use, five minutes.
+CREATE TABLE passkey_ceremonies (
+    token_hash TEXT PRIMARY KEY NOT NULL,
+    kind       TEXT NOT NULL,
+    user_id    TEXT NULL REFERENCES users (id) ON DELETE CASCADE,
+    -- Sealed by auth-core's SecretBox.
+    state      BLOB NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    expires_at TIMESTAMP NOT NULL
+);
+
+CREATE INDEX passkey_ceremonies_expires_at_idx ON passkey_ceremonies (expires_at);

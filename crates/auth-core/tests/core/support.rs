@@ -175,6 +175,8 @@ pub fn harness_on(
         captcha: None,
         breached: None,
         mfa: store.clone(),
+        passkeys: store.clone(),
+        passkey_ceremonies: None,
     };
     Harness {
         events,

@@ -7,6 +7,7 @@ pub(crate) mod auth;
 mod health;
 mod me;
 pub(crate) mod mfa;
+mod passkeys;
 mod well_known;
 
 /// Register every route of the API.
@@ -36,7 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     )
                     .route("/otp/send", web::post().to(account::send_code))
                     .route("/otp/verify", web::post().to(account::verify_code))
-                    .configure(mfa::configure),
+                    .configure(mfa::configure)
+                    .configure(passkeys::configure),
             )
             .service(
                 web::scope("/me")
