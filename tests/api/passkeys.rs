@@ -106,13 +106,13 @@ async fn assertion(
     assert_eq!(options.public_key.rp_id, "example.com");
     options.public_key.allow_credentials = vec![AllowCredentials {
         type_: "public-key".into(),
-        id: credential_id.to_vec().into(),
+        id: credential_id.to_vec(),
         transports: None,
     }];
     let mut response = authenticator
         .do_authentication(Url::parse(ORIGIN).unwrap(), options)
         .unwrap();
-    response.response.user_handle = Some(user_id.as_bytes().to_vec().into());
+    response.response.user_handle = Some(user_id.as_bytes().to_vec());
     (start["ceremony_id"].clone(), response)
 }
 
@@ -218,7 +218,7 @@ async fn a_wrong_origin_is_refused(backend: Backend) {
         serde_json::from_slice(response.response.client_data_json.as_ref()).unwrap();
     assert!(client_data["origin"].as_str().unwrap().starts_with(ORIGIN));
     client_data["origin"] = json!("https://app.example.net");
-    response.response.client_data_json = serde_json::to_vec(&client_data).unwrap().into();
+    response.response.client_data_json = serde_json::to_vec(&client_data).unwrap();
     problem(
         finish(&app, &ceremony_id, &response).await,
         StatusCode::UNAUTHORIZED,

@@ -79,8 +79,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> AuthResult<Value> {
 
 impl PasskeyCeremonies for WebauthnCeremonies {
     fn start_registration(&self, user: &User, exclude: &[Vec<u8>]) -> AuthResult<(Value, Vec<u8>)> {
-        let exclude =
-            (!exclude.is_empty()).then(|| exclude.iter().map(|c| c.clone().into()).collect());
+        let exclude = (!exclude.is_empty()).then(|| exclude.to_vec());
         let display = user.name.as_deref().unwrap_or(&user.email);
         let (ccr, state) = self
             .webauthn

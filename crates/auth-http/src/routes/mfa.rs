@@ -44,7 +44,7 @@ pub(crate) fn sign_in_response(
             if redirect_to.is_none() {
                 return Ok(tokens(StatusCode::OK, body));
             }
-            serde_json::to_value(body).map_err(|e| auth_core::AuthError::internal(e))?
+            serde_json::to_value(body).map_err(auth_core::AuthError::internal)?
         }
         SignInOutcome::MfaRequired(m) => json!({
             "mfa_required": true,
