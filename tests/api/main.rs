@@ -11,4 +11,5 @@ mod passkeys;
 mod password_sessions;
 mod refresh;
 mod revoke_introspect;
+mod sms;
 mod tokens;

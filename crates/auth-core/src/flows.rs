@@ -177,7 +177,11 @@ impl AuthService {
         format!("{}{path}{sep}token={}", s.app_url, token.expose_secret())
     }
 
-    fn seal_job(&self, job: &OutboxJob, now: DateTime<Utc>) -> AuthResult<NewOutboxMessage> {
+    pub(crate) fn seal_job(
+        &self,
+        job: &OutboxJob,
+        now: DateTime<Utc>,
+    ) -> AuthResult<NewOutboxMessage> {
         let json = serde_json::to_vec(job).map_err(AuthError::internal)?;
         let payload = self
             .ports
@@ -924,6 +928,17 @@ impl AuthService {
                     .issue_one_time_token(&record, &mail)
                     .await
                     .map_err(Failure::from)
+            }
+            OutboxJob::Sms { to, body } => {
+                let Some(sms) = &self.ports.sms else {
+                    return Err(Failure::permanent("no SMS transport is configured"));
+                };
+                sms.send(&to, &body).await.map_err(|e| match e {
+                    DeliveryError::Permanent(r) => Failure::permanent(r),
+                    DeliveryError::Transient(r) => Failure::transient(r),
+                })?;
+                tracing::info!(id = %entry.id, "SMS delivered");
+                Ok(())
             }
         }
     }

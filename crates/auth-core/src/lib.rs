@@ -28,3 +28,4 @@ pub mod outbox;
 pub mod passkeys;
 pub mod secret_box;
 pub mod service;
+pub mod sms;

@@ -36,6 +36,10 @@ use crate::outbox::NewOutboxMessage;
 use crate::random::random_bytes;
 use crate::service::{AuthService, Authenticated, IssuedTokens};
 
+mod sms;
+
+pub use sms::SmsEnrollment;
+
 // ---- TOTP (RFC 6238) over HOTP (RFC 4226) -------------------------------------------------
 
 /// Length of a TOTP time step.
@@ -184,6 +188,8 @@ pub fn recovery_code_hash(user_id: UserId, code: &str) -> TokenHash {
 pub enum FactorKind {
     /// An authenticator app (RFC 6238).
     Totp,
+    /// Codes sent by SMS to a verified phone number.
+    Sms,
 }
 
 impl FactorKind {
@@ -191,12 +197,15 @@ impl FactorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Totp => "totp",
+            Self::Sms => "sms",
         }
     }
 
     /// Inverse of [`FactorKind::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
-        (s == "totp").then_some(Self::Totp)
+        [Self::Totp, Self::Sms]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 }
 
@@ -373,6 +382,8 @@ pub struct MfaSettings {
     pub totp_skew_steps: i64,
     /// How long an enrolment may wait for its first code.
     pub enrollment_ttl: Duration,
+    /// Lifetime of an SMS code.
+    pub sms_code_ttl: Duration,
 }
 
 impl Default for MfaSettings {
@@ -383,6 +394,7 @@ impl Default for MfaSettings {
             max_attempts: 5,
             totp_skew_steps: 1,
             enrollment_ttl: Duration::minutes(15),
+            sms_code_ttl: Duration::minutes(5),
         }
     }
 }
@@ -448,6 +460,8 @@ pub enum SecondFactor {
     Totp,
     /// One of the recovery codes.
     RecoveryCode,
+    /// A code sent by SMS.
+    Sms,
 }
 
 impl SecondFactor {
@@ -456,12 +470,13 @@ impl SecondFactor {
         match self {
             Self::Totp => "totp",
             Self::RecoveryCode => "recovery_code",
+            Self::Sms => "sms",
         }
     }
 
     /// Inverse of [`SecondFactor::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Totp, Self::RecoveryCode]
+        [Self::Totp, Self::RecoveryCode, Self::Sms]
             .into_iter()
             .find(|f| f.as_str() == s)
     }
@@ -471,6 +486,7 @@ impl SecondFactor {
         match self {
             Self::Totp => "otp",
             Self::RecoveryCode => "recovery_code",
+            Self::Sms => "sms",
         }
     }
 }
@@ -667,6 +683,13 @@ impl AuthService {
                     }
                 }
                 Ok(None)
+            }
+            SecondFactor::Sms => {
+                let factors = self.active_factors(user.id).await?;
+                Ok(self
+                    .check_sms_code(user, &factors, code, now)
+                    .await?
+                    .then_some(factor.amr()))
             }
             SecondFactor::RecoveryCode => {
                 let hash = recovery_code_hash(user.id, code);
@@ -902,19 +925,10 @@ impl AuthService {
         client: ClientInfo,
     ) -> AuthResult<IssuedTokens> {
         self.limit(LimitGroup::MfaVerify, &client, None).await?;
-        let token = mfa_token.expose_secret();
-        if !opaque::is_well_formed(token) {
-            return Err(AuthError::InvalidMfaToken);
-        }
-        let hash = opaque::hash(token);
         let now = self.ports.clock.now();
         let max = self.settings.mfa.max_attempts;
-        let challenge = self
-            .mfa_store()
-            .challenge(&hash)
-            .await?
-            .filter(|c| c.used_at.is_none() && now < c.expires_at && c.failed_attempts < max)
-            .ok_or(AuthError::InvalidMfaToken)?;
+        let challenge = self.live_challenge(mfa_token, now).await?;
+        let hash = challenge.token_hash.clone();
         let user = self
             .ports
             .users
@@ -970,6 +984,24 @@ impl AuthService {
         )
         .await;
         self.issue(user, &session, refresh_token, now)
+    }
+
+    /// The challenge of a live `mfa_token` (unused, unexpired, not dead).
+    async fn live_challenge(
+        &self,
+        mfa_token: &SecretString,
+        now: DateTime<Utc>,
+    ) -> AuthResult<MfaChallenge> {
+        let token = mfa_token.expose_secret();
+        if !opaque::is_well_formed(token) {
+            return Err(AuthError::InvalidMfaToken);
+        }
+        let max = self.settings.mfa.max_attempts;
+        self.mfa_store()
+            .challenge(&opaque::hash(token))
+            .await?
+            .filter(|c| c.used_at.is_none() && now < c.expires_at && c.failed_attempts < max)
+            .ok_or(AuthError::InvalidMfaToken)
     }
 
     /// Raise the caller's session to `aal2` with a second factor. The answer is a new

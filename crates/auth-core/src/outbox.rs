@@ -33,6 +33,13 @@ pub enum OutboxJob {
         /// Canonical email.
         email: String,
     },
+    /// Send a text message (it carries a code: sealed like everything here).
+    Sms {
+        /// E.164 number.
+        to: String,
+        /// Message text.
+        body: String,
+    },
 }
 
 impl fmt::Debug for OutboxJob {
@@ -49,6 +56,7 @@ impl OutboxJob {
             Self::PasswordResetRequested { .. } => "password_reset_requested",
             Self::MagicLinkRequested { .. } => "magic_link_requested",
             Self::EmailOtpRequested { .. } => "email_otp_requested",
+            Self::Sms { .. } => "sms",
         }
     }
 }

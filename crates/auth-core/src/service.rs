@@ -126,6 +126,8 @@ pub struct Ports {
     pub passkeys: Arc<dyn crate::passkeys::PasskeyStore>,
     /// WebAuthn ceremonies, when passkeys are enabled.
     pub passkey_ceremonies: Option<Arc<dyn crate::passkeys::PasskeyCeremonies>>,
+    /// Text messages, when SMS is configured.
+    pub sms: Option<Arc<dyn crate::sms::SmsSender>>,
 }
 
 /// What a successful sign-in or refresh hands the client.

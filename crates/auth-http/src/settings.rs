@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 pub mod mfa;
 pub mod passkeys;
+pub mod sms;
 
 const EMBEDDED_DEFAULTS: &str = include_str!("../../../config/default.toml");
 
@@ -70,6 +71,8 @@ pub struct Settings {
     pub mfa: mfa::MfaSettingsFile,
     /// Passkeys (WebAuthn).
     pub passkeys: passkeys::PasskeySettingsFile,
+    /// Text messages.
+    pub sms: sms::SmsSettingsFile,
 }
 
 /// `[server]`
@@ -846,6 +849,7 @@ impl Settings {
         self.password_hashing.validate()?;
         self.mfa.validate()?;
         self.passkeys.validate()?;
+        self.sms.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| format!("log.level: {e}"))?;
         Ok(())

@@ -182,6 +182,7 @@ impl Application {
             mfa: database.clone(),
             passkeys: database.clone(),
             passkey_ceremonies: passkey_ceremonies(&settings).map_err(StartupError)?,
+            sms: sms_sender(&settings).map_err(StartupError)?,
         };
         let auth = Arc::new(AuthService::new(ports, auth_settings));
         let days = |n: u64| chrono::Duration::days(i64::try_from(n).unwrap_or(36_500).min(36_500));
@@ -322,6 +323,38 @@ async fn housekeeping(
     }
 }
 
+fn sms_sender(settings: &Settings) -> Result<Option<Arc<dyn auth_core::sms::SmsSender>>, String> {
+    let s = &settings.sms;
+    Ok(match s.transport.as_str() {
+        "file" => Some(Arc::new(auth_notify::FileSms::new(
+            settings.data_dir.join("sms"),
+        )?)),
+        "twilio" => {
+            let token = s
+                .twilio
+                .auth_token
+                .clone()
+                .ok_or("sms.twilio.auth_token is required")?;
+            // AUTH__SMS__FROM=+15005550006 reaches us as the number 15005550006 (the
+            // environment source parses numbers): a long all-digit sender is an E.164
+            // number that lost its `+` (short codes have 5 or 6 digits).
+            let from = if s.from.len() >= 8 && s.from.bytes().all(|b| b.is_ascii_digit()) {
+                format!("+{}", s.from)
+            } else {
+                s.from.clone()
+            };
+            Some(Arc::new(auth_notify::TwilioSms::new(
+                &s.twilio.base_url,
+                s.twilio.account_sid.clone(),
+                token,
+                from,
+                Duration::from_secs(s.twilio.timeout_secs),
+            )?))
+        }
+        _ => None,
+    })
+}
+
 fn passkey_ceremonies(
     settings: &Settings,
 ) -> Result<Option<Arc<dyn auth_core::passkeys::PasskeyCeremonies>>, String> {
@@ -362,6 +395,7 @@ fn mfa_settings(settings: &Settings) -> auth_core::mfa::MfaSettings {
         max_attempts: i32::try_from(m.max_attempts).unwrap_or(5),
         totp_skew_steps: i64::from(m.totp_skew_steps),
         enrollment_ttl: secs(m.enrollment_ttl_secs),
+        sms_code_ttl: secs(settings.sms.code_ttl_secs),
     }
 }
 

@@ -32,6 +32,7 @@ mod file;
 mod hibp;
 mod http;
 mod message;
+mod sms;
 mod smtp;
 mod templates;
 
@@ -41,5 +42,6 @@ pub mod testing;
 pub use captcha::SiteverifyCaptcha;
 pub use file::FileMailer;
 pub use hibp::HibpRangeClient;
+pub use sms::{FileSms, TwilioSms};
 pub use smtp::{SmtpMailer, SmtpSettings, SmtpTls};
 pub use templates::TemplateRenderer;

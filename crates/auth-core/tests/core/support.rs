@@ -177,6 +177,7 @@ pub fn harness_on(
         mfa: store.clone(),
         passkeys: store.clone(),
         passkey_ceremonies: None,
+        sms: None,
     };
     Harness {
         events,

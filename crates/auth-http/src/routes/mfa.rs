@@ -28,7 +28,79 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/mfa/recovery-codes/regenerate",
             web::post().to(regenerate_recovery_codes),
         )
-        .route("/mfa/verify", web::post().to(verify));
+        .route("/mfa/verify", web::post().to(verify))
+        .route("/mfa/sms/enroll", web::post().to(enroll_sms))
+        .route("/mfa/sms/activate", web::post().to(activate_sms))
+        .route("/mfa/sms/send", web::post().to(send_sms));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsEnrollBody {
+    phone: String,
+}
+
+/// `POST /api/v1/auth/mfa/sms/enroll`: a pending SMS factor; a code goes to the number.
+pub async fn enroll_sms(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Caller(caller): Caller,
+    body: web::Json<SmsEnrollBody>,
+) -> Result<HttpResponse, ApiError> {
+    let enrollment = state
+        .auth
+        .enroll_sms(&caller, &body.phone, &client_info(&req))
+        .await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header(no_store())
+        .json(json!({
+            "factor_id": enrollment.factor_id.to_string(),
+            "kind": "sms",
+            "phone": enrollment.phone,
+        })))
+}
+
+/// `POST /api/v1/auth/mfa/sms/activate` with the code received: recovery codes.
+pub async fn activate_sms(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Caller(caller): Caller,
+    body: web::Json<ActivateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let codes = state
+        .auth
+        .activate_sms(&caller, body.factor_id, &body.code, &client_info(&req))
+        .await?;
+    Ok(recovery_codes_body(codes))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsSendBody {
+    #[serde(default)]
+    mfa_token: Option<SecretString>,
+}
+
+/// `POST /api/v1/auth/mfa/sms/send`: a code to the user's SMS factor, during a sign-in
+/// (`mfa_token`) or for a step-up (bearer access token).
+pub async fn send_sms(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    require_json(&req, &body)?;
+    let body: SmsSendBody = parse_json(&body, true)?;
+    let caller = match (&body.mfa_token, bearer_token(&req)) {
+        (None, Some(token)) => Some(state.auth.authenticate(token).await?),
+        _ => None,
+    };
+    state
+        .auth
+        .send_mfa_sms(body.mfa_token.as_ref(), caller.as_ref(), &client_info(&req))
+        .await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header(no_store())
+        .json(json!({"status": "sent"})))
 }
 
 /// The answer of every first factor: a TokenResponse, or
