@@ -138,6 +138,7 @@ async fn sms_second_factor_through_a_twilio_compatible_api(backend: Backend) {
             .var("AUTH__SMS__TWILIO__BASE_URL", &twilio.url)
             .var("AUTH__SMS__TWILIO__ACCOUNT_SID", SID)
             .var("AUTH__SMS__TWILIO__AUTH_TOKEN", TOKEN)
+            .var("AUTH__SMS__PASSWORDLESS", "true")
             .var("AUTH__OUTBOX__POLL_INTERVAL_MS", "50"),
         start
     );
@@ -232,6 +233,35 @@ async fn sms_second_factor_through_a_twilio_compatible_api(backend: Backend) {
         )
         .await;
     problem(res, StatusCode::BAD_REQUEST, "invalid_code").await;
+
+    // Passwordless sign-in by SMS: the same answer for any number; only the verified number
+    // of an SMS factor gets a code.
+    for phone in ["+14155550199", "+1 415 555 0123"] {
+        let res = app
+            .post("/api/v1/auth/otp/send", &json!({"phone": phone}))
+            .await;
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+    }
+    let res = app
+        .post("/api/v1/auth/otp/send", &json!({"phone": "0123"}))
+        .await;
+    problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    let third = twilio.nth(3).await;
+    assert_eq!(third.form["To"], "+14155550123");
+    let code = code_in(&third.form["Body"]);
+    let res = app
+        .post(
+            "/api/v1/auth/otp/verify",
+            &json!({"phone": "+14155550123", "code": code}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let tokens: Value = res.json().await.unwrap();
+    let claims = decode_claims(bearer(&tokens));
+    // SMS is the user's only factor: it is not asked twice.
+    assert_eq!(claims["amr"], json!(["sms"]));
+    assert_eq!(claims["aal"], "aal1");
+    assert_eq!(twilio.requests.lock().unwrap().len(), 3);
 }
 
 async fn the_development_transport_writes_messages_to_the_data_directory(backend: Backend) {

@@ -61,6 +61,8 @@ pub enum EventKind {
     PasskeySignIn,
     /// A passkey ceremony failed (`registration`, `assertion`, `counter_regression`).
     PasskeyFailed,
+    /// A sign-in by SMS code.
+    SmsCodeSignIn,
 }
 
 /// One security event.

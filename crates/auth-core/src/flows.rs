@@ -940,6 +940,10 @@ impl AuthService {
                 tracing::info!(id = %entry.id, "SMS delivered");
                 Ok(())
             }
+            OutboxJob::SmsOtpRequested { phone } => self
+                .issue_sms_sign_in_code(&phone)
+                .await
+                .map_err(Failure::from),
         }
     }
 

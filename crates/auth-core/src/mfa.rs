@@ -230,6 +230,8 @@ pub struct MfaFactor {
     pub last_used_step: Option<i64>,
     /// When a code of it was last accepted.
     pub last_used_at: Option<DateTime<Utc>>,
+    /// SHA-256 of the phone number of an SMS factor, to find it by number.
+    pub lookup_hash: Option<TokenHash>,
 }
 
 impl fmt::Debug for MfaFactor {
@@ -285,6 +287,13 @@ pub trait MfaStore: Send + Sync {
     async fn insert_pending_factor(&self, factor: &MfaFactor) -> AuthResult<()>;
     /// Every factor of the user, pending ones included, oldest first.
     async fn factors_of(&self, user_id: UserId) -> AuthResult<Vec<MfaFactor>>;
+    /// The most recently activated active factor of `kind` with this lookup hash (an SMS
+    /// factor by phone number).
+    async fn active_factor_by_lookup(
+        &self,
+        kind: FactorKind,
+        lookup: &TokenHash,
+    ) -> AuthResult<Option<MfaFactor>>;
     /// Activate a pending factor of the user: set `activated_at` and `last_used_step`,
     /// replace the user's recovery codes with `recovery_codes` and write `notice` to the
     /// outbox. `false`, and no change, when it is not a pending factor of the user or the
@@ -378,6 +387,8 @@ pub struct MfaSettings {
     pub challenge_ttl: Duration,
     /// Wrong codes that kill an `mfa_token`.
     pub max_attempts: i32,
+    /// Whether an SMS factor's number may also sign in without a password.
+    pub sms_passwordless: bool,
     /// Time steps of clock skew accepted either side of now.
     pub totp_skew_steps: i64,
     /// How long an enrolment may wait for its first code.
@@ -392,6 +403,7 @@ impl Default for MfaSettings {
             issuer: "Auth".into(),
             challenge_ttl: Duration::minutes(5),
             max_attempts: 5,
+            sms_passwordless: false,
             totp_skew_steps: 1,
             enrollment_ttl: Duration::minutes(15),
             sms_code_ttl: Duration::minutes(5),
@@ -603,7 +615,13 @@ impl AuthService {
         method: &str,
         now: DateTime<Utc>,
     ) -> AuthResult<SignInOutcome> {
-        let active = self.active_factors(user.id).await?;
+        // A factor never counts twice: after a sign-in by SMS code, SMS is not asked again.
+        let active: Vec<MfaFactor> = self
+            .active_factors(user.id)
+            .await?
+            .into_iter()
+            .filter(|f| f.kind.as_str() != method)
+            .collect();
         if active.is_empty() {
             let tokens = self
                 .open_session(user, client, vec![method.to_owned()], now)
@@ -806,6 +824,7 @@ impl AuthService {
                 activated_at: None,
                 last_used_step: None,
                 last_used_at: None,
+                lookup_hash: None,
             })
             .await?;
         Ok(TotpEnrollment {
@@ -935,7 +954,14 @@ impl AuthService {
             .user_by_id(challenge.user_id)
             .await?
             .ok_or(AuthError::InvalidMfaToken)?;
-        let Some(method) = self.check_second_factor(&user, factor, code, now).await? else {
+        // After a sign-in by SMS code, an SMS code is not a second factor.
+        let reused = factor == SecondFactor::Sms && challenge.amr.iter().any(|m| m == "sms");
+        let checked = if reused {
+            None
+        } else {
+            self.check_second_factor(&user, factor, code, now).await?
+        };
+        let Some(method) = checked else {
             let failures = self
                 .mfa_store()
                 .record_challenge_failure(&hash, max, now)

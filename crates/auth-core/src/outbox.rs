@@ -40,6 +40,11 @@ pub enum OutboxJob {
         /// Message text.
         body: String,
     },
+    /// Someone asked for a sign-in code by SMS for `phone` (may belong to nobody).
+    SmsOtpRequested {
+        /// E.164 number.
+        phone: String,
+    },
 }
 
 impl fmt::Debug for OutboxJob {
@@ -57,6 +62,7 @@ impl OutboxJob {
             Self::MagicLinkRequested { .. } => "magic_link_requested",
             Self::EmailOtpRequested { .. } => "email_otp_requested",
             Self::Sms { .. } => "sms",
+            Self::SmsOtpRequested { .. } => "sms_otp_requested",
         }
     }
 }

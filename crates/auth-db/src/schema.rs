@@ -107,6 +107,7 @@ diesel::table! {
         activated_at -> Nullable<Timestamp>,
         last_used_step -> Nullable<BigInt>,
         last_used_at -> Nullable<Timestamp>,
+        lookup_hash -> Nullable<Text>,
     }
 }
 

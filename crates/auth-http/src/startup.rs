@@ -393,6 +393,7 @@ fn mfa_settings(settings: &Settings) -> auth_core::mfa::MfaSettings {
         },
         challenge_ttl: secs(m.challenge_ttl_secs),
         max_attempts: i32::try_from(m.max_attempts).unwrap_or(5),
+        sms_passwordless: settings.sms.passwordless,
         totp_skew_steps: i64::from(m.totp_skew_steps),
         enrollment_ttl: secs(m.enrollment_ttl_secs),
         sms_code_ttl: secs(settings.sms.code_ttl_secs),

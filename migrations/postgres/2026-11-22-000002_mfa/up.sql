@@ -13,10 +13,13 @@ CREATE TABLE mfa_factors (
     activated_at   TIMESTAMP NULL,
     -- Last TOTP time step accepted: a code is accepted once (replay refused).
     last_used_step BIGINT NULL,
-    last_used_at   TIMESTAMP NULL
+    last_used_at   TIMESTAMP NULL,
+    -- SHA-256 of the phone number of an SMS factor (the number itself is sealed).
+    lookup_hash    TEXT NULL
 );
 
 CREATE INDEX mfa_factors_user_id_idx ON mfa_factors (user_id);
+CREATE INDEX mfa_factors_lookup_hash_idx ON mfa_factors (lookup_hash);
 -- At most one active factor of each kind per user, decided by the database.
 CREATE UNIQUE INDEX mfa_factors_active_kind_idx ON mfa_factors (user_id, kind)
     WHERE activated_at IS NOT NULL;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::MemoryStore;
 use crate::error::AuthResult;
-use crate::mfa::{MfaChallenge, MfaFactor, MfaStore, NewMfaChallenge};
+use crate::mfa::{FactorKind, MfaChallenge, MfaFactor, MfaStore, NewMfaChallenge};
 use crate::model::{NewSession, Session, SessionId, TokenHash, UserId};
 use crate::outbox::NewOutboxMessage;
 
@@ -49,6 +49,23 @@ impl MfaStore for MemoryStore {
             .collect();
         out.sort_by_key(|f| f.created_at);
         Ok(out)
+    }
+
+    async fn active_factor_by_lookup(
+        &self,
+        kind: FactorKind,
+        lookup: &TokenHash,
+    ) -> AuthResult<Option<MfaFactor>> {
+        Ok(self
+            .state()
+            .mfa
+            .factors
+            .iter()
+            .filter(|f| {
+                f.kind == kind && f.activated_at.is_some() && f.lookup_hash.as_ref() == Some(lookup)
+            })
+            .max_by_key(|f| f.activated_at)
+            .cloned())
     }
 
     async fn activate_factor(

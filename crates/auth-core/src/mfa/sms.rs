@@ -175,6 +175,7 @@ impl AuthService {
             activated_at: None,
             last_used_step: None,
             last_used_at: None,
+            lookup_hash: Some(phone.lookup_hash()),
         };
         self.mfa_store().insert_pending_factor(&factor).await?;
         self.send_factor_code(&user, &factor, now).await?;
@@ -291,5 +292,106 @@ impl AuthService {
             .find(|f| f.kind == FactorKind::Sms)
             .ok_or(AuthError::MfaNotEnrolled)?;
         self.send_factor_code(&user, &factor, now).await
+    }
+
+    fn require_sms_sign_in(&self) -> AuthResult<()> {
+        self.require_sms()?;
+        if !self.settings.mfa.sms_passwordless {
+            return Err(AuthError::NotEnabled("sign-in by SMS code"));
+        }
+        Ok(())
+    }
+
+    /// Ask for a sign-in code by SMS. The same answer and the same work whatever the
+    /// number: one outbox job; the worker sends a code only to the verified number of an
+    /// active SMS factor (no account is created by phone).
+    pub async fn send_sms_sign_in_code(
+        &self,
+        phone: &str,
+        client: &ClientInfo,
+        captcha_token: Option<&str>,
+    ) -> AuthResult<()> {
+        self.require_sms_sign_in()?;
+        self.limit(LimitGroup::Passwordless, client, Some(phone.trim()))
+            .await?;
+        self.captcha(
+            self.settings.guard.captcha.passwordless,
+            captcha_token,
+            client,
+        )
+        .await?;
+        let phone = PhoneNumber::parse(phone)?;
+        let now = self.ports.clock.now();
+        let job = OutboxJob::SmsOtpRequested {
+            phone: phone.as_str().to_owned(),
+        };
+        self.ports.outbox.enqueue(&self.seal_job(&job, now)?).await
+    }
+
+    /// The worker's half of [`AuthService::send_sms_sign_in_code`].
+    pub(crate) async fn issue_sms_sign_in_code(&self, phone: &str) -> AuthResult<()> {
+        let Ok(phone) = PhoneNumber::parse(phone) else {
+            return Ok(());
+        };
+        let Some(factor) = self
+            .mfa_store()
+            .active_factor_by_lookup(FactorKind::Sms, &phone.lookup_hash())
+            .await?
+        else {
+            return Ok(());
+        };
+        let Some(user) = self.ports.users.user_by_id(factor.user_id).await? else {
+            return Ok(());
+        };
+        let now = self.ports.clock.now();
+        self.send_factor_code(&user, &factor, now).await
+    }
+
+    /// Sign in with a code sent by SMS to the verified number of an SMS factor. SMS is one
+    /// factor: a user with another active factor (an authenticator app) is then asked for
+    /// it ([`crate::mfa::SignInOutcome::MfaRequired`]).
+    pub async fn verify_sms_sign_in(
+        &self,
+        phone: &str,
+        code: &str,
+        client: ClientInfo,
+    ) -> AuthResult<super::SignInOutcome> {
+        self.require_sms_sign_in()?;
+        self.limit(LimitGroup::Passwordless, &client, Some(phone.trim()))
+            .await?;
+        let phone = PhoneNumber::parse(phone).map_err(|_| AuthError::InvalidCode)?;
+        let factor = self
+            .mfa_store()
+            .active_factor_by_lookup(FactorKind::Sms, &phone.lookup_hash())
+            .await?
+            .ok_or(AuthError::InvalidCode)?;
+        let user = self
+            .ports
+            .users
+            .user_by_id(factor.user_id)
+            .await?
+            .ok_or(AuthError::InvalidCode)?;
+        let now = self.ports.clock.now();
+        if !self
+            .check_sms_code(&user, std::slice::from_ref(&factor), code, now)
+            .await?
+        {
+            self.emit(
+                EventKind::MfaFailed,
+                Some(user.id),
+                None,
+                Some(&client),
+                Some("factor=sms,sign_in".into()),
+            )
+            .await;
+            return Err(AuthError::InvalidCode);
+        }
+        let user_id = user.id;
+        let outcome = self
+            .finish_first_factor(user, client.clone(), "sms", now)
+            .await?;
+        self.signed_in_event(EventKind::SmsCodeSignIn, user_id, &client, &outcome)
+            .await;
+        Ok(outcome)
     }
 }

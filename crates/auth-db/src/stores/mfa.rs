@@ -32,6 +32,7 @@ struct FactorRow {
     activated_at: Option<NaiveDateTime>,
     last_used_step: Option<i64>,
     last_used_at: Option<NaiveDateTime>,
+    lookup_hash: Option<String>,
 }
 
 impl FactorRow {
@@ -46,6 +47,7 @@ impl FactorRow {
             activated_at: f.activated_at.map(db_time),
             last_used_step: f.last_used_step,
             last_used_at: f.last_used_at.map(db_time),
+            lookup_hash: f.lookup_hash.as_ref().map(|h| h.0.clone()),
         }
     }
 
@@ -62,6 +64,7 @@ impl FactorRow {
             activated_at: self.activated_at.map(|t| t.and_utc()),
             last_used_step: self.last_used_step,
             last_used_at: self.last_used_at.map(|t| t.and_utc()),
+            lookup_hash: self.lookup_hash.map(TokenHash),
         })
     }
 }
@@ -155,6 +158,26 @@ impl MfaStore for Database {
                 .await
         })?;
         rows.into_iter().map(FactorRow::into_factor).collect()
+    }
+
+    async fn active_factor_by_lookup(
+        &self,
+        kind: FactorKind,
+        lookup: &TokenHash,
+    ) -> AuthResult<Option<MfaFactor>> {
+        let lookup = lookup.0.clone();
+        let row = with_conn!(self, |conn| {
+            mfa_factors::table
+                .filter(mfa_factors::kind.eq(kind.as_str()))
+                .filter(mfa_factors::lookup_hash.eq(&lookup))
+                .filter(mfa_factors::activated_at.is_not_null())
+                .order(mfa_factors::activated_at.desc())
+                .select(FactorRow::as_select())
+                .first(conn)
+                .await
+                .optional()
+        })?;
+        row.map(FactorRow::into_factor).transpose()
     }
 
     async fn activate_factor(

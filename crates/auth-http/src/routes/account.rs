@@ -167,8 +167,11 @@ pub async fn send_code(
                 .send_email_code(email, &client_info(&req), body.captcha_token.as_deref())
                 .await?
         }
-        (None, Some(_)) => {
-            return Err(auth_core::AuthError::NotEnabled("sign-in by SMS code").into());
+        (None, Some(phone)) => {
+            state
+                .auth
+                .send_sms_sign_in_code(phone, &client_info(&req), body.captcha_token.as_deref())
+                .await?
         }
         _ => {
             return Err(ApiError::invalid_request(
@@ -200,8 +203,11 @@ pub async fn verify_code(
                 .verify_email_code(email, &body.code, client_info(&req))
                 .await?
         }
-        (None, Some(_)) => {
-            return Err(auth_core::AuthError::NotEnabled("sign-in by SMS code").into());
+        (None, Some(phone)) => {
+            state
+                .auth
+                .verify_sms_sign_in(phone, &body.code, client_info(&req))
+                .await?
         }
         _ => {
             return Err(ApiError::invalid_request(

@@ -15,6 +15,9 @@ pub struct SmsSettingsFile {
     pub from: String,
     /// Lifetime of a code.
     pub code_ttl_secs: u64,
+    /// Whether the verified number of an SMS factor may sign in without a password
+    /// (`POST /otp/send` and `/otp/verify` with `phone`).
+    pub passwordless: bool,
     /// Twilio-compatible API.
     pub twilio: TwilioSettingsFile,
 }
