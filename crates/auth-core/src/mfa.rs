@@ -947,6 +947,13 @@ impl AuthService {
         let now = self.ports.clock.now();
         let max = self.settings.mfa.max_attempts;
         let challenge = self.live_challenge(mfa_token, now).await?;
+        // Per user too: each sign-in opens a new mfa_token, the account's limit bounds them all.
+        self.limit(
+            LimitGroup::MfaVerify,
+            &client,
+            Some(&challenge.user_id.to_string()),
+        )
+        .await?;
         let hash = challenge.token_hash.clone();
         let user = self
             .ports

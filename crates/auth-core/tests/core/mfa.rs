@@ -533,3 +533,79 @@ async fn magic_links_and_email_codes_also_stop_at_the_second_factor() {
     let outcome = h.service.verify_email_code(EMAIL, &code, c).await.unwrap();
     assert!(outcome.mfa_required().is_some());
 }
+
+#[tokio::test]
+async fn sms_codes_enrol_a_number_and_serve_as_a_second_factor_once_each() {
+    let h = harness();
+    let (caller, _) = signed_up(&h).await;
+    let c = ClientInfo::default();
+    assert!(matches!(
+        h.service.enroll_sms(&caller, "0612345678", &c).await,
+        Err(AuthError::InvalidField { field: "phone", .. })
+    ));
+    let enrollment = h
+        .service
+        .enroll_sms(&caller, "+33 6 12 34 56 78", &c)
+        .await
+        .unwrap();
+    assert_eq!(enrollment.phone, "+•••••••••78");
+    h.deliver().await;
+    let code = h.sms.last_code("+33612345678").expect("an SMS with a code");
+    h.service
+        .activate_sms(&caller, enrollment.factor_id, &code, &c)
+        .await
+        .unwrap();
+
+    let m = mfa_required(&h).await;
+    assert_eq!(m.factors, vec!["sms", "recovery_code"]);
+    h.service
+        .send_mfa_sms(Some(&m.mfa_token), None, &c)
+        .await
+        .unwrap();
+    h.deliver().await;
+    let code = h.sms.last_code("+33612345678").unwrap();
+    // The activation code is spent; five wrong codes kill the current one.
+    for _ in 0..5 {
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        assert!(verify(&h, &m, SecondFactor::Sms, wrong).await.is_err());
+    }
+    let m = mfa_required(&h).await;
+    assert!(matches!(
+        verify(&h, &m, SecondFactor::Sms, &code).await,
+        Err(AuthError::InvalidCode)
+    ));
+    // A new rate-limit window (the failures above count against the account too).
+    h.clock.advance(Duration::minutes(5));
+    let m = mfa_required(&h).await;
+    h.service
+        .send_mfa_sms(Some(&m.mfa_token), None, &c)
+        .await
+        .unwrap();
+    h.deliver().await;
+    let code = h.sms.last_code("+33612345678").unwrap();
+    let t = verify(&h, &m, SecondFactor::Sms, &code).await.unwrap();
+    let claims = h
+        .service
+        .authenticate(&t.access_token)
+        .await
+        .unwrap()
+        .claims;
+    assert_eq!(
+        (claims.amr, claims.aal),
+        (vec!["pwd".to_owned(), "sms".to_owned()], "aal2".to_owned())
+    );
+    // Codes expire after five minutes.
+    let m = mfa_required(&h).await;
+    h.service
+        .send_mfa_sms(Some(&m.mfa_token), None, &c)
+        .await
+        .unwrap();
+    h.deliver().await;
+    let code = h.sms.last_code("+33612345678").unwrap();
+    h.clock.advance(Duration::minutes(5));
+    let m = mfa_required(&h).await;
+    assert!(matches!(
+        verify(&h, &m, SecondFactor::Sms, &code).await,
+        Err(AuthError::InvalidCode)
+    ));
+}
