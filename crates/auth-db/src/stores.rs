@@ -866,7 +866,9 @@ impl HealthCheck for Database {
 // After the macros above: textual scope.
 mod guard;
 mod identity;
+mod mfa;
 mod one_time;
 mod operators;
 mod outbox;
+mod passkeys;
 mod webhooks;

@@ -104,7 +104,7 @@ pub async fn login(
     req: HttpRequest,
     body: JsonBody<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let issued = state
+    let outcome = state
         .auth
         .login(
             &body.email,
@@ -113,7 +113,7 @@ pub async fn login(
             body.captcha_token.as_deref(),
         )
         .await?;
-    Ok(tokens(actix_web::http::StatusCode::OK, issued.into()))
+    super::mfa::sign_in_response(outcome, None)
 }
 
 #[derive(Deserialize, ToSchema)]

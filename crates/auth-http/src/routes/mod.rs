@@ -8,7 +8,9 @@ pub(crate) mod auth;
 pub mod docs;
 mod health;
 mod me;
+pub(crate) mod mfa;
 mod oauth;
+mod passkeys;
 mod webhooks;
 mod well_known;
 
@@ -39,7 +41,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     )
                     .route("/otp/send", web::post().to(account::send_code))
                     .route("/otp/verify", web::post().to(account::verify_code))
-                    .configure(oauth::configure),
+                    .configure(oauth::configure)
+                    .configure(mfa::configure)
+                    .configure(passkeys::configure),
             )
             .service(
                 web::scope("/me")
