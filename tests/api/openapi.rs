@@ -230,8 +230,11 @@ fn openapi_document_describes_errors_and_security() {
     assert_eq!(
         op("post", "/api/v1/auth/login")["responses"]["200"]["content"]["application/json"]["schema"]
             ["$ref"],
-        "#/components/schemas/TokenResponse"
+        "#/components/schemas/SignInResult"
     );
+    let sign_in = &doc["components"]["schemas"]["SignInResult"]["oneOf"];
+    assert_eq!(sign_in[0]["$ref"], "#/components/schemas/TokenResponse");
+    assert_eq!(sign_in[1]["$ref"], "#/components/schemas/MfaChallenge");
 }
 
 fn checked_in_path() -> PathBuf {

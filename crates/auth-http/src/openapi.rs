@@ -64,16 +64,6 @@ pub struct IntrospectionDoc {
     pub amr: Option<Vec<String>>,
     pub aal: Option<String>,
 }
-/// A token response with `redirect_to` when the magic link was asked with one.
-#[derive(serde::Serialize, ToSchema)]
-#[schema(as = MagicLinkTokenResponse)]
-pub struct MagicLinkTokens {
-    #[serde(flatten)]
-    pub tokens: TokenResponse,
-    /// The `redirect_to` given when the link was asked.
-    pub redirect_to: Option<String>,
-}
-
 /// A JSON Web Key (RFC 7517), public members only.
 #[derive(serde::Serialize, ToSchema)]
 pub struct Jwk {
@@ -300,4 +290,95 @@ static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
 /// The document as served (pretty JSON, ending with a newline), built once.
 pub fn document_json() -> &'static str {
     &DOCUMENT
+}
+
+/// The second step a sign-in needs when the account has multi-factor authentication:
+/// `POST /api/v1/auth/mfa/verify` with `mfa_token` and a code.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(as = MfaChallenge)]
+pub struct MfaChallengeDoc {
+    /// Always `true`.
+    pub mfa_required: bool,
+    /// Short-lived, single-use token of this sign-in attempt.
+    pub mfa_token: String,
+    /// The second factors the account can answer with (`totp`, `sms`, `recovery_code`).
+    pub factors: Vec<String>,
+    /// Expiry of `mfa_token`, seconds since the epoch.
+    pub expires_at: i64,
+}
+
+/// The answer of a first factor: tokens, or the multi-factor challenge.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = SignInResult)]
+pub enum SignInResultDoc {
+    /// Signed in.
+    Tokens(TokenResponse),
+    /// A second factor is required.
+    MfaRequired(MfaChallengeDoc),
+}
+
+/// `{"recovery_codes": [...]}`: shown once; each code works once.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(as = RecoveryCodes)]
+pub struct RecoveryCodesDoc {
+    pub recovery_codes: Vec<String>,
+}
+
+/// A pending TOTP factor: its secret, `otpauth://` URI and QR code (shown once).
+#[derive(serde::Serialize, ToSchema)]
+#[schema(as = TotpEnrollment)]
+pub struct TotpEnrollmentDoc {
+    pub factor_id: String,
+    /// `totp`.
+    pub kind: String,
+    /// Base32 secret for manual entry.
+    pub secret: String,
+    pub otpauth_uri: String,
+    /// An SVG QR code of `otpauth_uri` as a data URI.
+    pub qr_code: String,
+    /// Until when the factor can be activated, seconds since the epoch.
+    pub expires_at: i64,
+}
+
+/// A pending SMS factor; a code went to the number.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(as = SmsEnrollment)]
+pub struct SmsEnrollmentDoc {
+    pub factor_id: String,
+    /// `sms`.
+    pub kind: String,
+    /// The number, masked.
+    pub phone: String,
+}
+
+/// A step-up: a new access token at `aal2` for the same session (the refresh token is
+/// unchanged).
+#[derive(serde::Serialize, ToSchema)]
+#[schema(as = StepUpResponse)]
+pub struct StepUpDoc {
+    pub access_token: String,
+    /// `Bearer`.
+    pub token_type: String,
+    pub expires_in: i64,
+    pub expires_at: i64,
+    pub user: crate::views::UserView,
+}
+
+/// A WebAuthn ceremony: pass `options` to `navigator.credentials.create()` or `.get()`,
+/// then send the result with `ceremony_id` to the matching `finish` route.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(as = PasskeyCeremony)]
+pub struct CeremonyDoc {
+    pub ceremony_id: String,
+    /// `PublicKeyCredentialCreationOptions` or `PublicKeyCredentialRequestOptions` (JSON).
+    #[schema(value_type = Object)]
+    pub options: serde_json::Value,
+}
+
+/// `{"status": "sent"}`
+#[derive(serde::Serialize, ToSchema)]
+#[schema(as = Sent)]
+pub struct SentDoc {
+    pub status: String,
 }

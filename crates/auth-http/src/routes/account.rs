@@ -10,10 +10,11 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::extract::{Caller, JsonBody, client_info};
-use crate::openapi::{Accepted, MagicLinkTokens, ProblemDoc};
+use crate::openapi::{Accepted, ProblemDoc, SignInResultDoc};
 use crate::problem::ApiError;
 use crate::routes::auth::{no_store, tokens};
 use crate::state::AppState;
+use crate::views::TokenResponse;
 
 fn accepted() -> HttpResponse {
     HttpResponse::Accepted()
@@ -203,7 +204,7 @@ pub async fn request_magic_link(
 #[utoipa::path(
     post, path = "/api/v1/auth/magic-link/verify", tag = "account", request_body = TokenBody,
     responses(
-        (status = 200, description = "Signed in; `redirect_to` added when the link was asked with one", body = MagicLinkTokens),
+        (status = 200, description = "Signed in, or `mfa_required` with an `mfa_token`; `redirect_to` added when the link was asked with one", body = SignInResultDoc),
         (status = 400, description = "`invalid_request`, `invalid_or_expired_token`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "`account_locked`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
@@ -284,7 +285,7 @@ pub struct OtpVerifyBody {
 #[utoipa::path(
     post, path = "/api/v1/auth/otp/verify", tag = "account", request_body = OtpVerifyBody,
     responses(
-        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 200, description = "Signed in, or `mfa_required` with an `mfa_token`", body = SignInResultDoc),
         (status = 400, description = "`invalid_request`, `invalid_code`, `not_enabled` (SMS)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "`account_locked`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),

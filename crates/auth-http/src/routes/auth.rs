@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use crate::extract::{
     Caller, JsonBody, bearer_token, client_info, parse_json, parse_json_or_form, require_json,
 };
-use crate::openapi::{Accepted, IntrospectionDoc, ProblemDoc};
+use crate::openapi::{Accepted, IntrospectionDoc, ProblemDoc, SignInResultDoc};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::views::TokenResponse;
@@ -90,10 +90,10 @@ pub struct LoginBody {
 #[utoipa::path(
     post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
     responses(
-        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 200, description = "Signed in, or `mfa_required` with an `mfa_token` for `POST /api/v1/auth/mfa/verify`", body = SignInResultDoc),
         (status = 400, description = "`invalid_request`; `captcha_required`, `captcha_failed`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_credentials`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`account_locked` (`Retry-After`), `email_not_verified`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`account_locked` (`Retry-After`), `email_not_verified`, `account_disabled`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_email`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),

@@ -10,7 +10,7 @@ use utoipa::OpenApi;
 
 use crate::problem::ApiError;
 
-use super::{account, admin, auth, health, me, oauth, webhooks, well_known};
+use super::{account, admin, auth, health, me, mfa, oauth, passkeys, webhooks, well_known};
 
 /// Every route of the API. `tests/api/openapi.rs` checks this list against the live route
 /// table.
@@ -18,7 +18,7 @@ use super::{account, admin, auth, health, me, oauth, webhooks, well_known};
 #[openapi(
     info(
         title = "auth-http",
-        description = "A self-hostable authentication server: password sessions, account recovery, passwordless sign-in, social and OpenID Connect sign-in, administration, webhooks, token verification for resource servers. Errors are RFC 9457 problem+json documents with a stable `code`.",
+        description = "A self-hostable authentication server: password sessions, account recovery, passwordless sign-in, multi-factor authentication and passkeys, social and OpenID Connect sign-in, administration, webhooks, token verification for resource servers. Errors are RFC 9457 problem+json documents with a stable `code`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
@@ -41,6 +41,21 @@ use super::{account, admin, auth, health, me, oauth, webhooks, well_known};
         me::update,
         me::sessions,
         me::revoke_session,
+        mfa::factors,
+        mfa::remove_factor,
+        mfa::enroll_totp,
+        mfa::activate_totp,
+        mfa::regenerate_recovery_codes,
+        mfa::verify,
+        mfa::enroll_sms,
+        mfa::activate_sms,
+        mfa::send_sms,
+        passkeys::registration_start,
+        passkeys::registration_finish,
+        passkeys::login_start,
+        passkeys::login_finish,
+        passkeys::list,
+        passkeys::delete,
         admin::my_audit_log,
         oauth::unlink,
         oauth::token,
@@ -87,6 +102,8 @@ use super::{account, admin, auth, health, me, oauth, webhooks, well_known};
         (name = "auth", description = "Password sessions: sign-up, sign-in, refresh, sign-out, revocation, introspection"),
         (name = "account", description = "Through the mailbox: verification, password reset and change, magic links, one-time codes"),
         (name = "me", description = "The signed-in user: profile, sessions, linked identities, own audit log"),
+        (name = "mfa", description = "Multi-factor authentication: TOTP, SMS, recovery codes, the second step of a sign-in, step-up"),
+        (name = "passkeys", description = "Passkeys (WebAuthn): registration and sign-in"),
         (name = "social", description = "Social and OpenID Connect sign-in: native provider credentials, the browser redirect flow with PKCE, linking"),
         (name = "admin", description = "Administration (capability-checked): users, their sessions and roles, roles, the audit log"),
         (name = "webhooks", description = "Webhook endpoints (capability `webhooks:manage`): signed deliveries of security events"),
