@@ -24,6 +24,7 @@ use auth_core::flows::SignupOutcome;
 use auth_core::jwt::{JwksVerifier, JwtIssuer, KeySet, SigningAlgorithm, generate_ed25519_pem};
 use auth_core::mail::{DeliveryError, EmailMessage, MailIntent, MailRenderer, Mailer};
 use auth_core::memory::MemoryStore;
+use auth_core::mfa::SignInOutcome;
 use auth_core::model::ClientInfo;
 use auth_core::password::{Argon2Hasher, HashingConfig};
 use auth_core::random::{OsRandom, RandomSource as _};
@@ -106,8 +107,14 @@ fn service(store: Arc<MemoryStore>) -> Result<AuthService, Error> {
         breached: None,
         operators: store.clone(),
         audit: store.clone(),
-        webhooks: store,
+        webhooks: store.clone(),
         webhook_sender: Arc::new(NoWebhooks),
+        // Second factors are kept in the same store; passkeys and SMS need adapters this
+        // example does without (auth-http wires webauthn-rs and an SMS gateway).
+        mfa: store.clone(),
+        passkeys: store,
+        passkey_ceremonies: None,
+        sms: None,
     };
     Ok(AuthService::new(ports, AuthSettings::default()))
 }
@@ -155,9 +162,15 @@ async fn main() -> Result<(), Error> {
         "expected to be signed in",
     )?;
 
-    let tokens = auth
+    // A user with a second factor gets `SignInOutcome::MfaRequired` here instead, and
+    // finishes with `verify_mfa`.
+    let tokens = match auth
         .login("ada@example.com", &password, client.clone(), None)
-        .await?;
+        .await?
+    {
+        SignInOutcome::SignedIn(tokens) => *tokens,
+        SignInOutcome::MfaRequired(_) => return Err("no second factor was enrolled".into()),
+    };
     check("login", !tokens.access_token.is_empty(), "no access token")?;
 
     let caller = auth.authenticate(&tokens.access_token).await?;
