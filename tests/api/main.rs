@@ -6,6 +6,7 @@ mod email;
 mod errors;
 mod guard;
 mod health;
+mod operations;
 mod password_sessions;
 mod refresh;
 mod revoke_introspect;

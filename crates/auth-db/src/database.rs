@@ -347,3 +347,32 @@ pub(crate) async fn detach<T: Send + 'static>(
         }
     })
 }
+
+/// Occupancy of the connection pool, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Upper bound of open connections.
+    pub max_size: usize,
+    /// Connections open now (busy or idle).
+    pub size: usize,
+    /// Idle connections ready to be handed out.
+    pub available: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+}
+
+impl Database {
+    /// How full the pool is right now (no I/O).
+    pub fn pool_status(&self) -> PoolStatus {
+        let s = match &self.pool {
+            DbPool::Sqlite(pool) => pool.status(),
+            DbPool::Postgres(pool) => pool.status(),
+        };
+        PoolStatus {
+            max_size: s.max_size,
+            size: s.size,
+            available: s.available,
+            waiting: s.waiting,
+        }
+    }
+}

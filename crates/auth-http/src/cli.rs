@@ -84,11 +84,13 @@ impl Cli {
                     Ok(app) => app,
                     Err(e) => return fail(exit::RUNTIME, &e.0),
                 };
+                let handle = app.handle();
+                tokio::spawn(async move {
+                    crate::lifecycle::shutdown_signal().await;
+                    handle.stop(true).await;
+                });
                 match app.run_until_stopped().await {
-                    Ok(()) => {
-                        tracing::info!("stopped");
-                        ExitCode::SUCCESS
-                    }
+                    Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(exit::RUNTIME, &e.to_string()),
                 }
             }

@@ -4,8 +4,11 @@
 //! same application on port 0.
 
 pub mod cli;
+pub mod cookies;
 pub mod extract;
 pub mod keys;
+pub mod lifecycle;
+pub mod metrics;
 pub mod problem;
 pub mod routes;
 pub mod settings;

@@ -17,4 +17,6 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<crate::settings::IpNet>,
+    /// Start and stop: readiness answers 503 once a stop is asked for.
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
 }

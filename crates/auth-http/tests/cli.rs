@@ -252,6 +252,15 @@ async fn logs_carry_no_secrets_and_sigterm_stops_cleanly() {
     assert!(exit.success(), "exit status {exit:?}");
 
     let log = reader.await.unwrap().join("\n");
+    // A refused login is the client's business: not a warning. Stopping is not an outage.
+    for line in log.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_default();
+        let level = v["level"].as_str().unwrap_or_default();
+        assert!(
+            level != "WARN" && level != "ERROR",
+            "unexpected warning or error: {line}"
+        );
+    }
     assert!(
         log.contains("SignedUp") && log.contains("LoginFailed"),
         "the log is not the one expected"

@@ -4,7 +4,7 @@ use actix_web::web;
 
 mod account;
 pub(crate) mod auth;
-mod health;
+pub(crate) mod health;
 mod me;
 mod well_known;
 
