@@ -247,3 +247,61 @@ async fn metrics_can_require_a_token_or_move_to_an_admin_port() {
         .unwrap();
     assert!(text.contains("db_pool_max_connections"), "{text}");
 }
+
+on_both_backends!(a_rotated_key_is_picked_up_without_restart_and_old_tokens_stay_valid);
+
+/// `keys rotate` on a running deployment: the new key is published, then signs, on every
+/// node, without a restart; tokens signed by the old key still verify.
+async fn a_rotated_key_is_picked_up_without_restart_and_old_tokens_stay_valid(backend: Backend) {
+    let node = |b: auth_e2e::TestAppBuilder| {
+        b.var("AUTH__KEYS__RELOAD_INTERVAL_SECS", "1")
+            .var("AUTH__KEYS__ACTIVATION_DELAY_SECS", "0")
+    };
+    let a = app!(node(TestApp::builder(backend)), start);
+    let old_token = a.signup("ada@example.com").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let kid_of = |token: &str| {
+        jsonwebtoken::decode_header(token)
+            .unwrap()
+            .kid
+            .unwrap()
+    };
+    let old_kid = kid_of(&old_token);
+
+    let home = match backend {
+        Backend::Sqlite => auth_http::keys::GeneratedKeyHome::DataDir,
+        Backend::Postgres => auth_http::keys::GeneratedKeyHome::Database(&a.db),
+    };
+    let rotation = auth_http::keys::rotate(&a.settings, &home).await.unwrap();
+    assert_ne!(rotation.kid, old_kid);
+
+    // Published, then signing, after a reload.
+    let mut new_token = String::new();
+    for _ in 0..80 {
+        let t = a.login("ada@example.com").await;
+        new_token = t["access_token"].as_str().unwrap().to_owned();
+        if kid_of(&new_token) == rotation.kid {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(kid_of(&new_token), rotation.kid, "the rotated key never signed");
+    let jwks: serde_json::Value = get(&a, "/.well-known/jwks.json").await.json().await.unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(kids.contains(&old_kid.as_str()) && kids.contains(&rotation.kid.as_str()), "{kids:?}");
+    for token in [&old_token, &new_token] {
+        assert_eq!(a.get_auth("/api/v1/me", token).await.status(), StatusCode::OK);
+    }
+    // A node started after the rotation signs with the new key and accepts the old one.
+    let b = app!(node(TestApp::builder(backend).sharing_with(&a)), start);
+    let t = b.login("ada@example.com").await;
+    assert_eq!(kid_of(t["access_token"].as_str().unwrap()), rotation.kid);
+    assert_eq!(b.get_auth("/api/v1/me", &old_token).await.status(), StatusCode::OK);
+}

@@ -28,4 +28,4 @@ pub mod testing;
 
 pub use database::{Backend, Database, DatabaseOptions, DbError, PoolStatus};
 pub use redis_limits::RedisRateLimits;
-pub use stores::OutboxEntryView;
+pub use stores::{OutboxEntryView, RingKey};

@@ -842,4 +842,7 @@ impl HealthCheck for Database {
 // After the macros above: textual scope.
 mod guard;
 mod one_time;
+mod keys;
 mod outbox;
+
+pub use keys::RingKey;

@@ -75,6 +75,30 @@ pub struct Settings {
     /// Browser sessions in cookies.
     #[serde(default)]
     pub cookies: CookieSettings,
+    /// Signing key rotation.
+    #[serde(default)]
+    pub keys: KeyRotationSettings,
+}
+
+/// `[keys]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyRotationSettings {
+    /// Seconds between two reloads of the signing keys by a running server (picks up
+    /// `keys rotate` and replaced PEM files); 0 disables reloading.
+    pub reload_interval_secs: u64,
+    /// A key added by `keys rotate` is published in the JWKS at once but signs only this
+    /// many seconds later, so that every node and every JWKS cache knows it first.
+    pub activation_delay_secs: u64,
+}
+
+impl Default for KeyRotationSettings {
+    fn default() -> Self {
+        Self {
+            reload_interval_secs: 60,
+            activation_delay_secs: 120,
+        }
+    }
 }
 
 /// `[metrics]`

@@ -84,6 +84,12 @@ enum PrepareError {
     Fatal(StartupError),
 }
 
+/// The core service and its token issuer (whose keys a reload may replace).
+struct Prepared {
+    auth: Arc<AuthService>,
+    issuer: Arc<JwtIssuer>,
+}
+
 /// What start-up builds before the database answers.
 struct Adapters {
     renderer: Arc<dyn MailRenderer>,
@@ -101,7 +107,7 @@ pub struct Application {
     settings: Arc<Settings>,
     database: Arc<Database>,
     adapters: Adapters,
-    auth: Option<Arc<AuthService>>,
+    auth: Option<Prepared>,
     lifecycle: Arc<Lifecycle>,
     metrics: Arc<Metrics>,
     metrics_server: Option<Server>,
@@ -242,7 +248,7 @@ impl Application {
                 }
             }
         };
-        let Some(auth) = auth else {
+        let Some(Prepared { auth, issuer }) = auth else {
             stop_metrics(metrics_task).await;
             return Ok(());
         };
@@ -261,6 +267,12 @@ impl Application {
             auth.clone(),
             Duration::from_millis(settings.outbox.poll_interval_ms),
             settings.outbox.batch_size,
+            lifecycle.stop_signal(),
+        ));
+        let key_reload = tokio::spawn(reload_keys(
+            settings.clone(),
+            database.clone(),
+            issuer,
             lifecycle.stop_signal(),
         ));
         let server = http_server(listener, &settings, auth, database, &lifecycle, &metrics)?;
@@ -288,8 +300,11 @@ impl Application {
             .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         // The workers saw the stop signal: each finishes the job in hand, then returns.
         let drain = Duration::from_secs(l.drain_timeout_secs);
-        for (name, mut task) in [("housekeeping", housekeeping), ("outbox worker", outbox_worker)]
-        {
+        for (name, mut task) in [
+            ("housekeeping", housekeeping),
+            ("outbox worker", outbox_worker),
+            ("key reload", key_reload),
+        ] {
             if !graceful {
                 task.abort();
             }
@@ -333,7 +348,7 @@ async fn prepare(
     database: &Arc<Database>,
     adapters: &Adapters,
     metrics: &Arc<Metrics>,
-) -> Result<Arc<AuthService>, PrepareError> {
+) -> Result<Prepared, PrepareError> {
     if settings.database.migrate_on_start {
         match database.migrate().await {
             Ok(()) => {}
@@ -369,12 +384,12 @@ async fn prepare(
             "secrets.encryption_key is not set: pending mail is sealed with a key derived from the signing key, which lives in the same database"
         );
     }
-    let tokens = JwtIssuer::new(
+    let tokens = Arc::new(JwtIssuer::new(
         keys,
         settings.server.public_url.clone(),
         settings.tokens.audience.clone(),
         i64::try_from(settings.tokens.leeway_secs).unwrap_or(0),
-    );
+    ));
     let t = &settings.tokens;
     let auth_settings = AuthSettings {
         sessions: SessionPolicy {
@@ -401,7 +416,7 @@ async fn prepare(
         users: database.clone(),
         sessions: database.clone(),
         hasher: adapters.hasher.clone(),
-        tokens: Arc::new(tokens),
+        tokens: tokens.clone(),
         clock: Arc::new(SystemClock),
         rng: Arc::new(OsRandom),
         one_time: database.clone(),
@@ -419,7 +434,10 @@ async fn prepare(
         breached: adapters.breached.clone(),
     };
     metrics.attach(database.clone(), adapters.hasher.clone());
-    Ok(Arc::new(AuthService::new(ports, auth_settings)))
+    Ok(Prepared {
+        auth: Arc::new(AuthService::new(ports, auth_settings)),
+        issuer: tokens,
+    })
 }
 
 /// Retry [`prepare`] with exponential backoff (1 s doubling up to
@@ -429,7 +447,7 @@ async fn wait_for_database(
     database: &Arc<Database>,
     adapters: &Adapters,
     metrics: &Arc<Metrics>,
-) -> Result<Arc<AuthService>, StartupError> {
+) -> Result<Prepared, StartupError> {
     let max = Duration::from_secs(settings.lifecycle.db_retry_max_secs);
     let mut delay = Duration::from_secs(1).min(max);
     loop {
@@ -639,6 +657,52 @@ fn cors_layer(cors: &crate::settings::CorsSettings) -> Condition<Cors> {
         layer = layer.allowed_origin(origin);
     }
     Condition::new(!cors.allowed_origins.is_empty(), layer)
+}
+
+/// Reload the signing keys every `keys.reload_interval_secs`: a key added by `keys rotate`
+/// (on this node or another), a pending key becoming active, an expired one leaving, or
+/// replaced PEM files take effect without a restart.
+async fn reload_keys(
+    settings: Arc<Settings>,
+    database: Arc<Database>,
+    issuer: Arc<JwtIssuer>,
+    mut stop: tokio::sync::watch::Receiver<Option<bool>>,
+) {
+    let every = settings.keys.reload_interval_secs;
+    if every == 0 {
+        return;
+    }
+    // The signing kid and the published keys, in their (deterministic) load order.
+    fn fingerprint(jwks: &impl serde::Serialize, kid: &str) -> String {
+        format!("{kid}|{}", serde_json::to_string(jwks).unwrap_or_default())
+    }
+    let mut current = fingerprint(
+        &auth_core::jwt::TokenIssuer::jwks(issuer.as_ref()),
+        &issuer.signing_kid(),
+    );
+    let mut tick = tokio::time::interval(Duration::from_secs(every));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(Option::is_some) => return,
+        }
+        let home = match database.backend() {
+            Backend::Sqlite => GeneratedKeyHome::DataDir,
+            Backend::Postgres => GeneratedKeyHome::Database(database.as_ref()),
+        };
+        match load_key_set(&settings, home).await {
+            Ok(LoadedKeys { keys, .. }) => {
+                let next = fingerprint(keys.jwks(), keys.signing_kid());
+                if next != current {
+                    tracing::info!(kid = keys.signing_kid(), "signing keys reloaded");
+                    issuer.replace_keys(keys);
+                    current = next;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "signing key reload failed; keeping the current keys"),
+        }
+    }
 }
 
 async fn housekeeping(
