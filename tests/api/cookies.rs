@@ -82,7 +82,13 @@ async fn token_responses_set_host_cookies(backend: Backend) {
     );
     for name in ["__Host-access", "__Host-refresh"] {
         let line = &cookies[name];
-        for attribute in ["Path=/", "Secure", "HttpOnly", "SameSite=Strict", "Max-Age="] {
+        for attribute in [
+            "Path=/",
+            "Secure",
+            "HttpOnly",
+            "SameSite=Strict",
+            "Max-Age=",
+        ] {
             assert!(line.contains(attribute), "{name} lacks {attribute}: {line}");
         }
         assert!(!line.contains("Domain="), "{line}");
@@ -250,7 +256,10 @@ async fn cors_answers_preflights_for_listed_origins_only(backend: Backend) {
             .request(reqwest::Method::OPTIONS, app.url("/api/v1/auth/refresh"))
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type, x-csrf-token")
+            .header(
+                "access-control-request-headers",
+                "content-type, x-csrf-token",
+            )
             .send()
     };
     let res = preflight(APP_ORIGIN).await.unwrap();
@@ -258,7 +267,10 @@ async fn cors_answers_preflights_for_listed_origins_only(backend: Backend) {
     let h = res.headers();
     assert_eq!(h["access-control-allow-origin"], APP_ORIGIN);
     assert_eq!(h["access-control-allow-credentials"], "true");
-    let allowed = h["access-control-allow-headers"].to_str().unwrap().to_ascii_lowercase();
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
     assert!(allowed.contains("x-csrf-token"), "{allowed}");
     assert!(
         h["access-control-allow-methods"]
@@ -269,7 +281,11 @@ async fn cors_answers_preflights_for_listed_origins_only(backend: Backend) {
 
     let res = preflight("https://evil.example").await.unwrap();
     assert!(res.headers().get("access-control-allow-origin").is_none());
-    assert!(res.headers().get("access-control-allow-credentials").is_none());
+    assert!(
+        res.headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
 
     // A simple cross-origin request from a listed origin gets the CORS headers too.
     let res = app

@@ -127,13 +127,23 @@ async fn a_graceful_stop_drains_the_request_in_flight() {
     problem(ready, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
 
     proxy.set(Mode::Open);
-    let res = in_flight.await.unwrap().expect("the request in flight completes");
+    let res = in_flight
+        .await
+        .unwrap()
+        .expect("the request in flight completes");
     assert_eq!(res.status(), StatusCode::OK);
     stopping.await.unwrap();
     let server = app.server.lock().unwrap().take().unwrap();
-    server.await.unwrap().expect("the server stops with success");
+    server
+        .await
+        .unwrap()
+        .expect("the server stops with success");
     assert!(
-        app.client.get(app.url("/health/live")).send().await.is_err(),
+        app.client
+            .get(app.url("/health/live"))
+            .send()
+            .await
+            .is_err(),
         "the listener is closed"
     );
 }
@@ -187,7 +197,10 @@ async fn metrics_count_requests_sign_ins_and_resources(backend: Backend) {
         r#"auth_refreshes_total{outcome="success"} 1"#,
         r#"auth_security_events_total{kind="signed_up"} 1"#,
     ] {
-        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
     }
     for name in [
         "http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/auth/login\"",
@@ -202,7 +215,10 @@ async fn metrics_count_requests_sign_ins_and_resources(backend: Backend) {
     ] {
         assert!(text.contains(name), "missing {name:?} in\n{text}");
     }
-    assert!(!text.contains("path-123"), "raw paths must not become labels");
+    assert!(
+        !text.contains("path-123"),
+        "raw paths must not become labels"
+    );
 }
 
 /// On the main port, a bearer token and an address allow-list can guard `/metrics`; on
@@ -214,17 +230,25 @@ async fn metrics_can_require_a_token_or_move_to_an_admin_port() {
             .var("AUTH__METRICS__BEARER_TOKEN", "scrape-token-0123456789"),
         start
     );
-    problem(get(&app, "/metrics").await, StatusCode::NOT_FOUND, "not_found").await;
-    let res = app
-        .get_auth("/metrics", "scrape-token-0123456789")
-        .await;
+    problem(
+        get(&app, "/metrics").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let res = app.get_auth("/metrics", "scrape-token-0123456789").await;
     assert_eq!(res.status(), StatusCode::OK);
 
     let app = app!(
         TestApp::builder(Backend::Sqlite).var("AUTH__METRICS__ALLOW_FROM", "10.0.0.0/8"),
         start
     );
-    problem(get(&app, "/metrics").await, StatusCode::NOT_FOUND, "not_found").await;
+    problem(
+        get(&app, "/metrics").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -235,7 +259,12 @@ async fn metrics_can_require_a_token_or_move_to_an_admin_port() {
         TestApp::builder(Backend::Sqlite).var("AUTH__METRICS__PORT", &port.to_string()),
         start
     );
-    problem(get(&app, "/metrics").await, StatusCode::NOT_FOUND, "not_found").await;
+    problem(
+        get(&app, "/metrics").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
     let text = app
         .client
         .get(format!("http://127.0.0.1:{port}/metrics"))
@@ -262,12 +291,7 @@ async fn a_rotated_key_is_picked_up_without_restart_and_old_tokens_stay_valid(ba
         .as_str()
         .unwrap()
         .to_owned();
-    let kid_of = |token: &str| {
-        jsonwebtoken::decode_header(token)
-            .unwrap()
-            .kid
-            .unwrap()
-    };
+    let kid_of = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
     let old_kid = kid_of(&old_token);
 
     let home = match backend {
@@ -287,21 +311,38 @@ async fn a_rotated_key_is_picked_up_without_restart_and_old_tokens_stay_valid(ba
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
-    assert_eq!(kid_of(&new_token), rotation.kid, "the rotated key never signed");
-    let jwks: serde_json::Value = get(&a, "/.well-known/jwks.json").await.json().await.unwrap();
+    assert_eq!(
+        kid_of(&new_token),
+        rotation.kid,
+        "the rotated key never signed"
+    );
+    let jwks: serde_json::Value = get(&a, "/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
     let kids: Vec<&str> = jwks["keys"]
         .as_array()
         .unwrap()
         .iter()
         .map(|k| k["kid"].as_str().unwrap())
         .collect();
-    assert!(kids.contains(&old_kid.as_str()) && kids.contains(&rotation.kid.as_str()), "{kids:?}");
+    assert!(
+        kids.contains(&old_kid.as_str()) && kids.contains(&rotation.kid.as_str()),
+        "{kids:?}"
+    );
     for token in [&old_token, &new_token] {
-        assert_eq!(a.get_auth("/api/v1/me", token).await.status(), StatusCode::OK);
+        assert_eq!(
+            a.get_auth("/api/v1/me", token).await.status(),
+            StatusCode::OK
+        );
     }
     // A node started after the rotation signs with the new key and accepts the old one.
     let b = app!(node(TestApp::builder(backend).sharing_with(&a)), start);
     let t = b.login("ada@example.com").await;
     assert_eq!(kid_of(t["access_token"].as_str().unwrap()), rotation.kid);
-    assert_eq!(b.get_auth("/api/v1/me", &old_token).await.status(), StatusCode::OK);
+    assert_eq!(
+        b.get_auth("/api/v1/me", &old_token).await.status(),
+        StatusCode::OK
+    );
 }

@@ -407,11 +407,7 @@ impl TokenIssuer for JwtIssuer {
             self.leeway_secs,
             &self.issuer,
             &self.audience,
-            |kid| {
-                keys.verification
-                    .get(kid)
-                    .map(|k| (k.algorithm, &k.key))
-            },
+            |kid| keys.verification.get(kid).map(|k| (k.algorithm, &k.key)),
         )
     }
 

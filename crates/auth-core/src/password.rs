@@ -338,7 +338,8 @@ impl Argon2Hasher {
             move |argon2: &Argon2<'static>, memory: &mut [Block]| {
                 let _entered = span.enter();
                 let started = std::time::Instant::now();
-                let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+                let nanos =
+                    |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
                 stats
                     .waited_nanos
                     .fetch_add(nanos(started - queued_at), Ordering::Relaxed);

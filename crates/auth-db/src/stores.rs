@@ -841,8 +841,8 @@ impl HealthCheck for Database {
 
 // After the macros above: textual scope.
 mod guard;
-mod one_time;
 mod keys;
+mod one_time;
 mod outbox;
 
 pub use keys::RingKey;

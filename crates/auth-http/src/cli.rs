@@ -138,7 +138,10 @@ impl Cli {
 fn generate_keys(algorithm: &str, out: &std::path::Path) -> ExitCode {
     use std::str::FromStr as _;
     let Ok(alg) = auth_core::jwt::SigningAlgorithm::from_str(algorithm) else {
-        return fail(exit::CONFIG, &format!("--algorithm: unsupported {algorithm}"));
+        return fail(
+            exit::CONFIG,
+            &format!("--algorithm: unsupported {algorithm}"),
+        );
     };
     let (private, public) = match crate::keys::generate_pem_pair(alg) {
         Ok(pair) => pair,
@@ -173,7 +176,8 @@ fn generate_keys(algorithm: &str, out: &std::path::Path) -> ExitCode {
 
 async fn rotate_keys(settings: &Settings) -> ExitCode {
     telemetry::init(&settings.log);
-    let generated = settings.tokens.algorithm == "EdDSA" && settings.tokens.private_key_path.is_none();
+    let generated =
+        settings.tokens.algorithm == "EdDSA" && settings.tokens.private_key_path.is_none();
     if !generated {
         return fail(
             exit::CONFIG,

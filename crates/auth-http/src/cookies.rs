@@ -13,11 +13,11 @@
 //! Handlers know nothing of cookies: this layer turns them into the bearer header the
 //! handlers already read, and reads the token responses they already write.
 
+use actix_web::HttpMessage as _;
 use actix_web::body::{BoxBody, MessageBody as _};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::HttpMessage as _;
 use auth_core::random::{OsRandom, random_bytes};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -106,7 +106,11 @@ impl CookieMode {
                 .and_then(|v| v.to_str().ok())
                 .and_then(auth_core::flows::origin_of),
         };
-        origin.is_some_and(|o| self.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(&o)))
+        origin.is_some_and(|o| {
+            self.allowed_origins
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(&o))
+        })
     }
 }
 
@@ -177,9 +181,7 @@ where
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned);
                     match (expected, given) {
-                        (Some(e), Some(g)) if constant_time_eq(e.as_bytes(), g.as_bytes()) => {
-                            None
-                        }
+                        (Some(e), Some(g)) if constant_time_eq(e.as_bytes(), g.as_bytes()) => None,
                         _ => Some(
                             "a cookie-authenticated request must repeat the __Host-csrf cookie in X-CSRF-Token",
                         ),
@@ -231,20 +233,20 @@ where
             }
         };
         let mut response = head.set_body(bytes.clone().boxed());
-        if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-            if let (Some(access), Some(refresh)) =
-                (json["access_token"].as_str(), json["refresh_token"].as_str())
-            {
-                let access_age = json["expires_in"].as_u64().unwrap_or(300);
-                let csrf = URL_SAFE_NO_PAD.encode(random_bytes::<32>(&OsRandom));
-                for cookie in [
-                    mode.cookie(ACCESS_COOKIE, access, access_age, true),
-                    mode.cookie(REFRESH_COOKIE, refresh, mode.refresh_max_age, true),
-                    mode.cookie(CSRF_COOKIE, &csrf, mode.refresh_max_age, false),
-                ] {
-                    if let Ok(v) = HeaderValue::from_str(&cookie) {
-                        response.headers_mut().append(header::SET_COOKIE, v);
-                    }
+        let json = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default();
+        if let (Some(access), Some(refresh)) = (
+            json["access_token"].as_str(),
+            json["refresh_token"].as_str(),
+        ) {
+            let access_age = json["expires_in"].as_u64().unwrap_or(300);
+            let csrf = URL_SAFE_NO_PAD.encode(random_bytes::<32>(&OsRandom));
+            for cookie in [
+                mode.cookie(ACCESS_COOKIE, access, access_age, true),
+                mode.cookie(REFRESH_COOKIE, refresh, mode.refresh_max_age, true),
+                mode.cookie(CSRF_COOKIE, &csrf, mode.refresh_max_age, false),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&cookie) {
+                    response.headers_mut().append(header::SET_COOKIE, v);
                 }
             }
         }

@@ -86,13 +86,19 @@ pub async fn load_key_set(
             )
             .map_err(|e| format!("generated signing key {}: {e}", signer.id))?;
             for k in chosen.verifiers {
-                keys.add_verification_key(SigningAlgorithm::EdDSA, k.pem.expose_secret().as_bytes())
-                    .map_err(|e| format!("generated signing key {}: {e}", k.id))?;
+                keys.add_verification_key(
+                    SigningAlgorithm::EdDSA,
+                    k.pem.expose_secret().as_bytes(),
+                )
+                .map_err(|e| format!("generated signing key {}: {e}", k.id))?;
             }
             // Sealing keys derive from the first key, which rotation never deletes: what
             // was sealed before a rotation stays readable.
             let first = ring.first().unwrap_or(signer);
-            (keys, derive_sealing_key(first.pem.expose_secret().as_bytes()))
+            (
+                keys,
+                derive_sealing_key(first.pem.expose_secret().as_bytes()),
+            )
         }
         (_, None) => {
             return Err(format!(
@@ -240,7 +246,7 @@ pub struct Chosen<'a> {
 /// sort the others. `ring` is oldest first and not empty.
 pub fn choose<'a>(ring: &'a [RingEntry], now: DateTime<Utc>, timing: &Timing) -> Chosen<'a> {
     let active = |k: &RingEntry| k.first || k.created_at + timing.activation <= now;
-    let signer_index = ring.iter().rposition(|k| active(k)).unwrap_or(0);
+    let signer_index = ring.iter().rposition(active).unwrap_or(0);
     let mut verifiers = Vec::new();
     let mut expired = Vec::new();
     for (i, key) in ring.iter().enumerate() {
@@ -353,9 +359,13 @@ pub async fn rotate(settings: &Settings, home: &GeneratedKeyHome<'_>) -> Result<
     key_ring(settings, home).await?;
     let pem = generate_ed25519_pem(&OsRandom)?;
     let now = SystemClock.now();
-    let kid = KeySet::from_private_pem(SigningAlgorithm::EdDSA, pem.expose_secret().as_bytes(), None)?
-        .signing_kid()
-        .to_owned();
+    let kid = KeySet::from_private_pem(
+        SigningAlgorithm::EdDSA,
+        pem.expose_secret().as_bytes(),
+        None,
+    )?
+    .signing_kid()
+    .to_owned();
     match home {
         GeneratedKeyHome::DataDir => {
             let dir = settings.data_dir.join("keys");
@@ -520,8 +530,12 @@ mod tests {
             SigningAlgorithm::RS256,
         ] {
             let (private, public) = generate_pem_pair(alg).unwrap();
-            KeySet::from_private_pem(alg, private.expose_secret().as_bytes(), Some(public.as_bytes()))
-                .unwrap();
+            KeySet::from_private_pem(
+                alg,
+                private.expose_secret().as_bytes(),
+                Some(public.as_bytes()),
+            )
+            .unwrap();
         }
     }
 

@@ -174,10 +174,10 @@ impl Metrics {
 
     async fn outbox_backlog(&self, database: &Database) -> Option<u64> {
         let mut cached = self.backlog.lock().await;
-        if let Some((at, n)) = *cached {
-            if at.elapsed() < BACKLOG_CACHE {
-                return Some(n);
-            }
+        if let Some((at, n)) = *cached
+            && at.elapsed() < BACKLOG_CACHE
+        {
+            return Some(n);
         }
         match tokio::time::timeout(BACKLOG_QUERY_TIMEOUT, database.backlog()).await {
             Ok(Ok(n)) => {

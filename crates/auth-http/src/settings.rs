@@ -982,7 +982,10 @@ impl Settings {
             return Err("metrics.bearer_token must be at least 16 characters".into());
         }
         if self.metrics.port != 0 && self.metrics.port == self.server.port {
-            return Err("metrics.port must differ from server.port (0 serves /metrics on the main port)".into());
+            return Err(
+                "metrics.port must differ from server.port (0 serves /metrics on the main port)"
+                    .into(),
+            );
         }
         for (i, origin) in self.cors.allowed_origins.iter().enumerate() {
             if auth_core::flows::origin_of(origin).as_deref() != Some(origin.as_str()) {

@@ -4,11 +4,11 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_cors::Cors;
 use actix_web::dev::{Server, Service as _, ServiceResponse};
 use actix_web::error::JsonPayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use actix_cors::Cors;
 use actix_web::middleware::{Condition, ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{App, HttpMessage as _, HttpServer, ResponseError as _, web};
 use auth_core::clock::{Clock as _, SystemClock};
@@ -144,8 +144,7 @@ impl Application {
                     )
                 }
             };
-        let hasher =
-            Arc::new(Argon2Hasher::new(&settings.password_hashing).map_err(StartupError)?);
+        let hasher = Arc::new(Argon2Hasher::new(&settings.password_hashing).map_err(StartupError)?);
         let adapters = Adapters {
             renderer,
             mailer,
@@ -487,9 +486,9 @@ fn warmup_server(
             app
         };
         app.default_service(web::to(|| async {
-            Err::<actix_web::HttpResponse, _>(ApiError::from(
-                auth_core::AuthError::Unavailable("the database is not reachable yet".into()),
-            ))
+            Err::<actix_web::HttpResponse, _>(ApiError::from(auth_core::AuthError::Unavailable(
+                "the database is not reachable yet".into(),
+            )))
         }))
     })
     .workers(1)
@@ -700,7 +699,9 @@ async fn reload_keys(
                     current = next;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "signing key reload failed; keeping the current keys"),
+            Err(e) => {
+                tracing::warn!(error = %e, "signing key reload failed; keeping the current keys")
+            }
         }
     }
 }

@@ -290,12 +290,23 @@ fn keys_generate_writes_pem_files_the_server_accepts() {
         let out_dir = dir.0.join(alg);
         let out = dir
             .command(
-                &["keys", "generate", "--algorithm", alg, "--out", out_dir.to_str().unwrap()],
+                &[
+                    "keys",
+                    "generate",
+                    "--algorithm",
+                    alg,
+                    "--out",
+                    out_dir.to_str().unwrap(),
+                ],
                 &[],
             )
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -329,7 +340,14 @@ fn keys_generate_writes_pem_files_the_server_accepts() {
         // Never replaces existing files.
         let again = dir
             .command(
-                &["keys", "generate", "--algorithm", alg, "--out", out_dir.to_str().unwrap()],
+                &[
+                    "keys",
+                    "generate",
+                    "--algorithm",
+                    alg,
+                    "--out",
+                    out_dir.to_str().unwrap(),
+                ],
                 &[],
             )
             .output()
@@ -337,7 +355,10 @@ fn keys_generate_writes_pem_files_the_server_accepts() {
         assert_eq!(again.status.code(), Some(1), "{alg}");
     }
     let bad = dir
-        .command(&["keys", "generate", "--algorithm", "HS256", "--out", "x"], &[])
+        .command(
+            &["keys", "generate", "--algorithm", "HS256", "--out", "x"],
+            &[],
+        )
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
@@ -347,7 +368,11 @@ fn keys_generate_writes_pem_files_the_server_accepts() {
 fn keys_rotate_adds_a_key_file_and_refuses_pem_configurations() {
     let dir = Workdir::new();
     let out = dir.command(&["keys", "rotate"], &[]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("added signing key"));
     let files: Vec<String> = std::fs::read_dir(dir.0.join("data/keys"))
         .unwrap()
@@ -355,7 +380,11 @@ fn keys_rotate_adds_a_key_file_and_refuses_pem_configurations() {
         .collect();
     assert_eq!(files.len(), 2, "{files:?}");
     assert!(files.iter().any(|f| f == "ed25519.pem"));
-    assert!(files.iter().any(|f| f.starts_with("ed25519-") && f.ends_with(".pem")));
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("ed25519-") && f.ends_with(".pem"))
+    );
 
     let out = dir
         .command(
