@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test bench lint fmt migrate check-tools
+.PHONY: run test bench lint fmt migrate check-tools test-peers
 
 ## Run the server on its embedded default: SQLite under ./data, a generated key, port 8080.
 run:
@@ -10,7 +10,7 @@ run:
 ## Every test: unit, storage contract (memory, SQLite, PostgreSQL), end to end over HTTP.
 ## PostgreSQL is expected at 127.0.0.1:5432 (AUTH_TEST_POSTGRES_URL to change it); outside
 ## CI, AUTH_TEST_SKIP_POSTGRES=1 skips those tests loudly.
-test: check-tools
+test: check-tools test-peers
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
 
@@ -30,3 +30,8 @@ migrate:
 
 check-tools:
 	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
+
+## Real peers of the end-to-end suite: the OpenID provider (oidc-provider, pinned by its
+## package-lock.json) under tests/peers/oidc-provider.
+test-peers:
+	cd tests/peers/oidc-provider && npm ci --no-audit --no-fund

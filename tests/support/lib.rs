@@ -5,6 +5,8 @@ pub mod proxy;
 
 use std::path::PathBuf;
 
+pub mod oidc;
+
 use auth_db::Database;
 use auth_db::testing::TestDatabase;
 use auth_http::settings::{Settings, SettingsSource};

@@ -77,6 +77,54 @@ pub enum AuthError {
     /// A bug or an unexpected failure; details go to the log, never to the client.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The caller is authenticated but lacks the capability.
+    #[error("forbidden")]
+    Forbidden,
+    /// An administrator disabled the account: no sign-in by any means.
+    #[error("account disabled")]
+    AccountDisabled,
+    /// The request conflicts with the current state; the stable code says how
+    /// (`role_exists`, `role_in_use`, `built_in_role`, `cannot_target_self`).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// No identity provider of that id is configured.
+    #[error("unknown identity provider")]
+    UnknownProvider,
+    /// The ID token is malformed, badly signed, expired, for another audience or issuer,
+    /// or carries the wrong nonce.
+    #[error("invalid ID token: {0}")]
+    InvalidIdToken(String),
+    /// The provider refused the credential (revoked, expired, another app's token).
+    #[error("rejected by the identity provider: {0}")]
+    ProviderRejected(String),
+    /// The identity provider is unreachable or answered nonsense.
+    #[error("identity provider unavailable: {0}")]
+    ProviderUnavailable(String),
+    /// Strict mode: the identity is unknown and sign-up must be asked for explicitly.
+    #[error("sign-up required")]
+    SignupRequired,
+    /// The provider is not allowed to create accounts.
+    #[error("sign-up disabled for this provider")]
+    SignupDisabled,
+    /// The external identity is already linked (to this or another account).
+    #[error("identity already linked")]
+    IdentityExists,
+    /// An account has this email, but not both sides have verified it: sign in and link.
+    #[error("account exists; link the identity while signed in")]
+    LinkRequired,
+    /// The provider gave no email address and a new account needs one.
+    #[error("the provider gave no email address")]
+    ProviderEmailMissing,
+    /// Removing this identity would leave the account without a way to sign in.
+    #[error("last way to sign in")]
+    LastSignInMethod,
+    /// The browser flow's state is unknown, used or expired.
+    #[error("invalid or expired state")]
+    InvalidOAuthState,
+    /// A new account would carry an email address the provider has not verified (someone
+    /// could pre-register another person's address and keep a way into the account).
+    #[error("the provider has not verified the email address")]
+    ProviderEmailUnverified,
 }
 
 impl AuthError {

@@ -41,6 +41,46 @@ pub enum EventKind {
     EmailCodeFailed,
     /// Repeated failed sign-ins locked an identifier.
     AccountLocked,
+    /// An administrator created an account (or the CLI created an administrator).
+    UserCreated,
+    /// An administrator changed an account's email, name or verified flag.
+    UserUpdated,
+    /// An administrator disabled an account; its sessions were revoked.
+    UserDisabled,
+    /// An administrator enabled an account again.
+    UserEnabled,
+    /// An administrator deleted an account.
+    UserDeleted,
+    /// An administrator locked an account's sign-in.
+    UserLocked,
+    /// An administrator lifted an account's sign-in lock.
+    UserUnlocked,
+    /// A role was created.
+    RoleCreated,
+    /// A role's capabilities or description changed.
+    RoleUpdated,
+    /// A role was deleted.
+    RoleDeleted,
+    /// A role was given to a user.
+    RoleAssigned,
+    /// A role was taken from a user.
+    RoleRemoved,
+    /// A webhook endpoint was created.
+    WebhookCreated,
+    /// A webhook endpoint was changed (URL, event types, enabled).
+    WebhookUpdated,
+    /// A webhook endpoint was deleted.
+    WebhookDeleted,
+    /// A webhook endpoint's signing secret was rotated.
+    WebhookSecretRotated,
+    /// The server disabled a webhook endpoint that kept failing.
+    WebhookEndpointDisabled,
+    /// A sign-in through an external identity provider.
+    SocialSignIn,
+    /// An external identity was linked to an account.
+    IdentityLinked,
+    /// An external identity was unlinked from an account.
+    IdentityUnlinked,
 }
 
 /// One security event.
@@ -56,8 +96,11 @@ pub struct SecurityEvent {
     pub session_id: Option<SessionId>,
     /// Where the request came from, when known.
     pub client: Option<ClientInfo>,
-    /// A short machine-readable reason or detail (`wrong_password`, `scope=all` ...).
+    /// A short machine-readable reason or detail (`wrong_password`, `scope=all` ...), or a
+    /// small JSON object.
     pub detail: Option<String>,
+    /// Who acted when it was not the user concerned (an administrator).
+    pub actor: Option<UserId>,
 }
 
 /// Port: where security events go (the log today; the audit trail store later).
@@ -82,6 +125,7 @@ impl EventSink for LogEventSink {
             .and_then(|c| c.ip.clone())
             .unwrap_or_default();
         let detail = e.detail.unwrap_or_default();
-        tracing::info!(target: "audit", event = ?e.kind, user_id = %user, session_id = %session, ip = %ip, detail = %detail, "security event");
+        let actor = e.actor.map(|u| u.to_string()).unwrap_or_default();
+        tracing::info!(target: "audit", event = ?e.kind, user_id = %user, session_id = %session, ip = %ip, detail = %detail, actor_id = %actor, "security event");
     }
 }

@@ -177,7 +177,11 @@ impl AuthService {
         format!("{}{path}{sep}token={}", s.app_url, token.expose_secret())
     }
 
-    fn seal_job(&self, job: &OutboxJob, now: DateTime<Utc>) -> AuthResult<NewOutboxMessage> {
+    pub(crate) fn seal_job(
+        &self,
+        job: &OutboxJob,
+        now: DateTime<Utc>,
+    ) -> AuthResult<NewOutboxMessage> {
         let json = serde_json::to_vec(job).map_err(AuthError::internal)?;
         let payload = self
             .ports
@@ -782,11 +786,21 @@ impl AuthService {
                 Ok(()) => self.ports.outbox.mark_done(entry.id, now).await?,
                 Err(failure) => {
                     let s = self.email_settings();
-                    let give_up = failure.permanent || now - entry.created_at >= s.give_up_after;
-                    let retry_at = (!give_up).then(|| {
-                        let exp = u32::try_from(entry.attempts.clamp(1, 20) - 1).unwrap_or(0);
-                        now + (s.retry_base_delay * 2i32.pow(exp)).min(s.retry_max_delay)
-                    });
+                    // Webhooks have their own schedule (more attempts, longer delays).
+                    let (give_up, retry_at) = if entry.kind == crate::webhooks::JOB_KIND {
+                        let next = (!failure.permanent)
+                            .then(|| self.webhook_retry_at(entry.attempts, now))
+                            .flatten();
+                        (next.is_none(), next)
+                    } else {
+                        let give_up =
+                            failure.permanent || now - entry.created_at >= s.give_up_after;
+                        let retry_at = (!give_up).then(|| {
+                            let exp = u32::try_from(entry.attempts.clamp(1, 20) - 1).unwrap_or(0);
+                            now + (s.retry_base_delay * 2i32.pow(exp)).min(s.retry_max_delay)
+                        });
+                        (give_up, retry_at)
+                    };
                     if give_up {
                         tracing::error!(id = %entry.id, kind = %entry.kind, attempts = entry.attempts, error = %failure.reason, "outbox entry given up");
                     } else {
@@ -925,6 +939,10 @@ impl AuthService {
                     .await
                     .map_err(Failure::from)
             }
+            OutboxJob::Webhook(job) => self
+                .deliver_webhook(entry.attempts, job)
+                .await
+                .map_err(|(permanent, reason)| Failure { permanent, reason }),
         }
     }
 

@@ -20,9 +20,15 @@ pub mod ports;
 pub mod random;
 
 pub use error::{AuthError, AuthResult};
+pub mod identity;
 pub mod jwt;
 pub mod mail;
 pub mod opaque;
 pub mod outbox;
 pub mod secret_box;
 pub mod service;
+
+pub mod audit;
+pub mod operators;
+pub mod social;
+pub mod webhooks;

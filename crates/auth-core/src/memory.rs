@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use crate::error::{AuthError, AuthResult};
 use uuid::Uuid;
 
+mod identity;
+
 use crate::guard::{LockoutState, LockoutStore, RateLimitStore};
 use crate::model::{
     NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind, ProfileUpdate,
@@ -32,6 +34,13 @@ struct State {
     rate_windows: HashMap<(String, DateTime<Utc>), u32>,
     lockouts: HashMap<String, LockoutRow>,
     outbox: Vec<OutboxEntry>,
+    roles: HashMap<String, crate::operators::Role>,
+    disabled: HashMap<UserId, DateTime<Utc>>,
+    audit: Vec<crate::audit::AuditRecord>,
+    webhooks: Vec<crate::webhooks::WebhookEndpoint>,
+    webhook_attempts: Vec<crate::webhooks::DeliveryAttempt>,
+    identities: Vec<crate::identity::Identity>,
+    oauth_records: HashMap<TokenHash, crate::identity::OAuthRecord>,
 }
 
 /// Failures in the current window: (count, window start, lock end).
@@ -312,6 +321,9 @@ impl SessionStore for MemoryStore {
         let mut s = self.state();
         if !s.users.contains_key(&new.user_id) {
             return Err(AuthError::NotFound);
+        }
+        if s.disabled.contains_key(&new.user_id) {
+            return Err(AuthError::AccountDisabled);
         }
         Ok(s.insert_session(new, first_refresh))
     }
@@ -699,3 +711,7 @@ impl HealthCheck for MemoryStore {
         Ok(())
     }
 }
+
+// Roles, account administration and the audit trail.
+mod operators;
+mod webhooks;

@@ -33,6 +33,8 @@ pub enum OutboxJob {
         /// Canonical email.
         email: String,
     },
+    /// Deliver a signed webhook message to one endpoint.
+    Webhook(crate::webhooks::WebhookJob),
 }
 
 impl fmt::Debug for OutboxJob {
@@ -49,6 +51,7 @@ impl OutboxJob {
             Self::PasswordResetRequested { .. } => "password_reset_requested",
             Self::MagicLinkRequested { .. } => "magic_link_requested",
             Self::EmailOtpRequested { .. } => "email_otp_requested",
+            Self::Webhook(_) => crate::webhooks::JOB_KIND,
         }
     }
 }

@@ -60,7 +60,9 @@ pub trait UserStore: Send + Sync {
 /// Storage of sessions and their refresh tokens.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Create a session and its first refresh token, atomically.
+    /// Create a session and its first refresh token, atomically. Fails with
+    /// [`crate::AuthError::AccountDisabled`] (and writes nothing) when an administrator
+    /// disabled the user; with [`crate::AuthError::NotFound`] when there is no such user.
     async fn create_session(
         &self,
         session: &NewSession,

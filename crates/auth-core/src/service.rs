@@ -80,6 +80,10 @@ pub struct AuthSettings {
     pub email: crate::flows::EmailSettings,
     /// Rate limits, lockout, CAPTCHA and password strength.
     pub guard: crate::guard::GuardSettings,
+    /// Roles, administration and the audit trail.
+    pub operators: crate::operators::OperatorSettings,
+    /// Webhook URL rules, retries and secret rotation.
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 /// The adapters the service runs on.
@@ -117,6 +121,14 @@ pub struct Ports {
     pub renderer: Arc<dyn crate::mail::MailRenderer>,
     /// Mail delivery.
     pub mailer: Arc<dyn crate::mail::Mailer>,
+    /// Roles and the administration of accounts.
+    pub operators: Arc<dyn crate::operators::OperatorStore>,
+    /// The audit trail (read side; events are written through `events`).
+    pub audit: Arc<dyn crate::audit::AuditStore>,
+    /// Webhook endpoints and delivery attempts.
+    pub webhooks: Arc<dyn crate::webhooks::WebhookStore>,
+    /// Outbound HTTP of webhook deliveries.
+    pub webhook_sender: Arc<dyn crate::webhooks::WebhookSender>,
 }
 
 /// What a successful sign-in or refresh hands the client.
@@ -413,17 +425,21 @@ impl AuthService {
     ) {
         let at = self.ports.clock.now();
         let client = client.cloned();
-        self.ports
-            .events
-            .record(SecurityEvent {
-                kind,
-                at,
-                user_id,
-                session_id,
-                client,
-                detail,
-            })
-            .await;
+        let event = SecurityEvent {
+            kind,
+            at,
+            user_id,
+            session_id,
+            client,
+            detail,
+            actor: None,
+        };
+        let row = crate::audit::AuditRecord::from_event(&event);
+        self.ports.events.record(event).await;
+        // Webhook subscribers hear of it after it is recorded.
+        if let Err(e) = self.fan_out(&row).await {
+            tracing::error!(error = %e, event_type = %row.event_type, "could not queue webhook deliveries");
+        }
     }
 
     pub(crate) async fn open_session(

@@ -13,6 +13,7 @@ diesel::table! {
         password_hash -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        disabled_at -> Nullable<Timestamp>,
     }
 }
 
@@ -96,6 +97,62 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    roles (name) {
+        name -> Text,
+        capabilities -> Text,
+        description -> Nullable<Text>,
+        built_in -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Text,
+        at -> Timestamp,
+        event_type -> Text,
+        actor_id -> Nullable<Text>,
+        user_id -> Nullable<Text>,
+        session_id -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    webhook_endpoints (id) {
+        id -> Text,
+        url -> Text,
+        description -> Nullable<Text>,
+        event_types -> Text,
+        enabled -> Bool,
+        secret_sealed -> Text,
+        previous_secret_sealed -> Nullable<Text>,
+        previous_secret_expires_at -> Nullable<Timestamp>,
+        failing_since -> Nullable<Timestamp>,
+        disabled_reason -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        endpoint_id -> Text,
+        message_id -> Text,
+        event_type -> Text,
+        attempt -> Integer,
+        attempted_at -> Timestamp,
+        status_code -> Nullable<Integer>,
+        error -> Nullable<Text>,
+        succeeded -> Bool,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     sessions,
@@ -105,4 +162,29 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     rate_limit_windows,
     login_lockouts,
+    roles,
+    audit_log,
+    webhook_endpoints,
+    webhook_deliveries,
 );
+
+diesel::table! {
+    identities (id) {
+        id -> Text,
+        user_id -> Text,
+        provider -> Text,
+        subject -> Text,
+        email -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    oauth_records (token_hash) {
+        token_hash -> Text,
+        kind -> Text,
+        payload -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}

@@ -643,9 +643,33 @@ impl SessionStore for Database {
         let session = SessionRow::new(new)?;
         let token = TokenRow::current(first_refresh, &session.id, session.created_at);
         write_tx!(self, unknown_user_as_not_found, |conn| {
+            // A no-op update locks the user row: a concurrent disable (which updates the
+            // same row, then revokes the user's sessions) either sees this session or
+            // makes this statement see the account disabled.
+            let enabled = diesel::update(
+                users::table
+                    .find(&session.user_id)
+                    .filter(users::disabled_at.is_null()),
+            )
+            .set(users::disabled_at.eq(users::disabled_at))
+            .execute(conn)
+            .await?;
+            if enabled == 0 {
+                let exists: i64 = users::table
+                    .find(&session.user_id)
+                    .count()
+                    .get_result(conn)
+                    .await?;
+                return if exists == 0 {
+                    Err(DieselError::NotFound)
+                } else {
+                    Ok(None)
+                };
+            }
             open_session!(conn, &session, &token).await?;
-            Ok(session)
+            Ok(Some(session))
         })?
+        .ok_or(AuthError::AccountDisabled)?
         .into_session()
     }
 
@@ -841,8 +865,11 @@ impl HealthCheck for Database {
 
 // After the macros above: textual scope.
 mod guard;
+mod identity;
 mod keys;
 mod one_time;
+mod operators;
 mod outbox;
+mod webhooks;
 
 pub use keys::RingKey;

@@ -60,6 +60,10 @@ impl<
 
 type Shared = Arc<dyn Store>;
 
+// Roles, account administration, the audit trail and webhooks: tests/contract/operators.rs.
+#[path = "contract/operators.rs"]
+mod operators;
+
 /// What the scenarios check of the outbox beyond its port.
 #[async_trait]
 trait Inspect: Send + Sync {
@@ -2468,4 +2472,306 @@ async fn two_nodes_share_rate_limits_and_lockouts(db: &TestDatabase) {
         nodes[0].hit("login:ip:198.51.100.1", at(0)).await.unwrap(),
         1
     );
+}
+
+// ---- identities (social sign-in) ----------------------------------------------------------
+
+mod identities {
+    use auth_core::identity::{
+        Identity, IdentityId, IdentityStore, OAuthRecord, OAuthRecordKind, UnlinkOutcome,
+    };
+
+    use super::*;
+
+    trait IdentityContract: UserStore + IdentityStore + 'static {}
+    impl<T: UserStore + IdentityStore + 'static> IdentityContract for T {}
+    type Ids = Arc<dyn IdentityContract>;
+
+    macro_rules! identity_contract {
+        ($($scenario:ident),* $(,)?) => {
+            mod memory {
+                use super::*;
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $scenario() {
+                        super::$scenario(Arc::new(MemoryStore::new())).await;
+                    }
+                )*
+            }
+
+            mod sqlite {
+                use super::*;
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $scenario() {
+                        let db = TestDatabase::sqlite();
+                        super::$scenario(Arc::new(db.database().await)).await;
+                    }
+                )*
+            }
+
+            mod postgres {
+                use super::*;
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $scenario() {
+                        let Some(db) = TestDatabase::postgres() else { return };
+                        super::$scenario(Arc::new(db.database().await)).await;
+                    }
+                )*
+            }
+        };
+    }
+
+    identity_contract!(
+        insert_user_with_identity_writes_both_or_nothing,
+        an_identity_links_to_one_user_only,
+        unlink_keeps_the_last_way_to_sign_in,
+        concurrent_unlinks_keep_the_last_identity,
+        oauth_records_are_taken_once_before_they_expire,
+        concurrent_takes_of_a_record_succeed_once,
+        purge_removes_only_expired_records,
+    );
+
+    fn identity(user_id: UserId, provider: &str, subject: &str, secs: i64) -> Identity {
+        Identity {
+            id: IdentityId::new(),
+            user_id,
+            provider: provider.to_owned(),
+            subject: subject.to_owned(),
+            email: Some(format!("{subject}@example.com")),
+            created_at: at(secs),
+        }
+    }
+
+    fn passwordless(email: &str) -> NewUser {
+        NewUser {
+            password_hash: None,
+            email_verified: true,
+            ..new_user(email)
+        }
+    }
+
+    async fn insert_user_with_identity_writes_both_or_nothing(store: Ids) {
+        let new = passwordless("ada@example.com");
+        let first = identity(new.id, "google", "g-1", 0);
+        let user = store.insert_user_with_identity(&new, &first).await.unwrap();
+        assert_eq!(user.id, new.id);
+        assert!(user.email_verified);
+        assert_eq!(
+            store.identity_by_subject("google", "g-1").await.unwrap(),
+            Some(first.clone())
+        );
+        let creds = store
+            .credentials_by_email("ada@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(creds.password_hash.is_none());
+
+        // The email is taken: no identity is written.
+        let again = passwordless("ADA@example.com");
+        let err = store
+            .insert_user_with_identity(&again, &identity(again.id, "google", "g-2", 1))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::EmailTaken), "{err:?}");
+        assert!(
+            store
+                .identity_by_subject("google", "g-2")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // The identity is taken: no user is written.
+        let other = passwordless("bob@example.com");
+        let err = store
+            .insert_user_with_identity(&other, &identity(other.id, "google", "g-1", 1))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::IdentityExists), "{err:?}");
+        assert!(store.user_by_id(other.id).await.unwrap().is_none());
+        assert!(
+            store
+                .credentials_by_email("bob@example.com")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    async fn an_identity_links_to_one_user_only(store: Ids) {
+        let a = store
+            .insert_user(&new_user("a@example.com"), None)
+            .await
+            .unwrap();
+        let b = store
+            .insert_user(&new_user("b@example.com"), None)
+            .await
+            .unwrap();
+        let github = identity(a.id, "github", "42", 5);
+        store.link_identity(&github).await.unwrap();
+        let err = store
+            .link_identity(&identity(b.id, "github", "42", 6))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::IdentityExists), "{err:?}");
+        // The same subject at another provider is another identity.
+        let gitlab = identity(b.id, "gitlab", "42", 6);
+        store.link_identity(&gitlab).await.unwrap();
+        let older = identity(a.id, "google", "g", 1);
+        store.link_identity(&older).await.unwrap();
+        assert_eq!(
+            store.identities_of(a.id).await.unwrap(),
+            vec![older, github]
+        );
+        assert_eq!(store.identities_of(b.id).await.unwrap(), vec![gitlab]);
+        let err = store
+            .link_identity(&identity(UserId::new(), "google", "nobody", 1))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::NotFound), "{err:?}");
+    }
+
+    async fn unlink_keeps_the_last_way_to_sign_in(store: Ids) {
+        let new = passwordless("social@example.com");
+        let first = identity(new.id, "google", "s-1", 0);
+        store.insert_user_with_identity(&new, &first).await.unwrap();
+        let second = identity(new.id, "github", "s-2", 1);
+        store.link_identity(&second).await.unwrap();
+        let stranger = store
+            .insert_user(&new_user("x@example.com"), None)
+            .await
+            .unwrap();
+
+        assert_eq!(
+            store
+                .unlink_identity(stranger.id, first.id, at(2))
+                .await
+                .unwrap(),
+            UnlinkOutcome::NotFound
+        );
+        assert_eq!(
+            store
+                .unlink_identity(new.id, first.id, at(2))
+                .await
+                .unwrap(),
+            UnlinkOutcome::Removed
+        );
+        assert_eq!(
+            store
+                .unlink_identity(new.id, first.id, at(2))
+                .await
+                .unwrap(),
+            UnlinkOutcome::NotFound
+        );
+        assert_eq!(
+            store
+                .unlink_identity(new.id, second.id, at(3))
+                .await
+                .unwrap(),
+            UnlinkOutcome::LastSignInMethod
+        );
+        assert_eq!(store.identities_of(new.id).await.unwrap(), vec![second]);
+
+        // With a password, the only identity may go.
+        let only = identity(stranger.id, "google", "x-1", 0);
+        store.link_identity(&only).await.unwrap();
+        assert_eq!(
+            store
+                .unlink_identity(stranger.id, only.id, at(4))
+                .await
+                .unwrap(),
+            UnlinkOutcome::Removed
+        );
+        assert!(store.identities_of(stranger.id).await.unwrap().is_empty());
+    }
+
+    async fn concurrent_unlinks_keep_the_last_identity(store: Ids) {
+        for round in 0..5 {
+            let new = passwordless(&format!("race-{round}@example.com"));
+            let a = identity(new.id, "google", &format!("r{round}-a"), 0);
+            let b = identity(new.id, "github", &format!("r{round}-b"), 1);
+            store.insert_user_with_identity(&new, &a).await.unwrap();
+            store.link_identity(&b).await.unwrap();
+            let (s1, s2) = (store.clone(), store.clone());
+            let (r1, r2) = tokio::join!(
+                tokio::spawn(async move { s1.unlink_identity(new.id, a.id, at(2)).await }),
+                tokio::spawn(async move { s2.unlink_identity(new.id, b.id, at(2)).await }),
+            );
+            let mut outcomes = vec![r1.unwrap().unwrap(), r2.unwrap().unwrap()];
+            outcomes.sort_by_key(|o| format!("{o:?}"));
+            assert_eq!(
+                outcomes,
+                vec![UnlinkOutcome::LastSignInMethod, UnlinkOutcome::Removed]
+            );
+            assert_eq!(store.identities_of(new.id).await.unwrap().len(), 1);
+        }
+    }
+
+    fn record(kind: OAuthRecordKind, expires_in: i64) -> OAuthRecord {
+        OAuthRecord {
+            token_hash: random_hash(),
+            kind,
+            payload: "sealed".to_owned(),
+            created_at: at(0),
+            expires_at: at(expires_in),
+        }
+    }
+
+    async fn oauth_records_are_taken_once_before_they_expire(store: Ids) {
+        let state = record(OAuthRecordKind::State, 600);
+        store.put_oauth_record(&state).await.unwrap();
+        let take = |kind, secs| {
+            let (store, hash) = (store.clone(), state.token_hash.clone());
+            async move {
+                store
+                    .take_oauth_record(&hash, kind, at(secs))
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(take(OAuthRecordKind::Code, 1).await, None, "another kind");
+        assert_eq!(take(OAuthRecordKind::State, 600).await, None, "expired");
+        assert_eq!(take(OAuthRecordKind::State, 1).await, Some(state.clone()));
+        assert_eq!(take(OAuthRecordKind::State, 1).await, None, "single use");
+    }
+
+    async fn concurrent_takes_of_a_record_succeed_once(store: Ids) {
+        let code = record(OAuthRecordKind::Code, 60);
+        store.put_oauth_record(&code).await.unwrap();
+        let takers: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, hash) = (store.clone(), code.token_hash.clone());
+                tokio::spawn(async move {
+                    store
+                        .take_oauth_record(&hash, OAuthRecordKind::Code, at(1))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut got = 0;
+        for t in takers {
+            got += usize::from(t.await.unwrap().is_some());
+        }
+        assert_eq!(got, 1);
+    }
+
+    async fn purge_removes_only_expired_records(store: Ids) {
+        let old = record(OAuthRecordKind::State, 10);
+        let live = record(OAuthRecordKind::State, 100);
+        store.put_oauth_record(&old).await.unwrap();
+        store.put_oauth_record(&live).await.unwrap();
+        assert_eq!(store.purge_expired_oauth_records(at(50)).await.unwrap(), 1);
+        let kind = OAuthRecordKind::State;
+        assert!(
+            store
+                .take_oauth_record(&live.token_hash, kind, at(60))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
 }

@@ -1,5 +1,5 @@
 //! Command line: `serve` (default), `migrate`, `config check`, `keys generate`,
-//! `keys rotate`.
+//! `keys rotate`, `users create-admin`.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::settings::{Settings, SettingsSource};
-use crate::startup::{Application, open_database};
+use secrecy::SecretString;
+
+use crate::startup::{Application, build_service, open_database};
 use crate::telemetry;
 
 /// Self-hostable authentication server.
@@ -34,6 +36,11 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Manage accounts from the server's host.
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +60,20 @@ enum KeysAction {
     /// JWKS until the tokens they signed have expired, then are deleted. Running servers
     /// pick it up within `keys.reload_interval_secs`.
     Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersAction {
+    /// Create a verified account holding the built-in `admin` role. Prompts for the
+    /// password (twice, without echo) unless --password-stdin is given.
+    CreateAdmin {
+        /// The administrator's email address.
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +124,16 @@ impl Cli {
             Command::Keys {
                 action: KeysAction::Rotate,
             } => rotate_keys(&settings).await,
+            Command::Users {
+                action:
+                    UsersAction::CreateAdmin {
+                        email,
+                        password_stdin,
+                    },
+            } => {
+                telemetry::init(&settings.log);
+                create_admin(settings, &email, password_stdin).await
+            }
             Command::Migrate => {
                 telemetry::init(&settings.log);
                 let mut settings = settings;
@@ -204,6 +235,69 @@ async fn rotate_keys(settings: &Settings) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(exit::RUNTIME, &e),
+    }
+}
+
+/// The password of `users create-admin`: a line of standard input, or typed twice at a
+/// prompt without echo.
+fn read_admin_password(from_stdin: bool) -> Result<SecretString, String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+        let password = line.trim_end_matches(['\n', '\r']).to_owned();
+        if password.is_empty() {
+            return Err("no password on standard input".into());
+        }
+        return Ok(SecretString::from(password));
+    }
+    let no_terminal =
+        |e: std::io::Error| format!("cannot prompt for a password ({e}); use --password-stdin");
+    let first = rpassword::prompt_password("Password: ").map_err(no_terminal)?;
+    let second = rpassword::prompt_password("Repeat password: ").map_err(no_terminal)?;
+    if first != second {
+        return Err("the passwords do not match".into());
+    }
+    Ok(SecretString::from(first))
+}
+
+async fn create_admin(settings: Settings, email: &str, password_stdin: bool) -> ExitCode {
+    let password = match read_admin_password(password_stdin) {
+        Ok(p) => p,
+        Err(e) => return fail(exit::RUNTIME, &e),
+    };
+    let database = match open_database(&settings).await {
+        Ok(db) => std::sync::Arc::new(db),
+        Err(e) => return fail(exit::RUNTIME, &e.0),
+    };
+    let auth = match build_service(&settings, &database).await {
+        Ok(auth) => auth,
+        Err(e) => return fail(exit::RUNTIME, &e.0),
+    };
+    match auth.create_admin(email, password).await {
+        Ok(user) => {
+            tracing::info!(user_id = %user.id, "administrator created");
+            let _ = writeln!(
+                std::io::stdout(),
+                "created administrator {} ({})",
+                user.email,
+                user.id
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(exit::RUNTIME, &admin_error(&e)),
+    }
+}
+
+fn admin_error(e: &auth_core::AuthError) -> String {
+    use auth_core::AuthError as E;
+    match e {
+        E::EmailTaken => "an account with this email address already exists".into(),
+        E::InvalidEmail(reason) => format!("--email: {reason}"),
+        E::WeakPassword(reason) => format!("password rejected: {reason}"),
+        E::Unavailable(_) => "the database is unavailable".into(),
+        e => e.to_string(),
     }
 }
 

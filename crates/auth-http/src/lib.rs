@@ -3,6 +3,7 @@
 //! The binary (`auth-http`) is a thin CLI over [`startup::Application`]; tests build the
 //! same application on port 0.
 
+pub mod authorize;
 pub mod cli;
 pub mod cookies;
 pub mod extract;
@@ -10,6 +11,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod metrics;
 pub mod problem;
+pub mod providers;
 pub mod routes;
 pub mod settings;
 pub mod startup;

@@ -237,6 +237,112 @@ impl From<AuthError> for ApiError {
                     "an unexpected error occurred",
                 )
             }
+            AuthError::Forbidden => Self::new(
+                S::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                "the caller's roles do not grant this",
+            ),
+            AuthError::AccountDisabled => Self::new(
+                S::FORBIDDEN,
+                "account_disabled",
+                "Account disabled",
+                "this account has been disabled by an administrator",
+            ),
+            AuthError::Conflict(code) => Self::new(
+                S::CONFLICT,
+                code,
+                "Conflict",
+                match code {
+                    "role_exists" => "a role with this name already exists",
+                    "role_in_use" => "users still hold this role; remove it from them first",
+                    "built_in_role" => "the built-in role cannot be changed or deleted",
+                    "cannot_target_self" => "administrators cannot do this to their own account",
+                    _ => "the request conflicts with the current state",
+                },
+            ),
+            AuthError::UnknownProvider => Self::new(
+                S::NOT_FOUND,
+                "unknown_provider",
+                "Unknown provider",
+                "no identity provider of that id is configured",
+            ),
+            AuthError::InvalidIdToken(reason) => {
+                tracing::info!(%reason, "ID token refused");
+                Self::new(
+                    S::UNAUTHORIZED,
+                    "invalid_id_token",
+                    "Invalid ID token",
+                    "the ID token is malformed, expired, badly signed, for another audience or carries the wrong nonce",
+                )
+            }
+            AuthError::ProviderRejected(reason) => {
+                tracing::info!(%reason, "provider refused the credential");
+                Self::new(
+                    S::UNAUTHORIZED,
+                    "provider_rejected",
+                    "Rejected by the provider",
+                    "the identity provider refused the token or code",
+                )
+            }
+            AuthError::ProviderUnavailable(reason) => {
+                tracing::warn!(%reason, "identity provider unavailable");
+                Self::new(
+                    S::BAD_GATEWAY,
+                    "provider_unavailable",
+                    "Provider unavailable",
+                    "the identity provider could not be reached; retry shortly",
+                )
+                .with_retry_after(5)
+            }
+            AuthError::SignupRequired => Self::new(
+                S::FORBIDDEN,
+                "signup_required",
+                "Sign-up required",
+                "no account is linked to this identity; sign up first (intent \"signup\")",
+            ),
+            AuthError::SignupDisabled => Self::new(
+                S::FORBIDDEN,
+                "signup_disabled",
+                "Sign-up disabled",
+                "this provider cannot create accounts; sign in another way and link it",
+            ),
+            AuthError::IdentityExists => Self::new(
+                S::CONFLICT,
+                "identity_exists",
+                "Identity already linked",
+                "this identity is already linked to an account",
+            ),
+            AuthError::LinkRequired => Self::new(
+                S::CONFLICT,
+                "link_required",
+                "Link required",
+                "an account uses this email address; sign in to it and link this identity",
+            ),
+            AuthError::ProviderEmailMissing => Self::new(
+                S::UNPROCESSABLE_ENTITY,
+                "provider_email_missing",
+                "Email address missing",
+                "the provider shared no email address, which a new account needs; sign up another way and link this identity",
+            ),
+            AuthError::LastSignInMethod => Self::new(
+                S::CONFLICT,
+                "last_sign_in_method",
+                "Last way to sign in",
+                "this identity is the account's only way to sign in; set a password or link another identity first",
+            ),
+            AuthError::ProviderEmailUnverified => Self::new(
+                S::UNPROCESSABLE_ENTITY,
+                "provider_email_unverified",
+                "Email address not verified by the provider",
+                "the provider has not verified this email address, which a new account needs; verify it there, or sign up another way and link this identity",
+            ),
+            AuthError::InvalidOAuthState => Self::new(
+                S::BAD_REQUEST,
+                "invalid_state",
+                "Invalid state",
+                "the sign-in request is unknown, expired or already used; start again",
+            ),
         }
     }
 }

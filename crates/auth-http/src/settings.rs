@@ -78,6 +78,18 @@ pub struct Settings {
     /// Signing key rotation.
     #[serde(default)]
     pub keys: KeyRotationSettings,
+    /// The audit trail.
+    #[serde(default)]
+    pub audit: AuditSettings,
+    /// Webhook deliveries.
+    #[serde(default)]
+    pub webhooks: WebhookSettingsFile,
+    /// Identity providers by id (social and OpenID Connect sign-in).
+    #[serde(default)]
+    pub providers: std::collections::BTreeMap<String, crate::providers::ProviderSettings>,
+    /// The browser redirect flow of social sign-in.
+    #[serde(default)]
+    pub oauth: crate::providers::OAuthFlowSettings,
 }
 
 /// `[keys]`
@@ -97,6 +109,44 @@ impl Default for KeyRotationSettings {
         Self {
             reload_interval_secs: 60,
             activation_delay_secs: 120,
+        }
+    }
+}
+
+/// `[webhooks]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettingsFile {
+    /// Accept `http://` endpoint URLs (development only).
+    pub allow_http: bool,
+    /// Hosts endpoint URLs may name (`hooks.example.com`, `.example.com` for subdomains);
+    /// empty allows any public host.
+    pub allowed_hosts: Vec<String>,
+    /// Allow loopback, private, link-local and metadata addresses (development, tests).
+    pub allow_private_addresses: bool,
+    /// Seconds one delivery attempt may take.
+    pub timeout_secs: u64,
+    /// Attempts per message, the first included.
+    pub max_attempts: u32,
+    /// Milliseconds before the second attempt; each next delay is four times longer.
+    pub retry_initial_ms: u64,
+    /// An endpoint failing without a success for this many seconds is disabled.
+    pub disable_after_secs: u64,
+    /// Seconds the previous secret keeps signing after a rotation.
+    pub secret_overlap_secs: u64,
+}
+
+impl Default for WebhookSettingsFile {
+    fn default() -> Self {
+        Self {
+            allow_http: false,
+            allowed_hosts: Vec::new(),
+            allow_private_addresses: false,
+            timeout_secs: 10,
+            max_attempts: 7,
+            retry_initial_ms: 60_000,
+            disable_after_secs: 259_200,
+            secret_overlap_secs: 86_400,
         }
     }
 }
@@ -192,6 +242,20 @@ pub struct CookieSettings {
     pub enabled: bool,
     /// `Lax` or `Strict`.
     pub same_site: SameSiteSetting,
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Days audit rows are kept before housekeeping deletes them.
+    pub retention_days: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
 }
 
 /// `[server]`
@@ -796,6 +860,7 @@ impl Settings {
             .with_list_parse_key("secrets.previous_encryption_keys")
             .with_list_parse_key("metrics.allow_from")
             .with_list_parse_key("cors.allowed_origins")
+            .with_list_parse_key("webhooks.allowed_hosts")
             .source(source.vars.clone());
         let settings: Settings = builder
             .add_source(env)
@@ -808,6 +873,7 @@ impl Settings {
 
     /// Checks that serde cannot express.
     pub fn validate(&self) -> Result<(), String> {
+        crate::providers::validate(self)?;
         let url = self.server.public_url.as_str();
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/') {
             return Err("server.public_url must be an http(s) URL without a trailing slash".into());
@@ -965,6 +1031,34 @@ impl Settings {
             && (auth_core::flows::origin_of(&c.verify_url).is_none() || c.secret.is_empty())
         {
             return Err("captcha.verify_url (an http(s) URL) and captcha.secret are required when captcha.enabled".into());
+        }
+        if self
+            .auth
+            .default_roles
+            .iter()
+            .any(|r| r == auth_core::operators::ADMIN_ROLE)
+        {
+            return Err("auth.default_roles must not contain admin: every new account would be an administrator".into());
+        }
+        let w = &self.webhooks;
+        if w.max_attempts == 0 || w.max_attempts > 20 {
+            return Err("webhooks.max_attempts must be between 1 and 20".into());
+        }
+        if w.timeout_secs == 0 || w.timeout_secs > 300 {
+            return Err("webhooks.timeout_secs must be between 1 and 300".into());
+        }
+        if w.retry_initial_ms == 0 || w.retry_initial_ms > 86_400_000 {
+            return Err("webhooks.retry_initial_ms must be between 1 and 86400000".into());
+        }
+        for (i, host) in w.allowed_hosts.iter().enumerate() {
+            if host.is_empty() || host.contains(['/', ':', '@', ' ']) {
+                return Err(format!(
+                    "webhooks.allowed_hosts[{i}] must be a host name (or .domain for its subdomains)"
+                ));
+            }
+        }
+        if self.audit.retention_days == 0 || self.audit.retention_days > 36_500 {
+            return Err("audit.retention_days must be between 1 and 36500".into());
         }
         self.password_hashing.validate()?;
         self.validate_operations()?;

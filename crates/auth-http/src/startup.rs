@@ -11,8 +11,8 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use actix_web::middleware::{Condition, ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{App, HttpMessage as _, HttpServer, ResponseError as _, web};
+use auth_core::audit::AuditTrail;
 use auth_core::clock::{Clock as _, SystemClock};
-use auth_core::events::LogEventSink;
 use auth_core::flows::{EmailConfirmation, EmailSettings, TokenPlacement};
 use auth_core::guard::{
     BreachedPasswords, CaptchaSettings, CaptchaVerifier, GroupLimits, GuardSettings, Limit,
@@ -21,14 +21,16 @@ use auth_core::guard::{
 use auth_core::jwt::JwtIssuer;
 use auth_core::mail::{MailRenderer, Mailer};
 use auth_core::memory::MemoryStore;
+use auth_core::operators::OperatorSettings;
 use auth_core::password::Argon2Hasher;
 use auth_core::random::OsRandom;
 use auth_core::secret_box::SecretBox;
 use auth_core::service::{AuthService, AuthSettings, IntrospectionClient, Ports, SessionPolicy};
+use auth_core::webhooks::WebhookSettings;
 use auth_db::{Backend, Database, DatabaseOptions, DbError, RedisRateLimits};
 use auth_notify::{
-    FileMailer, HibpRangeClient, SiteverifyCaptcha, SmtpMailer, SmtpSettings, SmtpTls,
-    TemplateRenderer,
+    FileMailer, HibpRangeClient, HttpWebhookSender, SiteverifyCaptcha, SmtpMailer, SmtpSettings,
+    SmtpTls, TemplateRenderer,
 };
 use tracing_actix_web::{RequestId, TracingLogger};
 
@@ -88,6 +90,7 @@ enum PrepareError {
 struct Prepared {
     auth: Arc<AuthService>,
     issuer: Arc<JwtIssuer>,
+    social: Arc<auth_core::social::SocialService>,
 }
 
 /// What start-up builds before the database answers.
@@ -121,38 +124,7 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let settings = Arc::new(settings);
         let database = Arc::new(connect_database(&settings)?);
-        let (renderer, mailer) = mail_adapters(&settings).map_err(StartupError)?;
-        let (captcha, breached) = guard_adapters(&settings).map_err(StartupError)?;
-        let rate_limits: Arc<dyn RateLimitStore> =
-            match (settings.rate_limits.backend, database.backend()) {
-                (RateLimitBackend::Memory, _) | (RateLimitBackend::Auto, Backend::Sqlite) => {
-                    Arc::new(MemoryStore::new())
-                }
-                (RateLimitBackend::Database, _) | (RateLimitBackend::Auto, Backend::Postgres) => {
-                    database.clone()
-                }
-                (RateLimitBackend::Redis, _) => {
-                    let ttl = longest_window_secs(&settings) + 60;
-                    Arc::new(
-                        RedisRateLimits::connect(
-                            &settings.rate_limits.redis_url,
-                            &settings.rate_limits.redis_key_prefix,
-                            ttl,
-                        )
-                        .await
-                        .map_err(StartupError)?,
-                    )
-                }
-            };
-        let hasher = Arc::new(Argon2Hasher::new(&settings.password_hashing).map_err(StartupError)?);
-        let adapters = Adapters {
-            renderer,
-            mailer,
-            captcha,
-            breached,
-            rate_limits,
-            hasher,
-        };
+        let adapters = adapters(&settings, &database).await?;
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|e| {
@@ -247,7 +219,12 @@ impl Application {
                 }
             }
         };
-        let Some(Prepared { auth, issuer }) = auth else {
+        let Some(Prepared {
+            auth,
+            issuer,
+            social,
+        }) = auth
+        else {
             stop_metrics(metrics_task).await;
             return Ok(());
         };
@@ -268,13 +245,25 @@ impl Application {
             settings.outbox.batch_size,
             lifecycle.stop_signal(),
         ));
+        let oauth_purge = {
+            let (social, mut stop) = (social.clone(), lifecycle.stop_signal());
+            let every = Duration::from_secs(settings.server.housekeeping_interval_secs);
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = crate::providers::purge_expired_oauth_records(social, every) => {}
+                    _ = stop.wait_for(Option::is_some) => {}
+                }
+            })
+        };
         let key_reload = tokio::spawn(reload_keys(
             settings.clone(),
             database.clone(),
             issuer,
             lifecycle.stop_signal(),
         ));
-        let server = http_server(listener, &settings, auth, database, &lifecycle, &metrics)?;
+        let server = http_server(
+            listener, &settings, auth, social, database, &lifecycle, &metrics,
+        )?;
         let server_handle = server.handle();
         let mut server_task = tokio::spawn(server);
         let graceful = tokio::select! {
@@ -303,6 +292,7 @@ impl Application {
             ("housekeeping", housekeeping),
             ("outbox worker", outbox_worker),
             ("key reload", key_reload),
+            ("sign-in state purge", oauth_purge),
         ] {
             if !graceful {
                 task.abort();
@@ -410,6 +400,12 @@ async fn prepare(
         default_roles: settings.auth.default_roles.clone(),
         email: email_settings(settings),
         guard: guard_settings(settings),
+        webhooks: webhook_settings(settings),
+        operators: OperatorSettings {
+            audit_retention: chrono::Duration::days(
+                i64::try_from(settings.audit.retention_days).unwrap_or(36_500),
+            ),
+        },
     };
     let ports = Ports {
         users: database.clone(),
@@ -424,19 +420,84 @@ async fn prepare(
         renderer: adapters.renderer.clone(),
         mailer: adapters.mailer.clone(),
         events: Arc::new(MetricsEventSink {
-            inner: Arc::new(LogEventSink),
+            inner: Arc::new(AuditTrail::new(database.clone())),
             metrics: metrics.clone(),
         }),
         rate_limits: adapters.rate_limits.clone(),
         lockouts: database.clone(),
         captcha: adapters.captcha.clone(),
         breached: adapters.breached.clone(),
+        operators: database.clone(),
+        audit: database.clone(),
+        webhooks: database.clone(),
+        webhook_sender: Arc::new(HttpWebhookSender::new(
+            settings.webhooks.allow_private_addresses,
+            Duration::from_secs(settings.webhooks.timeout_secs),
+        )),
     };
     metrics.attach(database.clone(), adapters.hasher.clone());
+    let auth = Arc::new(AuthService::new(ports, auth_settings));
+    let social = Arc::new(
+        crate::providers::social_service(settings, auth.clone(), database.clone())
+            .map_err(|e| PrepareError::Fatal(StartupError(e)))?,
+    );
     Ok(Prepared {
-        auth: Arc::new(AuthService::new(ports, auth_settings)),
+        auth,
         issuer: tokens,
+        social,
     })
+}
+
+/// The adapters that need no database connection.
+async fn adapters(settings: &Settings, database: &Arc<Database>) -> Result<Adapters, StartupError> {
+    let (renderer, mailer) = mail_adapters(settings).map_err(StartupError)?;
+    let (captcha, breached) = guard_adapters(settings).map_err(StartupError)?;
+    let rate_limits: Arc<dyn RateLimitStore> =
+        match (settings.rate_limits.backend, database.backend()) {
+            (RateLimitBackend::Memory, _) | (RateLimitBackend::Auto, Backend::Sqlite) => {
+                Arc::new(MemoryStore::new())
+            }
+            (RateLimitBackend::Database, _) | (RateLimitBackend::Auto, Backend::Postgres) => {
+                database.clone()
+            }
+            (RateLimitBackend::Redis, _) => {
+                let ttl = longest_window_secs(settings) + 60;
+                Arc::new(
+                    RedisRateLimits::connect(
+                        &settings.rate_limits.redis_url,
+                        &settings.rate_limits.redis_key_prefix,
+                        ttl,
+                    )
+                    .await
+                    .map_err(StartupError)?,
+                )
+            }
+        };
+    let hasher = Arc::new(Argon2Hasher::new(&settings.password_hashing).map_err(StartupError)?);
+    Ok(Adapters {
+        renderer,
+        mailer,
+        captcha,
+        breached,
+        rate_limits,
+        hasher,
+    })
+}
+
+/// Wire the adapters into the core service (everything but the HTTP server and the
+/// background tasks): the server and the operator commands of the CLI share it. The
+/// database must answer.
+pub async fn build_service(
+    settings: &Settings,
+    database: &Arc<Database>,
+) -> Result<Arc<AuthService>, StartupError> {
+    let adapters = adapters(settings, database).await?;
+    let settings = Arc::new(settings.clone());
+    match prepare(&settings, database, &adapters, &Arc::new(Metrics::new())).await {
+        Ok(prepared) => Ok(prepared.auth),
+        Err(PrepareError::Unreachable(e)) => Err(StartupError(format!("database: {e}"))),
+        Err(PrepareError::Fatal(e)) => Err(e),
+    }
 }
 
 /// Retry [`prepare`] with exponential backoff (1 s doubling up to
@@ -543,6 +604,7 @@ fn http_server(
     listener: TcpListener,
     settings: &Arc<Settings>,
     auth: Arc<AuthService>,
+    social: Arc<auth_core::social::SocialService>,
     database: Arc<Database>,
     lifecycle: &Arc<Lifecycle>,
     metrics: &Arc<Metrics>,
@@ -559,6 +621,7 @@ fn http_server(
         health: database,
         settings: settings.clone(),
         lifecycle: lifecycle.clone(),
+        social,
     });
     let max_body = settings.server.max_body_bytes;
     let metrics = web::Data::from(metrics.clone());
@@ -725,6 +788,11 @@ async fn housekeeping(
             Ok(n) => tracing::info!(purged = n, "purged ended sessions"),
             Err(e) => tracing::warn!(error = %e, "session purge failed"),
         }
+        match auth.prune_audit_log().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "pruned audit rows past retention"),
+            Err(e) => tracing::warn!(error = %e, "audit prune failed"),
+        }
         match database
             .purge_outbox_finished_before(SystemClock.now() - outbox_retention)
             .await
@@ -759,6 +827,20 @@ async fn outbox_worker(
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(Option::is_some) => return,
         }
+    }
+}
+
+fn webhook_settings(settings: &Settings) -> WebhookSettings {
+    let w = &settings.webhooks;
+    let ms = |n: u64| chrono::Duration::milliseconds(i64::try_from(n).unwrap_or(i64::MAX / 2));
+    WebhookSettings {
+        allow_http: w.allow_http,
+        allowed_hosts: w.allowed_hosts.clone(),
+        allow_private_addresses: w.allow_private_addresses,
+        max_attempts: i32::try_from(w.max_attempts).unwrap_or(7),
+        retry_initial: ms(w.retry_initial_ms),
+        disable_after: secs(w.disable_after_secs),
+        secret_overlap: secs(w.secret_overlap_secs),
     }
 }
 

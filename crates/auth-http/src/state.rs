@@ -19,4 +19,6 @@ pub struct AppState {
     pub trusted_proxies: Vec<crate::settings::IpNet>,
     /// Start and stop: readiness answers 503 once a stop is asked for.
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
+    /// Social and OpenID Connect sign-in.
+    pub social: Arc<auth_core::social::SocialService>,
 }

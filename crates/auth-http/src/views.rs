@@ -17,6 +17,46 @@ pub struct UserView {
     roles: Vec<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// Linked external identities; present where the route loads them (`/me`, social
+    /// sign-in and linking).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identities: Option<Vec<IdentityView>>,
+}
+
+/// An entry of `User.identities`.
+#[derive(Debug, Serialize)]
+pub struct IdentityView {
+    id: String,
+    provider: String,
+    email: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<auth_core::identity::Identity> for IdentityView {
+    fn from(i: auth_core::identity::Identity) -> Self {
+        Self {
+            id: i.id.to_string(),
+            provider: i.provider,
+            email: i.email,
+            created_at: i.created_at,
+        }
+    }
+}
+
+impl UserView {
+    /// The view with the user's identities.
+    pub fn with_identities(mut self, identities: Vec<auth_core::identity::Identity>) -> Self {
+        self.identities = Some(identities.into_iter().map(IdentityView::from).collect());
+        self
+    }
+}
+
+impl TokenResponse {
+    /// The response with the user's identities.
+    pub fn with_identities(mut self, identities: Vec<auth_core::identity::Identity>) -> Self {
+        self.user = self.user.with_identities(identities);
+        self
+    }
 }
 
 impl From<User> for UserView {
@@ -30,6 +70,7 @@ impl From<User> for UserView {
             roles: u.roles,
             created_at: u.created_at,
             updated_at: u.updated_at,
+            identities: None,
         }
     }
 }

@@ -88,6 +88,18 @@ fn a_bad_setting_exits_2_naming_the_key() {
             "8",
             "password_policy.max_length",
         ),
+        (
+            "AUTH__AUTH__DEFAULT_ROLES",
+            "user,admin",
+            "auth.default_roles",
+        ),
+        ("AUTH__WEBHOOKS__MAX_ATTEMPTS", "0", "webhooks.max_attempts"),
+        (
+            "AUTH__WEBHOOKS__ALLOWED_HOSTS",
+            "https://x.org",
+            "webhooks.allowed_hosts",
+        ),
+        ("AUTH__AUDIT__RETENTION_DAYS", "0", "audit.retention_days"),
     ] {
         for args in [&["serve"][..], &["config", "check"][..], &["migrate"][..]] {
             let out = dir.command(args, &[(key, value)]).output().unwrap();
@@ -281,6 +293,140 @@ async fn logs_carry_no_secrets_and_sigterm_stops_cleanly() {
     ] {
         assert!(!log.contains(secret), "a secret reached the log");
     }
+}
+
+/// Start `serve` in `dir` on a free port; answers the child and its base URL.
+async fn serve(dir: &Workdir) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::from(dir.command(
+        &["serve"],
+        &[("AUTH__SERVER__PORT", "0"), ("AUTH__LOG__FORMAT", "json")],
+    ))
+    .stderr(Stdio::piped())
+    .stdout(Stdio::null())
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["message"] == "listening"
+            {
+                return v["address"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit(':')
+                    .next()
+                    .unwrap()
+                    .parse::<u16>()
+                    .unwrap();
+            }
+        }
+        panic!("server exited before listening");
+    })
+    .await
+    .expect("server did not start");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+fn create_admin(dir: &Workdir, email: &str, stdin: Option<&str>) -> std::process::Output {
+    let mut args = vec!["users", "create-admin", "--email", email];
+    if stdin.is_some() {
+        args.push("--password-stdin");
+    }
+    let mut child = dir
+        .command(&args, &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The first administrator comes from the command line; the server then accepts them on
+/// the admin API. Bad input fails with exit 1 and says why, without echoing the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_create_admin_makes_an_administrator_the_api_accepts() {
+    let dir = Workdir::new();
+    let password = "Root-Passphrase-4b8e1d";
+    let out = create_admin(&dir, "root@example.com", Some(&format!("{password}\n")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("created administrator root@example.com"),
+        "{stdout}"
+    );
+
+    let again = create_admin(&dir, "ROOT@example.com", Some(&format!("{password}\n")));
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let weak = create_admin(&dir, "weak@example.com", Some("short\n"));
+    assert_eq!(weak.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&weak.stderr).into_owned();
+    assert!(stderr.contains("password rejected"), "{stderr}");
+    assert!(!stderr.contains("short\n"));
+    let bad = create_admin(&dir, "not-an-email", Some(&format!("{password}\n")));
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--email"));
+    // Without --password-stdin and without a terminal, it cannot prompt.
+    let no_tty = create_admin(&dir, "tty@example.com", None);
+    assert_eq!(no_tty.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&no_tty.stderr).contains("--password-stdin"));
+
+    let (_child, base) = serve(&dir).await;
+    let http = reqwest::Client::new();
+    let t: Value = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": "root@example.com", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["user"]["roles"], json!(["admin"]));
+    assert_eq!(t["user"]["email_verified"], true);
+    let users: Value = http
+        .get(format!("{base}/api/v1/admin/users"))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let emails: Vec<&str> = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails, ["root@example.com"], "nothing half-created");
+    let audit: Value = http
+        .get(format!(
+            "{base}/api/v1/admin/audit-log?event_type=user_created"
+        ))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["items"][0]["detail"]["by"], "cli");
 }
 
 #[test]

@@ -34,6 +34,7 @@ mod http;
 mod message;
 mod smtp;
 mod templates;
+mod webhook;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -43,3 +44,4 @@ pub use file::FileMailer;
 pub use hibp::HibpRangeClient;
 pub use smtp::{SmtpMailer, SmtpSettings, SmtpTls};
 pub use templates::TemplateRenderer;
+pub use webhook::HttpWebhookSender;

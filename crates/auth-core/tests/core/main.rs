@@ -5,5 +5,7 @@
 mod flows;
 mod guard;
 mod jwt;
+mod operators;
 mod service;
+mod social;
 mod support;

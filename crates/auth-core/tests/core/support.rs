@@ -174,6 +174,10 @@ pub fn harness_on(
         lockouts: store.clone(),
         captcha: None,
         breached: None,
+        operators: store.clone(),
+        audit: store.clone(),
+        webhooks: store.clone(),
+        webhook_sender: Arc::new(UnreachableWebhooks),
     };
     Harness {
         events,
@@ -186,4 +190,14 @@ pub fn harness_on(
 
 pub fn harness() -> Harness {
     harness_with(AuthSettings::default(), fast_hashing())
+}
+
+/// A webhook sender for tests that configure no endpoint: any delivery fails.
+pub struct UnreachableWebhooks;
+
+#[async_trait::async_trait]
+impl auth_core::webhooks::WebhookSender for UnreachableWebhooks {
+    async fn post(&self, _: &str, _: &[(String, String)], _: &[u8]) -> Result<u16, String> {
+        Err("no webhook receiver in core tests".into())
+    }
 }

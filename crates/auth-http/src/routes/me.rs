@@ -11,7 +11,8 @@ use crate::views::{SessionItem, UserView};
 
 pub async fn get(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let user = state.auth.me(&caller.0).await?;
-    Ok(HttpResponse::Ok().json(UserView::from(user)))
+    let identities = state.social.identities_of(user.id).await?;
+    Ok(HttpResponse::Ok().json(UserView::from(user).with_identities(identities)))
 }
 
 /// Absent means "leave as is", `null` means "clear".
@@ -44,7 +45,8 @@ pub async fn update(
             },
         )
         .await?;
-    Ok(HttpResponse::Ok().json(UserView::from(user)))
+    let identities = state.social.identities_of(user.id).await?;
+    Ok(HttpResponse::Ok().json(UserView::from(user).with_identities(identities)))
 }
 
 pub async fn sessions(

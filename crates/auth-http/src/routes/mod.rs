@@ -3,9 +3,12 @@
 use actix_web::web;
 
 mod account;
+mod admin;
 pub(crate) mod auth;
 pub(crate) mod health;
 mod me;
+mod oauth;
+mod webhooks;
 mod well_known;
 
 /// Register every route of the API.
@@ -34,15 +37,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         web::post().to(account::verify_magic_link),
                     )
                     .route("/otp/send", web::post().to(account::send_code))
-                    .route("/otp/verify", web::post().to(account::verify_code)),
+                    .route("/otp/verify", web::post().to(account::verify_code))
+                    .configure(oauth::configure),
             )
             .service(
                 web::scope("/me")
                     .route("", web::get().to(me::get))
                     .route("", web::patch().to(me::update))
                     .route("/sessions", web::get().to(me::sessions))
-                    .route("/sessions/{id}", web::delete().to(me::revoke_session)),
-            ),
+                    .route("/sessions/{id}", web::delete().to(me::revoke_session))
+                    .route("/audit-log", web::get().to(admin::my_audit_log))
+                    .route("/identities/{id}", web::delete().to(oauth::unlink)),
+            )
+            .configure(webhooks::configure)
+            .configure(admin::configure),
     )
     .route("/.well-known/jwks.json", web::get().to(well_known::jwks))
     .route(

@@ -1,0 +1,949 @@
+//! Operators: roles and capabilities, the administration of accounts, sessions and roles,
+//! and reading the audit trail.
+//!
+//! Capabilities are checked against the roles in the caller's current user record (not the
+//! roles copied into the access token), so taking a role away takes effect at once. Every
+//! administrative write carries its audit row into the store call, which writes both in
+//! one transaction.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use secrecy::SecretString;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::audit::{AuditQuery, AuditRecord};
+use crate::email::Email;
+use crate::error::{AuthError, AuthResult};
+use crate::events::{EventKind, SecurityEvent};
+use crate::model::{ClientInfo, NewUser, Session, SessionId, User, UserId};
+use crate::service::{AuthService, Authenticated, normalise_name};
+
+/// The capabilities the server itself checks. Roles may also hold application-defined ones.
+pub mod capability {
+    /// List and read accounts.
+    pub const USERS_READ: &str = "users:read";
+    /// Create, change, disable, lock and delete accounts.
+    pub const USERS_WRITE: &str = "users:write";
+    /// List and revoke other users' sessions.
+    pub const SESSIONS_REVOKE: &str = "sessions:revoke";
+    /// Create, change and delete roles; assign them to users.
+    pub const ROLES_MANAGE: &str = "roles:manage";
+    /// Read the audit trail.
+    pub const AUDIT_READ: &str = "audit:read";
+    /// Manage webhook endpoints.
+    pub const WEBHOOKS_MANAGE: &str = "webhooks:manage";
+    /// Every capability the server checks.
+    pub const ALL: [&str; 6] = [
+        USERS_READ,
+        USERS_WRITE,
+        SESSIONS_REVOKE,
+        ROLES_MANAGE,
+        AUDIT_READ,
+        WEBHOOKS_MANAGE,
+    ];
+}
+
+/// The built-in role that holds every capability. It cannot be deleted or changed.
+pub const ADMIN_ROLE: &str = "admin";
+
+const MAX_NAME_LEN: usize = 64;
+const MAX_DESCRIPTION_CHARS: usize = 500;
+const MAX_CAPABILITIES: usize = 100;
+/// Largest page of users or audit rows.
+pub const MAX_PAGE: usize = 200;
+/// Page size when none is asked for.
+pub const DEFAULT_PAGE: usize = 50;
+
+/// A named set of capabilities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    /// Unique name (`support`, `billing-admin`).
+    pub name: String,
+    /// Capabilities (`users:read` ...). The built-in `admin` holds every one, listed or not.
+    pub capabilities: Vec<String>,
+    /// What the role is for.
+    pub description: Option<String>,
+    /// Built in (`admin`): cannot be deleted or changed.
+    pub built_in: bool,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Role {
+    /// The built-in administrator role as the migrations create it.
+    pub fn admin(now: DateTime<Utc>) -> Self {
+        Self {
+            name: ADMIN_ROLE.to_owned(),
+            capabilities: capability::ALL.iter().map(|c| (*c).to_owned()).collect(),
+            description: Some("Every capability".to_owned()),
+            built_in: true,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Whether the role grants `capability`.
+    pub fn grants(&self, capability: &str) -> bool {
+        (self.built_in && self.name == ADMIN_ROLE)
+            || self.capabilities.iter().any(|c| c == capability)
+    }
+}
+
+/// An account as administrators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedUser {
+    /// The account.
+    pub user: User,
+    /// Set while the account is disabled.
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+/// A page query over accounts, in creation order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserQuery {
+    /// Only accounts whose canonical email contains this (lowercase) text.
+    pub email_contains: Option<String>,
+    /// Continue after this account.
+    pub after: Option<UserId>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// An administrator's change to an account. `None` leaves a field as is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountUpdate {
+    /// New email address.
+    pub email: Option<Email>,
+    /// New display name (`Some(None)` clears it).
+    pub name: Option<Option<String>>,
+    /// New verified flag.
+    pub email_verified: Option<bool>,
+}
+
+/// Outcome of [`OperatorStore::change_user_role`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleChange {
+    /// Done (or nothing to do); the account afterwards.
+    Changed(ManagedUser),
+    /// No such account.
+    UnknownUser,
+    /// No such role (when assigning).
+    UnknownRole,
+}
+
+/// Outcome of [`OperatorStore::delete_role`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleDeletion {
+    /// Deleted.
+    Deleted,
+    /// No such role (or it is built in).
+    NotFound,
+    /// Some user still holds it.
+    InUse,
+}
+
+/// Storage of roles and of the administrative changes to accounts. Each write is one
+/// transaction that also appends `audit`.
+#[async_trait]
+pub trait OperatorStore: Send + Sync {
+    /// Every role, by name.
+    async fn roles(&self) -> AuthResult<Vec<Role>>;
+    /// Insert a role; [`AuthError::Conflict`] `role_exists` when the name is taken.
+    async fn insert_role(&self, role: &Role, audit: &AuditRecord) -> AuthResult<()>;
+    /// Replace a role's capabilities and description; `false` when there is no such role
+    /// that is not built in.
+    async fn update_role(&self, role: &Role, audit: &AuditRecord) -> AuthResult<bool>;
+    /// Delete a role that is not built in and that no user holds.
+    async fn delete_role(&self, name: &str, audit: &AuditRecord) -> AuthResult<RoleDeletion>;
+    /// An account and its state.
+    async fn managed_user(&self, id: UserId) -> AuthResult<Option<ManagedUser>>;
+    /// A page of accounts in creation order (identifiers are time ordered).
+    async fn list_users(&self, query: &UserQuery) -> AuthResult<Vec<ManagedUser>>;
+    /// Insert an account; [`AuthError::EmailTaken`] when the canonical email is registered.
+    async fn insert_managed_user(&self, user: &NewUser, audit: &AuditRecord) -> AuthResult<User>;
+    /// Apply `update`; `None` when there is no such account, [`AuthError::EmailTaken`] when
+    /// the new address belongs to another.
+    async fn update_user(
+        &self,
+        id: UserId,
+        update: &AccountUpdate,
+        now: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> AuthResult<Option<ManagedUser>>;
+    /// Give (`assign`) or take away a role. Assigning checks, in the same transaction,
+    /// that the role exists.
+    async fn change_user_role(
+        &self,
+        id: UserId,
+        role: &str,
+        assign: bool,
+        now: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> AuthResult<RoleChange>;
+    /// Disable (`Some(time)`) or enable (`None`) an account. Disabling revokes every
+    /// session of the account in the same transaction. `None` when there is no such
+    /// account, else how many sessions were revoked.
+    async fn set_disabled(
+        &self,
+        id: UserId,
+        disabled_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> AuthResult<Option<u64>>;
+    /// Delete an account with its sessions and one-time tokens, and strip the addresses
+    /// from its audit rows (they keep the user id only). `false` when there is no such
+    /// account.
+    async fn delete_user(&self, id: UserId, audit: &AuditRecord) -> AuthResult<bool>;
+    /// Revoke one session of the account (`only`) or all of them; returns how many.
+    async fn revoke_user_sessions(
+        &self,
+        user_id: UserId,
+        only: Option<SessionId>,
+        now: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> AuthResult<u64>;
+}
+
+/// Settings of the operator features.
+#[derive(Debug, Clone)]
+pub struct OperatorSettings {
+    /// Audit rows older than this are pruned.
+    pub audit_retention: Duration,
+}
+
+impl Default for OperatorSettings {
+    fn default() -> Self {
+        Self {
+            audit_retention: Duration::days(90),
+        }
+    }
+}
+
+/// An administrator whose capability was checked, and where the request came from.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    /// The administrator's session.
+    pub caller: Authenticated,
+    /// The request's origin, for the audit trail.
+    pub client: ClientInfo,
+}
+
+/// A new account created by an administrator.
+pub struct NewAccount {
+    /// Email address as typed.
+    pub email: String,
+    /// Initial password; `None` for an account that signs in by link, code or provider.
+    pub password: Option<SecretString>,
+    /// Display name.
+    pub name: Option<String>,
+    /// Whether the address counts as proven.
+    pub email_verified: bool,
+    /// Roles (each must exist); the configured default roles when empty.
+    pub roles: Vec<String>,
+}
+
+/// A new role, or the new state of one.
+#[derive(Debug, Clone)]
+pub struct RoleInput {
+    /// Capabilities.
+    pub capabilities: Vec<String>,
+    /// Description.
+    pub description: Option<String>,
+}
+
+/// A page of results and the cursor of the next one.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `None` on the last.
+    pub next_cursor: Option<String>,
+}
+
+fn valid_name(s: &str, allow_colon_star: bool) -> bool {
+    let mut chars = s.chars();
+    s.len() <= MAX_NAME_LEN
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| {
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || matches!(c, '_' | '-' | '.')
+                || (allow_colon_star && matches!(c, ':' | '*'))
+        })
+}
+
+/// Check a role name: lowercase ASCII letter first, then letters, digits, `_`, `-`, `.`; at
+/// most 64 bytes.
+pub fn validate_role_name(name: &str) -> AuthResult<()> {
+    if valid_name(name, false) {
+        Ok(())
+    } else {
+        Err(AuthError::InvalidField {
+            field: "name",
+            reason: "must be 1 to 64 of a-z, 0-9, _, -, . starting with a letter",
+        })
+    }
+}
+
+fn normalise_capabilities(caps: Vec<String>) -> AuthResult<Vec<String>> {
+    if caps.len() > MAX_CAPABILITIES {
+        return Err(AuthError::InvalidField {
+            field: "capabilities",
+            reason: "must hold at most 100 entries",
+        });
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for c in caps {
+        if !valid_name(&c, true) {
+            return Err(AuthError::InvalidField {
+                field: "capabilities",
+                reason: "each must be 1 to 64 of a-z, 0-9, _, -, ., :, * starting with a letter",
+            });
+        }
+        if seen.insert(c.clone()) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+fn normalise_description(d: Option<String>) -> AuthResult<Option<String>> {
+    let Some(d) = d.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    if d.chars().count() > MAX_DESCRIPTION_CHARS || d.chars().any(char::is_control) {
+        return Err(AuthError::InvalidField {
+            field: "description",
+            reason: "must be at most 500 characters without control characters",
+        });
+    }
+    Ok(Some(d))
+}
+
+/// Page size from what the client asked (`0` means the default).
+pub fn page_size(asked: Option<usize>) -> usize {
+    asked.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
+}
+
+/// Encode an audit cursor (time and id of the last row).
+fn audit_cursor(row: &AuditRecord) -> String {
+    format!("{}_{}", row.at.timestamp_micros(), row.id.simple())
+}
+
+/// Decode an audit cursor.
+pub fn parse_audit_cursor(s: &str) -> AuthResult<(DateTime<Utc>, Uuid)> {
+    let bad = || AuthError::InvalidRequest("malformed cursor".into());
+    let (micros, id) = s.split_once('_').ok_or_else(bad)?;
+    let at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::<Utc>::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    Ok((at, Uuid::parse_str(id).map_err(|_| bad())?))
+}
+
+impl AuthService {
+    /// Authenticate an access token and check that the caller's current roles grant
+    /// `capability`: [`AuthError::InvalidToken`] without a live session,
+    /// [`AuthError::Forbidden`] without the capability.
+    pub async fn authorize(
+        &self,
+        access_token: &str,
+        capability: &str,
+        client: ClientInfo,
+    ) -> AuthResult<Operator> {
+        let caller = self.authenticate(access_token).await?;
+        let account = self
+            .ports
+            .operators
+            .managed_user(caller.user_id)
+            .await?
+            .ok_or(AuthError::InvalidToken("user no longer exists"))?;
+        if account.disabled_at.is_some() {
+            return Err(AuthError::InvalidToken("account disabled"));
+        }
+        let roles = self.ports.operators.roles().await?;
+        let granted = roles
+            .iter()
+            .filter(|r| account.user.roles.contains(&r.name))
+            .any(|r| r.grants(capability));
+        if !granted {
+            return Err(AuthError::Forbidden);
+        }
+        Ok(Operator { caller, client })
+    }
+
+    /// The audit row of an administrative action, and its log line.
+    fn admin_event(
+        &self,
+        operator: Option<&Operator>,
+        kind: EventKind,
+        user_id: Option<UserId>,
+        session_id: Option<SessionId>,
+        detail: Option<serde_json::Value>,
+    ) -> (AuditRecord, SecurityEvent) {
+        let event = SecurityEvent {
+            kind,
+            at: self.ports.clock.now(),
+            user_id,
+            session_id,
+            client: operator.map(|o| o.client.clone()),
+            detail: detail.map(|d| d.to_string()),
+            actor: operator.map(|o| o.caller.user_id),
+        };
+        (AuditRecord::from_event(&event), event)
+    }
+
+    async fn known_roles(&self, names: &[String]) -> AuthResult<()> {
+        let roles = self.ports.operators.roles().await?;
+        for name in names {
+            if !roles.iter().any(|r| &r.name == name) {
+                return Err(AuthError::InvalidField {
+                    field: "roles",
+                    reason: "names a role that does not exist",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_account(
+        &self,
+        operator: Option<&Operator>,
+        account: NewAccount,
+        extra_roles: &[&str],
+    ) -> AuthResult<User> {
+        let email = Email::parse(&account.email).map_err(AuthError::InvalidEmail)?;
+        let name = normalise_name(account.name)?;
+        // Roles an administrator names must exist; the configured defaults are given as
+        // sign-up gives them.
+        self.known_roles(&account.roles).await?;
+        let mut roles = if account.roles.is_empty() {
+            self.settings.default_roles.clone()
+        } else {
+            account.roles
+        };
+        for r in extra_roles {
+            if !roles.iter().any(|x| x == r) {
+                roles.push((*r).to_owned());
+            }
+        }
+        let mut unique = HashSet::new();
+        roles.retain(|r| unique.insert(r.clone()));
+        let password_hash = match &account.password {
+            Some(p) => {
+                self.check_new_password(p, Some(&email)).await?;
+                Some(self.ports.hasher.hash(p).await?)
+            }
+            None => None,
+        };
+        let now = self.ports.clock.now();
+        let new_user = NewUser {
+            id: UserId::new(),
+            email,
+            name,
+            password_hash,
+            email_verified: account.email_verified,
+            roles,
+            created_at: now,
+        };
+        let detail = json!({ "roles": new_user.roles, "by": if operator.is_some() { "admin" } else { "cli" } });
+        let (row, event) = self.admin_event(
+            operator,
+            EventKind::UserCreated,
+            Some(new_user.id),
+            None,
+            Some(detail),
+        );
+        let user = self
+            .ports
+            .operators
+            .insert_managed_user(&new_user, &row)
+            .await?;
+        self.published(event).await;
+        Ok(user)
+    }
+
+    /// Create an administrator (the `users create-admin` command): a verified account
+    /// holding the built-in `admin` role. Not reachable over HTTP.
+    pub async fn create_admin(&self, email: &str, password: SecretString) -> AuthResult<User> {
+        let account = NewAccount {
+            email: email.to_owned(),
+            password: Some(password),
+            name: None,
+            email_verified: true,
+            roles: Vec::new(),
+        };
+        self.create_account(None, account, &[ADMIN_ROLE]).await
+    }
+
+    /// A page of accounts, optionally those whose email contains `search`.
+    pub async fn admin_list_users(
+        &self,
+        _operator: &Operator,
+        search: Option<String>,
+        cursor: Option<String>,
+        limit: Option<usize>,
+    ) -> AuthResult<Page<ManagedUser>> {
+        let after = cursor
+            .map(|c| {
+                c.parse::<UserId>()
+                    .map_err(|_| AuthError::InvalidRequest("malformed cursor".into()))
+            })
+            .transpose()?;
+        let limit = page_size(limit);
+        let query = UserQuery {
+            email_contains: search
+                .map(|s| s.trim().to_lowercase())
+                .filter(|s| !s.is_empty()),
+            after,
+            limit: limit + 1,
+        };
+        let mut items = self.ports.operators.list_users(&query).await?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|u| u.user.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// One account.
+    pub async fn admin_get_user(
+        &self,
+        _operator: &Operator,
+        id: UserId,
+    ) -> AuthResult<ManagedUser> {
+        self.ports
+            .operators
+            .managed_user(id)
+            .await?
+            .ok_or(AuthError::NotFound)
+    }
+
+    /// Create an account.
+    pub async fn admin_create_user(
+        &self,
+        operator: &Operator,
+        account: NewAccount,
+    ) -> AuthResult<ManagedUser> {
+        let user = self.create_account(Some(operator), account, &[]).await?;
+        Ok(ManagedUser {
+            user,
+            disabled_at: None,
+        })
+    }
+
+    /// Change an account's email, name or verified flag. A new address is unverified
+    /// unless the same request says otherwise.
+    pub async fn admin_update_user(
+        &self,
+        operator: &Operator,
+        id: UserId,
+        email: Option<String>,
+        name: Option<Option<String>>,
+        email_verified: Option<bool>,
+    ) -> AuthResult<ManagedUser> {
+        let changes_email = email.is_some();
+        let update = AccountUpdate {
+            email: email
+                .map(|e| Email::parse(&e).map_err(AuthError::InvalidEmail))
+                .transpose()?,
+            name: name.map(normalise_name).transpose()?,
+            email_verified: match (changes_email, email_verified) {
+                (true, None) => Some(false),
+                (_, flag) => flag,
+            },
+        };
+        let fields: Vec<&str> = [
+            update.email.as_ref().map(|_| "email"),
+            update.name.as_ref().map(|_| "name"),
+            update.email_verified.map(|_| "email_verified"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let (row, event) = self.admin_event(
+            Some(operator),
+            EventKind::UserUpdated,
+            Some(id),
+            None,
+            Some(json!({ "fields": fields })),
+        );
+        let now = self.ports.clock.now();
+        let user = self
+            .ports
+            .operators
+            .update_user(id, &update, now, &row)
+            .await?
+            .ok_or(AuthError::NotFound)?;
+        self.published(event).await;
+        Ok(user)
+    }
+
+    /// Disable or enable an account. Disabling revokes its sessions at once; a disabled
+    /// account cannot sign in by any means.
+    pub async fn admin_set_disabled(
+        &self,
+        operator: &Operator,
+        id: UserId,
+        disabled: bool,
+    ) -> AuthResult<ManagedUser> {
+        if disabled && id == operator.caller.user_id {
+            return Err(AuthError::Conflict("cannot_target_self"));
+        }
+        let kind = if disabled {
+            EventKind::UserDisabled
+        } else {
+            EventKind::UserEnabled
+        };
+        let now = self.ports.clock.now();
+        let (mut row, event) = self.admin_event(Some(operator), kind, Some(id), None, None);
+        if disabled {
+            // The count is known only inside the transaction; the row says what was asked.
+            row.detail = Some(json!({ "sessions_revoked": "all" }));
+        }
+        self.ports
+            .operators
+            .set_disabled(id, disabled.then_some(now), now, &row)
+            .await?
+            .ok_or(AuthError::NotFound)?;
+        self.published(event).await;
+        self.admin_get_user(operator, id).await
+    }
+
+    /// Delete an account: its personal data goes; the audit trail keeps its id only.
+    pub async fn admin_delete_user(&self, operator: &Operator, id: UserId) -> AuthResult<()> {
+        if id == operator.caller.user_id {
+            return Err(AuthError::Conflict("cannot_target_self"));
+        }
+        let account = self.admin_get_user(operator, id).await?;
+        let (row, event) =
+            self.admin_event(Some(operator), EventKind::UserDeleted, Some(id), None, None);
+        if !self.ports.operators.delete_user(id, &row).await? {
+            return Err(AuthError::NotFound);
+        }
+        // Failed sign-ins are counted by address: forget them too.
+        self.ports
+            .lockouts
+            .clear(&crate::guard::lockout_identifier(&account.user.email))
+            .await?;
+        self.published(event).await;
+        Ok(())
+    }
+
+    /// Lock an account's password sign-in for `duration` (the configured lockout freeze by
+    /// default); answers when the lock ends.
+    pub async fn admin_lock_user(
+        &self,
+        operator: &Operator,
+        id: UserId,
+        duration: Option<Duration>,
+    ) -> AuthResult<DateTime<Utc>> {
+        if !self.settings.guard.lockout.enabled {
+            return Err(AuthError::NotEnabled("lockout"));
+        }
+        let account = self.admin_get_user(operator, id).await?;
+        let freeze = duration.unwrap_or(self.settings.guard.lockout.freeze);
+        if freeze <= Duration::zero() || freeze > Duration::days(366) {
+            return Err(AuthError::InvalidField {
+                field: "duration_secs",
+                reason: "must be between 1 second and 366 days",
+            });
+        }
+        let now = self.ports.clock.now();
+        let identifier = crate::guard::lockout_identifier(&account.user.email);
+        // One failure against a threshold of one: the store's own atomic lock.
+        let state = self
+            .ports
+            .lockouts
+            .register_failure(&identifier, now, freeze, 1, freeze)
+            .await?;
+        let until = state.locked_until.unwrap_or(now + freeze);
+        let (row, event) = self.admin_event(
+            Some(operator),
+            EventKind::UserLocked,
+            Some(id),
+            None,
+            Some(json!({ "locked_until": until.to_rfc3339() })),
+        );
+        self.ports.audit.append(&row).await?;
+        self.published(event).await;
+        Ok(until)
+    }
+
+    /// Lift an account's sign-in lock and forget its failed attempts.
+    pub async fn admin_unlock_user(&self, operator: &Operator, id: UserId) -> AuthResult<()> {
+        let account = self.admin_get_user(operator, id).await?;
+        self.unlock(&account.user.email).await?;
+        let (row, event) = self.admin_event(
+            Some(operator),
+            EventKind::UserUnlocked,
+            Some(id),
+            None,
+            None,
+        );
+        self.ports.audit.append(&row).await?;
+        self.published(event).await;
+        Ok(())
+    }
+
+    /// An account's live sessions, newest first.
+    pub async fn admin_user_sessions(
+        &self,
+        operator: &Operator,
+        id: UserId,
+    ) -> AuthResult<Vec<Session>> {
+        self.admin_get_user(operator, id).await?;
+        let now = self.ports.clock.now();
+        let idle = self.settings.sessions.idle_ttl;
+        Ok(self
+            .ports
+            .sessions
+            .unrevoked_sessions_of(id)
+            .await?
+            .into_iter()
+            .filter(|s| s.is_active(now, idle))
+            .collect())
+    }
+
+    /// Revoke one session of an account, or all of them; answers how many.
+    pub async fn admin_revoke_sessions(
+        &self,
+        operator: &Operator,
+        id: UserId,
+        only: Option<SessionId>,
+    ) -> AuthResult<u64> {
+        self.admin_get_user(operator, id).await?;
+        if let Some(sid) = only {
+            match self.ports.sessions.session(sid).await? {
+                Some(s) if s.user_id == id && s.revoked_at.is_none() => {}
+                _ => return Err(AuthError::NotFound),
+            }
+        }
+        let scope = if only.is_some() { "session" } else { "all" };
+        let (row, event) = self.admin_event(
+            Some(operator),
+            EventKind::SessionRevoked,
+            Some(id),
+            only,
+            Some(json!({ "reason": "by_admin", "scope": scope })),
+        );
+        let now = self.ports.clock.now();
+        let n = self
+            .ports
+            .operators
+            .revoke_user_sessions(id, only, now, &row)
+            .await?;
+        self.published(event).await;
+        Ok(n)
+    }
+
+    /// Every role.
+    pub async fn list_roles(&self, _operator: &Operator) -> AuthResult<Vec<Role>> {
+        self.ports.operators.roles().await
+    }
+
+    /// Create a role.
+    pub async fn create_role(
+        &self,
+        operator: &Operator,
+        name: String,
+        input: RoleInput,
+    ) -> AuthResult<Role> {
+        validate_role_name(&name)?;
+        let now = self.ports.clock.now();
+        let role = Role {
+            name,
+            capabilities: normalise_capabilities(input.capabilities)?,
+            description: normalise_description(input.description)?,
+            built_in: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let (row, event) = self.admin_event(
+            Some(operator),
+            EventKind::RoleCreated,
+            None,
+            None,
+            Some(json!({ "role": role.name, "capabilities": role.capabilities })),
+        );
+        self.ports.operators.insert_role(&role, &row).await?;
+        self.published(event).await;
+        Ok(role)
+    }
+
+    async fn role_named(&self, name: &str) -> AuthResult<Role> {
+        self.ports
+            .operators
+            .roles()
+            .await?
+            .into_iter()
+            .find(|r| r.name == name)
+            .ok_or(AuthError::NotFound)
+    }
+
+    /// Change a role's capabilities (replaced as a whole) and description; `None` leaves
+    /// a field as is. The built-in role cannot change.
+    pub async fn update_role(
+        &self,
+        operator: &Operator,
+        name: &str,
+        capabilities: Option<Vec<String>>,
+        description: Option<Option<String>>,
+    ) -> AuthResult<Role> {
+        let current = self.role_named(name).await?;
+        if current.built_in {
+            return Err(AuthError::Conflict("built_in_role"));
+        }
+        let role = Role {
+            capabilities: match capabilities {
+                Some(c) => normalise_capabilities(c)?,
+                None => current.capabilities.clone(),
+            },
+            description: match description {
+                Some(d) => normalise_description(d)?,
+                None => current.description.clone(),
+            },
+            updated_at: self.ports.clock.now(),
+            ..current
+        };
+        let (row, event) = self.admin_event(
+            Some(operator),
+            EventKind::RoleUpdated,
+            None,
+            None,
+            Some(json!({ "role": role.name, "capabilities": role.capabilities })),
+        );
+        if !self.ports.operators.update_role(&role, &row).await? {
+            return Err(AuthError::NotFound);
+        }
+        self.published(event).await;
+        Ok(role)
+    }
+
+    /// Delete a role no user holds. The built-in role cannot be deleted.
+    pub async fn delete_role(&self, operator: &Operator, name: &str) -> AuthResult<()> {
+        if self.role_named(name).await?.built_in {
+            return Err(AuthError::Conflict("built_in_role"));
+        }
+        let (row, event) = self.admin_event(
+            Some(operator),
+            EventKind::RoleDeleted,
+            None,
+            None,
+            Some(json!({ "role": name })),
+        );
+        match self.ports.operators.delete_role(name, &row).await? {
+            RoleDeletion::Deleted => {
+                self.published(event).await;
+                Ok(())
+            }
+            RoleDeletion::NotFound => Err(AuthError::NotFound),
+            RoleDeletion::InUse => Err(AuthError::Conflict("role_in_use")),
+        }
+    }
+
+    /// Give a role to an account, or take it away. An administrator cannot take the
+    /// built-in role from themselves (there would be no one left to give it back).
+    pub async fn change_user_role(
+        &self,
+        operator: &Operator,
+        id: UserId,
+        role: &str,
+        assign: bool,
+    ) -> AuthResult<ManagedUser> {
+        if !assign && role == ADMIN_ROLE && id == operator.caller.user_id {
+            return Err(AuthError::Conflict("cannot_target_self"));
+        }
+        let kind = if assign {
+            EventKind::RoleAssigned
+        } else {
+            EventKind::RoleRemoved
+        };
+        let (row, event) = self.admin_event(
+            Some(operator),
+            kind,
+            Some(id),
+            None,
+            Some(json!({ "role": role })),
+        );
+        let now = self.ports.clock.now();
+        match self
+            .ports
+            .operators
+            .change_user_role(id, role, assign, now, &row)
+            .await?
+        {
+            RoleChange::Changed(user) => {
+                self.published(event).await;
+                Ok(user)
+            }
+            RoleChange::UnknownUser | RoleChange::UnknownRole => Err(AuthError::NotFound),
+        }
+    }
+
+    async fn audit_page(
+        &self,
+        mut query: AuditQuery,
+        cursor: Option<String>,
+        limit: Option<usize>,
+    ) -> AuthResult<Page<AuditRecord>> {
+        query.before = cursor.as_deref().map(parse_audit_cursor).transpose()?;
+        let limit = page_size(limit);
+        query.limit = limit + 1;
+        let mut items = self.ports.audit.query(&query).await?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(audit_cursor)
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// The audit trail, newest first, filtered.
+    pub async fn audit_log(
+        &self,
+        _operator: &Operator,
+        query: AuditQuery,
+        cursor: Option<String>,
+        limit: Option<usize>,
+    ) -> AuthResult<Page<AuditRecord>> {
+        self.audit_page(query, cursor, limit).await
+    }
+
+    /// The signed-in user's own security events, newest first.
+    pub async fn my_audit_log(
+        &self,
+        caller: &Authenticated,
+        mut query: AuditQuery,
+        cursor: Option<String>,
+        limit: Option<usize>,
+    ) -> AuthResult<Page<AuditRecord>> {
+        query.user_id = Some(caller.user_id);
+        let mut page = self.audit_page(query, cursor, limit).await?;
+        // What an administrator did to the account is shown, not who did it or from where.
+        for row in &mut page.items {
+            if row.actor_id.is_some_and(|a| a != caller.user_id) {
+                row.actor_id = None;
+                row.ip = None;
+                row.user_agent = None;
+            }
+        }
+        Ok(page)
+    }
+
+    /// Delete audit rows older than the configured retention (housekeeping).
+    pub async fn prune_audit_log(&self) -> AuthResult<u64> {
+        let cutoff = self.ports.clock.now() - self.settings.operators.audit_retention;
+        self.ports.audit.prune_before(cutoff).await
+    }
+}

@@ -1,0 +1,500 @@
+//! Contract scenarios of the operator ports (roles, account administration, the audit
+//! trail, webhook endpoints), on memory, SQLite and PostgreSQL.
+
+use auth_core::audit::{AuditQuery, AuditRecord, AuditStore};
+use auth_core::events::{EventKind, SecurityEvent};
+use auth_core::operators::{
+    AccountUpdate, OperatorStore, Role, RoleChange, RoleDeletion, UserQuery,
+};
+use auth_core::webhooks::{DeliveryAttempt, WebhookEndpoint, WebhookStore};
+
+use super::*;
+
+trait Ops: Store + OperatorStore + AuditStore + WebhookStore {}
+impl<T: Store + OperatorStore + AuditStore + WebhookStore> Ops for T {}
+
+type Op = Arc<dyn Ops>;
+
+macro_rules! operator_contract {
+    ($($scenario:ident),* $(,)?) => {
+        mod memory {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(Arc::new(MemoryStore::new())).await;
+                }
+            )*
+        }
+
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let db = TestDatabase::sqlite();
+                    super::$scenario(Arc::new(db.database().await)).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let Some(db) = TestDatabase::postgres() else { return };
+                    super::$scenario(Arc::new(db.database().await)).await;
+                }
+            )*
+        }
+    };
+}
+
+operator_contract!(
+    roles_are_created_changed_and_deleted_only_when_unused,
+    disabling_revokes_sessions_and_refuses_new_ones,
+    deleting_a_user_strips_addresses_from_its_audit_rows,
+    users_are_listed_by_search_and_cursor,
+    audit_rows_filter_page_and_prune,
+    delivery_attempts_track_the_failure_streak,
+);
+
+fn row(kind: EventKind, user: Option<UserId>, at: DateTime<Utc>) -> AuditRecord {
+    AuditRecord::from_event(&SecurityEvent {
+        kind,
+        at,
+        user_id: user,
+        session_id: None,
+        client: Some(ClientInfo {
+            ip: Some("192.0.2.9".into()),
+            user_agent: Some("contract/1".into()),
+        }),
+        detail: Some("{\"k\":\"v\"}".into()),
+        actor: None,
+    })
+}
+
+async fn all_rows(store: &Op) -> Vec<AuditRecord> {
+    store
+        .query(&AuditQuery {
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap()
+}
+
+async fn user_in(store: &Op, email: &str) -> User {
+    let mut new = new_user(email);
+    new.roles = Vec::new();
+    store.insert_user(&new, None).await.unwrap()
+}
+
+fn role(name: &str, caps: &[&str]) -> Role {
+    Role {
+        name: name.into(),
+        capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
+        description: None,
+        built_in: false,
+        created_at: at(0),
+        updated_at: at(0),
+    }
+}
+
+async fn roles_are_created_changed_and_deleted_only_when_unused(store: Op) {
+    let roles = store.roles().await.unwrap();
+    let admin = roles.iter().find(|r| r.name == "admin").unwrap();
+    assert!(admin.built_in && admin.grants("anything:at-all"));
+    let audit = || row(EventKind::RoleCreated, None, at(1));
+    store
+        .insert_role(&role("support", &["users:read"]), &audit())
+        .await
+        .unwrap();
+    let again = store.insert_role(&role("support", &[]), &audit()).await;
+    assert!(
+        matches!(again, Err(AuthError::Conflict("role_exists"))),
+        "{again:?}"
+    );
+    assert!(
+        !store
+            .update_role(&role("admin", &[]), &audit())
+            .await
+            .unwrap()
+    );
+    let mut changed = role("support", &["audit:read"]);
+    changed.description = Some("Helpdesk".into());
+    assert!(store.update_role(&changed, &audit()).await.unwrap());
+    let support = store
+        .roles()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.name == "support")
+        .unwrap();
+    assert_eq!(support.capabilities, ["audit:read"]);
+    assert_eq!(support.description.as_deref(), Some("Helpdesk"));
+
+    let u = user_in(&store, "ada@example.com").await;
+    let change = store
+        .change_user_role(u.id, "nope", true, at(2), &audit())
+        .await
+        .unwrap();
+    assert_eq!(change, RoleChange::UnknownRole);
+    let ghost = store
+        .change_user_role(UserId::new(), "support", true, at(2), &audit())
+        .await
+        .unwrap();
+    assert_eq!(ghost, RoleChange::UnknownUser);
+    let RoleChange::Changed(m) = store
+        .change_user_role(u.id, "support", true, at(2), &audit())
+        .await
+        .unwrap()
+    else {
+        panic!("assigned")
+    };
+    assert_eq!(m.user.roles, ["support"]);
+    // Assigning twice keeps one.
+    store
+        .change_user_role(u.id, "support", true, at(2), &audit())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.user_by_id(u.id).await.unwrap().unwrap().roles,
+        ["support"]
+    );
+    // `_` in a name is no LIKE wildcard: a holder of `supportx` does not hold `support`.
+    store
+        .insert_role(&role("sup_ort", &[]), &audit())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.delete_role("sup_ort", &audit()).await.unwrap(),
+        RoleDeletion::Deleted
+    );
+    assert_eq!(
+        store.delete_role("support", &audit()).await.unwrap(),
+        RoleDeletion::InUse
+    );
+    assert_eq!(
+        store.delete_role("admin", &audit()).await.unwrap(),
+        RoleDeletion::NotFound
+    );
+    store
+        .change_user_role(u.id, "support", false, at(3), &audit())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.delete_role("support", &audit()).await.unwrap(),
+        RoleDeletion::Deleted
+    );
+    assert_eq!(
+        store.delete_role("support", &audit()).await.unwrap(),
+        RoleDeletion::NotFound
+    );
+    // Every successful write appended its row, in the same call.
+    let writes = all_rows(&store).await.len();
+    assert_eq!(
+        writes, 8,
+        "insert, update, assign x2, insert, delete, remove, delete"
+    );
+}
+
+async fn disabling_revokes_sessions_and_refuses_new_ones(store: Op) {
+    let u = user_in(&store, "ada@example.com").await;
+    store
+        .create_session(&new_session(u.id, at(0)), &random_hash())
+        .await
+        .unwrap();
+    store
+        .create_session(&new_session(u.id, at(1)), &random_hash())
+        .await
+        .unwrap();
+    let audit = || row(EventKind::UserDisabled, Some(u.id), at(2));
+    assert_eq!(
+        store
+            .set_disabled(u.id, Some(at(2)), at(2), &audit())
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert!(store.unrevoked_sessions_of(u.id).await.unwrap().is_empty());
+    let refused = store
+        .create_session(&new_session(u.id, at(3)), &random_hash())
+        .await;
+    assert!(
+        matches!(refused, Err(AuthError::AccountDisabled)),
+        "{refused:?}"
+    );
+    assert!(store.unrevoked_sessions_of(u.id).await.unwrap().is_empty());
+    let m = store.managed_user(u.id).await.unwrap().unwrap();
+    assert_eq!(m.disabled_at, Some(at(2)));
+    assert_eq!(
+        store
+            .set_disabled(u.id, None, at(4), &audit())
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    store
+        .create_session(&new_session(u.id, at(5)), &random_hash())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .set_disabled(UserId::new(), Some(at(5)), at(5), &audit())
+            .await
+            .unwrap(),
+        None
+    );
+    let unknown = store
+        .create_session(&new_session(UserId::new(), at(5)), &random_hash())
+        .await;
+    assert!(matches!(unknown, Err(AuthError::NotFound)));
+}
+
+async fn deleting_a_user_strips_addresses_from_its_audit_rows(store: Op) {
+    let u = user_in(&store, "ada@example.com").await;
+    let other = user_in(&store, "bob@example.com").await;
+    store
+        .create_session(&new_session(u.id, at(0)), &random_hash())
+        .await
+        .unwrap();
+    store
+        .append(&row(EventKind::LoginSucceeded, Some(u.id), at(1)))
+        .await
+        .unwrap();
+    store
+        .append(&row(EventKind::LoginSucceeded, Some(other.id), at(1)))
+        .await
+        .unwrap();
+    let deletion = AuditRecord {
+        ip: None,
+        user_agent: None,
+        ..row(EventKind::UserDeleted, Some(u.id), at(2))
+    };
+    assert!(store.delete_user(u.id, &deletion).await.unwrap());
+    assert!(!store.delete_user(u.id, &deletion).await.unwrap());
+    assert!(store.user_by_id(u.id).await.unwrap().is_none());
+    assert!(
+        store
+            .credentials_by_email("ada@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.unrevoked_sessions_of(u.id).await.unwrap().is_empty());
+    let rows = all_rows(&store).await;
+    let theirs: Vec<_> = rows.iter().filter(|r| r.user_id == Some(u.id)).collect();
+    assert_eq!(theirs.len(), 2);
+    assert!(
+        theirs
+            .iter()
+            .all(|r| r.ip.is_none() && r.user_agent.is_none())
+    );
+    let bobs = rows.iter().find(|r| r.user_id == Some(other.id)).unwrap();
+    assert_eq!(bobs.ip.as_deref(), Some("192.0.2.9"));
+    // The address can be registered again.
+    user_in(&store, "ada@example.com").await;
+}
+
+async fn users_are_listed_by_search_and_cursor(store: Op) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(user_in(&store, &format!("u{i}@list.test")).await.id);
+    }
+    user_in(&store, "other@example.com").await;
+    let page = |after, limit| UserQuery {
+        email_contains: Some("list.test".into()),
+        after,
+        limit,
+    };
+    let first = store.list_users(&page(None, 3)).await.unwrap();
+    assert_eq!(
+        first.iter().map(|m| m.user.id).collect::<Vec<_>>(),
+        ids[..3]
+    );
+    let rest = store
+        .list_users(&page(Some(first[2].user.id), 3))
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|m| m.user.id).collect::<Vec<_>>(), ids[3..]);
+    let none = store
+        .list_users(&UserQuery {
+            email_contains: Some("u_@".into()),
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "`_` is literal");
+    let audit = || row(EventKind::UserUpdated, Some(ids[0]), at(1));
+    let update = AccountUpdate {
+        email: Some(Email::parse("u1@list.test").unwrap()),
+        ..AccountUpdate::default()
+    };
+    let taken = store.update_user(ids[0], &update, at(1), &audit()).await;
+    assert!(matches!(taken, Err(AuthError::EmailTaken)));
+    let update = AccountUpdate {
+        email: Some(Email::parse("renamed@list.test").unwrap()),
+        name: Some(None),
+        email_verified: Some(true),
+    };
+    let m = store
+        .update_user(ids[0], &update, at(1), &audit())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.user.email, "renamed@list.test");
+    assert_eq!(m.user.name, None);
+    assert!(m.user.email_verified);
+    assert!(
+        store
+            .credentials_by_email("renamed@list.test")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .credentials_by_email("u0@list.test")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn audit_rows_filter_page_and_prune(store: Op) {
+    let u = UserId::new();
+    for i in 0..5 {
+        store
+            .append(&row(EventKind::LoginFailed, Some(u), at(i)))
+            .await
+            .unwrap();
+    }
+    store
+        .append(&row(EventKind::LoggedOut, Some(u), at(2)))
+        .await
+        .unwrap();
+    store
+        .append(&row(EventKind::LoginFailed, None, at(3)))
+        .await
+        .unwrap();
+    let q = |before, limit| AuditQuery {
+        user_id: Some(u),
+        event_type: Some("login_failed".into()),
+        from: Some(at(1)),
+        until: Some(at(4)),
+        before,
+        limit,
+    };
+    let page1 = store.query(&q(None, 2)).await.unwrap();
+    assert_eq!(
+        page1.iter().map(|r| r.at).collect::<Vec<_>>(),
+        [at(3), at(2)]
+    );
+    let last = page1.last().unwrap();
+    let page2 = store.query(&q(Some((last.at, last.id)), 2)).await.unwrap();
+    assert_eq!(page2.iter().map(|r| r.at).collect::<Vec<_>>(), [at(1)]);
+    assert_eq!(page1[0].detail, Some(serde_json::json!({"k": "v"})));
+    assert_eq!(page1[0].event_type, "login_failed");
+    assert_eq!(store.prune_before(at(2)).await.unwrap(), 2);
+    assert_eq!(all_rows(&store).await.len(), 5);
+}
+
+fn endpoint() -> WebhookEndpoint {
+    WebhookEndpoint {
+        id: Uuid::now_v7(),
+        url: "https://hooks.example.com/in".into(),
+        description: None,
+        event_types: vec!["*".into()],
+        enabled: true,
+        secret_sealed: "00ff".into(),
+        previous_secret_sealed: None,
+        previous_secret_expires_at: None,
+        failing_since: None,
+        disabled_reason: None,
+        created_at: at(0),
+        updated_at: at(0),
+    }
+}
+
+fn attempt(e: &WebhookEndpoint, n: i32, t: DateTime<Utc>, ok: bool) -> DeliveryAttempt {
+    DeliveryAttempt {
+        id: Uuid::now_v7(),
+        endpoint_id: e.id,
+        message_id: Uuid::nil(),
+        event_type: "login_failed".into(),
+        attempt: n,
+        attempted_at: t,
+        status_code: Some(if ok { 204 } else { 500 }),
+        error: (!ok).then(|| "HTTP status 500".to_owned()),
+        succeeded: ok,
+    }
+}
+
+async fn delivery_attempts_track_the_failure_streak(store: Op) {
+    let e = endpoint();
+    let audit = || row(EventKind::WebhookCreated, None, at(0));
+    store.insert_endpoint(&e, &audit()).await.unwrap();
+    assert_eq!(
+        store
+            .record_attempt(&attempt(&e, 1, at(1), false))
+            .await
+            .unwrap(),
+        Some(at(1))
+    );
+    assert_eq!(
+        store
+            .record_attempt(&attempt(&e, 2, at(2), false))
+            .await
+            .unwrap(),
+        Some(at(1))
+    );
+    assert_eq!(
+        store
+            .record_attempt(&attempt(&e, 3, at(3), true))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .record_attempt(&attempt(&e, 1, at(4), false))
+            .await
+            .unwrap(),
+        Some(at(4))
+    );
+    let list = store.attempts(e.id, 10).await.unwrap();
+    assert_eq!(
+        list.iter().map(|a| a.attempted_at).collect::<Vec<_>>(),
+        [at(4), at(3), at(2), at(1)]
+    );
+    assert_eq!(list[1].status_code, Some(204));
+    assert!(
+        store
+            .disable_endpoint(e.id, "failing", at(5), &audit())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .disable_endpoint(e.id, "failing", at(5), &audit())
+            .await
+            .unwrap()
+    );
+    let stored = store.endpoint(e.id).await.unwrap().unwrap();
+    assert!(!stored.enabled);
+    assert_eq!(stored.disabled_reason.as_deref(), Some("failing"));
+    assert!(store.delete_endpoint(e.id, &audit()).await.unwrap());
+    assert!(store.attempts(e.id, 10).await.unwrap().is_empty());
+    // An attempt for a deleted endpoint is dropped.
+    assert_eq!(
+        store
+            .record_attempt(&attempt(&e, 2, at(6), false))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store.endpoints().await.unwrap().is_empty());
+}

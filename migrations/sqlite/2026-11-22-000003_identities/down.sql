@@ -1,0 +1,2 @@
+DROP TABLE oauth_records;
+DROP TABLE identities;
