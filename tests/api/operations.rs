@@ -346,3 +346,28 @@ async fn a_rotated_key_is_picked_up_without_restart_and_old_tokens_stay_valid(ba
         StatusCode::OK
     );
 }
+
+/// A database that stalls (connections open, no answers) gives 503 after
+/// `database.query_timeout_secs` instead of hanging; answers resume when it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_database_gives_503_instead_of_hanging() {
+    let proxy = Arc::new(TcpProxy::start(Mode::Open).await);
+    let app = app!(
+        TestApp::builder(Backend::Postgres)
+            .through(proxy.clone())
+            .var("AUTH__DATABASE__QUERY_TIMEOUT_SECS", "1"),
+        start
+    );
+    let t = app.signup("ada@example.com").await;
+    let access = t["access_token"].as_str().unwrap();
+
+    proxy.set(Mode::Paused);
+    let res = app.get_auth("/api/v1/me", access).await;
+    assert!(res.headers().contains_key("retry-after"));
+    problem(res, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    let ready = get(&app, "/health/ready").await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    proxy.set(Mode::Open);
+    eventually(&app, "/api/v1/me", Some(access), StatusCode::OK).await;
+}

@@ -293,6 +293,14 @@ pub struct DatabaseSettings {
     pub acquire_timeout_secs: u64,
     /// Apply pending migrations at start.
     pub migrate_on_start: bool,
+    /// Seconds one storage call (connection wait and queries) may take before the request
+    /// gets 503 `unavailable`; 0 waits forever.
+    #[serde(default = "default_query_timeout_secs")]
+    pub query_timeout_secs: u64,
+}
+
+fn default_query_timeout_secs() -> u64 {
+    15
 }
 
 impl std::fmt::Debug for DatabaseSettings {

@@ -328,7 +328,13 @@ fn connect_database(settings: &Settings) -> Result<Database, StartupError> {
         connect_timeout: Duration::from_secs(db.connect_timeout_secs),
         acquire_timeout: Duration::from_secs(db.acquire_timeout_secs),
     };
-    Database::connect(&db.url, &options).map_err(|e| StartupError(format!("database.url: {e}")))
+    Database::connect(&db.url, &options)
+        .map(|database| {
+            database.with_query_timeout(
+                (db.query_timeout_secs > 0).then(|| Duration::from_secs(db.query_timeout_secs)),
+            )
+        })
+        .map_err(|e| StartupError(format!("database.url: {e}")))
 }
 
 /// Everything that needs the database: migrations, signing keys, the core service.
