@@ -125,6 +125,25 @@ pub enum AuthError {
     /// could pre-register another person's address and keep a way into the account).
     #[error("the provider has not verified the email address")]
     ProviderEmailUnverified,
+    /// The `mfa_token` is unknown, used, expired or dead after too many wrong codes.
+    #[error("invalid or expired mfa_token")]
+    InvalidMfaToken,
+    /// The user already has an active factor of that kind.
+    #[error("second factor already enrolled")]
+    MfaAlreadyEnrolled,
+    /// The user has no active second factor.
+    #[error("no second factor enrolled")]
+    MfaNotEnrolled,
+    /// A passkey ceremony failed: unknown or expired ceremony, unknown credential, bad
+    /// signature, wrong origin, sign counter regression.
+    #[error("passkey verification failed")]
+    InvalidPasskey,
+    /// The credential is already registered.
+    #[error("passkey already registered")]
+    PasskeyTaken,
+    /// The action needs a session verified with a second factor (`aal2`).
+    #[error("step-up required")]
+    StepUpRequired,
 }
 
 impl AuthError {

@@ -81,6 +81,28 @@ pub enum EventKind {
     IdentityLinked,
     /// An external identity was unlinked from an account.
     IdentityUnlinked,
+    /// A second factor was activated.
+    MfaFactorAdded,
+    /// A second factor was removed.
+    MfaFactorRemoved,
+    /// A second factor was verified (sign-in or step-up).
+    MfaVerified,
+    /// A wrong second-factor code was presented.
+    MfaFailed,
+    /// A recovery code was used.
+    RecoveryCodeUsed,
+    /// The recovery codes were replaced by new ones.
+    RecoveryCodesRegenerated,
+    /// A passkey was registered.
+    PasskeyAdded,
+    /// A passkey was deleted.
+    PasskeyRemoved,
+    /// A sign-in with a passkey.
+    PasskeySignIn,
+    /// A passkey ceremony failed (`registration`, `assertion`, `counter_regression`).
+    PasskeyFailed,
+    /// A sign-in by SMS code.
+    SmsCodeSignIn,
 }
 
 /// One security event.

@@ -147,8 +147,8 @@ pub enum SignupOutcome {
 /// Tokens from a magic link, with where the app should go next.
 #[derive(Debug)]
 pub struct MagicLinkSignIn {
-    /// The new session's tokens.
-    pub tokens: IssuedTokens,
+    /// The new session's tokens, or the second factor still required.
+    pub outcome: crate::mfa::SignInOutcome,
     /// The `redirect_to` given when the link was asked for.
     pub redirect_to: Option<String>,
 }
@@ -619,14 +619,14 @@ impl AuthService {
             .passwordless_user(record.user_id, &record.email)
             .await?;
         let now = self.ports.clock.now();
-        let tokens = self
-            .open_session(user, client.clone(), vec!["email".into()], now)
+        let user_id = user.id;
+        let outcome = self
+            .finish_first_factor(user, client.clone(), "email", now)
             .await?;
-        let (uid, sid) = (Some(tokens.user.id), Some(tokens.session_id));
-        self.emit(EventKind::MagicLinkSignIn, uid, sid, Some(&client), None)
+        self.signed_in_event(EventKind::MagicLinkSignIn, user_id, &client, &outcome)
             .await;
         Ok(MagicLinkSignIn {
-            tokens,
+            outcome,
             redirect_to: record.redirect_to,
         })
     }
@@ -656,7 +656,7 @@ impl AuthService {
         email: &str,
         code: &str,
         client: ClientInfo,
-    ) -> AuthResult<IssuedTokens> {
+    ) -> AuthResult<crate::mfa::SignInOutcome> {
         self.limit(
             LimitGroup::Passwordless,
             &client,
@@ -708,13 +708,13 @@ impl AuthService {
         let user = self
             .passwordless_user(record.user_id, &record.email)
             .await?;
-        let tokens = self
-            .open_session(user, client.clone(), vec!["otp".into()], now)
+        let user_id = user.id;
+        let outcome = self
+            .finish_first_factor(user, client.clone(), "otp", now)
             .await?;
-        let (uid, sid) = (Some(tokens.user.id), Some(tokens.session_id));
-        self.emit(EventKind::EmailCodeSignIn, uid, sid, Some(&client), None)
+        self.signed_in_event(EventKind::EmailCodeSignIn, user_id, &client, &outcome)
             .await;
-        Ok(tokens)
+        Ok(outcome)
     }
 
     /// The account a passwordless sign-in acts on: the known user (now verified), or a
@@ -943,6 +943,21 @@ impl AuthService {
                 .deliver_webhook(entry.attempts, job)
                 .await
                 .map_err(|(permanent, reason)| Failure { permanent, reason }),
+            OutboxJob::Sms { to, body } => {
+                let Some(sms) = &self.ports.sms else {
+                    return Err(Failure::permanent("no SMS transport is configured"));
+                };
+                sms.send(&to, &body).await.map_err(|e| match e {
+                    DeliveryError::Permanent(r) => Failure::permanent(r),
+                    DeliveryError::Transient(r) => Failure::transient(r),
+                })?;
+                tracing::info!(id = %entry.id, "SMS delivered");
+                Ok(())
+            }
+            OutboxJob::SmsOtpRequested { phone } => self
+                .issue_sms_sign_in_code(&phone)
+                .await
+                .map_err(Failure::from),
         }
     }
 

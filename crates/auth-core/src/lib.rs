@@ -23,12 +23,15 @@ pub use error::{AuthError, AuthResult};
 pub mod identity;
 pub mod jwt;
 pub mod mail;
+pub mod mfa;
 pub mod opaque;
 pub mod outbox;
+pub mod passkeys;
 pub mod secret_box;
 pub mod service;
 
 pub mod audit;
 pub mod operators;
+pub mod sms;
 pub mod social;
 pub mod webhooks;

@@ -27,11 +27,17 @@ pub enum MailTemplate {
     SignupAttempted,
     /// The account was locked after repeated failed sign-ins (`locked_minutes`).
     AccountLocked,
+    /// A second factor was added (`factor`).
+    MfaFactorAdded,
+    /// A second factor was removed (`factor`).
+    MfaFactorRemoved,
+    /// A recovery code was used (`remaining`).
+    RecoveryCodeUsed,
 }
 
 impl MailTemplate {
     /// Every template, for renderers that load them all at start.
-    pub const ALL: [MailTemplate; 8] = [
+    pub const ALL: [MailTemplate; 11] = [
         Self::VerifyEmail,
         Self::PasswordReset,
         Self::MagicLink,
@@ -40,6 +46,9 @@ impl MailTemplate {
         Self::PasswordWasReset,
         Self::SignupAttempted,
         Self::AccountLocked,
+        Self::MfaFactorAdded,
+        Self::MfaFactorRemoved,
+        Self::RecoveryCodeUsed,
     ];
 
     /// File-name stem of the template (`verify_email`).
@@ -53,6 +62,9 @@ impl MailTemplate {
             Self::PasswordWasReset => "password_was_reset",
             Self::SignupAttempted => "signup_attempted",
             Self::AccountLocked => "account_locked",
+            Self::MfaFactorAdded => "mfa_factor_added",
+            Self::MfaFactorRemoved => "mfa_factor_removed",
+            Self::RecoveryCodeUsed => "recovery_code_used",
         }
     }
 }

@@ -41,6 +41,8 @@ struct State {
     webhook_attempts: Vec<crate::webhooks::DeliveryAttempt>,
     identities: Vec<crate::identity::Identity>,
     oauth_records: HashMap<TokenHash, crate::identity::OAuthRecord>,
+    mfa: mfa::MfaState,
+    passkeys: passkeys::PasskeyState,
 }
 
 /// Failures in the current window: (count, window start, lock end).
@@ -713,5 +715,7 @@ impl HealthCheck for MemoryStore {
 }
 
 // Roles, account administration and the audit trail.
+mod mfa;
 mod operators;
+mod passkeys;
 mod webhooks;

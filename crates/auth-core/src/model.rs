@@ -270,6 +270,8 @@ pub enum OneTimeTokenKind {
     MagicLink,
     /// Signs in by a 6-digit code sent by mail.
     EmailOtp,
+    /// A 6-digit code sent by SMS (second factor); `email` holds the factor key.
+    SmsOtp,
 }
 
 impl OneTimeTokenKind {
@@ -280,6 +282,7 @@ impl OneTimeTokenKind {
             Self::PasswordReset => "password_reset",
             Self::MagicLink => "magic_link",
             Self::EmailOtp => "email_otp",
+            Self::SmsOtp => "sms_otp",
         }
     }
 
@@ -290,6 +293,7 @@ impl OneTimeTokenKind {
             Self::PasswordReset,
             Self::MagicLink,
             Self::EmailOtp,
+            Self::SmsOtp,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

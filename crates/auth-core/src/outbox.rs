@@ -35,6 +35,18 @@ pub enum OutboxJob {
     },
     /// Deliver a signed webhook message to one endpoint.
     Webhook(crate::webhooks::WebhookJob),
+    /// Send a text message (it carries a code: sealed like everything here).
+    Sms {
+        /// E.164 number.
+        to: String,
+        /// Message text.
+        body: String,
+    },
+    /// Someone asked for a sign-in code by SMS for `phone` (may belong to nobody).
+    SmsOtpRequested {
+        /// E.164 number.
+        phone: String,
+    },
 }
 
 impl fmt::Debug for OutboxJob {
@@ -52,6 +64,8 @@ impl OutboxJob {
             Self::MagicLinkRequested { .. } => "magic_link_requested",
             Self::EmailOtpRequested { .. } => "email_otp_requested",
             Self::Webhook(_) => crate::webhooks::JOB_KIND,
+            Self::Sms { .. } => "sms",
+            Self::SmsOtpRequested { .. } => "sms_otp_requested",
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
 use crate::events::{EventKind, SecurityEvent};
 use crate::jwt::{AccessClaims, TokenIssuer};
+use crate::mfa::SignInOutcome;
 use crate::model::{
     ClientInfo, NewSession, ProfileUpdate, RotateOutcome, Session, SessionId, User, UserId,
 };
@@ -84,6 +85,8 @@ pub struct AuthSettings {
     pub operators: crate::operators::OperatorSettings,
     /// Webhook URL rules, retries and secret rotation.
     pub webhooks: crate::webhooks::WebhookSettings,
+    /// Multi-factor authentication.
+    pub mfa: crate::mfa::MfaSettings,
 }
 
 /// The adapters the service runs on.
@@ -129,6 +132,14 @@ pub struct Ports {
     pub webhooks: Arc<dyn crate::webhooks::WebhookStore>,
     /// Outbound HTTP of webhook deliveries.
     pub webhook_sender: Arc<dyn crate::webhooks::WebhookSender>,
+    /// Second factors, recovery codes, MFA challenges and session step-up.
+    pub mfa: Arc<dyn crate::mfa::MfaStore>,
+    /// Passkeys and passkey ceremonies in progress.
+    pub passkeys: Arc<dyn crate::passkeys::PasskeyStore>,
+    /// WebAuthn ceremonies, when passkeys are enabled.
+    pub passkey_ceremonies: Option<Arc<dyn crate::passkeys::PasskeyCeremonies>>,
+    /// Text messages, when SMS is configured.
+    pub sms: Option<Arc<dyn crate::sms::SmsSender>>,
 }
 
 /// What a successful sign-in or refresh hands the client.
@@ -301,14 +312,15 @@ impl AuthService {
         self.ports.tokens.as_ref()
     }
 
-    /// Sign in with email and password.
+    /// Sign in with email and password. A user with an active second factor gets
+    /// [`SignInOutcome::MfaRequired`] instead of tokens.
     pub async fn login(
         &self,
         email: &str,
         password: &SecretString,
         client: ClientInfo,
         captcha_token: Option<&str>,
-    ) -> AuthResult<IssuedTokens> {
+    ) -> AuthResult<SignInOutcome> {
         let identifier = crate::guard::lockout_identifier(email);
         self.limit(crate::guard::LimitGroup::Login, &client, Some(&identifier))
             .await?;
@@ -400,18 +412,12 @@ impl AuthService {
         if self.settings.guard.lockout.enabled {
             self.ports.lockouts.clear(&identifier).await?;
         }
-        let tokens = self
-            .open_session(creds.user, client.clone(), vec!["pwd".into()], now)
+        let outcome = self
+            .finish_first_factor(creds.user, client.clone(), "pwd", now)
             .await?;
-        self.emit(
-            EventKind::LoginSucceeded,
-            Some(user_id),
-            Some(tokens.session_id),
-            Some(&client),
-            None,
-        )
-        .await;
-        Ok(tokens)
+        self.signed_in_event(EventKind::LoginSucceeded, user_id, &client, &outcome)
+            .await;
+        Ok(outcome)
     }
 
     /// Record a security event.

@@ -153,6 +153,66 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    mfa_factors (id) {
+        id -> Text,
+        user_id -> Text,
+        kind -> Text,
+        label -> Nullable<Text>,
+        secret -> Binary,
+        created_at -> Timestamp,
+        activated_at -> Nullable<Timestamp>,
+        last_used_step -> Nullable<BigInt>,
+        last_used_at -> Nullable<Timestamp>,
+        lookup_hash -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    mfa_recovery_codes (user_id, code_hash) {
+        user_id -> Text,
+        code_hash -> Text,
+        created_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    mfa_challenges (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        amr -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        failed_attempts -> Integer,
+    }
+}
+
+diesel::table! {
+    passkeys (id) {
+        id -> Text,
+        user_id -> Text,
+        credential_id -> Text,
+        credential -> Text,
+        counter -> BigInt,
+        name -> Nullable<Text>,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    passkey_ceremonies (token_hash) {
+        token_hash -> Text,
+        kind -> Text,
+        user_id -> Nullable<Text>,
+        state -> Binary,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     sessions,
@@ -166,6 +226,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     webhook_endpoints,
     webhook_deliveries,
+    mfa_factors,
+    mfa_recovery_codes,
+    mfa_challenges,
+    passkeys,
+    passkey_ceremonies,
 );
 
 diesel::table! {

@@ -867,9 +867,11 @@ impl HealthCheck for Database {
 mod guard;
 mod identity;
 mod keys;
+mod mfa;
 mod one_time;
 mod operators;
 mod outbox;
+mod passkeys;
 mod webhooks;
 
 pub use keys::RingKey;

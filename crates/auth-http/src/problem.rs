@@ -343,6 +343,42 @@ impl From<AuthError> for ApiError {
                 "Invalid state",
                 "the sign-in request is unknown, expired or already used; start again",
             ),
+            AuthError::InvalidMfaToken => Self::new(
+                S::UNAUTHORIZED,
+                "invalid_mfa_token",
+                "Invalid MFA token",
+                "the mfa_token is invalid, expired, used or had too many wrong codes; sign in again",
+            ),
+            AuthError::MfaAlreadyEnrolled => Self::new(
+                S::CONFLICT,
+                "mfa_already_enrolled",
+                "Second factor already enrolled",
+                "a factor of this kind is already active; remove it first",
+            ),
+            AuthError::MfaNotEnrolled => Self::new(
+                S::CONFLICT,
+                "mfa_not_enrolled",
+                "No second factor",
+                "the account has no active second factor",
+            ),
+            AuthError::InvalidPasskey => Self::new(
+                S::UNAUTHORIZED,
+                "invalid_passkey",
+                "Passkey refused",
+                "the passkey could not be verified, or the ceremony is unknown, used or expired",
+            ),
+            AuthError::PasskeyTaken => Self::new(
+                S::CONFLICT,
+                "passkey_taken",
+                "Passkey already registered",
+                "this passkey is already registered",
+            ),
+            AuthError::StepUpRequired => Self::new(
+                S::FORBIDDEN,
+                "step_up_required",
+                "Second factor required",
+                "verify a second factor (POST /api/v1/auth/mfa/verify) and retry with the new access token",
+            ),
         }
     }
 }

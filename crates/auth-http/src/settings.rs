@@ -12,6 +12,10 @@ use config::{Config, Environment, File, FileFormat};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub mod mfa;
+pub mod passkeys;
+pub mod sms;
+
 const EMBEDDED_DEFAULTS: &str = include_str!("../../../config/default.toml");
 
 fn redact<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
@@ -90,6 +94,12 @@ pub struct Settings {
     /// The browser redirect flow of social sign-in.
     #[serde(default)]
     pub oauth: crate::providers::OAuthFlowSettings,
+    /// Multi-factor authentication.
+    pub mfa: mfa::MfaSettingsFile,
+    /// Passkeys (WebAuthn).
+    pub passkeys: passkeys::PasskeySettingsFile,
+    /// Text messages.
+    pub sms: sms::SmsSettingsFile,
 }
 
 /// `[keys]`
@@ -869,6 +879,7 @@ impl Settings {
             .with_list_parse_key("metrics.allow_from")
             .with_list_parse_key("cors.allowed_origins")
             .with_list_parse_key("webhooks.allowed_hosts")
+            .with_list_parse_key("passkeys.origins")
             .source(source.vars.clone());
         let settings: Settings = builder
             .add_source(env)
@@ -1070,6 +1081,9 @@ impl Settings {
         }
         self.password_hashing.validate()?;
         self.validate_operations()?;
+        self.mfa.validate()?;
+        self.passkeys.validate()?;
+        self.sms.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| format!("log.level: {e}"))?;
         Ok(())

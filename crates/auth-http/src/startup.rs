@@ -86,6 +86,12 @@ enum PrepareError {
     Fatal(StartupError),
 }
 
+impl From<StartupError> for PrepareError {
+    fn from(e: StartupError) -> Self {
+        Self::Fatal(e)
+    }
+}
+
 /// The core service and its token issuer (whose keys a reload may replace).
 struct Prepared {
     auth: Arc<AuthService>,
@@ -406,6 +412,7 @@ async fn prepare(
         default_roles: settings.auth.default_roles.clone(),
         email: email_settings(settings),
         guard: guard_settings(settings),
+        mfa: mfa_settings(settings),
         webhooks: webhook_settings(settings),
         operators: OperatorSettings {
             audit_retention: chrono::Duration::days(
@@ -440,6 +447,10 @@ async fn prepare(
             settings.webhooks.allow_private_addresses,
             Duration::from_secs(settings.webhooks.timeout_secs),
         )),
+        mfa: database.clone(),
+        passkeys: database.clone(),
+        passkey_ceremonies: passkey_ceremonies(settings).map_err(StartupError)?,
+        sms: sms_sender(settings).map_err(StartupError)?,
     };
     metrics.attach(database.clone(), adapters.hasher.clone());
     let auth = Arc::new(AuthService::new(ports, auth_settings));
@@ -807,6 +818,96 @@ async fn housekeeping(
             Ok(n) => tracing::info!(purged = n, "purged finished outbox entries"),
             Err(e) => tracing::warn!(error = %e, "outbox purge failed"),
         }
+        match auth.purge_mfa_challenges(chrono::Duration::hours(1)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "purged expired MFA challenges"),
+            Err(e) => tracing::warn!(error = %e, "MFA challenge purge failed"),
+        }
+        match auth
+            .purge_passkey_ceremonies(chrono::Duration::hours(1))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "purged expired passkey ceremonies"),
+            Err(e) => tracing::warn!(error = %e, "passkey ceremony purge failed"),
+        }
+    }
+}
+
+fn sms_sender(settings: &Settings) -> Result<Option<Arc<dyn auth_core::sms::SmsSender>>, String> {
+    let s = &settings.sms;
+    Ok(match s.transport.as_str() {
+        "file" => Some(Arc::new(auth_notify::FileSms::new(
+            settings.data_dir.join("sms"),
+        )?)),
+        "twilio" => {
+            let token = s
+                .twilio
+                .auth_token
+                .clone()
+                .ok_or("sms.twilio.auth_token is required")?;
+            // AUTH__SMS__FROM=+15005550006 reaches us as the number 15005550006 (the
+            // environment source parses numbers): a long all-digit sender is an E.164
+            // number that lost its `+` (short codes have 5 or 6 digits).
+            let from = if s.from.len() >= 8 && s.from.bytes().all(|b| b.is_ascii_digit()) {
+                format!("+{}", s.from)
+            } else {
+                s.from.clone()
+            };
+            Some(Arc::new(auth_notify::TwilioSms::new(
+                &s.twilio.base_url,
+                s.twilio.account_sid.clone(),
+                token,
+                from,
+                Duration::from_secs(s.twilio.timeout_secs),
+            )?))
+        }
+        _ => None,
+    })
+}
+
+fn passkey_ceremonies(
+    settings: &Settings,
+) -> Result<Option<Arc<dyn auth_core::passkeys::PasskeyCeremonies>>, String> {
+    let p = &settings.passkeys;
+    if !p.enabled {
+        return Ok(None);
+    }
+    let origins = if p.origins.is_empty() {
+        let app_url = settings.app.effective_url(&settings.server);
+        vec![
+            auth_core::flows::origin_of(app_url)
+                .ok_or("passkeys.origins: app.url has no http(s) origin")?,
+        ]
+    } else {
+        p.origins.clone()
+    };
+    let rp = auth_passkeys::RelyingParty {
+        id: p.rp_id.clone(),
+        name: if p.rp_name.is_empty() {
+            settings.app.name.clone()
+        } else {
+            p.rp_name.clone()
+        },
+        origins,
+    };
+    Ok(Some(Arc::new(auth_passkeys::WebauthnCeremonies::new(&rp)?)))
+}
+
+fn mfa_settings(settings: &Settings) -> auth_core::mfa::MfaSettings {
+    let m = &settings.mfa;
+    auth_core::mfa::MfaSettings {
+        issuer: if m.issuer.is_empty() {
+            settings.app.name.clone()
+        } else {
+            m.issuer.clone()
+        },
+        challenge_ttl: secs(m.challenge_ttl_secs),
+        max_attempts: i32::try_from(m.max_attempts).unwrap_or(5),
+        sms_passwordless: settings.sms.passwordless,
+        totp_skew_steps: i64::from(m.totp_skew_steps),
+        enrollment_ttl: secs(m.enrollment_ttl_secs),
+        sms_code_ttl: secs(settings.sms.code_ttl_secs),
     }
 }
 

@@ -18,6 +18,8 @@ fn allowed_keys(template: MailTemplate) -> Vec<&'static str> {
         }
         MailTemplate::EmailOtp => &["code", "expires_in_minutes"],
         MailTemplate::AccountLocked => &["locked_minutes"],
+        MailTemplate::MfaFactorAdded | MailTemplate::MfaFactorRemoved => &["factor"],
+        MailTemplate::RecoveryCodeUsed => &["remaining"],
         MailTemplate::PasswordChanged
         | MailTemplate::PasswordWasReset
         | MailTemplate::SignupAttempted => &[],
@@ -88,6 +90,9 @@ fn shipped(template: MailTemplate) -> [&'static str; 3] {
         MailTemplate::PasswordWasReset => shipped!("password_was_reset"),
         MailTemplate::SignupAttempted => shipped!("signup_attempted"),
         MailTemplate::AccountLocked => shipped!("account_locked"),
+        MailTemplate::MfaFactorAdded => shipped!("mfa_factor_added"),
+        MailTemplate::MfaFactorRemoved => shipped!("mfa_factor_removed"),
+        MailTemplate::RecoveryCodeUsed => shipped!("recovery_code_used"),
     }
 }
 

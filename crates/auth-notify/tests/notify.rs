@@ -46,6 +46,8 @@ fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         ("code", "042917"),
         ("expires_in_minutes", "30"),
         ("locked_minutes", "15"),
+        ("factor", "An authenticator app"),
+        ("remaining", "9"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

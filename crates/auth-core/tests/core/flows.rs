@@ -121,6 +121,8 @@ async fn required_confirmation_holds_sign_in_until_the_link_is_followed() {
     h.service
         .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
         .await
+        .unwrap()
+        .tokens()
         .unwrap();
 }
 
@@ -216,6 +218,8 @@ async fn reset_sets_the_password_ends_every_session_and_is_single_use() {
             None,
         )
         .await
+        .unwrap()
+        .tokens()
         .unwrap();
     assert!(
         h.store
@@ -285,6 +289,8 @@ async fn reset_links_expire_and_a_newer_one_invalidates_the_older() {
     h.service
         .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
         .await
+        .unwrap()
+        .tokens()
         .unwrap();
 }
 
@@ -296,6 +302,8 @@ async fn change_password_needs_the_current_one_and_replaces_every_session() {
         .service
         .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
         .await
+        .unwrap()
+        .tokens()
         .unwrap();
     let caller = h.service.authenticate(&t.access_token).await.unwrap();
     let wrong = h
@@ -418,15 +426,16 @@ async fn magic_links_sign_in_verify_the_address_and_honour_the_allow_list() {
         .verify_magic_link(&s(&token), ClientInfo::default())
         .await
         .unwrap();
-    assert_eq!(signed.tokens.user.id, t.user.id);
-    assert!(signed.tokens.user.email_verified);
+    let signed_tokens = signed.outcome.tokens().unwrap();
+    assert_eq!(signed_tokens.user.id, t.user.id);
+    assert!(signed_tokens.user.email_verified);
     assert_eq!(
         signed.redirect_to.as_deref(),
         Some("https://app.example.com/welcome")
     );
     let caller = h
         .service
-        .authenticate(&signed.tokens.access_token)
+        .authenticate(&signed_tokens.access_token)
         .await
         .unwrap();
     assert_eq!(caller.claims.amr, vec!["email"]);
@@ -452,8 +461,9 @@ async fn magic_links_sign_up_new_addresses_only_when_allowed_and_expire() {
         .verify_magic_link(&s(&token), ClientInfo::default())
         .await
         .unwrap();
-    assert_eq!(signed.tokens.user.email, "new@example.com");
-    assert!(signed.tokens.user.email_verified);
+    let signed_tokens = signed.outcome.tokens().unwrap();
+    assert_eq!(signed_tokens.user.email, "new@example.com");
+    assert!(signed_tokens.user.email_verified);
     // The passwordless account has no password to sign in with.
     assert!(
         h.service
@@ -516,6 +526,8 @@ async fn email_codes_sign_in_once_and_die_after_five_wrong_tries() {
         .service
         .verify_email_code("ADA@example.com", &code, ClientInfo::default())
         .await
+        .unwrap()
+        .tokens()
         .unwrap();
     assert_eq!(
         h.service
@@ -694,6 +706,8 @@ async fn every_flow_emits_its_security_event_without_secrets() {
             None,
         )
         .await
+        .unwrap()
+        .tokens()
         .unwrap();
     let caller = h.service.authenticate(&t2.access_token).await.unwrap();
     h.service

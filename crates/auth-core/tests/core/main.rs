@@ -5,6 +5,7 @@
 mod flows;
 mod guard;
 mod jwt;
+mod mfa;
 mod operators;
 mod service;
 mod social;

@@ -49,6 +49,8 @@ async fn operator(h: &Harness) -> Operator {
             None,
         )
         .await
+        .unwrap()
+        .tokens()
         .unwrap();
     h.service
         .authorize(&t.access_token, "users:write", ClientInfo::default())

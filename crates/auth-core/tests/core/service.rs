@@ -149,6 +149,8 @@ async fn login_accepts_the_right_password_only_and_never_says_which_part_was_wro
         .service
         .login("ADA@example.com", &secret(PASSWORD), client(), None)
         .await
+        .unwrap()
+        .tokens()
         .unwrap();
     assert_eq!(t.user.email, "ada@example.com");
     for (email, password) in [
@@ -201,6 +203,8 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
     service
         .login("ada@example.com", &secret(PASSWORD), client(), None)
         .await
+        .unwrap()
+        .tokens()
         .unwrap();
     let after = ports_store
         .credentials_by_email("ada@example.com")
@@ -214,6 +218,8 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
     service
         .login("ada@example.com", &secret(PASSWORD), client(), None)
         .await
+        .unwrap()
+        .tokens()
         .unwrap();
 }
 
@@ -360,6 +366,8 @@ async fn sessions_end_after_idle_and_absolute_lifetimes() {
         .service
         .login("ada@example.com", &secret(PASSWORD), client(), None)
         .await
+        .unwrap()
+        .tokens()
         .unwrap();
     for _ in 0..4 {
         h.clock.advance(Duration::days(6));
@@ -414,12 +422,12 @@ async fn logout_scopes_end_the_right_sessions_at_once() {
     let login = || h.service.login("ada@example.com", &pw, client(), None);
     let b = h
         .service
-        .authenticate(&login().await.unwrap().access_token)
+        .authenticate(&login().await.unwrap().tokens().unwrap().access_token)
         .await
         .unwrap();
     let c = h
         .service
-        .authenticate(&login().await.unwrap().access_token)
+        .authenticate(&login().await.unwrap().tokens().unwrap().access_token)
         .await
         .unwrap();
     let (other_user, _) = signed_up(&h, "bob@example.com").await;
@@ -485,6 +493,8 @@ async fn revocation_accepts_refresh_and_access_tokens_and_ignores_junk() {
         .service
         .login("ada@example.com", &secret(PASSWORD), client(), None)
         .await
+        .unwrap()
+        .tokens()
         .unwrap();
     h.service.revoke(&secret(&t.access_token)).await.unwrap();
     assert!(

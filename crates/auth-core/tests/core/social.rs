@@ -117,6 +117,10 @@ fn social(signup: SignupMode) -> Social {
         audit: store.clone(),
         webhooks: store.clone(),
         webhook_sender: Arc::new(crate::support::UnreachableWebhooks),
+        mfa: store.clone(),
+        passkeys: store.clone(),
+        passkey_ceremonies: None,
+        sms: None,
     };
     let auth = Arc::new(AuthService::new(ports, AuthSettings::default()));
     let provider = Arc::new(Scripted::default());

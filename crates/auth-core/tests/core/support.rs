@@ -127,12 +127,39 @@ impl RecordingEvents {
     }
 }
 
+/// Keeps every text message it is asked to send.
+#[derive(Default)]
+pub struct RecordingSms(pub Mutex<Vec<(String, String)>>);
+
+#[async_trait::async_trait]
+impl auth_core::sms::SmsSender for RecordingSms {
+    async fn send(&self, to: &str, body: &str) -> Result<(), DeliveryError> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((to.to_owned(), body.to_owned()));
+        Ok(())
+    }
+}
+
+impl RecordingSms {
+    /// The 6-digit code of the last message to `to`.
+    pub fn last_code(&self, to: &str) -> Option<String> {
+        let sent = self.0.lock().unwrap();
+        let (_, body) = sent.iter().rev().find(|(t, _)| t == to)?;
+        body.split(|c: char| !c.is_ascii_digit())
+            .find(|w| w.len() == 6)
+            .map(str::to_owned)
+    }
+}
+
 pub struct Harness {
     pub events: Arc<RecordingEvents>,
     pub service: AuthService,
     pub store: Arc<MemoryStore>,
     pub clock: Arc<ManualClock>,
     pub mailer: Arc<RecordingMailer>,
+    pub sms: Arc<RecordingSms>,
 }
 
 impl Harness {
@@ -157,6 +184,7 @@ pub fn harness_on(
     ));
     let mailer = Arc::new(RecordingMailer::default());
     let events = Arc::new(RecordingEvents::default());
+    let sms = Arc::new(RecordingSms::default());
     let ports = Ports {
         users: store.clone(),
         sessions: store.clone(),
@@ -178,6 +206,10 @@ pub fn harness_on(
         audit: store.clone(),
         webhooks: store.clone(),
         webhook_sender: Arc::new(UnreachableWebhooks),
+        mfa: store.clone(),
+        passkeys: store.clone(),
+        passkey_ceremonies: None,
+        sms: Some(sms.clone()),
     };
     Harness {
         events,
@@ -185,6 +217,7 @@ pub fn harness_on(
         store,
         clock,
         mailer,
+        sms,
     }
 }
 

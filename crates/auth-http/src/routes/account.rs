@@ -12,7 +12,6 @@ use crate::extract::{Caller, client_info};
 use crate::problem::ApiError;
 use crate::routes::auth::{no_store, tokens};
 use crate::state::AppState;
-use crate::views::TokenResponse;
 
 fn accepted() -> HttpResponse {
     HttpResponse::Accepted()
@@ -142,12 +141,7 @@ pub async fn verify_magic_link(
         .auth
         .verify_magic_link(&body.token, client_info(&req))
         .await?;
-    let mut response = serde_json::to_value(TokenResponse::from(signed.tokens))
-        .map_err(|e| ApiError::from(auth_core::AuthError::internal(e)))?;
-    if let (Some(url), Some(map)) = (signed.redirect_to, response.as_object_mut()) {
-        map.insert("redirect_to".into(), url.into());
-    }
-    Ok(HttpResponse::Ok().insert_header(no_store()).json(response))
+    super::mfa::sign_in_response(signed.outcome, signed.redirect_to)
 }
 
 #[derive(Deserialize)]
@@ -173,8 +167,11 @@ pub async fn send_code(
                 .send_email_code(email, &client_info(&req), body.captcha_token.as_deref())
                 .await?
         }
-        (None, Some(_)) => {
-            return Err(auth_core::AuthError::NotEnabled("sign-in by SMS code").into());
+        (None, Some(phone)) => {
+            state
+                .auth
+                .send_sms_sign_in_code(phone, &client_info(&req), body.captcha_token.as_deref())
+                .await?
         }
         _ => {
             return Err(ApiError::invalid_request(
@@ -199,15 +196,18 @@ pub async fn verify_code(
     req: HttpRequest,
     body: web::Json<OtpVerifyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let issued = match (&body.email, &body.phone) {
+    let outcome = match (&body.email, &body.phone) {
         (Some(email), None) => {
             state
                 .auth
                 .verify_email_code(email, &body.code, client_info(&req))
                 .await?
         }
-        (None, Some(_)) => {
-            return Err(auth_core::AuthError::NotEnabled("sign-in by SMS code").into());
+        (None, Some(phone)) => {
+            state
+                .auth
+                .verify_sms_sign_in(phone, &body.code, client_info(&req))
+                .await?
         }
         _ => {
             return Err(ApiError::invalid_request(
@@ -215,5 +215,5 @@ pub async fn verify_code(
             ));
         }
     };
-    Ok(tokens(StatusCode::OK, issued.into()))
+    super::mfa::sign_in_response(outcome, None)
 }

@@ -72,7 +72,7 @@ pub async fn login(
     req: HttpRequest,
     body: web::Json<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let issued = state
+    let outcome = state
         .auth
         .login(
             &body.email,
@@ -81,7 +81,7 @@ pub async fn login(
             body.captcha_token.as_deref(),
         )
         .await?;
-    Ok(tokens(actix_web::http::StatusCode::OK, issued.into()))
+    super::mfa::sign_in_response(outcome, None)
 }
 
 #[derive(Deserialize)]

@@ -7,7 +7,9 @@ mod admin;
 pub(crate) mod auth;
 pub(crate) mod health;
 mod me;
+pub(crate) mod mfa;
 mod oauth;
+mod passkeys;
 mod webhooks;
 mod well_known;
 
@@ -38,7 +40,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     )
                     .route("/otp/send", web::post().to(account::send_code))
                     .route("/otp/verify", web::post().to(account::verify_code))
-                    .configure(oauth::configure),
+                    .configure(oauth::configure)
+                    .configure(mfa::configure)
+                    .configure(passkeys::configure),
             )
             .service(
                 web::scope("/me")
