@@ -2,12 +2,14 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod cookies;
 mod email;
 mod errors;
 mod guard;
 mod health;
 mod mfa;
 mod oauth;
+mod operations;
 mod operators;
 mod passkeys;
 mod password_sessions;

@@ -5,7 +5,7 @@ use actix_web::web;
 mod account;
 mod admin;
 pub(crate) mod auth;
-mod health;
+pub(crate) mod health;
 mod me;
 pub(crate) mod mfa;
 mod oauth;
