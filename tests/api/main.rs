@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod conformance;
+mod cookies;
 mod email;
 mod errors;
 mod guard;
@@ -10,6 +11,7 @@ mod health;
 mod mfa;
 mod oauth;
 mod openapi;
+mod operations;
 mod operators;
 mod passkeys;
 mod password_sessions;

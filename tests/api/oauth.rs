@@ -26,6 +26,7 @@ on_both_backends!(
     github_redirect_flow_exchanges_the_code_with_pkce,
     facebook_checks_the_app_and_the_appsecret_proof,
     x_oauth2_and_oauth1_tokens_reach_the_same_identity,
+    a_provider_sign_in_stops_at_the_second_factor,
 );
 
 const DONE: &str = "http://app.test/done";
@@ -952,4 +953,74 @@ async fn github_redirect_flow_exchanges_the_code_with_pkce(backend: Backend) {
     let (_, challenge) = pkce();
     let location = github_round_trip(&app, &challenge, true).await;
     assert_eq!(location, format!("{DONE}?error=provider_rejected"));
+}
+
+/// A provider sign-in is one factor, like a password: a user with TOTP gets the challenge,
+/// and the verified code finishes the sign-in at aal2.
+async fn a_provider_sign_in_stops_at_the_second_factor(backend: Backend) {
+    use auth_core::mfa::{base32_decode, time_step, totp_code};
+
+    let peer = OidcPeer::start().await;
+    let app = app!(with_peer(backend, &peer), start);
+    let res = sign_in(
+        &app,
+        "testop",
+        &json!({"id_token": native_token(&peer, "ada").await}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let first: Value = res.json().await.unwrap();
+    let bearer = first["access_token"].as_str().unwrap();
+
+    let res = app
+        .post_auth("/api/v1/auth/mfa/totp/enroll", bearer, &json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let enrolment: Value = res.json().await.unwrap();
+    let secret = base32_decode(enrolment["secret"].as_str().unwrap()).unwrap();
+    let step = time_step(chrono::Utc::now());
+    let res = app
+        .post_auth(
+            "/api/v1/auth/mfa/totp/activate",
+            bearer,
+            &json!({"factor_id": enrolment["factor_id"], "code": totp_code(&secret, step)}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // The next provider sign-in answers the challenge, not tokens.
+    let res = sign_in(
+        &app,
+        "testop",
+        &json!({"id_token": native_token(&peer, "ada").await}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let challenge: Value = res.json().await.unwrap();
+    assert_eq!(challenge["mfa_required"], true, "{challenge}");
+    assert!(challenge.get("access_token").is_none() && challenge.get("refresh_token").is_none());
+    assert!(
+        challenge["factors"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("totp"))
+    );
+
+    // A fresh code (the next time step: the activation used this one) finishes it at aal2.
+    let res = app
+        .post(
+            "/api/v1/auth/mfa/verify",
+            &json!({
+                "mfa_token": challenge["mfa_token"],
+                "factor": "totp",
+                "code": totp_code(&secret, step + 1),
+            }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let done: Value = res.json().await.unwrap();
+    let claims = decode_claims(done["access_token"].as_str().unwrap());
+    assert_eq!(claims["amr"], json!(["oauth", "otp"]));
+    assert_eq!(claims["aal"], "aal2");
+    assert_eq!(done["user"]["email"], "ada@example.com");
 }

@@ -1,6 +1,8 @@
 //! Test kit of the end-to-end suite: the real server on 127.0.0.1 port 0 over a fresh
 //! SQLite file or a fresh PostgreSQL database, and an HTTP client.
 
+pub mod proxy;
+
 use std::path::PathBuf;
 
 pub mod oidc;
@@ -34,7 +36,9 @@ pub struct TestApp {
     pub db: Database,
     /// The settings the server runs with.
     pub settings: Settings,
-    handle: actix_web::dev::ServerHandle,
+    handle: auth_http::lifecycle::AppHandle,
+    /// The server task: its result is what `serve` would exit with.
+    pub server: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
     // Dropped last: removes the database and the data directory.
     pub test_db: std::sync::Arc<TestDatabase>,
     data_dir: PathBuf,
@@ -45,6 +49,7 @@ pub struct TestAppBuilder {
     backend: Backend,
     vars: Vec<(String, String)>,
     shared: Option<(std::sync::Arc<TestDatabase>, PathBuf)>,
+    proxy: Option<std::sync::Arc<proxy::TcpProxy>>,
 }
 
 impl TestAppBuilder {
@@ -58,6 +63,13 @@ impl TestAppBuilder {
     pub fn sharing_with(mut self, other: &TestApp) -> Self {
         self.backend = other.backend();
         self.shared = Some((other.test_db.clone(), other.data_dir.clone()));
+        self
+    }
+
+    /// Reach the database through `proxy` (PostgreSQL): the proxy is pointed at the real
+    /// server and the app at the proxy.
+    pub fn through(mut self, proxy: std::sync::Arc<proxy::TcpProxy>) -> Self {
+        self.proxy = Some(proxy);
         self
     }
 
@@ -83,6 +95,18 @@ impl TestAppBuilder {
             ("AUTH__DATA_DIR".into(), data_dir.display().to_string()),
             ("AUTH__LOG__LEVEL".into(), "warn".into()),
         ];
+        if let Some(proxy) = &self.proxy {
+            let url = test_db.url();
+            let (scheme, rest) = url.split_once("://").expect("database URL");
+            let (userinfo, rest) = rest.rsplit_once('@').map_or(("", rest), |(u, r)| (u, r));
+            let (authority, path) = rest.split_once('/').expect("database URL has a name");
+            proxy.target(authority);
+            let at = if userinfo.is_empty() { "" } else { "@" };
+            vars.push((
+                "AUTH__DATABASE__URL".into(),
+                format!("{scheme}://{userinfo}{at}127.0.0.1:{}/{path}", proxy.port),
+            ));
+        }
         vars.extend(self.vars);
         let settings = Settings::load(&SettingsSource {
             config_dir: Some(PathBuf::from(concat!(
@@ -98,7 +122,7 @@ impl TestAppBuilder {
             .expect("application starts");
         let address = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
-        tokio::spawn(app.run_until_stopped());
+        let server = std::sync::Mutex::new(Some(tokio::spawn(app.run_until_stopped())));
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -110,6 +134,7 @@ impl TestAppBuilder {
             db,
             settings,
             handle,
+            server,
             test_db,
             data_dir,
         })
@@ -123,6 +148,7 @@ impl TestApp {
             backend,
             vars: Vec::new(),
             shared: None,
+            proxy: None,
         }
     }
 
@@ -138,6 +164,11 @@ impl TestApp {
     /// Stop the server gracefully.
     pub async fn stop(&self) {
         self.handle.stop(true).await;
+    }
+
+    /// A handle to stop the server from another task.
+    pub fn handle(&self) -> auth_http::lifecycle::AppHandle {
+        self.handle.clone()
     }
 
     /// Drop the PostgreSQL database under the running server (simulates losing it).

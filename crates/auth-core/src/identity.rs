@@ -237,7 +237,7 @@ pub trait IdentityStore: Send + Sync {
     /// (provider, subject) pair is already linked to anyone.
     async fn link_identity(&self, identity: &Identity) -> AuthResult<Identity>;
     /// Atomically remove an identity of `user_id` unless it is their last way to sign in
-    /// (no password and no other identity).
+    /// (no password, no other identity and no passkey).
     async fn unlink_identity(
         &self,
         user_id: UserId,

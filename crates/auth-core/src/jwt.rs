@@ -321,13 +321,14 @@ pub trait TokenIssuer: Send + Sync {
     fn sign(&self, claims: &AccessClaims) -> AuthResult<String>;
     /// Verify a compact JWT: type, key, algorithm, signature, issuer, audience, times.
     fn verify(&self, token: &str, now: DateTime<Utc>) -> AuthResult<AccessClaims>;
-    /// The public JWK Set.
-    fn jwks(&self) -> &JwkSet;
+    /// The public JWK Set (a copy: the keys can be replaced while serving).
+    fn jwks(&self) -> JwkSet;
 }
 
 /// [`TokenIssuer`] over a [`KeySet`].
 pub struct JwtIssuer {
-    keys: KeySet,
+    // Replaced whole when keys rotate (see `JwtIssuer::replace_keys`).
+    keys: std::sync::RwLock<std::sync::Arc<KeySet>>,
     issuer: String,
     audience: String,
     leeway_secs: i64,
@@ -352,11 +353,32 @@ impl JwtIssuer {
         leeway_secs: i64,
     ) -> Self {
         Self {
-            keys,
+            keys: std::sync::RwLock::new(std::sync::Arc::new(keys)),
             issuer: issuer.into(),
             audience: audience.into(),
             leeway_secs,
         }
+    }
+
+    fn current(&self) -> std::sync::Arc<KeySet> {
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sign with, and accept, another key set from now on (a rotated key picked up while
+    /// running). Tokens being verified keep the set they started with.
+    pub fn replace_keys(&self, keys: KeySet) {
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(keys);
+    }
+
+    /// The `kid` of the current signing key.
+    pub fn signing_kid(&self) -> String {
+        self.current().signing_kid.clone()
     }
 }
 
@@ -370,30 +392,27 @@ impl TokenIssuer for JwtIssuer {
     }
 
     fn sign(&self, claims: &AccessClaims) -> AuthResult<String> {
-        let mut header = Header::new(self.keys.signing_algorithm);
+        let keys = self.current();
+        let mut header = Header::new(keys.signing_algorithm);
         header.typ = Some(ACCESS_TOKEN_TYPE.into());
-        header.kid = Some(self.keys.signing_kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.keys.signing_key).map_err(AuthError::internal)
+        header.kid = Some(keys.signing_kid.clone());
+        jsonwebtoken::encode(&header, claims, &keys.signing_key).map_err(AuthError::internal)
     }
 
     fn verify(&self, token: &str, now: DateTime<Utc>) -> AuthResult<AccessClaims> {
+        let keys = self.current();
         verify_with(
             token,
             now,
             self.leeway_secs,
             &self.issuer,
             &self.audience,
-            |kid| {
-                self.keys
-                    .verification
-                    .get(kid)
-                    .map(|k| (k.algorithm, &k.key))
-            },
+            |kid| keys.verification.get(kid).map(|k| (k.algorithm, &k.key)),
         )
     }
 
-    fn jwks(&self) -> &JwkSet {
-        &self.keys.public
+    fn jwks(&self) -> JwkSet {
+        self.current().public.clone()
     }
 }
 

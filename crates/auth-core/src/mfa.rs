@@ -437,7 +437,8 @@ impl SignInOutcome {
         }
     }
 
-    fn session_id(&self) -> Option<SessionId> {
+    /// The session opened, when signed in.
+    pub fn session_id(&self) -> Option<SessionId> {
         match self {
             Self::SignedIn(t) => Some(t.session_id),
             Self::MfaRequired(_) => None,

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use argon2::password_hash::{Output, ParamsString};
@@ -226,6 +226,28 @@ pub struct Argon2Hasher {
     jobs: std::sync::mpsc::Sender<HashJob>,
     waiting: Arc<AtomicUsize>,
     dummy_hash: String,
+    stats: Arc<HashCounters>,
+}
+
+/// Counters of the hashing threads, read by metrics at scrape time.
+#[derive(Debug, Default)]
+struct HashCounters {
+    completed: AtomicU64,
+    busy_nanos: AtomicU64,
+    waited_nanos: AtomicU64,
+}
+
+/// What the hashing threads did so far (see [`Argon2Hasher::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashingStats {
+    /// Hash or verify requests waiting for a free hashing thread right now.
+    pub queue_depth: usize,
+    /// Hashes and verifications completed since start.
+    pub completed: u64,
+    /// Total time spent hashing, in nanoseconds.
+    pub busy_nanos: u64,
+    /// Total time requests waited in the queue, in nanoseconds.
+    pub waited_nanos: u64,
 }
 
 /// Work for a hashing thread: the hasher and the thread's own working memory.
@@ -284,7 +306,18 @@ impl Argon2Hasher {
             jobs,
             waiting,
             dummy_hash,
+            stats: Arc::default(),
         })
+    }
+
+    /// Queue depth now, and counters since start (cheap: atomic loads).
+    pub fn stats(&self) -> HashingStats {
+        HashingStats {
+            queue_depth: self.queue_depth(),
+            completed: self.stats.completed.load(Ordering::Relaxed),
+            busy_nanos: self.stats.busy_nanos.load(Ordering::Relaxed),
+            waited_nanos: self.stats.waited_nanos.load(Ordering::Relaxed),
+        }
     }
 
     /// Hash requests waiting for a free hashing thread right now.
@@ -298,12 +331,25 @@ impl Argon2Hasher {
     ) -> AuthResult<T> {
         let (done, result) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
+        let stats = self.stats.clone();
+        let queued_at = std::time::Instant::now();
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let queued = self.jobs.send(Box::new(
             move |argon2: &Argon2<'static>, memory: &mut [Block]| {
                 let _entered = span.enter();
+                let started = std::time::Instant::now();
+                let nanos =
+                    |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+                stats
+                    .waited_nanos
+                    .fetch_add(nanos(started - queued_at), Ordering::Relaxed);
+                let out = job(argon2, memory);
+                stats
+                    .busy_nanos
+                    .fetch_add(nanos(started.elapsed()), Ordering::Relaxed);
+                stats.completed.fetch_add(1, Ordering::Relaxed);
                 // The caller may have gone away; then the result is simply dropped.
-                let _ = done.send(job(argon2, memory));
+                let _ = done.send(out);
             },
         ));
         if queued.is_err() {

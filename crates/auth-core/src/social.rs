@@ -21,9 +21,10 @@ use crate::identity::{
     AuthorizationRequest, CodeExchange, ExternalIdentity, Identity, IdentityId, IdentityProvider,
     IdentityStore, OAuthRecord, OAuthRecordKind, ProviderCredential, ProviderError, UnlinkOutcome,
 };
+use crate::mfa::SignInOutcome;
 use crate::model::{ClientInfo, NewUser, ProfileUpdate, User, UserId};
 use crate::opaque;
-use crate::service::{AuthService, Authenticated, IssuedTokens, normalise_name};
+use crate::service::{AuthService, Authenticated, normalise_name};
 
 /// Whether a provider may create accounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -194,7 +195,7 @@ impl SocialService {
         intent: SignInIntent,
         name: Option<String>,
         client: ClientInfo,
-    ) -> AuthResult<IssuedTokens> {
+    ) -> AuthResult<SignInOutcome> {
         let entry = self.provider(provider)?;
         self.auth
             .limit(crate::guard::LimitGroup::Login, &client, None)
@@ -377,28 +378,30 @@ impl SocialService {
     }
 
     /// The one place where a social sign-in opens a session.
+    /// The identity checked out: a session, or the second-factor challenge when the user
+    /// has one (a provider sign-in is one factor like a password).
     async fn open_session(
         &self,
         provider: &str,
         user: User,
         client: ClientInfo,
-    ) -> AuthResult<IssuedTokens> {
+    ) -> AuthResult<SignInOutcome> {
         let now = self.auth.ports.clock.now();
         let user_id = user.id;
-        let tokens = self
+        let outcome = self
             .auth
-            .open_session(user, client.clone(), vec!["oauth".into()], now)
+            .finish_first_factor(user, client.clone(), "oauth", now)
             .await?;
         self.auth
             .emit(
                 EventKind::SocialSignIn,
                 Some(user_id),
-                Some(tokens.session_id),
+                outcome.session_id(),
                 Some(&client),
                 Some(format!("provider={provider}")),
             )
             .await;
-        Ok(tokens)
+        Ok(outcome)
     }
 
     /// Link an identity to the signed-in user.
@@ -620,7 +623,7 @@ impl SocialService {
         code: &SecretString,
         code_verifier: &SecretString,
         client: ClientInfo,
-    ) -> AuthResult<IssuedTokens> {
+    ) -> AuthResult<SignInOutcome> {
         self.auth
             .limit(crate::guard::LimitGroup::Login, &client, None)
             .await?;

@@ -116,6 +116,8 @@ pub enum DbError {
 #[derive(Clone)]
 pub struct Database {
     pub(crate) pool: DbPool,
+    /// Longest wait for one port call (see [`Database::with_query_timeout`]).
+    pub(crate) query_timeout: Option<Duration>,
 }
 
 /// One pool per backend; the query code matches on it (see `stores.rs`).
@@ -154,7 +156,10 @@ impl Database {
             let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
             return Err(DbError::UnsupportedScheme(scheme.to_owned()));
         };
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            query_timeout: None,
+        })
     }
 
     /// Which backend this is.
@@ -333,11 +338,37 @@ fn internal(e: impl std::fmt::Display) -> AuthError {
     AuthError::Internal(format!("database: {e}"))
 }
 
-/// Run `work` on its own task and wait for it; see [`Database`] for why.
+impl Database {
+    /// Answer [`AuthError::Unavailable`] when a port call (waiting for a connection and
+    /// the queries) takes longer than `timeout`: a database that stalls without closing
+    /// its connections (a network partition) then gets 503s rather than hanging requests.
+    /// The call itself goes on in the background and its transaction ends normally.
+    pub fn with_query_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.query_timeout = timeout;
+        self
+    }
+}
+
+/// Run `work` on its own task and wait for it (at most `timeout`); see [`Database`] for
+/// why.
 pub(crate) async fn detach<T: Send + 'static>(
+    timeout: Option<Duration>,
     work: impl Future<Output = AuthResult<T>> + Send + 'static,
 ) -> AuthResult<T> {
-    tokio::spawn(work).await.unwrap_or_else(|e| {
+    let task = tokio::spawn(work);
+    let joined = match timeout {
+        None => task.await,
+        Some(limit) => match tokio::time::timeout(limit, task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                return Err(unavailable(format!(
+                    "no answer within {} ms",
+                    limit.as_millis()
+                )));
+            }
+        },
+    };
+    joined.unwrap_or_else(|e| {
         if e.is_panic() {
             Err(internal("database task panicked"))
         } else {
@@ -346,4 +377,33 @@ pub(crate) async fn detach<T: Send + 'static>(
             ))
         }
     })
+}
+
+/// Occupancy of the connection pool, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Upper bound of open connections.
+    pub max_size: usize,
+    /// Connections open now (busy or idle).
+    pub size: usize,
+    /// Idle connections ready to be handed out.
+    pub available: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+}
+
+impl Database {
+    /// How full the pool is right now (no I/O).
+    pub fn pool_status(&self) -> PoolStatus {
+        let s = match &self.pool {
+            DbPool::Sqlite(pool) => pool.status(),
+            DbPool::Postgres(pool) => pool.status(),
+        };
+        PoolStatus {
+            max_size: s.max_size,
+            size: s.size,
+            available: s.available,
+            waiting: s.waiting,
+        }
+    }
 }

@@ -26,6 +26,6 @@ mod stores;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use database::{Backend, Database, DatabaseOptions, DbError};
+pub use database::{Backend, Database, DatabaseOptions, DbError, PoolStatus};
 pub use redis_limits::RedisRateLimits;
-pub use stores::OutboxEntryView;
+pub use stores::{OutboxEntryView, RingKey};

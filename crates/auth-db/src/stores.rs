@@ -37,13 +37,13 @@ pub use outbox::OutboxEntryView;
 macro_rules! on_backend {
     ($db:expr, $map_err:expr, |$pooled:ident| sqlite: $sqlite:expr, postgres: $postgres:expr $(,)?) => {
         match &$db.pool {
-            DbPool::Sqlite(pool) => on_backend!(@run pool, $map_err, |$pooled| $sqlite),
-            DbPool::Postgres(pool) => on_backend!(@run pool, $map_err, |$pooled| $postgres),
+            DbPool::Sqlite(pool) => on_backend!(@run $db, pool, $map_err, |$pooled| $sqlite),
+            DbPool::Postgres(pool) => on_backend!(@run $db, pool, $map_err, |$pooled| $postgres),
         }
     };
-    (@run $pool:ident, $map_err:expr, |$pooled:ident| $body:expr) => {{
-        let (pool, map_err) = ($pool.clone(), $map_err);
-        detach(async move {
+    (@run $db:expr, $pool:ident, $map_err:expr, |$pooled:ident| $body:expr) => {{
+        let (pool, map_err, timeout) = ($pool.clone(), $map_err, $db.query_timeout);
+        detach(timeout, async move {
             let mut $pooled = pool.get().await.map_err(pool_error)?;
             let result: QueryResult<_> = async { $body }.await;
             match result {
@@ -866,9 +866,12 @@ impl HealthCheck for Database {
 // After the macros above: textual scope.
 mod guard;
 mod identity;
+mod keys;
 mod mfa;
 mod one_time;
 mod operators;
 mod outbox;
 mod passkeys;
 mod webhooks;
+
+pub use keys::RingKey;

@@ -2480,11 +2480,12 @@ mod identities {
     use auth_core::identity::{
         Identity, IdentityId, IdentityStore, OAuthRecord, OAuthRecordKind, UnlinkOutcome,
     };
+    use auth_core::passkeys::{PasskeyStore, StoredPasskey};
 
     use super::*;
 
-    trait IdentityContract: UserStore + IdentityStore + 'static {}
-    impl<T: UserStore + IdentityStore + 'static> IdentityContract for T {}
+    trait IdentityContract: UserStore + IdentityStore + PasskeyStore + 'static {}
+    impl<T: UserStore + IdentityStore + PasskeyStore + 'static> IdentityContract for T {}
     type Ids = Arc<dyn IdentityContract>;
 
     macro_rules! identity_contract {
@@ -2527,6 +2528,7 @@ mod identities {
         insert_user_with_identity_writes_both_or_nothing,
         an_identity_links_to_one_user_only,
         unlink_keeps_the_last_way_to_sign_in,
+        a_passkey_is_a_way_to_sign_in,
         concurrent_unlinks_keep_the_last_identity,
         oauth_records_are_taken_once_before_they_expire,
         concurrent_takes_of_a_record_succeed_once,
@@ -2686,6 +2688,31 @@ mod identities {
             UnlinkOutcome::Removed
         );
         assert!(store.identities_of(stranger.id).await.unwrap().is_empty());
+    }
+
+    async fn a_passkey_is_a_way_to_sign_in(store: Ids) {
+        let new = passwordless("keyed@example.com");
+        let only = identity(new.id, "google", "k-1", 0);
+        store.insert_user_with_identity(&new, &only).await.unwrap();
+        let passkey = StoredPasskey {
+            id: uuid::Uuid::now_v7(),
+            user_id: new.id,
+            credential_id: vec![7; 16],
+            credential: "{}".into(),
+            counter: 0,
+            name: None,
+            created_at: at(1),
+            last_used_at: None,
+        };
+        store
+            .insert_passkey(&passkey, &message("mail", at(1)))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.unlink_identity(new.id, only.id, at(2)).await.unwrap(),
+            UnlinkOutcome::Removed
+        );
+        assert!(store.identities_of(new.id).await.unwrap().is_empty());
     }
 
     async fn concurrent_unlinks_keep_the_last_identity(store: Ids) {

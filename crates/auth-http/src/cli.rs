@@ -1,4 +1,5 @@
-//! Command line: `serve` (default), `migrate`, `config check`, `users create-admin`.
+//! Command line: `serve` (default), `migrate`, `config check`, `keys generate`,
+//! `keys rotate`, `users create-admin`.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -30,11 +31,35 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Signing keys: generate PEM files, rotate the generated key.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Manage accounts from the server's host.
     Users {
         #[command(subcommand)]
         action: UsersAction,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Write a new key pair as PEM files: DIR/private.pem (mode 0600) and DIR/public.pem,
+    /// for `tokens.private_key_path` / `tokens.public_key_path`.
+    Generate {
+        /// EdDSA (Ed25519), ES256 (P-256) or RS256 (RSA 2048).
+        #[arg(long, value_parser = ["EdDSA", "ES256", "RS256"], default_value = "EdDSA")]
+        algorithm: String,
+        /// Directory to write into (created if missing); existing files are not replaced.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Add a new generated signing key (EdDSA without `tokens.private_key_path`): it is
+    /// published at once, signs after `keys.activation_delay_secs`; older keys stay in the
+    /// JWKS until the tokens they signed have expired, then are deleted. Running servers
+    /// pick it up within `keys.reload_interval_secs`.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +98,12 @@ fn fail(code: u8, message: &str) -> ExitCode {
 impl Cli {
     /// Run the chosen command.
     pub async fn run(self) -> ExitCode {
+        if let Some(Command::Keys {
+            action: KeysAction::Generate { algorithm, out },
+        }) = &self.command
+        {
+            return generate_keys(algorithm, out);
+        }
         let settings = match Settings::load(&SettingsSource::from_process()) {
             Ok(s) => s,
             Err(e) => return fail(exit::CONFIG, &e),
@@ -87,6 +118,12 @@ impl Cli {
                 }
                 Err(e) => fail(exit::RUNTIME, &e),
             },
+            Command::Keys {
+                action: KeysAction::Generate { algorithm, out },
+            } => generate_keys(&algorithm, &out),
+            Command::Keys {
+                action: KeysAction::Rotate,
+            } => rotate_keys(&settings).await,
             Command::Users {
                 action:
                     UsersAction::CreateAdmin {
@@ -115,15 +152,89 @@ impl Cli {
                     Ok(app) => app,
                     Err(e) => return fail(exit::RUNTIME, &e.0),
                 };
+                let handle = app.handle();
+                tokio::spawn(async move {
+                    crate::lifecycle::shutdown_signal().await;
+                    handle.stop(true).await;
+                });
                 match app.run_until_stopped().await {
-                    Ok(()) => {
-                        tracing::info!("stopped");
-                        ExitCode::SUCCESS
-                    }
+                    Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(exit::RUNTIME, &e.to_string()),
                 }
             }
         }
+    }
+}
+
+fn generate_keys(algorithm: &str, out: &std::path::Path) -> ExitCode {
+    use std::str::FromStr as _;
+    let Ok(alg) = auth_core::jwt::SigningAlgorithm::from_str(algorithm) else {
+        return fail(
+            exit::CONFIG,
+            &format!("--algorithm: unsupported {algorithm}"),
+        );
+    };
+    let (private, public) = match crate::keys::generate_pem_pair(alg) {
+        Ok(pair) => pair,
+        Err(e) => return fail(exit::RUNTIME, &e),
+    };
+    let (private_path, public_path) = (out.join("private.pem"), out.join("public.pem"));
+    for path in [&private_path, &public_path] {
+        if path.exists() {
+            return fail(
+                exit::RUNTIME,
+                &format!("{} exists: not replaced", path.display()),
+            );
+        }
+    }
+    use secrecy::ExposeSecret as _;
+    if let Err(e) =
+        crate::keys::write_private_file(&private_path, private.expose_secret().as_bytes())
+            .and_then(|()| crate::keys::write_file(&public_path, public.as_bytes(), 0o644))
+    {
+        return fail(exit::RUNTIME, &e);
+    }
+    let _ = writeln!(
+        std::io::stdout(),
+        "wrote {} (private, 0600) and {} ({algorithm})\nconfigure: tokens.algorithm = \"{algorithm}\", tokens.private_key_path = \"{}\", tokens.public_key_path = \"{}\"",
+        private_path.display(),
+        public_path.display(),
+        private_path.display(),
+        public_path.display(),
+    );
+    ExitCode::SUCCESS
+}
+
+async fn rotate_keys(settings: &Settings) -> ExitCode {
+    telemetry::init(&settings.log);
+    let generated =
+        settings.tokens.algorithm == "EdDSA" && settings.tokens.private_key_path.is_none();
+    if !generated {
+        return fail(
+            exit::CONFIG,
+            "keys rotate manages the generated EdDSA key; with tokens.private_key_path or HS256, rotate by configuration (see docs/deployment.md, Key rotation)",
+        );
+    }
+    let database = match open_database(settings).await {
+        Ok(db) => db,
+        Err(e) => return fail(exit::RUNTIME, &e.0),
+    };
+    let home = match database.backend() {
+        auth_db::Backend::Sqlite => crate::keys::GeneratedKeyHome::DataDir,
+        auth_db::Backend::Postgres => crate::keys::GeneratedKeyHome::Database(&database),
+    };
+    match crate::keys::rotate(settings, &home).await {
+        Ok(r) => {
+            let _ = writeln!(
+                std::io::stdout(),
+                "added signing key {} (published now, signs from {}); removed {} expired key(s)",
+                r.kid,
+                r.active_from.to_rfc3339(),
+                r.pruned.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(exit::RUNTIME, &e),
     }
 }
 

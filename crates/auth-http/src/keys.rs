@@ -11,6 +11,8 @@ use auth_core::jwt::{KeySet, SigningAlgorithm, generate_ed25519_pem};
 use auth_core::model::StoredSigningKey;
 use auth_core::ports::SigningKeyStore;
 use auth_core::random::OsRandom;
+use auth_db::Database;
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
@@ -21,7 +23,7 @@ pub enum GeneratedKeyHome<'a> {
     /// A file under the data directory (single node, SQLite).
     DataDir,
     /// The shared database (PostgreSQL).
-    Database(&'a dyn SigningKeyStore),
+    Database(&'a Database),
 }
 
 fn read(path: &Path, key: &str) -> Result<Vec<u8>, String> {
@@ -74,14 +76,29 @@ pub async fn load_key_set(
             (keys, derive_sealing_key(&private))
         }
         (SigningAlgorithm::EdDSA, None) => {
-            let pem = match home {
-                GeneratedKeyHome::DataDir => generated_key_file(&settings.data_dir)?,
-                GeneratedKeyHome::Database(store) => generated_key_in_database(store).await?,
-            };
-            let bytes = pem.expose_secret().as_bytes();
-            let keys = KeySet::from_private_pem(SigningAlgorithm::EdDSA, bytes, None)
-                .map_err(|e| format!("generated signing key: {e}"))?;
-            (keys, derive_sealing_key(bytes))
+            let ring = key_ring(settings, &home).await?;
+            let chosen = choose(&ring, SystemClock.now(), &Timing::of(settings));
+            let signer = chosen.signer;
+            let mut keys = KeySet::from_private_pem(
+                SigningAlgorithm::EdDSA,
+                signer.pem.expose_secret().as_bytes(),
+                None,
+            )
+            .map_err(|e| format!("generated signing key {}: {e}", signer.id))?;
+            for k in chosen.verifiers {
+                keys.add_verification_key(
+                    SigningAlgorithm::EdDSA,
+                    k.pem.expose_secret().as_bytes(),
+                )
+                .map_err(|e| format!("generated signing key {}: {e}", k.id))?;
+            }
+            // Sealing keys derive from the first key, which rotation never deletes: what
+            // was sealed before a rotation stays readable.
+            let first = ring.first().unwrap_or(signer);
+            (
+                keys,
+                derive_sealing_key(first.pem.expose_secret().as_bytes()),
+            )
         }
         (_, None) => {
             return Err(format!(
@@ -182,9 +199,345 @@ async fn generated_key_in_database(store: &dyn SigningKeyStore) -> Result<Secret
     Ok(stored.private_pem)
 }
 
+/// One generated key of the ring.
+#[derive(Clone)]
+pub struct RingEntry {
+    /// File name or database slot.
+    pub id: String,
+    /// PKCS#8 PEM.
+    pub pem: SecretString,
+    /// When it was added (the first key: the Unix epoch on the data directory).
+    pub created_at: DateTime<Utc>,
+    /// The first key (`ed25519.pem` / slot `generated`): kept for deriving the sealing key.
+    pub first: bool,
+}
+
+/// Key timing of the rotation.
+pub struct Timing {
+    /// How long a retired key stays for verification: `access_ttl` plus leeway.
+    pub keep: chrono::Duration,
+    /// How long a new key is published before it signs.
+    pub activation: chrono::Duration,
+}
+
+impl Timing {
+    /// From the settings.
+    pub fn of(settings: &Settings) -> Self {
+        let secs = |n: u64| chrono::Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 2));
+        Self {
+            keep: secs(settings.tokens.access_ttl_secs) + secs(settings.tokens.leeway_secs),
+            activation: secs(settings.keys.activation_delay_secs),
+        }
+    }
+}
+
+/// What a key ring means now.
+pub struct Chosen<'a> {
+    /// The newest active key.
+    pub signer: &'a RingEntry,
+    /// Keys to publish and accept: retired ones whose tokens may still be live, and
+    /// pending ones not active yet.
+    pub verifiers: Vec<&'a RingEntry>,
+    /// Retired keys whose tokens have all expired.
+    pub expired: Vec<&'a RingEntry>,
+}
+
+/// Pick the signer (the newest key active at `now`; the first key is always active) and
+/// sort the others. `ring` is oldest first and not empty.
+pub fn choose<'a>(ring: &'a [RingEntry], now: DateTime<Utc>, timing: &Timing) -> Chosen<'a> {
+    let active = |k: &RingEntry| k.first || k.created_at + timing.activation <= now;
+    let signer_index = ring.iter().rposition(active).unwrap_or(0);
+    let mut verifiers = Vec::new();
+    let mut expired = Vec::new();
+    for (i, key) in ring.iter().enumerate() {
+        if i == signer_index {
+            continue;
+        }
+        if i > signer_index {
+            verifiers.push(key); // pending
+            continue;
+        }
+        // Retired when the next key became active.
+        let successor = &ring[i + 1];
+        let retired_at = if successor.first {
+            successor.created_at
+        } else {
+            successor.created_at + timing.activation
+        };
+        if retired_at + timing.keep > now {
+            verifiers.push(key);
+        } else {
+            expired.push(key);
+        }
+    }
+    Chosen {
+        signer: &ring[signer_index],
+        verifiers,
+        expired,
+    }
+}
+
+const FIRST_KEY_FILE: &str = "ed25519.pem";
+
+/// Every generated key, oldest first; creates the first one if there is none.
+pub async fn key_ring(
+    settings: &Settings,
+    home: &GeneratedKeyHome<'_>,
+) -> Result<Vec<RingEntry>, String> {
+    match home {
+        GeneratedKeyHome::DataDir => {
+            let first = generated_key_file(&settings.data_dir)?;
+            let mut ring = vec![RingEntry {
+                id: FIRST_KEY_FILE.into(),
+                pem: first,
+                created_at: DateTime::<Utc>::UNIX_EPOCH,
+                first: true,
+            }];
+            let dir = settings.data_dir.join("keys");
+            let entries = std::fs::read_dir(&dir)
+                .map_err(|e| format!("data_dir: cannot list {}: {e}", dir.display()))?;
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(millis) = name
+                    .strip_prefix("ed25519-")
+                    .and_then(|n| n.strip_suffix(".pem"))
+                    .and_then(|n| n.parse::<i64>().ok())
+                else {
+                    continue;
+                };
+                let Some(created_at) = DateTime::<Utc>::from_timestamp_millis(millis) else {
+                    continue;
+                };
+                let pem = std::fs::read_to_string(entry.path())
+                    .map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?;
+                ring.push(RingEntry {
+                    id: name,
+                    pem: SecretString::from(pem),
+                    created_at,
+                    first: false,
+                });
+            }
+            ring.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            Ok(ring)
+        }
+        GeneratedKeyHome::Database(db) => {
+            generated_key_in_database(*db).await?;
+            let stored = db
+                .signing_key_ring()
+                .await
+                .map_err(|e| format!("signing key store: {e}"))?;
+            let mut ring: Vec<RingEntry> = stored
+                .into_iter()
+                .filter(|k| k.key.algorithm == SigningAlgorithm::EdDSA.as_str())
+                .map(|k| RingEntry {
+                    first: k.slot == "generated",
+                    id: k.slot,
+                    pem: k.key.private_pem,
+                    created_at: k.key.created_at,
+                })
+                .collect();
+            // The first key is the oldest whatever its timestamp says.
+            ring.sort_by_key(|k| (!k.first, k.created_at));
+            Ok(ring)
+        }
+    }
+}
+
+/// What `keys rotate` did.
+#[derive(Debug)]
+pub struct Rotation {
+    /// The `kid` of the new key.
+    pub kid: String,
+    /// When it starts signing.
+    pub active_from: DateTime<Utc>,
+    /// Retired keys deleted because every token they signed has expired.
+    pub pruned: Vec<String>,
+}
+
+/// Add a new Ed25519 key to the generated-key ring and delete expired ones.
+pub async fn rotate(settings: &Settings, home: &GeneratedKeyHome<'_>) -> Result<Rotation, String> {
+    key_ring(settings, home).await?;
+    let pem = generate_ed25519_pem(&OsRandom)?;
+    let now = SystemClock.now();
+    let kid = KeySet::from_private_pem(
+        SigningAlgorithm::EdDSA,
+        pem.expose_secret().as_bytes(),
+        None,
+    )?
+    .signing_kid()
+    .to_owned();
+    match home {
+        GeneratedKeyHome::DataDir => {
+            let dir = settings.data_dir.join("keys");
+            let name = format!("ed25519-{}.pem", now.timestamp_millis());
+            write_private_file(&dir.join(name), pem.expose_secret().as_bytes())?;
+        }
+        GeneratedKeyHome::Database(db) => {
+            db.add_signing_key(&StoredSigningKey {
+                algorithm: SigningAlgorithm::EdDSA.as_str().to_owned(),
+                private_pem: pem,
+                created_at: now,
+            })
+            .await
+            .map_err(|e| format!("signing key store: {e}"))?;
+        }
+    }
+    let ring = key_ring(settings, home).await?;
+    let chosen = choose(&ring, now, &Timing::of(settings));
+    let mut pruned = Vec::new();
+    for key in chosen.expired.iter().filter(|k| !k.first) {
+        match home {
+            GeneratedKeyHome::DataDir => {
+                let path = settings.data_dir.join("keys").join(&key.id);
+                std::fs::remove_file(&path)
+                    .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+            }
+            GeneratedKeyHome::Database(db) => {
+                db.remove_signing_key(&key.id)
+                    .await
+                    .map_err(|e| format!("signing key store: {e}"))?;
+            }
+        }
+        pruned.push(key.id.clone());
+    }
+    Ok(Rotation {
+        kid,
+        active_from: now + Timing::of(settings).activation,
+        pruned,
+    })
+}
+
+/// Write `bytes` to a new file `path`, mode 0600, atomically (temporary file + link).
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    write_file(path, bytes, 0o600)
+}
+
+/// Write `bytes` to a new file `path` with `mode`, atomically; refuses to overwrite.
+pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4().simple()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options
+        .open(&tmp)
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    linked.map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// A fresh private key for `algorithm` as PKCS#8 PEM, and its public key as SPKI PEM.
+pub fn generate_pem_pair(algorithm: SigningAlgorithm) -> Result<(SecretString, String), String> {
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
+    use aws_lc_rs::signature::KeyPair as _;
+    let fail = |e: aws_lc_rs::error::Unspecified| format!("key generation failed: {e}");
+    let (private_der, public_der): (Vec<u8>, Vec<u8>) = match algorithm {
+        SigningAlgorithm::EdDSA => {
+            let pair = aws_lc_rs::signature::Ed25519KeyPair::generate().map_err(fail)?;
+            let private: Pkcs8V1Der<'_> = pair.as_der().map_err(fail)?;
+            let public: PublicKeyX509Der<'_> = pair.public_key().as_der().map_err(fail)?;
+            (private.as_ref().to_vec(), public.as_ref().to_vec())
+        }
+        SigningAlgorithm::ES256 => {
+            let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            )
+            .map_err(fail)?;
+            let private = pair.to_pkcs8v1().map_err(fail)?;
+            let public: PublicKeyX509Der<'_> = pair.public_key().as_der().map_err(fail)?;
+            (private.as_ref().to_vec(), public.as_ref().to_vec())
+        }
+        SigningAlgorithm::RS256 => {
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(fail)?;
+            let private: Pkcs8V1Der<'_> = pair.as_der().map_err(fail)?;
+            let public: PublicKeyX509Der<'_> = pair.public_key().as_der().map_err(fail)?;
+            (private.as_ref().to_vec(), public.as_ref().to_vec())
+        }
+        SigningAlgorithm::HS256 => {
+            return Err("HS256 uses a shared secret, not a key pair".into());
+        }
+    };
+    Ok((
+        SecretString::from(pem("PRIVATE KEY", &private_der)),
+        pem("PUBLIC KEY", &public_der),
+    ))
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(id: &str, secs: i64, first: bool) -> RingEntry {
+        RingEntry {
+            id: id.into(),
+            pem: SecretString::from(String::new()),
+            created_at: DateTime::<Utc>::from_timestamp(secs, 0).unwrap(),
+            first,
+        }
+    }
+
+    #[test]
+    fn the_newest_active_key_signs_and_retired_keys_expire_after_the_access_ttl() {
+        let timing = Timing {
+            keep: chrono::Duration::seconds(100),
+            activation: chrono::Duration::seconds(10),
+        };
+        let ring = [
+            entry("first", 0, true),
+            entry("a", 1000, false),
+            entry("b", 2000, false),
+        ];
+        let at = |s| DateTime::<Utc>::from_timestamp(s, 0).unwrap();
+        let ids = |v: &[&RingEntry]| v.iter().map(|k| k.id.clone()).collect::<Vec<_>>();
+        // b is published but not active yet; a signs; first retired at 1010, kept to 1110.
+        let c = choose(&ring, at(2005), &timing);
+        assert_eq!(c.signer.id, "a");
+        assert_eq!(ids(&c.verifiers), ["b"]);
+        assert_eq!(ids(&c.expired), ["first"]);
+        // b active at 2010; a kept until 2110.
+        let c = choose(&ring, at(2050), &timing);
+        assert_eq!(c.signer.id, "b");
+        assert_eq!(ids(&c.verifiers), ["a"]);
+        let c = choose(&ring, at(2111), &timing);
+        assert!(c.verifiers.is_empty());
+        assert_eq!(ids(&c.expired), ["first", "a"]);
+    }
+
+    #[test]
+    fn generated_pem_pairs_load_for_every_algorithm() {
+        for alg in [
+            SigningAlgorithm::EdDSA,
+            SigningAlgorithm::ES256,
+            SigningAlgorithm::RS256,
+        ] {
+            let (private, public) = generate_pem_pair(alg).unwrap();
+            KeySet::from_private_pem(
+                alg,
+                private.expose_secret().as_bytes(),
+                Some(public.as_bytes()),
+            )
+            .unwrap();
+        }
+    }
 
     #[test]
     fn the_generated_key_file_survives_restarts_and_is_private() {

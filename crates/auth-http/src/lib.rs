@@ -5,8 +5,11 @@
 
 pub mod authorize;
 pub mod cli;
+pub mod cookies;
 pub mod extract;
 pub mod keys;
+pub mod lifecycle;
+pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod providers;

@@ -67,6 +67,21 @@ pub struct Settings {
     pub captcha: CaptchaSettingsFile,
     /// Logging.
     pub log: LogSettings,
+    /// Prometheus metrics.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+    /// Start-up retries and graceful shutdown.
+    #[serde(default)]
+    pub lifecycle: LifecycleSettings,
+    /// Cross-origin requests from browsers.
+    #[serde(default)]
+    pub cors: CorsSettings,
+    /// Browser sessions in cookies.
+    #[serde(default)]
+    pub cookies: CookieSettings,
+    /// Signing key rotation.
+    #[serde(default)]
+    pub keys: KeyRotationSettings,
     /// The audit trail.
     #[serde(default)]
     pub audit: AuditSettings,
@@ -85,6 +100,27 @@ pub struct Settings {
     pub passkeys: passkeys::PasskeySettingsFile,
     /// Text messages.
     pub sms: sms::SmsSettingsFile,
+}
+
+/// `[keys]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyRotationSettings {
+    /// Seconds between two reloads of the signing keys by a running server (picks up
+    /// `keys rotate` and replaced PEM files); 0 disables reloading.
+    pub reload_interval_secs: u64,
+    /// A key added by `keys rotate` is published in the JWKS at once but signs only this
+    /// many seconds later, so that every node and every JWKS cache knows it first.
+    pub activation_delay_secs: u64,
+}
+
+impl Default for KeyRotationSettings {
+    fn default() -> Self {
+        Self {
+            reload_interval_secs: 60,
+            activation_delay_secs: 120,
+        }
+    }
 }
 
 /// `[webhooks]`
@@ -123,6 +159,99 @@ impl Default for WebhookSettingsFile {
             secret_overlap_secs: 86_400,
         }
     }
+}
+
+/// `[metrics]`
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` at all.
+    pub enabled: bool,
+    /// A separate admin port for `/metrics`; 0 serves it on the main port.
+    pub port: u16,
+    /// Interface of the admin port.
+    pub host: String,
+    /// On the main port: callers must come from one of these IPs/CIDRs (the peer address,
+    /// not forwarding headers); empty allows every address.
+    pub allow_from: Vec<String>,
+    /// On the main port: when set, callers must send `Authorization: Bearer <token>`.
+    #[serde(serialize_with = "redact_string")]
+    pub bearer_token: String,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: 0,
+            host: "127.0.0.1".into(),
+            allow_from: vec!["127.0.0.0/8".into(), "::1".into()],
+            bearer_token: String::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for MetricsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsSettings")
+            .field("enabled", &self.enabled)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[lifecycle]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleSettings {
+    /// Seconds between SIGTERM (readiness turns 503) and closing the listener, so that
+    /// load balancers stop sending new requests first.
+    pub shutdown_delay_secs: u64,
+    /// Seconds in-flight requests and background jobs get to finish after that.
+    pub drain_timeout_secs: u64,
+    /// Longest wait between two attempts to reach the database at start.
+    pub db_retry_max_secs: u64,
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> Self {
+        Self {
+            shutdown_delay_secs: 0,
+            drain_timeout_secs: 30,
+            db_retry_max_secs: 30,
+        }
+    }
+}
+
+/// `[cors]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsSettings {
+    /// Origins (`https://app.example.com`) allowed to call the API from a browser, with
+    /// credentials; empty disables CORS (same-origin only).
+    pub allowed_origins: Vec<String>,
+    /// Seconds browsers may cache a preflight answer.
+    pub max_age_secs: usize,
+}
+
+/// `cookies.same_site`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub enum SameSiteSetting {
+    /// Sent on top-level navigations from other sites too.
+    #[default]
+    Lax,
+    /// Never sent on cross-site requests.
+    Strict,
+}
+
+/// `[cookies]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookieSettings {
+    /// Token responses also set `__Host-` cookies, and cookies authenticate requests.
+    pub enabled: bool,
+    /// `Lax` or `Strict`.
+    pub same_site: SameSiteSetting,
 }
 
 /// `[audit]`
@@ -174,6 +303,14 @@ pub struct DatabaseSettings {
     pub acquire_timeout_secs: u64,
     /// Apply pending migrations at start.
     pub migrate_on_start: bool,
+    /// Seconds one storage call (connection wait and queries) may take before the request
+    /// gets 503 `unavailable`; 0 waits forever.
+    #[serde(default = "default_query_timeout_secs")]
+    pub query_timeout_secs: u64,
+}
+
+fn default_query_timeout_secs() -> u64 {
+    15
 }
 
 impl std::fmt::Debug for DatabaseSettings {
@@ -739,6 +876,8 @@ impl Settings {
             .with_list_parse_key("app.redirect_allow_list")
             .with_list_parse_key("server.trusted_proxies")
             .with_list_parse_key("secrets.previous_encryption_keys")
+            .with_list_parse_key("metrics.allow_from")
+            .with_list_parse_key("cors.allowed_origins")
             .with_list_parse_key("webhooks.allowed_hosts")
             .with_list_parse_key("passkeys.origins")
             .source(source.vars.clone());
@@ -941,11 +1080,39 @@ impl Settings {
             return Err("audit.retention_days must be between 1 and 36500".into());
         }
         self.password_hashing.validate()?;
+        self.validate_operations()?;
         self.mfa.validate()?;
         self.passkeys.validate()?;
         self.sms.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| format!("log.level: {e}"))?;
+        Ok(())
+    }
+
+    /// Metrics, CORS and lifecycle sections.
+    fn validate_operations(&self) -> Result<(), String> {
+        for (i, p) in self.metrics.allow_from.iter().enumerate() {
+            IpNet::parse(p).map_err(|e| format!("metrics.allow_from[{i}]: {e}"))?;
+        }
+        if !self.metrics.bearer_token.is_empty() && self.metrics.bearer_token.len() < 16 {
+            return Err("metrics.bearer_token must be at least 16 characters".into());
+        }
+        if self.metrics.port != 0 && self.metrics.port == self.server.port {
+            return Err(
+                "metrics.port must differ from server.port (0 serves /metrics on the main port)"
+                    .into(),
+            );
+        }
+        for (i, origin) in self.cors.allowed_origins.iter().enumerate() {
+            if auth_core::flows::origin_of(origin).as_deref() != Some(origin.as_str()) {
+                return Err(format!(
+                    "cors.allowed_origins[{i}] must be an origin: scheme://host[:port], no path"
+                ));
+            }
+        }
+        if self.lifecycle.db_retry_max_secs == 0 {
+            return Err("lifecycle.db_retry_max_secs must be greater than 0".into());
+        }
         Ok(())
     }
 

@@ -4,11 +4,12 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_cors::Cors;
 use actix_web::dev::{Server, Service as _, ServiceResponse};
 use actix_web::error::JsonPayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::middleware::{Condition, ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{App, HttpMessage as _, HttpServer, ResponseError as _, web};
 use auth_core::audit::AuditTrail;
 use auth_core::clock::{Clock as _, SystemClock};
@@ -26,14 +27,17 @@ use auth_core::random::OsRandom;
 use auth_core::secret_box::SecretBox;
 use auth_core::service::{AuthService, AuthSettings, IntrospectionClient, Ports, SessionPolicy};
 use auth_core::webhooks::WebhookSettings;
-use auth_db::{Backend, Database, DatabaseOptions, RedisRateLimits};
+use auth_db::{Backend, Database, DatabaseOptions, DbError, RedisRateLimits};
 use auth_notify::{
     FileMailer, HibpRangeClient, HttpWebhookSender, SiteverifyCaptcha, SmtpMailer, SmtpSettings,
     SmtpTls, TemplateRenderer,
 };
 use tracing_actix_web::{RequestId, TracingLogger};
 
+use crate::cookies::CookieMode;
 use crate::keys::{GeneratedKeyHome, LoadedKeys, load_key_set, sealing_keys};
+use crate::lifecycle::{AppHandle, Lifecycle};
+use crate::metrics::{Metrics, MetricsAccess, MetricsEventSink};
 use crate::problem::ApiError;
 use crate::routes;
 use crate::settings::{
@@ -53,15 +57,8 @@ fn secs(n: u64) -> chrono::Duration {
 
 /// Open the configured database (migrating it when configured to).
 pub async fn open_database(settings: &Settings) -> Result<Database, StartupError> {
-    let db = &settings.database;
-    let options = DatabaseOptions {
-        max_connections: (db.max_connections > 0).then_some(db.max_connections),
-        connect_timeout: Duration::from_secs(db.connect_timeout_secs),
-        acquire_timeout: Duration::from_secs(db.acquire_timeout_secs),
-    };
-    let database = Database::connect(&db.url, &options)
-        .map_err(|e| StartupError(format!("database.url: {e}")))?;
-    if db.migrate_on_start {
+    let database = connect_database(settings)?;
+    if settings.database.migrate_on_start {
         database
             .migrate()
             .await
@@ -81,43 +78,59 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// Why the database-dependent part of start-up failed.
+enum PrepareError {
+    /// The database did not answer: wait and try again.
+    Unreachable(String),
+    /// Anything else: give up.
+    Fatal(StartupError),
+}
+
+impl From<StartupError> for PrepareError {
+    fn from(e: StartupError) -> Self {
+        Self::Fatal(e)
+    }
+}
+
+/// The core service and its token issuer (whose keys a reload may replace).
+struct Prepared {
+    auth: Arc<AuthService>,
+    issuer: Arc<JwtIssuer>,
+    social: Arc<auth_core::social::SocialService>,
+}
+
+/// What start-up builds before the database answers.
+struct Adapters {
+    renderer: Arc<dyn MailRenderer>,
+    mailer: Arc<dyn Mailer>,
+    captcha: Option<Arc<dyn CaptchaVerifier>>,
+    breached: Option<Arc<dyn BreachedPasswords>>,
+    rate_limits: Arc<dyn RateLimitStore>,
+    hasher: Arc<Argon2Hasher>,
+}
+
 /// The running server.
 pub struct Application {
     port: u16,
-    server: Server,
-    background: Vec<tokio::task::JoinHandle<()>>,
+    listener: TcpListener,
+    settings: Arc<Settings>,
+    database: Arc<Database>,
+    adapters: Adapters,
+    auth: Option<Prepared>,
+    lifecycle: Arc<Lifecycle>,
+    metrics: Arc<Metrics>,
+    metrics_server: Option<Server>,
 }
 
 impl Application {
-    /// Connect, migrate, load keys, bind the listener. The server starts serving when
-    /// [`Application::run_until_stopped`] is awaited.
+    /// Build the adapters, bind the listener(s) and try the database once (migrating it
+    /// when configured to). A database that does not answer is not an error: the server
+    /// then starts serving liveness (200) and readiness (503) and keeps trying, with
+    /// backoff, when [`Application::run_until_stopped`] is awaited.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let settings = Arc::new(settings);
-        let database = Arc::new(open_database(&settings).await?);
-        let auth = build_service(&settings, &database).await?;
-        let t = &settings.tokens;
-        let social = Arc::new(
-            crate::providers::social_service(&settings, auth.clone(), database.clone())
-                .map_err(StartupError)?,
-        );
-        let days = |n: u64| chrono::Duration::days(i64::try_from(n).unwrap_or(36_500).min(36_500));
-        let housekeeping = tokio::spawn(housekeeping(
-            auth.clone(),
-            database.clone(),
-            Duration::from_secs(settings.server.housekeeping_interval_secs),
-            days(t.session_retention_days),
-            days(settings.outbox.retention_days),
-        ));
-        let outbox_worker = tokio::spawn(outbox_worker(
-            auth.clone(),
-            Duration::from_millis(settings.outbox.poll_interval_ms),
-            settings.outbox.batch_size,
-        ));
-
-        let oauth_purge = tokio::spawn(crate::providers::purge_expired_oauth_records(
-            social.clone(),
-            Duration::from_secs(settings.server.housekeeping_interval_secs),
-        ));
+        let database = Arc::new(connect_database(&settings)?);
+        let adapters = adapters(&settings, &database).await?;
 
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|e| {
@@ -129,56 +142,27 @@ impl Application {
             .local_addr()
             .map_err(|e| StartupError(e.to_string()))?
             .port();
-        let trusted_proxies = settings
-            .server
-            .trusted_proxies
-            .iter()
-            .filter_map(|p| IpNet::parse(p).ok())
-            .collect();
-        let state = web::Data::new(AppState {
-            trusted_proxies,
-            auth,
-            health: database,
-            settings: settings.clone(),
-            social,
-        });
-        let max_body = settings.server.max_body_bytes;
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .app_data(json_config(max_body))
-                .app_data(web::PayloadConfig::new(max_body))
-                .configure(routes::docs::configure)
-                .configure(routes::configure)
-                .default_service(web::to(routes::docs::fallback))
-                .wrap(ErrorHandlers::new().default_handler(as_problem))
-                .wrap_fn(|req, srv| {
-                    let request_id = req.extensions().get::<RequestId>().map(ToString::to_string);
-                    let fut = srv.call(req);
-                    async move {
-                        let mut res = fut.await?;
-                        if let Some(value) =
-                            request_id.and_then(|id| HeaderValue::from_str(&id).ok())
-                        {
-                            res.headers_mut()
-                                .insert(HeaderName::from_static("x-request-id"), value);
-                        }
-                        Ok(res)
-                    }
-                })
-                .wrap(TracingLogger::default())
-        })
-        .listen(listener)
-        .map_err(|e| StartupError(e.to_string()))?
-        .shutdown_timeout(30);
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
+        let metrics = Arc::new(Metrics::new());
+        let metrics_server = metrics_server(&settings, &metrics)?;
+        let auth = match prepare(&settings, &database, &adapters, &metrics).await {
+            Ok(auth) => Some(auth),
+            Err(PrepareError::Unreachable(reason)) => {
+                tracing::warn!(error = %reason, "the database is unreachable at start: serving /health/live, answering 503 elsewhere, and retrying");
+                None
+            }
+            Err(PrepareError::Fatal(e)) => return Err(e),
+        };
         tracing::info!(address = %format!("{}:{port}", settings.server.host), "listening");
         Ok(Self {
             port,
-            server: server.run(),
-            background: vec![housekeeping, outbox_worker, oauth_purge],
+            listener,
+            settings,
+            database,
+            adapters,
+            auth,
+            lifecycle: Arc::default(),
+            metrics,
+            metrics_server,
         })
     }
 
@@ -187,29 +171,201 @@ impl Application {
         self.port
     }
 
-    /// Serve until SIGINT/SIGTERM (graceful: in-flight requests finish) or the handle stops it.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
-        // Workers hold no state of their own: an entry interrupted mid-way is leased and
-        // will be taken up again by this or another node when its lease ends.
-        for task in &self.background {
-            task.abort();
+    /// A handle that can stop the server.
+    pub fn handle(&self) -> AppHandle {
+        AppHandle {
+            lifecycle: self.lifecycle.clone(),
         }
+    }
+
+    /// Serve until stopped through a [`AppHandle`] (see [`crate::lifecycle`] for the
+    /// sequence: readiness 503, delay, drain requests, drain background workers).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let lifecycle = self.lifecycle.clone();
+        let result = self.serve().await;
+        lifecycle.mark_stopped();
         result
     }
 
-    /// A handle that can stop the server.
-    pub fn handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
+    async fn serve(self) -> std::io::Result<()> {
+        let Self {
+            listener,
+            settings,
+            database,
+            adapters,
+            auth,
+            lifecycle,
+            metrics,
+            metrics_server,
+            ..
+        } = self;
+        let metrics_task = metrics_server.map(|server| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
+        let auth = match auth {
+            Some(auth) => Some(auth),
+            None => {
+                let warmup = warmup_server(listener.try_clone()?, &settings, &metrics)?;
+                let warmup_handle = warmup.handle();
+                let warmup_task = tokio::spawn(warmup);
+                let outcome = tokio::select! {
+                    auth = wait_for_database(&settings, &database, &adapters, &metrics) => Some(auth),
+                    _ = lifecycle.stop_requested() => None,
+                };
+                warmup_handle.stop(true).await;
+                let _ = warmup_task.await;
+                match outcome {
+                    Some(Ok(auth)) => Some(auth),
+                    Some(Err(e)) => {
+                        stop_metrics(metrics_task).await;
+                        return Err(std::io::Error::other(e.0));
+                    }
+                    None => None,
+                }
+            }
+        };
+        let Some(Prepared {
+            auth,
+            issuer,
+            social,
+        }) = auth
+        else {
+            stop_metrics(metrics_task).await;
+            return Ok(());
+        };
+
+        let t = &settings.tokens;
+        let days = |n: u64| chrono::Duration::days(i64::try_from(n).unwrap_or(36_500).min(36_500));
+        let housekeeping = tokio::spawn(housekeeping(
+            auth.clone(),
+            database.clone(),
+            Duration::from_secs(settings.server.housekeeping_interval_secs),
+            days(t.session_retention_days),
+            days(settings.outbox.retention_days),
+            lifecycle.stop_signal(),
+        ));
+        let outbox_worker = tokio::spawn(outbox_worker(
+            auth.clone(),
+            Duration::from_millis(settings.outbox.poll_interval_ms),
+            settings.outbox.batch_size,
+            lifecycle.stop_signal(),
+        ));
+        let oauth_purge = {
+            let (social, mut stop) = (social.clone(), lifecycle.stop_signal());
+            let every = Duration::from_secs(settings.server.housekeeping_interval_secs);
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = crate::providers::purge_expired_oauth_records(social, every) => {}
+                    _ = stop.wait_for(Option::is_some) => {}
+                }
+            })
+        };
+        let key_reload = tokio::spawn(reload_keys(
+            settings.clone(),
+            database.clone(),
+            issuer,
+            lifecycle.stop_signal(),
+        ));
+        let server = http_server(
+            listener, &settings, auth, social, database, &lifecycle, &metrics,
+        )?;
+        let server_handle = server.handle();
+        let mut server_task = tokio::spawn(server);
+        let graceful = tokio::select! {
+            graceful = lifecycle.stop_requested() => graceful,
+            ended = &mut server_task => {
+                // The server ended by itself (it does not listen to signals): unexpected.
+                stop_metrics(metrics_task).await;
+                return ended.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            }
+        };
+        let l = &settings.lifecycle;
+        if graceful && l.shutdown_delay_secs > 0 {
+            tracing::info!(
+                delay_secs = l.shutdown_delay_secs,
+                "shutting down: readiness answers 503; the listener closes after the delay"
+            );
+            tokio::time::sleep(Duration::from_secs(l.shutdown_delay_secs)).await;
+        }
+        server_handle.stop(graceful).await;
+        let served = server_task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        // The workers saw the stop signal: each finishes the job in hand, then returns.
+        let drain = Duration::from_secs(l.drain_timeout_secs);
+        for (name, mut task) in [
+            ("housekeeping", housekeeping),
+            ("outbox worker", outbox_worker),
+            ("key reload", key_reload),
+            ("sign-in state purge", oauth_purge),
+        ] {
+            if !graceful {
+                task.abort();
+            }
+            if tokio::time::timeout(drain, &mut task).await.is_err() {
+                tracing::warn!(worker = name, "did not finish in time; abandoned");
+                task.abort();
+            }
+        }
+        stop_metrics(metrics_task).await;
+        tracing::info!("stopped");
+        served
     }
 }
 
-/// Wire the adapters into the core service (everything but the HTTP server and the
-/// background tasks): the server and the operator commands of the CLI share it.
-pub async fn build_service(
-    settings: &Settings,
+type MetricsTask = Option<(
+    actix_web::dev::ServerHandle,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)>;
+
+async fn stop_metrics(task: MetricsTask) {
+    if let Some((handle, task)) = task {
+        handle.stop(true).await;
+        let _ = task.await;
+    }
+}
+
+/// The pool for `database.url` (no connection opened yet).
+fn connect_database(settings: &Settings) -> Result<Database, StartupError> {
+    let db = &settings.database;
+    let options = DatabaseOptions {
+        max_connections: (db.max_connections > 0).then_some(db.max_connections),
+        connect_timeout: Duration::from_secs(db.connect_timeout_secs),
+        acquire_timeout: Duration::from_secs(db.acquire_timeout_secs),
+    };
+    Database::connect(&db.url, &options)
+        .map(|database| {
+            database.with_query_timeout(
+                (db.query_timeout_secs > 0).then(|| Duration::from_secs(db.query_timeout_secs)),
+            )
+        })
+        .map_err(|e| StartupError(format!("database.url: {e}")))
+}
+
+/// Everything that needs the database: migrations, signing keys, the core service.
+async fn prepare(
+    settings: &Arc<Settings>,
     database: &Arc<Database>,
-) -> Result<Arc<AuthService>, StartupError> {
+    adapters: &Adapters,
+    metrics: &Arc<Metrics>,
+) -> Result<Prepared, PrepareError> {
+    if settings.database.migrate_on_start {
+        match database.migrate().await {
+            Ok(()) => {}
+            Err(DbError::Connect(e @ auth_core::AuthError::Unavailable(_))) => {
+                return Err(PrepareError::Unreachable(e.to_string()));
+            }
+            Err(e) => {
+                return Err(PrepareError::Fatal(StartupError(format!(
+                    "database migration: {}",
+                    error_chain(&e)
+                ))));
+            }
+        }
+    } else if let Err(e) = auth_core::ports::HealthCheck::ping(database.as_ref()).await {
+        return Err(PrepareError::Unreachable(e.to_string()));
+    }
     let home = match database.backend() {
         Backend::Sqlite => GeneratedKeyHome::DataDir,
         Backend::Postgres => GeneratedKeyHome::Database(database.as_ref()),
@@ -217,46 +373,24 @@ pub async fn build_service(
     let LoadedKeys {
         keys,
         derived_sealing_key,
-    } = load_key_set(settings, home).await.map_err(StartupError)?;
+    } = load_key_set(settings, home)
+        .await
+        .map_err(|e| PrepareError::Fatal(StartupError(e)))?;
     tracing::info!(algorithm = %settings.tokens.algorithm, kid = keys.signing_kid(), "signing key loaded");
-    let sealer =
-        SecretBox::new(&sealing_keys(settings, derived_sealing_key).map_err(StartupError)?)
-            .map_err(StartupError)?;
+    let fatal = |e: String| PrepareError::Fatal(StartupError(e));
+    let sealer = SecretBox::new(&sealing_keys(settings, derived_sealing_key).map_err(fatal)?)
+        .map_err(fatal)?;
     if settings.secrets.encryption_key.is_empty() && database.backend() == Backend::Postgres {
         tracing::warn!(
             "secrets.encryption_key is not set: pending mail is sealed with a key derived from the signing key, which lives in the same database"
         );
     }
-    let (renderer, mailer) = mail_adapters(settings).map_err(StartupError)?;
-    let (captcha, breached) = guard_adapters(settings).map_err(StartupError)?;
-    let rate_limits: Arc<dyn RateLimitStore> =
-        match (settings.rate_limits.backend, database.backend()) {
-            (RateLimitBackend::Memory, _) | (RateLimitBackend::Auto, Backend::Sqlite) => {
-                Arc::new(MemoryStore::new())
-            }
-            (RateLimitBackend::Database, _) | (RateLimitBackend::Auto, Backend::Postgres) => {
-                database.clone()
-            }
-            (RateLimitBackend::Redis, _) => {
-                let ttl = longest_window_secs(settings) + 60;
-                Arc::new(
-                    RedisRateLimits::connect(
-                        &settings.rate_limits.redis_url,
-                        &settings.rate_limits.redis_key_prefix,
-                        ttl,
-                    )
-                    .await
-                    .map_err(StartupError)?,
-                )
-            }
-        };
-    let tokens = JwtIssuer::new(
+    let tokens = Arc::new(JwtIssuer::new(
         keys,
         settings.server.public_url.clone(),
         settings.tokens.audience.clone(),
         i64::try_from(settings.tokens.leeway_secs).unwrap_or(0),
-    );
-    let hasher = Argon2Hasher::new(&settings.password_hashing).map_err(StartupError)?;
+    ));
     let t = &settings.tokens;
     let auth_settings = AuthSettings {
         sessions: SessionPolicy {
@@ -289,20 +423,23 @@ pub async fn build_service(
     let ports = Ports {
         users: database.clone(),
         sessions: database.clone(),
-        hasher: Arc::new(hasher),
-        tokens: Arc::new(tokens),
+        hasher: adapters.hasher.clone(),
+        tokens: tokens.clone(),
         clock: Arc::new(SystemClock),
         rng: Arc::new(OsRandom),
         one_time: database.clone(),
         outbox: database.clone(),
         sealer: Arc::new(sealer),
-        renderer,
-        mailer,
-        events: Arc::new(AuditTrail::new(database.clone())),
-        rate_limits,
+        renderer: adapters.renderer.clone(),
+        mailer: adapters.mailer.clone(),
+        events: Arc::new(MetricsEventSink {
+            inner: Arc::new(AuditTrail::new(database.clone())),
+            metrics: metrics.clone(),
+        }),
+        rate_limits: adapters.rate_limits.clone(),
         lockouts: database.clone(),
-        captcha,
-        breached,
+        captcha: adapters.captcha.clone(),
+        breached: adapters.breached.clone(),
         operators: database.clone(),
         audit: database.clone(),
         webhooks: database.clone(),
@@ -315,20 +452,336 @@ pub async fn build_service(
         passkey_ceremonies: passkey_ceremonies(settings).map_err(StartupError)?,
         sms: sms_sender(settings).map_err(StartupError)?,
     };
-    Ok(Arc::new(AuthService::new(ports, auth_settings)))
+    metrics.attach(database.clone(), adapters.hasher.clone());
+    let auth = Arc::new(AuthService::new(ports, auth_settings));
+    let social = Arc::new(
+        crate::providers::social_service(settings, auth.clone(), database.clone())
+            .map_err(|e| PrepareError::Fatal(StartupError(e)))?,
+    );
+    Ok(Prepared {
+        auth,
+        issuer: tokens,
+        social,
+    })
 }
 
-fn webhook_settings(settings: &Settings) -> WebhookSettings {
-    let w = &settings.webhooks;
-    let ms = |n: u64| chrono::Duration::milliseconds(i64::try_from(n).unwrap_or(i64::MAX / 2));
-    WebhookSettings {
-        allow_http: w.allow_http,
-        allowed_hosts: w.allowed_hosts.clone(),
-        allow_private_addresses: w.allow_private_addresses,
-        max_attempts: i32::try_from(w.max_attempts).unwrap_or(7),
-        retry_initial: ms(w.retry_initial_ms),
-        disable_after: secs(w.disable_after_secs),
-        secret_overlap: secs(w.secret_overlap_secs),
+/// The adapters that need no database connection.
+async fn adapters(settings: &Settings, database: &Arc<Database>) -> Result<Adapters, StartupError> {
+    let (renderer, mailer) = mail_adapters(settings).map_err(StartupError)?;
+    let (captcha, breached) = guard_adapters(settings).map_err(StartupError)?;
+    let rate_limits: Arc<dyn RateLimitStore> =
+        match (settings.rate_limits.backend, database.backend()) {
+            (RateLimitBackend::Memory, _) | (RateLimitBackend::Auto, Backend::Sqlite) => {
+                Arc::new(MemoryStore::new())
+            }
+            (RateLimitBackend::Database, _) | (RateLimitBackend::Auto, Backend::Postgres) => {
+                database.clone()
+            }
+            (RateLimitBackend::Redis, _) => {
+                let ttl = longest_window_secs(settings) + 60;
+                Arc::new(
+                    RedisRateLimits::connect(
+                        &settings.rate_limits.redis_url,
+                        &settings.rate_limits.redis_key_prefix,
+                        ttl,
+                    )
+                    .await
+                    .map_err(StartupError)?,
+                )
+            }
+        };
+    let hasher = Arc::new(Argon2Hasher::new(&settings.password_hashing).map_err(StartupError)?);
+    Ok(Adapters {
+        renderer,
+        mailer,
+        captcha,
+        breached,
+        rate_limits,
+        hasher,
+    })
+}
+
+/// Wire the adapters into the core service (everything but the HTTP server and the
+/// background tasks): the server and the operator commands of the CLI share it. The
+/// database must answer.
+pub async fn build_service(
+    settings: &Settings,
+    database: &Arc<Database>,
+) -> Result<Arc<AuthService>, StartupError> {
+    let adapters = adapters(settings, database).await?;
+    let settings = Arc::new(settings.clone());
+    match prepare(&settings, database, &adapters, &Arc::new(Metrics::new())).await {
+        Ok(prepared) => Ok(prepared.auth),
+        Err(PrepareError::Unreachable(e)) => Err(StartupError(format!("database: {e}"))),
+        Err(PrepareError::Fatal(e)) => Err(e),
+    }
+}
+
+/// Retry [`prepare`] with exponential backoff (1 s doubling up to
+/// `lifecycle.db_retry_max_secs`) until the database answers or something fatal happens.
+async fn wait_for_database(
+    settings: &Arc<Settings>,
+    database: &Arc<Database>,
+    adapters: &Adapters,
+    metrics: &Arc<Metrics>,
+) -> Result<Prepared, StartupError> {
+    let max = Duration::from_secs(settings.lifecycle.db_retry_max_secs);
+    let mut delay = Duration::from_secs(1).min(max);
+    loop {
+        tokio::time::sleep(delay).await;
+        match prepare(settings, database, adapters, metrics).await {
+            Ok(auth) => {
+                tracing::info!("the database answered: serving");
+                return Ok(auth);
+            }
+            Err(PrepareError::Fatal(e)) => return Err(e),
+            Err(PrepareError::Unreachable(reason)) => {
+                delay = (delay * 2).min(max);
+                tracing::warn!(error = %reason, retry_in_secs = delay.as_secs(), "the database is still unreachable");
+            }
+        }
+    }
+}
+
+/// While the database does not answer: liveness 200, readiness 503, everything else 503
+/// with `Retry-After`.
+fn warmup_server(
+    listener: TcpListener,
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+) -> std::io::Result<Server> {
+    let metrics = web::Data::from(metrics.clone());
+    let access = web::Data::new(metrics_access(settings));
+    let on_main_port = settings.metrics.enabled && settings.metrics.port == 0;
+    Ok(HttpServer::new(move || {
+        let app = App::new()
+            .app_data(metrics.clone())
+            .app_data(access.clone())
+            .route("/health/live", web::get().to(routes::health::live));
+        let app = if on_main_port {
+            app.route("/metrics", web::get().to(crate::metrics::scrape))
+        } else {
+            app
+        };
+        app.default_service(web::to(|| async {
+            Err::<actix_web::HttpResponse, _>(ApiError::from(auth_core::AuthError::Unavailable(
+                "the database is not reachable yet".into(),
+            )))
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .shutdown_timeout(5)
+    .run())
+}
+
+fn metrics_access(settings: &Settings) -> MetricsAccess {
+    let m = &settings.metrics;
+    MetricsAccess {
+        allow_from: m
+            .allow_from
+            .iter()
+            .filter_map(|p| IpNet::parse(p).ok())
+            .collect(),
+        bearer_token: (!m.bearer_token.is_empty()).then(|| m.bearer_token.clone()),
+    }
+}
+
+/// `/metrics` on its own port, when `metrics.port` is set.
+fn metrics_server(
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Server>, StartupError> {
+    let m = &settings.metrics;
+    if !m.enabled || m.port == 0 {
+        return Ok(None);
+    }
+    let address = format!("{}:{}", m.host, m.port);
+    let metrics = web::Data::from(metrics.clone());
+    // The admin port is the access control: no address or token restriction there.
+    let access = web::Data::new(MetricsAccess::default());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(metrics.clone())
+            .app_data(access.clone())
+            .route("/metrics", web::get().to(crate::metrics::scrape))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(&address)
+    .map_err(|e| StartupError(format!("metrics.port: cannot listen on {address}: {e}")))?
+    .shutdown_timeout(5)
+    .run();
+    tracing::info!(address = %address, "metrics listening");
+    Ok(Some(server))
+}
+
+fn http_server(
+    listener: TcpListener,
+    settings: &Arc<Settings>,
+    auth: Arc<AuthService>,
+    social: Arc<auth_core::social::SocialService>,
+    database: Arc<Database>,
+    lifecycle: &Arc<Lifecycle>,
+    metrics: &Arc<Metrics>,
+) -> std::io::Result<Server> {
+    let trusted_proxies = settings
+        .server
+        .trusted_proxies
+        .iter()
+        .filter_map(|p| IpNet::parse(p).ok())
+        .collect();
+    let state = web::Data::new(AppState {
+        trusted_proxies,
+        auth,
+        health: database,
+        settings: settings.clone(),
+        lifecycle: lifecycle.clone(),
+        social,
+    });
+    let max_body = settings.server.max_body_bytes;
+    let metrics = web::Data::from(metrics.clone());
+    let access = web::Data::new(metrics_access(settings));
+    let on_main_port = settings.metrics.enabled && settings.metrics.port == 0;
+    let cookie_mode = CookieMode::new(settings);
+    let cors = settings.cors.clone();
+    let mut server = HttpServer::new(move || {
+        let cookie_mode = cookie_mode.clone();
+        let observed = metrics.clone();
+        let app = App::new()
+            .app_data(state.clone())
+            .app_data(json_config(max_body))
+            .app_data(web::PayloadConfig::new(max_body))
+            .app_data(metrics.clone())
+            .app_data(access.clone())
+            .configure(routes::docs::configure)
+            .configure(routes::configure);
+        let app = if on_main_port {
+            app.route("/metrics", web::get().to(crate::metrics::scrape))
+        } else {
+            app
+        };
+        app.default_service(web::to(routes::docs::fallback))
+        .wrap_fn(move |req, srv| crate::cookies::layer(&cookie_mode, req, srv))
+        .wrap(ErrorHandlers::new().default_handler(as_problem))
+        .wrap_fn(move |req, srv| {
+            let started = std::time::Instant::now();
+            let method = req.method().to_string();
+            let fut = srv.call(req);
+            let metrics = observed.clone();
+            async move {
+                let res = fut.await;
+                let (status, route) = match &res {
+                    Ok(res) => (
+                        res.status(),
+                        res.request()
+                            .match_pattern()
+                            .unwrap_or_else(|| "unmatched".to_owned()),
+                    ),
+                    Err(e) => (e.as_response_error().status_code(), "unmatched".to_owned()),
+                };
+                metrics.observe_request(&method, &route, status.as_u16(), started.elapsed());
+                if status.is_server_error() {
+                    tracing::error!(status = status.as_u16(), route = %route, "request failed");
+                } else if status.is_client_error() {
+                    tracing::debug!(status = status.as_u16(), route = %route, "request refused");
+                }
+                res
+            }
+        })
+        .wrap(cors_layer(&cors))
+        .wrap_fn(|req, srv| {
+            let request_id = req.extensions().get::<RequestId>().map(ToString::to_string);
+            let fut = srv.call(req);
+            async move {
+                let mut res = fut.await?;
+                if let Some(value) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+                    res.headers_mut()
+                        .insert(HeaderName::from_static("x-request-id"), value);
+                }
+                Ok(res)
+            }
+        })
+        .wrap(TracingLogger::default())
+    })
+    .disable_signals()
+    .listen(listener)?
+    .shutdown_timeout(settings.lifecycle.drain_timeout_secs);
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    Ok(server.run())
+}
+
+/// CORS for the configured origins (credentials allowed, for those only); a no-op when
+/// `cors.allowed_origins` is empty.
+fn cors_layer(cors: &crate::settings::CorsSettings) -> Condition<Cors> {
+    let mut layer = Cors::default()
+        .allowed_methods(["GET", "POST", "PATCH", "PUT", "DELETE"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+            actix_web::http::header::ACCEPT,
+            HeaderName::from_static(crate::cookies::CSRF_HEADER),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            actix_web::http::header::RETRY_AFTER,
+        ])
+        .supports_credentials()
+        .max_age(cors.max_age_secs);
+    for origin in &cors.allowed_origins {
+        layer = layer.allowed_origin(origin);
+    }
+    Condition::new(!cors.allowed_origins.is_empty(), layer)
+}
+
+/// Reload the signing keys every `keys.reload_interval_secs`: a key added by `keys rotate`
+/// (on this node or another), a pending key becoming active, an expired one leaving, or
+/// replaced PEM files take effect without a restart.
+async fn reload_keys(
+    settings: Arc<Settings>,
+    database: Arc<Database>,
+    issuer: Arc<JwtIssuer>,
+    mut stop: tokio::sync::watch::Receiver<Option<bool>>,
+) {
+    let every = settings.keys.reload_interval_secs;
+    if every == 0 {
+        return;
+    }
+    // The signing kid and the published keys, in their (deterministic) load order.
+    fn fingerprint(jwks: &impl serde::Serialize, kid: &str) -> String {
+        format!("{kid}|{}", serde_json::to_string(jwks).unwrap_or_default())
+    }
+    let mut current = fingerprint(
+        &auth_core::jwt::TokenIssuer::jwks(issuer.as_ref()),
+        &issuer.signing_kid(),
+    );
+    let mut tick = tokio::time::interval(Duration::from_secs(every));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(Option::is_some) => return,
+        }
+        let home = match database.backend() {
+            Backend::Sqlite => GeneratedKeyHome::DataDir,
+            Backend::Postgres => GeneratedKeyHome::Database(database.as_ref()),
+        };
+        match load_key_set(&settings, home).await {
+            Ok(LoadedKeys { keys, .. }) => {
+                let next = fingerprint(keys.jwks(), keys.signing_kid());
+                if next != current {
+                    tracing::info!(kid = keys.signing_kid(), "signing keys reloaded");
+                    issuer.replace_keys(keys);
+                    current = next;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "signing key reload failed; keeping the current keys")
+            }
+        }
     }
 }
 
@@ -338,10 +791,14 @@ async fn housekeeping(
     every: Duration,
     session_retention: chrono::Duration,
     outbox_retention: chrono::Duration,
+    mut stop: tokio::sync::watch::Receiver<Option<bool>>,
 ) {
     let mut tick = tokio::time::interval(every);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(Option::is_some) => return,
+        }
         match auth.purge_ended_sessions(session_retention).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "purged ended sessions"),
@@ -454,8 +911,17 @@ fn mfa_settings(settings: &Settings) -> auth_core::mfa::MfaSettings {
 }
 
 /// Carry out due outbox entries: at once while there is a backlog, else every `every`.
-async fn outbox_worker(auth: Arc<AuthService>, every: Duration, batch: usize) {
+/// On stop, the batch in hand is finished, then the worker returns.
+async fn outbox_worker(
+    auth: Arc<AuthService>,
+    every: Duration,
+    batch: usize,
+    mut stop: tokio::sync::watch::Receiver<Option<bool>>,
+) {
     loop {
+        if stop.borrow().is_some() {
+            return;
+        }
         match auth.process_outbox(batch).await {
             Ok(n) if n >= batch => continue,
             Ok(_) => {}
@@ -463,7 +929,24 @@ async fn outbox_worker(auth: Arc<AuthService>, every: Duration, batch: usize) {
                 tracing::warn!(error = %e, "outbox worker: the store is unavailable; retrying")
             }
         }
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(Option::is_some) => return,
+        }
+    }
+}
+
+fn webhook_settings(settings: &Settings) -> WebhookSettings {
+    let w = &settings.webhooks;
+    let ms = |n: u64| chrono::Duration::milliseconds(i64::try_from(n).unwrap_or(i64::MAX / 2));
+    WebhookSettings {
+        allow_http: w.allow_http,
+        allowed_hosts: w.allowed_hosts.clone(),
+        allow_private_addresses: w.allow_private_addresses,
+        max_attempts: i32::try_from(w.max_attempts).unwrap_or(7),
+        retry_initial: ms(w.retry_initial_ms),
+        disable_after: secs(w.disable_after_secs),
+        secret_overlap: secs(w.secret_overlap_secs),
     }
 }
 

@@ -17,6 +17,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<crate::settings::IpNet>,
+    /// Start and stop: readiness answers 503 once a stop is asked for.
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     /// Social and OpenID Connect sign-in.
     pub social: Arc<auth_core::social::SocialService>,
 }

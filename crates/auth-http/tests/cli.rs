@@ -151,6 +151,9 @@ fn every_command_has_help() {
         &["serve", "--help"][..],
         &["migrate", "--help"][..],
         &["config", "check", "--help"][..],
+        &["keys", "--help"][..],
+        &["keys", "generate", "--help"][..],
+        &["keys", "rotate", "--help"][..],
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -264,6 +267,15 @@ async fn logs_carry_no_secrets_and_sigterm_stops_cleanly() {
     assert!(exit.success(), "exit status {exit:?}");
 
     let log = reader.await.unwrap().join("\n");
+    // A refused login is the client's business: not a warning. Stopping is not an outage.
+    for line in log.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_default();
+        let level = v["level"].as_str().unwrap_or_default();
+        assert!(
+            level != "WARN" && level != "ERROR",
+            "unexpected warning or error: {line}"
+        );
+    }
     assert!(
         log.contains("SignedUp") && log.contains("LoginFailed"),
         "the log is not the one expected"
@@ -415,4 +427,124 @@ async fn users_create_admin_makes_an_administrator_the_api_accepts() {
         .await
         .unwrap();
     assert_eq!(audit["items"][0]["detail"]["by"], "cli");
+}
+
+#[test]
+fn keys_generate_writes_pem_files_the_server_accepts() {
+    let dir = Workdir::new();
+    for alg in ["EdDSA", "ES256", "RS256"] {
+        let out_dir = dir.0.join(alg);
+        let out = dir
+            .command(
+                &[
+                    "keys",
+                    "generate",
+                    "--algorithm",
+                    alg,
+                    "--out",
+                    out_dir.to_str().unwrap(),
+                ],
+                &[],
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(out_dir.join("private.pem"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{alg}");
+        }
+        let public = std::fs::read_to_string(out_dir.join("public.pem")).unwrap();
+        assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"), "{alg}");
+        // The configuration that uses them passes `config check`.
+        let check = dir
+            .command(
+                &["config", "check"],
+                &[
+                    ("AUTH__TOKENS__ALGORITHM", alg),
+                    (
+                        "AUTH__TOKENS__PRIVATE_KEY_PATH",
+                        out_dir.join("private.pem").to_str().unwrap(),
+                    ),
+                    (
+                        "AUTH__TOKENS__PUBLIC_KEY_PATH",
+                        out_dir.join("public.pem").to_str().unwrap(),
+                    ),
+                ],
+            )
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{alg}");
+        // Never replaces existing files.
+        let again = dir
+            .command(
+                &[
+                    "keys",
+                    "generate",
+                    "--algorithm",
+                    alg,
+                    "--out",
+                    out_dir.to_str().unwrap(),
+                ],
+                &[],
+            )
+            .output()
+            .unwrap();
+        assert_eq!(again.status.code(), Some(1), "{alg}");
+    }
+    let bad = dir
+        .command(
+            &["keys", "generate", "--algorithm", "HS256", "--out", "x"],
+            &[],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn keys_rotate_adds_a_key_file_and_refuses_pem_configurations() {
+    let dir = Workdir::new();
+    let out = dir.command(&["keys", "rotate"], &[]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("added signing key"));
+    let files: Vec<String> = std::fs::read_dir(dir.0.join("data/keys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files.iter().any(|f| f == "ed25519.pem"));
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("ed25519-") && f.ends_with(".pem"))
+    );
+
+    let out = dir
+        .command(
+            &["keys", "rotate"],
+            &[
+                ("AUTH__TOKENS__ALGORITHM", "HS256"),
+                (
+                    "AUTH__TOKENS__HS256_SECRET",
+                    "a-very-secret-value-of-32-bytes-or-more",
+                ),
+            ],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("docs/deployment.md"));
 }

@@ -116,7 +116,14 @@ impl IdentityStore for MemoryStore {
             .iter()
             .filter(|i| i.user_id == user_id && i.id != id)
             .count();
-        if !has_password && others == 0 {
+        // A passkey signs in without a password too.
+        let passkeys = s
+            .passkeys
+            .passkeys
+            .iter()
+            .filter(|p| p.user_id == user_id)
+            .count();
+        if !has_password && others == 0 && passkeys == 0 {
             return Ok(UnlinkOutcome::LastSignInMethod);
         }
         s.identities.remove(pos);

@@ -15,7 +15,7 @@ use crate::passkeys::{CeremonyKind, PasskeyCeremony, PasskeyStore, StoredPasskey
 /// Passkey state of the in-memory store.
 #[derive(Default)]
 pub(super) struct PasskeyState {
-    passkeys: Vec<StoredPasskey>,
+    pub(super) passkeys: Vec<StoredPasskey>,
     ceremonies: HashMap<TokenHash, PasskeyCeremony>,
 }
 

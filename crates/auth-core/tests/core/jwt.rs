@@ -279,7 +279,7 @@ fn unknown_kid_and_tampered_payload_are_rejected() {
 #[test]
 fn a_resource_server_verifies_from_the_published_jwks_alone() {
     let issuer = ed25519_issuer();
-    let verifier = JwksVerifier::new(issuer.jwks(), ISSUER, AUDIENCE, 0);
+    let verifier = JwksVerifier::new(&issuer.jwks(), ISSUER, AUDIENCE, 0);
     let token = issuer.sign(&claims(now().timestamp())).unwrap();
     assert_eq!(verifier.verify(&token, now()).unwrap().sub, claims(0).sub);
     let mut c = claims(now().timestamp());

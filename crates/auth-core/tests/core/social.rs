@@ -179,6 +179,7 @@ async fn sign_in(s: &Social, token: &str) -> Result<auth_core::service::IssuedTo
             ClientInfo::default(),
         )
         .await
+        .map(|o| o.tokens().expect("no second factor in these tests"))
 }
 
 /// Run `authorize` then `callback` with the provider answering `code`; returns the app's
@@ -239,6 +240,8 @@ async fn the_one_time_code_dies_after_sixty_seconds() {
         .service
         .exchange(&code.into(), &verifier.into(), ClientInfo::default())
         .await
+        .unwrap()
+        .tokens()
         .unwrap();
     assert_eq!(tokens.user.email, "ada@example.com");
 }

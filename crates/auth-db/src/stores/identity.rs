@@ -16,7 +16,7 @@ use super::{UserRow, concerns_table, db_time, parse};
 use crate::database::{
     Database, DbPool, PgConn, SqliteConn, detach, pool_error, query_error, unavailable,
 };
-use crate::schema::{identities, oauth_records, users};
+use crate::schema::{identities, oauth_records, passkeys, users};
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = identities)]
@@ -180,7 +180,13 @@ impl IdentityStore for Database {
             if !ids.contains(&id) {
                 return Ok(UnlinkOutcome::NotFound);
             }
-            if password.is_none() && ids.len() < 2 {
+            // A passkey signs in without a password too.
+            let passkey_count: i64 = passkeys::table
+                .filter(passkeys::user_id.eq(&user_id))
+                .count()
+                .get_result(conn)
+                .await?;
+            if password.is_none() && ids.len() < 2 && passkey_count == 0 {
                 return Ok(UnlinkOutcome::LastSignInMethod);
             }
             diesel::delete(identities::table.find(&id))

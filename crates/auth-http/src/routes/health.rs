@@ -39,6 +39,11 @@ pub async fn live() -> HttpResponse {
     )
 )]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.lifecycle.is_stopping() {
+        return Err(ApiError::from(auth_core::AuthError::Unavailable(
+            "the server is shutting down".into(),
+        )));
+    }
     state
         .health
         .ping()

@@ -6,7 +6,7 @@ mod account;
 mod admin;
 pub(crate) mod auth;
 pub mod docs;
-mod health;
+pub(crate) mod health;
 mod me;
 pub(crate) mod mfa;
 mod oauth;

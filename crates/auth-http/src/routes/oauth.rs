@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
 use auth_core::identity::{IdentityId, ProviderCredential};
+use auth_core::mfa::SignInOutcome;
 use auth_core::social::SignInIntent;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -14,6 +15,7 @@ use crate::extract::{Caller, JsonBody, client_info};
 use crate::openapi::ProblemDoc;
 use crate::problem::ApiError;
 use crate::routes::auth::{no_store, tokens};
+use crate::routes::mfa::sign_in_response;
 use crate::state::AppState;
 use crate::views::{TokenResponse, UserView};
 
@@ -108,7 +110,7 @@ pub async fn token(
 ) -> Result<HttpResponse, ApiError> {
     let mut body = body.into_inner();
     let credential = body.credential()?;
-    let issued = state
+    let outcome = state
         .social
         .sign_in(
             &provider,
@@ -118,9 +120,7 @@ pub async fn token(
             client_info(&req),
         )
         .await?;
-    let identities = state.social.identities_of(issued.user.id).await?;
-    let response = TokenResponse::from(issued).with_identities(identities);
-    Ok(tokens(StatusCode::OK, response))
+    social_response(&state, outcome).await
 }
 
 /// Link a provider identity to the signed-in account.
@@ -334,11 +334,25 @@ pub async fn exchange(
     req: HttpRequest,
     body: JsonBody<ExchangeBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let issued = state
+    let outcome = state
         .social
         .exchange(&body.code, &body.code_verifier, client_info(&req))
         .await?;
-    let identities = state.social.identities_of(issued.user.id).await?;
-    let response = TokenResponse::from(issued).with_identities(identities);
-    Ok(tokens(StatusCode::OK, response))
+    social_response(&state, outcome).await
+}
+
+/// Tokens with the user's identities, or the second-factor challenge (a provider sign-in
+/// is one factor, like a password).
+async fn social_response(
+    state: &AppState,
+    outcome: SignInOutcome,
+) -> Result<HttpResponse, ApiError> {
+    match outcome {
+        SignInOutcome::SignedIn(issued) => {
+            let identities = state.social.identities_of(issued.user.id).await?;
+            let response = TokenResponse::from(*issued).with_identities(identities);
+            Ok(tokens(StatusCode::OK, response))
+        }
+        challenge @ SignInOutcome::MfaRequired(_) => sign_in_response(challenge, None),
+    }
 }
