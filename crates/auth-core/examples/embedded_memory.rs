@@ -181,7 +181,7 @@ async fn main() -> Result<(), Error> {
     )?;
 
     // What a resource server does with nothing but the published JWK Set.
-    let verifier = JwksVerifier::new(auth.tokens().jwks(), ISSUER, AUDIENCE, 0);
+    let verifier = JwksVerifier::new(&auth.tokens().jwks(), ISSUER, AUDIENCE, 0);
     let claims = verifier.verify(&tokens.access_token, SystemClock.now())?;
     check(
         "verify with the JWK Set",
