@@ -32,6 +32,8 @@ check-tools:
 	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
 
 ## Real peers of the end-to-end suite: the OpenID provider (oidc-provider, pinned by its
-## package-lock.json) under tests/peers/oidc-provider.
+## package-lock.json) under tests/peers/oidc-provider; PyJWT, schemathesis and npm jose
+## (pinned, idempotent) by scripts/peers.sh.
 test-peers:
 	cd tests/peers/oidc-provider && npm ci --no-audit --no-fund
+	bash scripts/peers.sh

@@ -97,8 +97,8 @@ async fn malformed_requests_get_problem_json_never_500(backend: Backend) {
             .send()
             .await
             .unwrap(),
-        StatusCode::NOT_FOUND,
-        "not_found",
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
     )
     .await;
     let res = app

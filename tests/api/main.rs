@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod conformance;
 mod cookies;
 mod email;
 mod errors;
@@ -9,11 +10,14 @@ mod guard;
 mod health;
 mod mfa;
 mod oauth;
+mod openapi;
 mod operations;
 mod operators;
 mod passkeys;
 mod password_sessions;
+mod peers;
 mod refresh;
+mod resource_servers;
 mod revoke_introspect;
 mod sms;
 mod social_fakes;

@@ -68,15 +68,57 @@ impl FromRequest for Caller {
     }
 }
 
-/// Parse a JSON body into `T`; an empty body parses as `{}` when `empty_ok`.
+/// Parse a JSON body into `T`; an empty body parses as `{}` when `empty_ok`. The body must
+/// be a JSON object (serde would also fill a struct from an array, by position).
 pub fn parse_json<T: DeserializeOwned>(body: &[u8], empty_ok: bool) -> Result<T, ApiError> {
     let body: &[u8] = if empty_ok && body.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         body
     };
-    serde_json::from_slice(body)
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))?;
+    from_object(object)
+}
+
+fn from_object<T: DeserializeOwned>(
+    object: serde_json::Map<String, serde_json::Value>,
+) -> Result<T, ApiError> {
+    serde_json::from_value(serde_json::Value::Object(object))
         .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+}
+
+/// A JSON object body (`application/json`), deserialized into `T`. Like `web::Json` (same
+/// size limit and content-type rule, errors as problem+json), but a JSON array is refused
+/// instead of filling the struct's fields by position.
+pub struct JsonBody<T>(pub T);
+
+impl<T> JsonBody<T> {
+    /// The body.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for JsonBody<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let object =
+            web::Json::<serde_json::Map<String, serde_json::Value>>::from_request(req, payload);
+        Box::pin(async move {
+            let object = object.await?.into_inner();
+            Ok(JsonBody(from_object(object)?))
+        })
+    }
 }
 
 /// Whether the request declares a JSON body.

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod keys;
 pub mod lifecycle;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod providers;
 pub mod routes;

@@ -655,15 +655,14 @@ fn http_server(
             .app_data(web::PayloadConfig::new(max_body))
             .app_data(metrics.clone())
             .app_data(access.clone())
+            .configure(routes::docs::configure)
             .configure(routes::configure);
         let app = if on_main_port {
             app.route("/metrics", web::get().to(crate::metrics::scrape))
         } else {
             app
         };
-        app.default_service(web::to(|| async {
-            Err::<actix_web::HttpResponse, _>(ApiError::not_found())
-        }))
+        app.default_service(web::to(routes::docs::fallback))
         .wrap_fn(move |req, srv| crate::cookies::layer(&cookie_mode, req, srv))
         .wrap(ErrorHandlers::new().default_handler(as_problem))
         .wrap_fn(move |req, srv| {

@@ -5,14 +5,18 @@ use auth_core::service::{IssuedTokens, SessionView};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// `User`
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = User)]
 pub struct UserView {
+    /// The user id (a UUID).
     id: String,
     email: String,
     email_verified: bool,
     name: Option<String>,
+    /// The avatar set by the user, else the Gravatar URL of the email.
     avatar_url: String,
     roles: Vec<String>,
     created_at: DateTime<Utc>,
@@ -23,8 +27,9 @@ pub struct UserView {
     identities: Option<Vec<IdentityView>>,
 }
 
-/// An entry of `User.identities`.
-#[derive(Debug, Serialize)]
+/// An entry of `User.identities`: an external identity linked to the account.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Identity)]
 pub struct IdentityView {
     id: String,
     provider: String,
@@ -76,12 +81,18 @@ impl From<User> for UserView {
 }
 
 /// `TokenResponse`
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
+    /// A JWT (`typ: at+jwt`), verifiable with the keys at `/.well-known/jwks.json`.
     access_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String, example = "Bearer")]
     token_type: &'static str,
+    /// Seconds until the access token expires.
     expires_in: i64,
+    /// Expiry of the access token, in seconds since the epoch.
     expires_at: i64,
+    /// An opaque token for `POST /api/v1/auth/refresh`.
     refresh_token: String,
     user: UserView,
 }
@@ -100,7 +111,8 @@ impl From<IssuedTokens> for TokenResponse {
 }
 
 /// An entry of `GET /api/v1/me/sessions`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Session)]
 pub struct SessionItem {
     id: String,
     created_at: DateTime<Utc>,
@@ -109,6 +121,7 @@ pub struct SessionItem {
     ip: Option<String>,
     user_agent: Option<String>,
     aal: String,
+    /// Whether this is the session of the token that asked.
     current: bool,
 }
 

@@ -8,15 +8,18 @@ use auth_core::operators::{ManagedUser, NewAccount, Page, Role, RoleInput};
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::authorize::{Admin, AuditRead, RolesManage, SessionsRevoke, UsersRead, UsersWrite};
-use crate::extract::{Caller, parse_json, require_json};
+use crate::extract::{Caller, JsonBody, parse_json, require_json};
+use crate::openapi::ProblemDoc;
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::views::UserView;
 
 /// An account as the admin API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AdminUser)]
 pub struct AdminUserView {
     #[serde(flatten)]
     user: UserView,
@@ -34,7 +37,9 @@ impl From<ManagedUser> for AdminUserView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A role: a named set of capabilities.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Role)]
 struct RoleView {
     name: String,
     capabilities: Vec<String>,
@@ -57,7 +62,9 @@ impl From<Role> for RoleView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A session as the admin API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AdminSession)]
 struct AdminSessionView {
     id: String,
     created_at: DateTime<Utc>,
@@ -85,7 +92,8 @@ impl From<Session> for AdminSessionView {
 }
 
 /// An entry of the audit log.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditEntry)]
 pub struct AuditView {
     id: String,
     at: DateTime<Utc>,
@@ -95,6 +103,7 @@ pub struct AuditView {
     session_id: Option<String>,
     ip: Option<String>,
     user_agent: Option<String>,
+    #[schema(value_type = Option<Object>)]
     detail: Option<serde_json::Value>,
 }
 
@@ -114,7 +123,8 @@ impl From<AuditRecord> for AuditView {
     }
 }
 
-#[derive(Serialize)]
+/// A page of a list; `next_cursor` asks for the next one (`cursor=`), absent at the end.
+#[derive(Serialize, ToSchema)]
 struct PageView<T> {
     items: Vec<T>,
     next_cursor: Option<String>,
@@ -143,14 +153,27 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 
 // ---- users ------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListUsersQuery {
+    /// Substring of the email or name.
     search: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Page size.
     limit: Option<usize>,
 }
 
+/// List users (capability `users:read`).
+#[utoipa::path(
+    get, path = "/api/v1/admin/users", tag = "admin", params(ListUsersQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of users", body = PageView<AdminUserView>),
+        (status = 400, description = "`invalid_request`: a bad query parameter", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list_users(
     state: web::Data<AppState>,
     admin: Admin<UsersRead>,
@@ -164,6 +187,15 @@ pub async fn list_users(
     Ok(HttpResponse::Ok().json(page::<_, AdminUserView>(p)))
 }
 
+/// One user (capability `users:read`).
+#[utoipa::path(
+    get, path = "/api/v1/admin/users/{id}", tag = "admin", params(("id" = String, Path, description = "The user id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = AdminUserView),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such user", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get_user(
     state: web::Data<AppState>,
     admin: Admin<UsersRead>,
@@ -176,10 +208,12 @@ pub async fn get_user(
     Ok(HttpResponse::Ok().json(AdminUserView::from(user)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserBody {
     email: String,
+    /// Optional: without one the user signs in by link, code or provider.
+    #[schema(value_type = Option<String>, format = Password)]
     password: Option<SecretString>,
     name: Option<String>,
     #[serde(default)]
@@ -188,10 +222,20 @@ pub struct CreateUserBody {
     roles: Vec<String>,
 }
 
+/// Create a user (capability `users:write`).
+#[utoipa::path(
+    post, path = "/api/v1/admin/users", tag = "admin", request_body = CreateUserBody, security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = AdminUserView),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_email`, `weak_password`, `invalid_field` (unknown role ...)", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn create_user(
     state: web::Data<AppState>,
     admin: Admin<UsersWrite>,
-    body: web::Json<CreateUserBody>,
+    body: JsonBody<CreateUserBody>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let user = state
@@ -210,20 +254,33 @@ pub async fn create_user(
     Ok(HttpResponse::Created().json(AdminUserView::from(user)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserBody {
     email: Option<String>,
+    /// `null` clears.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     name: Option<Option<String>>,
     email_verified: Option<bool>,
 }
 
+/// Change a user's email, name or verification state (capability `users:write`).
+#[utoipa::path(
+    patch, path = "/api/v1/admin/users/{id}", tag = "admin", request_body = UpdateUserBody, params(("id" = String, Path, description = "The user id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The updated user", body = AdminUserView),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such user", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_email`, `invalid_field`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn update_user(
     state: web::Data<AppState>,
     admin: Admin<UsersWrite>,
     id: web::Path<String>,
-    body: web::Json<UpdateUserBody>,
+    body: JsonBody<UpdateUserBody>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let user = state
@@ -239,6 +296,16 @@ pub async fn update_user(
     Ok(HttpResponse::Ok().json(AdminUserView::from(user)))
 }
 
+/// Delete a user and everything of theirs (capability `users:write`).
+#[utoipa::path(
+    delete, path = "/api/v1/admin/users/{id}", tag = "admin", params(("id" = String, Path, description = "The user id")), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such user", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`cannot_target_self`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn delete_user(
     state: web::Data<AppState>,
     admin: Admin<UsersWrite>,
@@ -251,6 +318,16 @@ pub async fn delete_user(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Disable a user: every session ends, sign-in is refused with `account_disabled` (capability `users:write`).
+#[utoipa::path(
+    post, path = "/api/v1/admin/users/{id}/disable", tag = "admin", params(("id" = String, Path, description = "The user id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = AdminUserView),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such user", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`cannot_target_self`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn disable_user(
     state: web::Data<AppState>,
     admin: Admin<UsersWrite>,
@@ -263,6 +340,15 @@ pub async fn disable_user(
     Ok(HttpResponse::Ok().json(AdminUserView::from(user)))
 }
 
+/// Enable a disabled user (capability `users:write`).
+#[utoipa::path(
+    post, path = "/api/v1/admin/users/{id}/enable", tag = "admin", params(("id" = String, Path, description = "The user id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = AdminUserView),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such user", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn enable_user(
     state: web::Data<AppState>,
     admin: Admin<UsersWrite>,
@@ -275,12 +361,23 @@ pub async fn enable_user(
     Ok(HttpResponse::Ok().json(AdminUserView::from(user)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LockBody {
+    /// How long; the configured lockout freeze when absent.
     duration_secs: Option<u64>,
 }
 
+/// Lock a user out for a while (capability `users:write`).
+#[utoipa::path(
+    post, path = "/api/v1/admin/users/{id}/lock", tag = "admin", request_body(content = Option<LockBody>, content_type = "application/json", description = "Optional"), params(("id" = String, Path, description = "The user id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Locked", body = LockedUntil),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such user", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`cannot_target_self`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn lock_user(
     state: web::Data<AppState>,
     admin: Admin<UsersWrite>,
@@ -297,9 +394,20 @@ pub async fn lock_user(
         .auth
         .admin_lock_user(&admin.operator, user_id(&id)?, duration)
         .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "locked_until": until })))
+    Ok(HttpResponse::Ok().json(LockedUntil {
+        locked_until: until,
+    }))
 }
 
+/// Lift a lockout (capability `users:write`).
+#[utoipa::path(
+    post, path = "/api/v1/admin/users/{id}/unlock", tag = "admin", params(("id" = String, Path, description = "The user id")), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Unlocked"),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such user", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn unlock_user(
     state: web::Data<AppState>,
     admin: Admin<UsersWrite>,
@@ -314,6 +422,15 @@ pub async fn unlock_user(
 
 // ---- sessions ---------------------------------------------------------------------------
 
+/// A user's active sessions (capability `users:read`).
+#[utoipa::path(
+    get, path = "/api/v1/admin/users/{id}/sessions", tag = "admin", params(("id" = String, Path, description = "The user id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Sessions", body = Vec<AdminSessionView>),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such user", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn user_sessions(
     state: web::Data<AppState>,
     admin: Admin<UsersRead>,
@@ -329,6 +446,15 @@ pub async fn user_sessions(
     Ok(HttpResponse::Ok().json(list))
 }
 
+/// End one session of a user (capability `sessions:revoke`).
+#[utoipa::path(
+    delete, path = "/api/v1/admin/users/{id}/sessions/{sid}", tag = "admin", params(("id" = String, Path, description = "The user id"), ("sid" = String, Path, description = "The session id")), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such user or session", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn revoke_user_session(
     state: web::Data<AppState>,
     admin: Admin<SessionsRevoke>,
@@ -343,6 +469,15 @@ pub async fn revoke_user_session(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// End every session of a user (capability `sessions:revoke`).
+#[utoipa::path(
+    delete, path = "/api/v1/admin/users/{id}/sessions", tag = "admin", params(("id" = String, Path, description = "The user id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "How many ended", body = Revoked),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such user", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn revoke_user_sessions(
     state: web::Data<AppState>,
     admin: Admin<SessionsRevoke>,
@@ -352,11 +487,19 @@ pub async fn revoke_user_sessions(
         .auth
         .admin_revoke_sessions(&admin.operator, user_id(&id)?, None)
         .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": revoked })))
+    Ok(HttpResponse::Ok().json(Revoked { revoked }))
 }
 
 // ---- roles ------------------------------------------------------------------------------
 
+/// List roles (capability `roles:manage`).
+#[utoipa::path(
+    get, path = "/api/v1/admin/roles", tag = "admin", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Roles", body = Vec<RoleView>),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list_roles(
     state: web::Data<AppState>,
     admin: Admin<RolesManage>,
@@ -371,7 +514,7 @@ pub async fn list_roles(
     Ok(HttpResponse::Ok().json(roles))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRoleBody {
     name: String,
@@ -380,10 +523,20 @@ pub struct CreateRoleBody {
     description: Option<String>,
 }
 
+/// Create a role (capability `roles:manage`).
+#[utoipa::path(
+    post, path = "/api/v1/admin/roles", tag = "admin", request_body = CreateRoleBody, security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = RoleView),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`role_exists`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_field`: a bad name or an unknown capability", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn create_role(
     state: web::Data<AppState>,
     admin: Admin<RolesManage>,
-    body: web::Json<CreateRoleBody>,
+    body: JsonBody<CreateRoleBody>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let role = state
@@ -400,19 +553,32 @@ pub async fn create_role(
     Ok(HttpResponse::Created().json(RoleView::from(role)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRoleBody {
     capabilities: Option<Vec<String>>,
+    /// `null` clears.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
 }
 
+/// Change a role's capabilities or description (capability `roles:manage`).
+#[utoipa::path(
+    patch, path = "/api/v1/admin/roles/{name}", tag = "admin", request_body = UpdateRoleBody, params(("name" = String, Path, description = "The role name")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The role", body = RoleView),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such role", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`built_in_role`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_field`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn update_role(
     state: web::Data<AppState>,
     admin: Admin<RolesManage>,
     name: web::Path<String>,
-    body: web::Json<UpdateRoleBody>,
+    body: JsonBody<UpdateRoleBody>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let role = state
@@ -422,6 +588,16 @@ pub async fn update_role(
     Ok(HttpResponse::Ok().json(RoleView::from(role)))
 }
 
+/// Delete a role no user holds (capability `roles:manage`).
+#[utoipa::path(
+    delete, path = "/api/v1/admin/roles/{name}", tag = "admin", params(("name" = String, Path, description = "The role name")), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such role", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`role_in_use`, `built_in_role`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn delete_role(
     state: web::Data<AppState>,
     admin: Admin<RolesManage>,
@@ -431,6 +607,16 @@ pub async fn delete_role(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Give a user a role (capability `roles:manage`).
+#[utoipa::path(
+    put, path = "/api/v1/admin/users/{id}/roles/{role}", tag = "admin", params(("id" = String, Path, description = "The user id"), ("role" = String, Path, description = "The role name")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = AdminUserView),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such user or role", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`cannot_target_self`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn assign_role(
     state: web::Data<AppState>,
     admin: Admin<RolesManage>,
@@ -444,6 +630,16 @@ pub async fn assign_role(
     Ok(HttpResponse::Ok().json(AdminUserView::from(user)))
 }
 
+/// Take a role from a user (capability `roles:manage`).
+#[utoipa::path(
+    delete, path = "/api/v1/admin/users/{id}/roles/{role}", tag = "admin", params(("id" = String, Path, description = "The user id"), ("role" = String, Path, description = "The role name")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = AdminUserView),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such user or role", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`cannot_target_self`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn remove_role(
     state: web::Data<AppState>,
     admin: Admin<RolesManage>,
@@ -459,7 +655,8 @@ pub async fn remove_role(
 
 // ---- audit log --------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditLogQuery {
     user_id: Option<String>,
@@ -490,6 +687,15 @@ impl AuditLogQuery {
     }
 }
 
+/// The audit log, newest first (capability `audit:read`).
+#[utoipa::path(
+    get, path = "/api/v1/admin/audit-log", tag = "admin", params(AuditLogQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of entries", body = PageView<AuditView>),
+        (status = 400, description = "`invalid_request`: a bad query parameter", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant the capability", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn audit_log(
     state: web::Data<AppState>,
     admin: Admin<AuditRead>,
@@ -503,7 +709,14 @@ pub async fn audit_log(
     Ok(HttpResponse::Ok().json(page::<_, AuditView>(p)))
 }
 
-/// `GET /api/v1/me/audit-log`: the caller's own events.
+/// The caller's own security events, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/me/audit-log", tag = "me", params(AuditLogQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of entries", body = PageView<AuditView>),
+        (status = 400, description = "`invalid_request`: a bad query parameter (`user_id` is not one here)", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn my_audit_log(
     state: web::Data<AppState>,
     caller: Caller,
@@ -552,4 +765,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/roles/{name}", web::delete().to(delete_role))
             .route("/audit-log", web::get().to(audit_log)),
     );
+}
+
+/// `{"locked_until": ...}`
+#[derive(Serialize, ToSchema)]
+struct LockedUntil {
+    locked_until: DateTime<Utc>,
+}
+
+/// `{"revoked": n}`
+#[derive(Serialize, ToSchema)]
+struct Revoked {
+    /// How many sessions ended.
+    revoked: u64,
 }

@@ -9,10 +9,12 @@ use base64::engine::general_purpose::STANDARD;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::extract::{
-    Caller, bearer_token, client_info, parse_json, parse_json_or_form, require_json,
+    Caller, JsonBody, bearer_token, client_info, parse_json, parse_json_or_form, require_json,
 };
+use crate::openapi::{Accepted, IntrospectionDoc, ProblemDoc, SignInResultDoc};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::views::TokenResponse;
@@ -27,20 +29,35 @@ pub(crate) fn tokens(status: actix_web::http::StatusCode, body: TokenResponse) -
         .json(body)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct SignupBody {
     email: String,
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
     #[serde(default)]
     name: Option<String>,
+    /// Required when `captcha.on_signup` is set.
     #[serde(default)]
     captcha_token: Option<String>,
 }
 
+/// Create an account with an email and a password.
+#[utoipa::path(
+    post, path = "/api/v1/auth/signup", tag = "auth", request_body = SignupBody,
+    responses(
+        (status = 201, description = "Signed up and signed in", body = TokenResponse),
+        (status = 202, description = "`{\"status\": \"verification_sent\"}`: the account waits for email confirmation (`auth.email_confirmation = required`)", body = Accepted),
+        (status = 400, description = "`invalid_request`; `captcha_required`, `captcha_failed`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken` (only when confirmation is not required)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_email`, `weak_password`, `invalid_field`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn signup(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<SignupBody>,
+    body: JsonBody<SignupBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let request = SignupRequest {
@@ -59,18 +76,33 @@ pub async fn signup(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginBody {
     email: String,
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
+    /// Required when `captcha.on_login` is set.
     #[serde(default)]
     captcha_token: Option<String>,
 }
 
+/// Sign in with an email and a password.
+#[utoipa::path(
+    post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
+    responses(
+        (status = 200, description = "Signed in, or `mfa_required` with an `mfa_token` for `POST /api/v1/auth/mfa/verify`", body = SignInResultDoc),
+        (status = 400, description = "`invalid_request`; `captcha_required`, `captcha_failed`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`account_locked` (`Retry-After`), `email_not_verified`, `account_disabled`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_email`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginBody>,
+    body: JsonBody<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let outcome = state
         .auth
@@ -84,12 +116,27 @@ pub async fn login(
     super::mfa::sign_in_response(outcome, None)
 }
 
-#[derive(Deserialize)]
-struct RefreshBody {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct RefreshBody {
+    #[schema(value_type = String)]
     refresh_token: SecretString,
 }
 
-/// The refresh token comes in the JSON body or as `Authorization: Bearer`.
+/// Exchange a refresh token for a new token pair (the refresh token rotates).
+///
+/// The refresh token comes in the JSON body, or, with an empty body, as
+/// `Authorization: Bearer <refresh_token>`.
+#[utoipa::path(
+    post, path = "/api/v1/auth/refresh", tag = "auth",
+    request_body(content = Option<RefreshBody>, content_type = "application/json",
+        description = "Optional when the refresh token is sent as `Authorization: Bearer`"),
+    responses(
+        (status = 200, description = "A new token pair in the same session", body = TokenResponse),
+        (status = 401, description = "`invalid_refresh_token`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn refresh(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -107,21 +154,29 @@ pub async fn refresh(
     Ok(tokens(actix_web::http::StatusCode::OK, issued.into()))
 }
 
-#[derive(Deserialize, Default)]
+/// Which sessions to end: this one (default), the others, or all.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
-enum ScopeParam {
+pub(crate) enum ScopeParam {
     #[default]
     Session,
     Others,
     All,
 }
 
-#[derive(Deserialize, Default)]
-struct LogoutBody {
+#[derive(Deserialize, Default, ToSchema)]
+pub(crate) struct LogoutBody {
     #[serde(default)]
     scope: ScopeParam,
 }
 
+/// Sign out: end this session, the others, or all of them.
+#[utoipa::path(
+    post, path = "/api/v1/auth/logout", tag = "auth",
+    request_body(content = Option<LogoutBody>, content_type = "application/json", description = "Optional; `scope` defaults to `session`"),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Signed out"))
+)]
 pub async fn logout(
     state: web::Data<AppState>,
     caller: Caller,
@@ -139,8 +194,10 @@ pub async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
-struct RevokeBody {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct RevokeBody {
+    /// A refresh token (revokes its session) or an access token (revokes its session).
+    #[schema(value_type = String)]
     token: SecretString,
     // RFC 7009: a hint only; the token's own shape decides.
     #[serde(default)]
@@ -148,6 +205,15 @@ struct RevokeBody {
     token_type_hint: Option<String>,
 }
 
+/// RFC 7009 token revocation. Answers 200 whatever the token.
+#[utoipa::path(
+    post, path = "/api/v1/auth/revoke", tag = "auth",
+    request_body(content(
+        (RevokeBody = "application/x-www-form-urlencoded"),
+        (RevokeBody = "application/json"),
+    )),
+    responses((status = 200, description = "`{}`, whether or not the token was valid", body = Object))
+)]
 pub async fn revoke(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -158,12 +224,16 @@ pub async fn revoke(
     Ok(HttpResponse::Ok().insert_header(no_store()).json(json!({})))
 }
 
-#[derive(Deserialize)]
-struct IntrospectBody {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct IntrospectBody {
+    #[schema(value_type = String)]
     token: SecretString,
+    /// `client_secret_post`: the client id, when not sent with HTTP Basic.
     #[serde(default)]
     client_id: Option<String>,
+    /// `client_secret_post`: the client secret, when not sent with HTTP Basic.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     client_secret: Option<SecretString>,
 }
 
@@ -185,6 +255,22 @@ fn basic_credentials(req: &HttpRequest) -> Option<(String, SecretString)> {
     Some((unescape(id)?, SecretString::from(unescape(secret)?)))
 }
 
+/// RFC 7662 token introspection, for resource servers; the caller authenticates with
+/// introspection client credentials (HTTP Basic or `client_id`/`client_secret` in the body).
+#[utoipa::path(
+    post, path = "/api/v1/auth/introspect", tag = "auth",
+    request_body(content(
+        (IntrospectBody = "application/x-www-form-urlencoded"),
+        (IntrospectBody = "application/json"),
+    )),
+    security(("client_basic" = []), ()),
+    responses(
+        (status = 200, description = "The token's state", body = IntrospectionDoc),
+        (status = 401, description = "`invalid_client` (`WWW-Authenticate: Basic`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn introspect(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -10,12 +10,17 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::extract::{Caller, bearer_token, client_info, parse_json, require_json};
+use crate::extract::{Caller, JsonBody, bearer_token, client_info, parse_json, require_json};
+use crate::openapi::{
+    ProblemDoc, RecoveryCodesDoc, SentDoc, SmsEnrollmentDoc, StepUpDoc, TotpEnrollmentDoc,
+};
 use crate::problem::ApiError;
 use crate::routes::auth::{no_store, tokens};
 use crate::state::AppState;
+use crate::views::TokenResponse;
 use crate::views::UserView;
 
 /// Register the `/mfa/...` routes (inside the `/api/v1/auth` scope).
@@ -34,18 +39,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/mfa/sms/send", web::post().to(send_sms));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmsEnrollBody {
     phone: String,
 }
 
-/// `POST /api/v1/auth/mfa/sms/enroll`: a pending SMS factor; a code goes to the number.
+/// Enroll a phone number as an SMS factor: a code goes to it.
+#[utoipa::path(
+    post, path = "/api/v1/auth/mfa/sms/enroll", tag = "mfa", request_body = SmsEnrollBody, security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Pending; activate with the code received", body = SmsEnrollmentDoc),
+        (status = 400, description = "`not_enabled` (SMS not configured), `invalid_request`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`mfa_already_enrolled`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_field`: not a phone number", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn enroll_sms(
     state: web::Data<AppState>,
     req: HttpRequest,
     Caller(caller): Caller,
-    body: web::Json<SmsEnrollBody>,
+    body: JsonBody<SmsEnrollBody>,
 ) -> Result<HttpResponse, ApiError> {
     let enrollment = state
         .auth
@@ -60,12 +75,20 @@ pub async fn enroll_sms(
         })))
 }
 
-/// `POST /api/v1/auth/mfa/sms/activate` with the code received: recovery codes.
+/// Activate the pending SMS factor with the code received.
+#[utoipa::path(
+    post, path = "/api/v1/auth/mfa/sms/activate", tag = "mfa", request_body = ActivateBody, security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Active; the recovery codes (shown once)", body = RecoveryCodesDoc),
+        (status = 400, description = "`invalid_code`, `invalid_request`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such pending factor", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn activate_sms(
     state: web::Data<AppState>,
     req: HttpRequest,
     Caller(caller): Caller,
-    body: web::Json<ActivateBody>,
+    body: JsonBody<ActivateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let codes = state
         .auth
@@ -74,15 +97,25 @@ pub async fn activate_sms(
     Ok(recovery_codes_body(codes))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmsSendBody {
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     mfa_token: Option<SecretString>,
 }
 
-/// `POST /api/v1/auth/mfa/sms/send`: a code to the user's SMS factor, during a sign-in
-/// (`mfa_token`) or for a step-up (bearer access token).
+/// Send a code to the SMS factor, during a sign-in (`mfa_token`) or for a step-up (bearer access token).
+#[utoipa::path(
+    post, path = "/api/v1/auth/mfa/sms/send", tag = "mfa", request_body(content = Option<SmsSendBody>, content_type = "application/json", description = "`mfa_token` during a sign-in; empty with a bearer token"),
+    responses(
+        (status = 202, description = "`{\"status\": \"sent\"}`", body = SentDoc),
+        (status = 400, description = "`invalid_request`, `not_enabled`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_mfa_token`, `invalid_token`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`mfa_not_enrolled`: no SMS factor", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn send_sms(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -131,16 +164,22 @@ pub(crate) fn sign_in_response(
     Ok(HttpResponse::Ok().insert_header(no_store()).json(body))
 }
 
-#[derive(Serialize)]
+/// An active second factor.
+#[derive(Serialize, ToSchema)]
+#[schema(as = MfaFactor)]
 struct FactorItem {
     id: String,
+    /// `totp` or `sms`.
+    #[schema(value_type = String)]
     kind: &'static str,
     label: Option<String>,
     activated_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Serialize)]
+/// The caller's multi-factor state.
+#[derive(Serialize, ToSchema)]
+#[schema(as = MfaStatus)]
 struct StatusView {
     enabled: bool,
     factors: Vec<FactorItem>,
@@ -174,7 +213,13 @@ fn recovery_codes_body(codes: RecoveryCodes) -> HttpResponse {
         .json(json!({ "recovery_codes": codes }))
 }
 
-/// `GET /api/v1/auth/mfa/factors`
+/// The caller's second factors and remaining recovery codes.
+#[utoipa::path(
+    get, path = "/api/v1/auth/mfa/factors", tag = "mfa", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "MFA state", body = StatusView),
+    )
+)]
 pub async fn factors(
     state: web::Data<AppState>,
     Caller(caller): Caller,
@@ -185,7 +230,7 @@ pub async fn factors(
         .json(StatusView::from(status)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollBody {
     #[serde(default)]
@@ -205,8 +250,14 @@ fn qr_data_uri(text: &str) -> Result<String, ApiError> {
     ))
 }
 
-/// `POST /api/v1/auth/mfa/totp/enroll`: a pending factor, its secret, `otpauth://` URI
-/// and QR code (shown once).
+/// Start enrolling an authenticator app (TOTP).
+#[utoipa::path(
+    post, path = "/api/v1/auth/mfa/totp/enroll", tag = "mfa", request_body(content = Option<EnrollBody>, content_type = "application/json", description = "Optional `label`"), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Pending factor, secret, URI and QR code (shown once)", body = TotpEnrollmentDoc),
+        (status = 409, description = "`mfa_already_enrolled`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn enroll_totp(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -227,20 +278,29 @@ pub async fn enroll_totp(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateBody {
+    #[schema(value_type = String)]
     factor_id: Uuid,
     code: String,
 }
 
-/// `POST /api/v1/auth/mfa/totp/activate`: the first valid code activates the factor; the
-/// answer holds the recovery codes (shown once).
+/// Activate the pending TOTP factor with its first valid code.
+#[utoipa::path(
+    post, path = "/api/v1/auth/mfa/totp/activate", tag = "mfa", request_body = ActivateBody, security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Active; the recovery codes (shown once)", body = RecoveryCodesDoc),
+        (status = 400, description = "`invalid_code`, `invalid_request`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such pending factor", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn activate_totp(
     state: web::Data<AppState>,
     req: HttpRequest,
     Caller(caller): Caller,
-    body: web::Json<ActivateBody>,
+    body: JsonBody<ActivateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let codes = state
         .auth
@@ -250,10 +310,12 @@ pub async fn activate_totp(
 }
 
 /// A fresh second factor given with a request that needs one.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProofBody {
+    /// `totp` (default), `sms` or `recovery_code`.
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "totp")]
     factor: Option<SecondFactor>,
     #[serde(default)]
     code: Option<String>,
@@ -266,8 +328,16 @@ impl ProofBody {
     }
 }
 
-/// `DELETE /api/v1/auth/mfa/factors/{id}` with `{factor?, code}`: an active factor needs a
-/// current code (TOTP by default, or a recovery code).
+/// Remove a factor; an active one needs a current code (`{factor?, code}`).
+#[utoipa::path(
+    delete, path = "/api/v1/auth/mfa/factors/{id}", tag = "mfa", request_body(content = Option<ProofBody>, content_type = "application/json", description = "The proof for an active factor"), params(("id" = String, Path, description = "The factor id")), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "`invalid_code`, `invalid_request`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn remove_factor(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -285,12 +355,21 @@ pub async fn remove_factor(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `POST /api/v1/auth/mfa/recovery-codes/regenerate` with `{factor?, code}`.
+/// Replace the recovery codes (needs a current code).
+#[utoipa::path(
+    post, path = "/api/v1/auth/mfa/recovery-codes/regenerate", tag = "mfa", request_body = ProofBody, security(("bearer" = [])),
+    responses(
+        (status = 200, description = "New recovery codes (shown once)", body = RecoveryCodesDoc),
+        (status = 400, description = "`invalid_code`, `invalid_request`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`mfa_not_enrolled`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn regenerate_recovery_codes(
     state: web::Data<AppState>,
     req: HttpRequest,
     Caller(caller): Caller,
-    body: web::Json<ProofBody>,
+    body: JsonBody<ProofBody>,
 ) -> Result<HttpResponse, ApiError> {
     let proof = body
         .proof()
@@ -302,23 +381,35 @@ pub async fn regenerate_recovery_codes(
     Ok(recovery_codes_body(codes))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyBody {
+    /// The `mfa_token` of a sign-in; absent for a step-up with a bearer access token.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     mfa_token: Option<SecretString>,
+    /// `totp` (default), `sms` or `recovery_code`.
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "totp")]
     factor: Option<SecondFactor>,
     code: String,
 }
 
-/// `POST /api/v1/auth/mfa/verify`: with `mfa_token`, the second step of a sign-in (answers
-/// a TokenResponse for a new `aal2` session); without it and with a bearer access token, a
-/// step-up of that session (answers a new access token; the refresh token is unchanged).
+/// Second step of a sign-in (with `mfa_token`: tokens of a new `aal2` session), or a step-up of the bearer's session (a new `aal2` access token).
+#[utoipa::path(
+    post, path = "/api/v1/auth/mfa/verify", tag = "mfa", request_body = VerifyBody,
+    responses(
+        (status = 200, description = "A TokenResponse (sign-in), or a StepUpResponse (step-up)", content((TokenResponse = "application/json"), (StepUpDoc = "application/json"))),
+        (status = 400, description = "`invalid_code`, `invalid_request`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_mfa_token`, `invalid_token`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`account_locked`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn verify(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<VerifyBody>,
+    body: JsonBody<VerifyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let factor = body.factor.unwrap_or(SecondFactor::Totp);

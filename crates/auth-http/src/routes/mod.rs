@@ -5,6 +5,7 @@ use actix_web::web;
 mod account;
 mod admin;
 pub(crate) mod auth;
+pub mod docs;
 pub(crate) mod health;
 mod me;
 pub(crate) mod mfa;

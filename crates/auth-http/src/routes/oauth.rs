@@ -9,8 +9,10 @@ use auth_core::mfa::SignInOutcome;
 use auth_core::social::SignInIntent;
 use secrecy::SecretString;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{Caller, client_info};
+use crate::extract::{Caller, JsonBody, client_info};
+use crate::openapi::ProblemDoc;
 use crate::problem::ApiError;
 use crate::routes::auth::{no_store, tokens};
 use crate::routes::mfa::sign_in_response;
@@ -29,20 +31,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// `{id_token, nonce?}` or `{access_token, access_token_secret?}`; optional `name` and
 /// `intent` (`signin`, the default, or `signup`).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialBody {
+    /// An OpenID Connect ID token from the provider's SDK.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     id_token: Option<SecretString>,
+    /// The nonce the ID token was asked with.
     #[serde(default)]
     nonce: Option<String>,
+    /// An OAuth access token (providers without ID tokens).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     access_token: Option<SecretString>,
+    /// OAuth 1.0a token secret (X/Twitter).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     access_token_secret: Option<SecretString>,
     #[serde(default)]
     name: Option<String>,
+    /// `signin` (default) or `signup`.
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "signin")]
     intent: Option<SignInIntent>,
 }
 
@@ -76,11 +87,26 @@ impl CredentialBody {
     }
 }
 
-async fn token(
+/// Sign in (or up) with a provider credential from a native SDK.
+#[utoipa::path(
+    post, path = "/api/v1/auth/oauth/{provider}/token", tag = "social", request_body = CredentialBody, params(("provider" = String, Path, description = "A configured provider id (google, apple, facebook, twitter, github, or an OIDC issuer's id)")),
+    responses(
+        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 400, description = "`invalid_request`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_id_token`, `provider_rejected`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`signup_required`, `signup_disabled`, `account_disabled`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown_provider`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`link_required`, `identity_exists`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`provider_email_missing`, `provider_email_unverified`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 502, description = "`provider_unavailable`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn token(
     state: web::Data<AppState>,
     req: HttpRequest,
     provider: web::Path<String>,
-    body: web::Json<CredentialBody>,
+    body: JsonBody<CredentialBody>,
 ) -> Result<HttpResponse, ApiError> {
     let mut body = body.into_inner();
     let credential = body.credential()?;
@@ -97,12 +123,23 @@ async fn token(
     social_response(&state, outcome).await
 }
 
-async fn link(
+/// Link a provider identity to the signed-in account.
+#[utoipa::path(
+    post, path = "/api/v1/auth/oauth/{provider}/link", tag = "social", request_body = CredentialBody, params(("provider" = String, Path, description = "A configured provider id (google, apple, facebook, twitter, github, or an OIDC issuer's id)")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user with its identities", body = UserView),
+        (status = 401, description = "`invalid_token`; `invalid_id_token`, `provider_rejected`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown_provider`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`identity_exists`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 502, description = "`provider_unavailable`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn link(
     state: web::Data<AppState>,
     req: HttpRequest,
     caller: Caller,
     provider: web::Path<String>,
-    body: web::Json<CredentialBody>,
+    body: JsonBody<CredentialBody>,
 ) -> Result<HttpResponse, ApiError> {
     let mut body = body.into_inner();
     if body.intent.is_some() || body.name.is_some() {
@@ -119,6 +156,15 @@ async fn link(
     Ok(HttpResponse::Ok().json(UserView::from(user).with_identities(identities)))
 }
 
+/// Unlink an external identity (refused when it is the last way to sign in).
+#[utoipa::path(
+    delete, path = "/api/v1/me/identities/{id}", tag = "me", params(("id" = String, Path, description = "The identity id")), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Unlinked"),
+        (status = 404, description = "`not_found`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`last_sign_in_method`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn unlink(
     state: web::Data<AppState>,
     caller: Caller,
@@ -129,17 +175,33 @@ pub async fn unlink(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuthorizeQuery {
+    /// Where to send the browser back (must be in `app.redirect_allow_list`).
     redirect_to: String,
+    /// PKCE challenge of the app's `code_verifier`.
     code_challenge: String,
+    /// `S256`.
     code_challenge_method: String,
+    /// `signin` (default) or `signup`.
     #[serde(default)]
+    #[param(value_type = Option<String>)]
     intent: Option<SignInIntent>,
 }
 
-async fn authorize(
+/// Start the browser sign-in: redirects to the provider.
+#[utoipa::path(
+    get, path = "/api/v1/auth/oauth/{provider}/authorize", tag = "social", params(("provider" = String, Path, description = "A configured provider id (google, apple, facebook, twitter, github, or an OIDC issuer's id)"), AuthorizeQuery),
+    responses(
+        (status = 302, description = "To the provider (`Location`)"),
+        (status = 400, description = "`invalid_request` (also a `redirect_to` outside the allow-list, or a method other than S256)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown_provider`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub async fn authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
     provider: web::Path<String>,
@@ -164,7 +226,8 @@ async fn authorize(
 }
 
 /// What a provider sends back (query, or form for Apple's `form_post`).
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
 struct CallbackParams {
     #[serde(default)]
     state: Option<String>,
@@ -174,7 +237,16 @@ struct CallbackParams {
     error: Option<String>,
 }
 
-async fn callback_get(
+/// The provider's redirect back: redirects to `redirect_to` with a one-time `code` (or `error=<code>`).
+#[utoipa::path(
+    get, path = "/api/v1/auth/oauth/{provider}/callback", tag = "social", params(("provider" = String, Path, description = "A configured provider id (google, apple, facebook, twitter, github, or an OIDC issuer's id)"), CallbackParams),
+    responses(
+        (status = 302, description = "To `redirect_to` (`Location`)"),
+        (status = 400, description = "`invalid_state`, `invalid_request` (when there is nowhere to redirect)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown_provider`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn callback_get(
     state: web::Data<AppState>,
     req: HttpRequest,
     provider: web::Path<String>,
@@ -184,7 +256,16 @@ async fn callback_get(
     callback(state, req, provider.into_inner(), params).await
 }
 
-async fn callback_post(
+/// The provider's `form_post` back (Apple): as the GET callback.
+#[utoipa::path(
+    post, path = "/api/v1/auth/oauth/{provider}/callback", tag = "social", request_body(content = CallbackParams, content_type = "application/x-www-form-urlencoded"), params(("provider" = String, Path, description = "A configured provider id (google, apple, facebook, twitter, github, or an OIDC issuer's id)")),
+    responses(
+        (status = 302, description = "To `redirect_to` (`Location`)"),
+        (status = 400, description = "`invalid_state`, `invalid_request` (when there is nowhere to redirect)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown_provider`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn callback_post(
     state: web::Data<AppState>,
     req: HttpRequest,
     provider: web::Path<String>,
@@ -228,17 +309,30 @@ async fn callback(
         .finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ExchangeBody {
+pub struct ExchangeBody {
+    /// The one-time `code` of the redirect to `redirect_to`.
+    #[schema(value_type = String)]
     code: SecretString,
+    /// The PKCE verifier of the `code_challenge` given to `authorize`.
+    #[schema(value_type = String)]
     code_verifier: SecretString,
 }
 
-async fn exchange(
+/// Exchange the one-time `code` of the browser flow (with its PKCE verifier) for tokens.
+#[utoipa::path(
+    post, path = "/api/v1/auth/oauth/exchange", tag = "social", request_body = ExchangeBody,
+    responses(
+        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 400, description = "`invalid_request`, `invalid_state` (unknown, used or expired code, or a wrong verifier)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub async fn exchange(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<ExchangeBody>,
+    body: JsonBody<ExchangeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let outcome = state
         .social

@@ -10,12 +10,15 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::extract::{Caller, client_info};
+use crate::extract::{Caller, JsonBody, client_info};
+use crate::openapi::{CeremonyDoc, ProblemDoc};
 use crate::problem::ApiError;
 use crate::routes::auth::{no_store, tokens};
 use crate::state::AppState;
+use crate::views::TokenResponse;
 
 /// Register the `/passkeys/...` routes (inside the `/api/v1/auth` scope).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -33,7 +36,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/passkeys/{id}", web::delete().to(delete));
 }
 
-#[derive(Serialize)]
+/// A registered passkey.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Passkey)]
 struct PasskeyItem {
     id: String,
     name: Option<String>,
@@ -61,7 +66,14 @@ fn ceremony(start: CeremonyStart) -> HttpResponse {
     }))
 }
 
-/// `POST /api/v1/auth/passkeys/register/start`: options for `navigator.credentials.create()`.
+/// Start registering a passkey: options for `navigator.credentials.create()`.
+#[utoipa::path(
+    post, path = "/api/v1/auth/passkeys/register/start", tag = "passkeys", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The ceremony", body = CeremonyDoc),
+        (status = 400, description = "`not_enabled`: passkeys not configured", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn registration_start(
     state: web::Data<AppState>,
     Caller(caller): Caller,
@@ -71,21 +83,33 @@ pub async fn registration_start(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationFinishBody {
+    #[schema(value_type = String)]
     ceremony_id: SecretString,
+    /// The `PublicKeyCredential` from `navigator.credentials.create()`, as JSON.
+    #[schema(value_type = Object)]
     credential: Value,
     #[serde(default)]
     name: Option<String>,
 }
 
-/// `POST /api/v1/auth/passkeys/register/finish` with the authenticator's response.
+/// Finish registering a passkey with the authenticator's response.
+#[utoipa::path(
+    post, path = "/api/v1/auth/passkeys/register/finish", tag = "passkeys", request_body = RegistrationFinishBody, security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Registered", body = PasskeyItem),
+        (status = 400, description = "`invalid_request`, `not_enabled`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_token`, `invalid_passkey`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`passkey_taken`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn registration_finish(
     state: web::Data<AppState>,
     req: HttpRequest,
     Caller(caller): Caller,
-    body: web::Json<RegistrationFinishBody>,
+    body: JsonBody<RegistrationFinishBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let passkey = state
@@ -101,8 +125,15 @@ pub async fn registration_finish(
     Ok(HttpResponse::Created().json(PasskeyItem::from(passkey)))
 }
 
-/// `POST /api/v1/auth/passkeys/login/start`: options for a discoverable
-/// `navigator.credentials.get()`.
+/// Start a passkey sign-in: options for a discoverable `navigator.credentials.get()`.
+#[utoipa::path(
+    post, path = "/api/v1/auth/passkeys/login/start", tag = "passkeys",
+    responses(
+        (status = 200, description = "The ceremony", body = CeremonyDoc),
+        (status = 400, description = "`not_enabled`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn login_start(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -112,18 +143,31 @@ pub async fn login_start(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginFinishBody {
+    #[schema(value_type = String)]
     ceremony_id: SecretString,
+    /// The `PublicKeyCredential` from `navigator.credentials.get()`, as JSON.
+    #[schema(value_type = Object)]
     credential: Value,
 }
 
-/// `POST /api/v1/auth/passkeys/login/finish` with the assertion: a TokenResponse.
+/// Sign in with a passkey assertion.
+#[utoipa::path(
+    post, path = "/api/v1/auth/passkeys/login/finish", tag = "passkeys", request_body = LoginFinishBody,
+    responses(
+        (status = 200, description = "Signed in (`aal2`)", body = TokenResponse),
+        (status = 400, description = "`invalid_request`, `not_enabled`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_passkey`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`account_disabled`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn login_finish(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginFinishBody>,
+    body: JsonBody<LoginFinishBody>,
 ) -> Result<HttpResponse, ApiError> {
     let issued = state
         .auth
@@ -132,7 +176,13 @@ pub async fn login_finish(
     Ok(tokens(StatusCode::OK, issued.into()))
 }
 
-/// `GET /api/v1/auth/passkeys`: the caller's passkeys.
+/// The caller's passkeys.
+#[utoipa::path(
+    get, path = "/api/v1/auth/passkeys", tag = "passkeys", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Passkeys", body = Vec<PasskeyItem>),
+    )
+)]
 pub async fn list(
     state: web::Data<AppState>,
     Caller(caller): Caller,
@@ -147,7 +197,15 @@ pub async fn list(
     Ok(HttpResponse::Ok().insert_header(no_store()).json(items))
 }
 
-/// `DELETE /api/v1/auth/passkeys/{id}`: needs an `aal2` access token.
+/// Delete a passkey (needs an `aal2` access token).
+#[utoipa::path(
+    delete, path = "/api/v1/auth/passkeys/{id}", tag = "passkeys", params(("id" = String, Path, description = "The passkey id")), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`step_up_required`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn delete(
     state: web::Data<AppState>,
     req: HttpRequest,

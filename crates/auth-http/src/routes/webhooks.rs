@@ -5,13 +5,18 @@ use auth_core::webhooks::{DeliveryAttempt, EndpointInput, EndpointWithSecret, We
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::authorize::{Admin, WebhooksManage};
+use crate::extract::JsonBody;
+use crate::openapi::ProblemDoc;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
-#[derive(Serialize)]
+/// A webhook endpoint.
+#[derive(Serialize, ToSchema)]
+#[schema(as = WebhookEndpoint)]
 struct EndpointView {
     id: String,
     url: String,
@@ -55,7 +60,9 @@ impl From<EndpointWithSecret> for EndpointView {
     }
 }
 
-#[derive(Serialize)]
+/// One delivery attempt to an endpoint.
+#[derive(Serialize, ToSchema)]
+#[schema(as = WebhookDeliveryAttempt)]
 struct AttemptView {
     id: String,
     message_id: String,
@@ -90,12 +97,17 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     Option::<String>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+/// Creation needs `url` and `event_types`; an update changes the fields given.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointBody {
+    /// An `https` URL (`http` to loopback only when allowed by configuration).
     url: Option<String>,
+    /// Event types to deliver (`*` for all).
     event_types: Option<Vec<String>>,
+    /// `null` clears.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
     enabled: Option<bool>,
 }
@@ -111,6 +123,14 @@ impl From<EndpointBody> for EndpointInput {
     }
 }
 
+/// List webhook endpoints (capability `webhooks:manage`).
+#[utoipa::path(
+    get, path = "/api/v1/admin/webhooks", tag = "webhooks", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Endpoints", body = Vec<EndpointView>),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant `webhooks:manage`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list(
     state: web::Data<AppState>,
     admin: Admin<WebhooksManage>,
@@ -125,10 +145,19 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(list))
 }
 
+/// Create a webhook endpoint; the answer carries its signing `secret`, shown only here and on rotation.
+#[utoipa::path(
+    post, path = "/api/v1/admin/webhooks", tag = "webhooks", request_body = EndpointBody, security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created, with `secret`", body = EndpointView),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant `webhooks:manage`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_field`: a bad URL or event type", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn create(
     state: web::Data<AppState>,
     admin: Admin<WebhooksManage>,
-    body: web::Json<EndpointBody>,
+    body: JsonBody<EndpointBody>,
 ) -> Result<HttpResponse, ApiError> {
     let created = state
         .auth
@@ -137,6 +166,15 @@ pub async fn create(
     Ok(HttpResponse::Created().json(EndpointView::from(created)))
 }
 
+/// One webhook endpoint.
+#[utoipa::path(
+    get, path = "/api/v1/admin/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "The endpoint id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointView),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant `webhooks:manage`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such endpoint", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get(
     state: web::Data<AppState>,
     admin: Admin<WebhooksManage>,
@@ -149,11 +187,21 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(EndpointView::from(e)))
 }
 
+/// Change a webhook endpoint (re-enabling clears its failure state).
+#[utoipa::path(
+    patch, path = "/api/v1/admin/webhooks/{id}", tag = "webhooks", request_body = EndpointBody, params(("id" = String, Path, description = "The endpoint id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointView),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant `webhooks:manage`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such endpoint", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_field`", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn update(
     state: web::Data<AppState>,
     admin: Admin<WebhooksManage>,
     id: web::Path<String>,
-    body: web::Json<EndpointBody>,
+    body: JsonBody<EndpointBody>,
 ) -> Result<HttpResponse, ApiError> {
     let e = state
         .auth
@@ -162,6 +210,15 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(EndpointView::from(e)))
 }
 
+/// Delete a webhook endpoint.
+#[utoipa::path(
+    delete, path = "/api/v1/admin/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "The endpoint id")), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant `webhooks:manage`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such endpoint", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn delete(
     state: web::Data<AppState>,
     admin: Admin<WebhooksManage>,
@@ -174,6 +231,15 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Rotate the signing secret; the previous one keeps signing for a while.
+#[utoipa::path(
+    post, path = "/api/v1/admin/webhooks/{id}/rotate-secret", tag = "webhooks", params(("id" = String, Path, description = "The endpoint id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The endpoint with its new `secret`", body = EndpointView),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant `webhooks:manage`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such endpoint", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn rotate_secret(
     state: web::Data<AppState>,
     admin: Admin<WebhooksManage>,
@@ -186,12 +252,24 @@ pub async fn rotate_secret(
     Ok(HttpResponse::Ok().json(EndpointView::from(e)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeliveriesQuery {
+    /// How many attempts, newest first.
     limit: Option<usize>,
 }
 
+/// Recent delivery attempts to an endpoint.
+#[utoipa::path(
+    get, path = "/api/v1/admin/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = String, Path, description = "The endpoint id"), DeliveriesQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Attempts, newest first", body = Vec<AttemptView>),
+        (status = 400, description = "`invalid_request`: a bad query parameter", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller's roles do not grant `webhooks:manage`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such endpoint", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn deliveries(
     state: web::Data<AppState>,
     admin: Admin<WebhooksManage>,

@@ -4,8 +4,14 @@ use actix_web::http::header::{CacheControl, CacheDirective};
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
+use crate::openapi::JwkSet;
 use crate::state::AppState;
 
+/// The public keys that verify access tokens (current and still-valid previous keys).
+#[utoipa::path(
+    get, path = "/.well-known/jwks.json", tag = "well-known",
+    responses((status = 200, description = "JWK Set", body = JwkSet))
+)]
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(CacheControl(vec![
@@ -15,6 +21,11 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .json(state.auth.tokens().jwks())
 }
 
+/// OpenID-style discovery document: issuer, `jwks_uri`, endpoints, algorithms.
+#[utoipa::path(
+    get, path = "/.well-known/openid-configuration", tag = "well-known",
+    responses((status = 200, description = "Discovery document", body = Object))
+)]
 pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
     let base = &state.settings.server.public_url;
     let alg = &state.settings.tokens.algorithm;
