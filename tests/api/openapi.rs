@@ -105,6 +105,8 @@ async fn route_table() -> BTreeSet<(String, String)> {
         App::new()
             .configure(auth_http::routes::docs::configure)
             .configure(auth_http::routes::configure)
+            // Registered by startup.rs on the main port unless `metrics.port` moves it.
+            .route("/metrics", web::get().to(auth_http::metrics::scrape))
             .default_service(web::to(|req: HttpRequest| async move {
                 HttpResponse::NotFound()
                     .insert_header((UNROUTED, "1"))

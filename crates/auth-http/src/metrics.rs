@@ -322,6 +322,17 @@ mod subtle_eq {
 }
 
 /// `GET /metrics`
+#[utoipa::path(
+    get, path = "/metrics", tag = "health",
+    summary = "Prometheus metrics",
+    description = "Prometheus text exposition: requests by route and status, sign-ins, refreshes, \
+hashing queue, database pool, outbox backlog. Only for callers `metrics.allow_from` and \
+`metrics.bearer_token` admit (404 otherwise); absent when `metrics.port` moves it to its own port.",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"),
+        (status = 404, description = "`not_found`: the caller is not admitted", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 pub async fn scrape(
     req: HttpRequest,
     metrics: web::Data<Metrics>,

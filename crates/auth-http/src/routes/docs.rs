@@ -94,6 +94,7 @@ use super::{account, admin, auth, health, me, mfa, oauth, passkeys, webhooks, we
         well_known::openid_configuration,
         health::live,
         health::ready,
+        crate::metrics::scrape,
         openapi_json,
         page,
         asset,
