@@ -843,3 +843,14 @@ impl AuthService {
             .await
     }
 }
+
+impl AuthService {
+    /// The same stores and adapters under another token issuer and other rules: a
+    /// compatibility profile signs its own tokens and applies its own password rule,
+    /// lifetimes and lockout without changing the canonical service.
+    pub fn with_profile(&self, tokens: Arc<dyn TokenIssuer>, settings: AuthSettings) -> Self {
+        let mut ports = self.ports.clone();
+        ports.tokens = tokens;
+        Self { ports, settings }
+    }
+}

@@ -95,6 +95,7 @@ impl Application {
         let settings = Arc::new(settings);
         let database = Arc::new(open_database(&settings).await?);
         let auth = build_service(&settings, &database).await?;
+        let compat = crate::compat::Profiles::build(&settings, &auth).map_err(StartupError)?;
         let t = &settings.tokens;
         let social = Arc::new(
             crate::providers::social_service(&settings, auth.clone(), database.clone())
@@ -148,6 +149,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(json_config(max_body))
                 .app_data(web::PayloadConfig::new(max_body))
+                .configure(|cfg| compat.configure(cfg))
                 .configure(routes::configure)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(ApiError::not_found())
@@ -651,7 +653,13 @@ fn as_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerRespo
         .headers()
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if is_problem {
+    if is_problem
+        || res
+            .response()
+            .extensions()
+            .get::<crate::compat::ProfileBody>()
+            .is_some()
+    {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let problem = match res.status() {

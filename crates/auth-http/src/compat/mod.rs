@@ -1,0 +1,187 @@
+//! Drop-in compatibility profiles: thin HTTP adapters that speak another auth backend's
+//! routes, field names, status codes and error bodies over the same core services and
+//! stores. Each enabled profile gets its own [`AuthService`] view (its token issuer,
+//! password rule, lifetimes) built with [`AuthService::with_profile`], so its rules never
+//! apply to the canonical API.
+
+use std::sync::Arc;
+
+use actix_web::web;
+use auth_core::jwt::{JwtIssuer, KeySet};
+use auth_core::password::PasswordPolicy;
+use auth_core::service::AuthService;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::settings::Settings;
+
+pub mod nestjs_boilerplate;
+
+fn redact<S: serde::Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_str("[redacted]"),
+        None => s.serialize_none(),
+    }
+}
+
+/// `[compat]`: the compatibility profiles.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompatSettings {
+    /// `[compat.nestjs_boilerplate]`
+    pub nestjs_boilerplate: NestjsSettings,
+}
+
+/// `[compat.nestjs_boilerplate]`: the API of brocoders/nestjs-boilerplate.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NestjsSettings {
+    /// Serve the profile.
+    pub enabled: bool,
+    /// Where its routes are mounted (`/` replaces the backend outright).
+    pub prefix: String,
+    /// `AUTH_JWT_SECRET`: the HS256 secret of its access tokens (at least 32 bytes).
+    #[serde(serialize_with = "redact")]
+    pub jwt_secret: Option<SecretString>,
+    /// `AUTH_JWT_TOKEN_EXPIRES_IN`, in seconds.
+    pub access_ttl_secs: u64,
+    /// The `aud` of its access tokens.
+    pub audience: String,
+    /// Minimum password length (the boilerplate asks for 6).
+    pub password_min_length: usize,
+}
+
+impl Default for NestjsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            prefix: "/compat/nestjs-boilerplate".into(),
+            jwt_secret: None,
+            access_ttl_secs: 900,
+            audience: "nestjs-boilerplate".into(),
+            password_min_length: 6,
+        }
+    }
+}
+
+fn check_prefix(key: &str, prefix: &str) -> Result<(), String> {
+    if prefix == "/"
+        || (prefix.starts_with('/')
+            && !prefix.ends_with('/')
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/-_.".contains(c)))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key} must be `/` or a path such as /compat/name (no trailing slash)"
+        ))
+    }
+}
+
+impl CompatSettings {
+    /// Check the enabled profiles.
+    pub fn validate(&self) -> Result<(), String> {
+        let n = &self.nestjs_boilerplate;
+        if n.enabled {
+            check_prefix("compat.nestjs_boilerplate.prefix", &n.prefix)?;
+            if n.jwt_secret
+                .as_ref()
+                .is_none_or(|s| s.expose_secret().len() < 32)
+            {
+                return Err(
+                    "compat.nestjs_boilerplate.jwt_secret must be set and at least 32 bytes".into(),
+                );
+            }
+            if n.access_ttl_secs == 0 {
+                return Err("compat.nestjs_boilerplate.access_ttl_secs must be positive".into());
+            }
+            if !(1..=1024).contains(&n.password_min_length) {
+                return Err(
+                    "compat.nestjs_boilerplate.password_min_length must be 1 to 1024".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The path of `route` under `prefix`.
+pub(crate) fn path(prefix: &str, route: &str) -> String {
+    if prefix == "/" {
+        route.to_owned()
+    } else {
+        format!("{prefix}{route}")
+    }
+}
+
+/// Marks a response whose body is in a profile's own error format, so the application's
+/// problem+json error handler leaves it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct ProfileBody;
+
+/// Tag a profile response with [`ProfileBody`].
+pub(crate) fn own_format(mut res: actix_web::HttpResponse) -> actix_web::HttpResponse {
+    res.extensions_mut().insert(ProfileBody);
+    res
+}
+
+/// A profile's error response as an actix error (kept as it is by the error handler).
+pub(crate) fn fail(res: actix_web::HttpResponse) -> actix_web::Error {
+    actix_web::error::InternalError::from_response("compatibility profile error", own_format(res))
+        .into()
+}
+
+/// A profile's view of the core: the shared stores under its own issuer and rules.
+pub(crate) fn profile_service(
+    base: &AuthService,
+    settings: &Settings,
+    keys: KeySet,
+    audience: &str,
+    access_ttl_secs: u64,
+    password_policy: PasswordPolicy,
+) -> Arc<AuthService> {
+    let issuer = JwtIssuer::new(
+        keys,
+        settings.server.public_url.clone(),
+        audience.to_owned(),
+        i64::try_from(settings.tokens.leeway_secs).unwrap_or(0),
+    );
+    let mut rules = base.settings().clone();
+    rules.sessions.access_ttl =
+        chrono::Duration::seconds(i64::try_from(access_ttl_secs).unwrap_or(i64::MAX / 2));
+    rules.password_policy = password_policy;
+    Arc::new(base.with_profile(Arc::new(issuer), rules))
+}
+
+/// The enabled profiles, built once at start-up.
+#[derive(Clone, Default)]
+pub struct Profiles {
+    nestjs: Option<web::Data<nestjs_boilerplate::Nestjs>>,
+}
+
+impl Profiles {
+    /// Build every enabled profile over the canonical service's stores.
+    pub fn build(settings: &Settings, base: &AuthService) -> Result<Self, String> {
+        let c = &settings.compat;
+        let nestjs = if c.nestjs_boilerplate.enabled {
+            Some(web::Data::new(nestjs_boilerplate::Nestjs::build(
+                settings,
+                base,
+                &c.nestjs_boilerplate,
+            )?))
+        } else {
+            None
+        };
+        Ok(Self { nestjs })
+    }
+
+    /// Register the routes of the enabled profiles (before the canonical routes: a profile
+    /// mounted at `/` wins where its paths clash with canonical ones).
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        if let Some(n) = &self.nestjs {
+            nestjs_boilerplate::configure(cfg, n);
+        }
+    }
+}
