@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod compat_gsdlabs;
 mod compat_nestjs;
 mod email;
 mod errors;

@@ -853,4 +853,31 @@ impl AuthService {
         ports.tokens = tokens;
         Self { ports, settings }
     }
+
+    /// A new access token for the session of a refresh token, without rotating it: for
+    /// compatibility profiles whose clients keep one refresh token for the whole session.
+    /// A rotated (or unknown) token is refused, as is a session that has ended.
+    pub async fn reissue_access_token(
+        &self,
+        presented: &SecretString,
+        client: &ClientInfo,
+    ) -> AuthResult<IssuedTokens> {
+        self.limit(crate::guard::LimitGroup::Refresh, client, None)
+            .await?;
+        let token = presented.expose_secret();
+        if !opaque::is_well_formed(token) {
+            return Err(AuthError::InvalidRefreshToken);
+        }
+        let record = self
+            .ports
+            .sessions
+            .refresh_token(&opaque::hash(token))
+            .await?
+            .filter(|r| r.rotated_at.is_none())
+            .ok_or(AuthError::InvalidRefreshToken)?;
+        let now = self.ports.clock.now();
+        let session = self.live_session(record.session_id, now).await?;
+        let user = self.session_user(&session).await?;
+        self.issue(user, &session, presented.clone(), now)
+    }
 }

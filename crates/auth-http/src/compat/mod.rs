@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::settings::Settings;
 
+pub mod gsdlabs;
 pub mod nestjs_boilerplate;
 
 fn redact<S: serde::Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
@@ -30,6 +31,44 @@ fn redact<S: serde::Serializer>(secret: &Option<SecretString>, s: S) -> Result<S
 pub struct CompatSettings {
     /// `[compat.nestjs_boilerplate]`
     pub nestjs_boilerplate: NestjsSettings,
+    /// `[compat.gsdlabs]`
+    pub gsdlabs: GsdlabsSettings,
+}
+
+/// `[compat.gsdlabs]`: the API of the GSDLabs authentication challenge.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GsdlabsSettings {
+    /// Serve the profile.
+    pub enabled: bool,
+    /// Where its routes are mounted (`/` replaces the backend outright).
+    pub prefix: String,
+    /// The HS256 secret of its access tokens (at least 32 bytes).
+    #[serde(serialize_with = "redact")]
+    pub jwt_secret: Option<SecretString>,
+    /// Access token lifetime (the API documents 10 minutes).
+    pub access_ttl_secs: u64,
+    /// The `aud` of its access tokens.
+    pub audience: String,
+}
+
+impl Default for GsdlabsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            prefix: "/compat/gsdlabs".into(),
+            jwt_secret: None,
+            access_ttl_secs: 600,
+            audience: "gsdlabs".into(),
+        }
+    }
+}
+
+fn check_secret(key: &str, secret: Option<&SecretString>) -> Result<(), String> {
+    if secret.is_none_or(|s| s.expose_secret().len() < 32) {
+        return Err(format!("{key} must be set and at least 32 bytes"));
+    }
+    Ok(())
 }
 
 /// `[compat.nestjs_boilerplate]`: the API of brocoders/nestjs-boilerplate.
@@ -103,6 +142,14 @@ impl CompatSettings {
                 );
             }
         }
+        let g = &self.gsdlabs;
+        if g.enabled {
+            check_prefix("compat.gsdlabs.prefix", &g.prefix)?;
+            check_secret("compat.gsdlabs.jwt_secret", g.jwt_secret.as_ref())?;
+            if g.access_ttl_secs == 0 {
+                return Err("compat.gsdlabs.access_ttl_secs must be positive".into());
+            }
+        }
         Ok(())
     }
 }
@@ -159,6 +206,7 @@ pub(crate) fn profile_service(
 #[derive(Clone, Default)]
 pub struct Profiles {
     nestjs: Option<web::Data<nestjs_boilerplate::Nestjs>>,
+    gsdlabs: Option<web::Data<gsdlabs::Gsdlabs>>,
 }
 
 impl Profiles {
@@ -174,7 +222,14 @@ impl Profiles {
         } else {
             None
         };
-        Ok(Self { nestjs })
+        let gsdlabs = if c.gsdlabs.enabled {
+            Some(web::Data::new(gsdlabs::Gsdlabs::build(
+                settings, base, &c.gsdlabs,
+            )?))
+        } else {
+            None
+        };
+        Ok(Self { nestjs, gsdlabs })
     }
 
     /// Register the routes of the enabled profiles (before the canonical routes: a profile
@@ -182,6 +237,9 @@ impl Profiles {
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         if let Some(n) = &self.nestjs {
             nestjs_boilerplate::configure(cfg, n);
+        }
+        if let Some(g) = &self.gsdlabs {
+            gsdlabs::configure(cfg, g);
         }
     }
 }
