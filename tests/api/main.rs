@@ -4,6 +4,7 @@
 
 mod compat_gsdlabs;
 mod compat_nestjs;
+mod compat_sails;
 mod email;
 mod errors;
 mod guard;

@@ -17,6 +17,7 @@ use crate::settings::Settings;
 
 pub mod gsdlabs;
 pub mod nestjs_boilerplate;
+pub mod sails_jwt;
 
 fn redact<S: serde::Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
     match secret {
@@ -33,6 +34,46 @@ pub struct CompatSettings {
     pub nestjs_boilerplate: NestjsSettings,
     /// `[compat.gsdlabs]`
     pub gsdlabs: GsdlabsSettings,
+    /// `[compat.sails_jwt]`
+    pub sails_jwt: SailsSettings,
+}
+
+/// `[compat.sails_jwt]`: the API of the Sails.js JWT authorization example.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SailsSettings {
+    /// Serve the profile.
+    pub enabled: bool,
+    /// Where its routes are mounted (`/` replaces the backend outright).
+    pub prefix: String,
+    /// `JWT_SECRET`: the HS256 secret of its tokens (at least 32 bytes).
+    #[serde(serialize_with = "redact")]
+    pub jwt_secret: Option<SecretString>,
+    /// Token lifetime (its clients have no refresh token).
+    pub access_ttl_secs: u64,
+    /// The `aud` of its tokens.
+    pub audience: String,
+    /// Failed sign-ins that lock the account...
+    pub lockout_threshold: u32,
+    /// ...within this many seconds...
+    pub lockout_window_secs: u64,
+    /// ...for this long.
+    pub lockout_freeze_secs: u64,
+}
+
+impl Default for SailsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            prefix: "/compat/sails-jwt".into(),
+            jwt_secret: None,
+            access_ttl_secs: 86_400,
+            audience: "sails-jwt".into(),
+            lockout_threshold: 5,
+            lockout_window_secs: 120,
+            lockout_freeze_secs: 3600,
+        }
+    }
 }
 
 /// `[compat.gsdlabs]`: the API of the GSDLabs authentication challenge.
@@ -150,6 +191,30 @@ impl CompatSettings {
                 return Err("compat.gsdlabs.access_ttl_secs must be positive".into());
             }
         }
+        let j = &self.sails_jwt;
+        if j.enabled {
+            check_prefix("compat.sails_jwt.prefix", &j.prefix)?;
+            check_secret("compat.sails_jwt.jwt_secret", j.jwt_secret.as_ref())?;
+            for (key, value) in [
+                ("compat.sails_jwt.access_ttl_secs", j.access_ttl_secs),
+                (
+                    "compat.sails_jwt.lockout_threshold",
+                    u64::from(j.lockout_threshold),
+                ),
+                (
+                    "compat.sails_jwt.lockout_window_secs",
+                    j.lockout_window_secs,
+                ),
+                (
+                    "compat.sails_jwt.lockout_freeze_secs",
+                    j.lockout_freeze_secs,
+                ),
+            ] {
+                if value == 0 {
+                    return Err(format!("{key} must be positive"));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -188,6 +253,7 @@ pub(crate) fn profile_service(
     audience: &str,
     access_ttl_secs: u64,
     password_policy: PasswordPolicy,
+    lockout: Option<auth_core::guard::LockoutSettings>,
 ) -> Arc<AuthService> {
     let issuer = JwtIssuer::new(
         keys,
@@ -199,6 +265,9 @@ pub(crate) fn profile_service(
     rules.sessions.access_ttl =
         chrono::Duration::seconds(i64::try_from(access_ttl_secs).unwrap_or(i64::MAX / 2));
     rules.password_policy = password_policy;
+    if let Some(lockout) = lockout {
+        rules.guard.lockout = lockout;
+    }
     Arc::new(base.with_profile(Arc::new(issuer), rules))
 }
 
@@ -207,6 +276,7 @@ pub(crate) fn profile_service(
 pub struct Profiles {
     nestjs: Option<web::Data<nestjs_boilerplate::Nestjs>>,
     gsdlabs: Option<web::Data<gsdlabs::Gsdlabs>>,
+    sails: Option<web::Data<sails_jwt::Sails>>,
 }
 
 impl Profiles {
@@ -229,7 +299,20 @@ impl Profiles {
         } else {
             None
         };
-        Ok(Self { nestjs, gsdlabs })
+        let sails = if c.sails_jwt.enabled {
+            Some(web::Data::new(sails_jwt::Sails::build(
+                settings,
+                base,
+                &c.sails_jwt,
+            )?))
+        } else {
+            None
+        };
+        Ok(Self {
+            nestjs,
+            gsdlabs,
+            sails,
+        })
     }
 
     /// Register the routes of the enabled profiles (before the canonical routes: a profile
@@ -240,6 +323,9 @@ impl Profiles {
         }
         if let Some(g) = &self.gsdlabs {
             gsdlabs::configure(cfg, g);
+        }
+        if let Some(j) = &self.sails {
+            sails_jwt::configure(cfg, j);
         }
     }
 }

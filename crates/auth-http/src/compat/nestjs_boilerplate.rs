@@ -51,7 +51,15 @@ impl Nestjs {
             require_symbol: false,
         };
         Ok(Self {
-            auth: profile_service(base, settings, keys, &s.audience, s.access_ttl_secs, policy),
+            auth: profile_service(
+                base,
+                settings,
+                keys,
+                &s.audience,
+                s.access_ttl_secs,
+                policy,
+                None,
+            ),
             prefix: s.prefix.clone(),
         })
     }
