@@ -18,6 +18,7 @@ use crate::settings::Settings;
 pub mod gsdlabs;
 pub mod nestjs_boilerplate;
 pub mod sails_jwt;
+pub mod timelapseme;
 
 fn redact<S: serde::Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
     match secret {
@@ -36,6 +37,42 @@ pub struct CompatSettings {
     pub gsdlabs: GsdlabsSettings,
     /// `[compat.sails_jwt]`
     pub sails_jwt: SailsSettings,
+    /// `[compat.timelapseme]`
+    pub timelapseme: TimelapsemeSettings,
+}
+
+/// `[compat.timelapseme]`: the API of the TimeLapseMe authentication server.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimelapsemeSettings {
+    /// Serve the profile.
+    pub enabled: bool,
+    /// Where its routes are mounted (`/` replaces the backend outright).
+    pub prefix: String,
+    /// `JWT_PRIVATE_KEY_PATH`: PEM RSA private key (RS256).
+    pub private_key_path: Option<std::path::PathBuf>,
+    /// `JWT_PUBLIC_KEY_PATH`: its PEM public key.
+    pub public_key_path: Option<std::path::PathBuf>,
+    /// `JWT_ISSUER`: the `iss` of its tokens; empty means `server.public_url`.
+    pub issuer: String,
+    /// `JWT_AUDIENCE`: the `aud` of its tokens.
+    pub audience: String,
+    /// Access token lifetime.
+    pub access_ttl_secs: u64,
+}
+
+impl Default for TimelapsemeSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            prefix: "/compat/timelapseme".into(),
+            private_key_path: None,
+            public_key_path: None,
+            issuer: String::new(),
+            audience: "timelapseme".into(),
+            access_ttl_secs: 900,
+        }
+    }
 }
 
 /// `[compat.sails_jwt]`: the API of the Sails.js JWT authorization example.
@@ -191,6 +228,18 @@ impl CompatSettings {
                 return Err("compat.gsdlabs.access_ttl_secs must be positive".into());
             }
         }
+        let t = &self.timelapseme;
+        if t.enabled {
+            check_prefix("compat.timelapseme.prefix", &t.prefix)?;
+            if t.private_key_path.is_none() || t.public_key_path.is_none() {
+                return Err(
+                    "compat.timelapseme.private_key_path and public_key_path are required".into(),
+                );
+            }
+            if t.access_ttl_secs == 0 {
+                return Err("compat.timelapseme.access_ttl_secs must be positive".into());
+            }
+        }
         let j = &self.sails_jwt;
         if j.enabled {
             check_prefix("compat.sails_jwt.prefix", &j.prefix)?;
@@ -261,6 +310,23 @@ pub(crate) fn profile_service(
         audience.to_owned(),
         i64::try_from(settings.tokens.leeway_secs).unwrap_or(0),
     );
+    profile_service_with(
+        base,
+        Arc::new(issuer),
+        access_ttl_secs,
+        password_policy,
+        lockout,
+    )
+}
+
+/// [`profile_service`] with a ready token issuer.
+pub(crate) fn profile_service_with(
+    base: &AuthService,
+    issuer: Arc<dyn auth_core::jwt::TokenIssuer>,
+    access_ttl_secs: u64,
+    password_policy: PasswordPolicy,
+    lockout: Option<auth_core::guard::LockoutSettings>,
+) -> Arc<AuthService> {
     let mut rules = base.settings().clone();
     rules.sessions.access_ttl =
         chrono::Duration::seconds(i64::try_from(access_ttl_secs).unwrap_or(i64::MAX / 2));
@@ -268,7 +334,7 @@ pub(crate) fn profile_service(
     if let Some(lockout) = lockout {
         rules.guard.lockout = lockout;
     }
-    Arc::new(base.with_profile(Arc::new(issuer), rules))
+    Arc::new(base.with_profile(issuer, rules))
 }
 
 /// The enabled profiles, built once at start-up.
@@ -277,6 +343,7 @@ pub struct Profiles {
     nestjs: Option<web::Data<nestjs_boilerplate::Nestjs>>,
     gsdlabs: Option<web::Data<gsdlabs::Gsdlabs>>,
     sails: Option<web::Data<sails_jwt::Sails>>,
+    timelapseme: Option<web::Data<timelapseme::Timelapseme>>,
 }
 
 impl Profiles {
@@ -308,10 +375,20 @@ impl Profiles {
         } else {
             None
         };
+        let timelapseme = if c.timelapseme.enabled {
+            Some(web::Data::new(timelapseme::Timelapseme::build(
+                settings,
+                base,
+                &c.timelapseme,
+            )?))
+        } else {
+            None
+        };
         Ok(Self {
             nestjs,
             gsdlabs,
             sails,
+            timelapseme,
         })
     }
 
@@ -326,6 +403,9 @@ impl Profiles {
         }
         if let Some(j) = &self.sails {
             sails_jwt::configure(cfg, j);
+        }
+        if let Some(t) = &self.timelapseme {
+            timelapseme::configure(cfg, t);
         }
     }
 }
