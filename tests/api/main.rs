@@ -5,6 +5,7 @@
 mod compat_gsdlabs;
 mod compat_nestjs;
 mod compat_sails;
+mod compat_service_auth;
 mod compat_timelapseme;
 mod email;
 mod errors;

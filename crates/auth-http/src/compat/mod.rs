@@ -18,6 +18,7 @@ use crate::settings::Settings;
 pub mod gsdlabs;
 pub mod nestjs_boilerplate;
 pub mod sails_jwt;
+pub mod service_authentication;
 pub mod timelapseme;
 
 fn redact<S: serde::Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
@@ -39,6 +40,46 @@ pub struct CompatSettings {
     pub sails_jwt: SailsSettings,
     /// `[compat.timelapseme]`
     pub timelapseme: TimelapsemeSettings,
+    /// `[compat.service_authentication]`
+    pub service_authentication: ServiceAuthSettings,
+}
+
+/// `[compat.service_authentication]`: the API of service-authentication.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceAuthSettings {
+    /// Serve the profile.
+    pub enabled: bool,
+    /// Where its routes are mounted (`/` replaces the backend outright).
+    pub prefix: String,
+    /// The HS256 secret of its JWTs (at least 32 bytes).
+    #[serde(serialize_with = "redact")]
+    pub jwt_secret: Option<SecretString>,
+    /// Access token lifetime.
+    pub access_ttl_secs: u64,
+    /// The `aud` of its tokens.
+    pub audience: String,
+    /// The cookie that carries the JWT.
+    pub cookie_name: String,
+    /// The cookie that carries the refresh token.
+    pub refresh_cookie_name: String,
+    /// Mark the cookies `Secure` (turn off only for plain-HTTP development).
+    pub cookie_secure: bool,
+}
+
+impl Default for ServiceAuthSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            prefix: "/compat/service-authentication".into(),
+            jwt_secret: None,
+            access_ttl_secs: 900,
+            audience: "service-authentication".into(),
+            cookie_name: "jwt".into(),
+            refresh_cookie_name: "refresh_token".into(),
+            cookie_secure: true,
+        }
+    }
 }
 
 /// `[compat.timelapseme]`: the API of the TimeLapseMe authentication server.
@@ -240,6 +281,34 @@ impl CompatSettings {
                 return Err("compat.timelapseme.access_ttl_secs must be positive".into());
             }
         }
+        let a = &self.service_authentication;
+        if a.enabled {
+            check_prefix("compat.service_authentication.prefix", &a.prefix)?;
+            check_secret(
+                "compat.service_authentication.jwt_secret",
+                a.jwt_secret.as_ref(),
+            )?;
+            if a.access_ttl_secs == 0 {
+                return Err(
+                    "compat.service_authentication.access_ttl_secs must be positive".into(),
+                );
+            }
+            let token_char = |c: char| c.is_ascii_alphanumeric() || "-_".contains(c);
+            for (key, name) in [
+                ("compat.service_authentication.cookie_name", &a.cookie_name),
+                (
+                    "compat.service_authentication.refresh_cookie_name",
+                    &a.refresh_cookie_name,
+                ),
+            ] {
+                if name.is_empty() || !name.chars().all(token_char) {
+                    return Err(format!("{key} must be letters, digits, - or _"));
+                }
+            }
+            if a.cookie_name == a.refresh_cookie_name {
+                return Err("compat.service_authentication cookie names must differ".into());
+            }
+        }
         let j = &self.sails_jwt;
         if j.enabled {
             check_prefix("compat.sails_jwt.prefix", &j.prefix)?;
@@ -344,6 +413,7 @@ pub struct Profiles {
     gsdlabs: Option<web::Data<gsdlabs::Gsdlabs>>,
     sails: Option<web::Data<sails_jwt::Sails>>,
     timelapseme: Option<web::Data<timelapseme::Timelapseme>>,
+    service_auth: Option<web::Data<service_authentication::ServiceAuth>>,
 }
 
 impl Profiles {
@@ -384,11 +454,21 @@ impl Profiles {
         } else {
             None
         };
+        let service_auth = if c.service_authentication.enabled {
+            Some(web::Data::new(service_authentication::ServiceAuth::build(
+                settings,
+                base,
+                &c.service_authentication,
+            )?))
+        } else {
+            None
+        };
         Ok(Self {
             nestjs,
             gsdlabs,
             sails,
             timelapseme,
+            service_auth,
         })
     }
 
@@ -406,6 +486,9 @@ impl Profiles {
         }
         if let Some(t) = &self.timelapseme {
             timelapseme::configure(cfg, t);
+        }
+        if let Some(a) = &self.service_auth {
+            service_authentication::configure(cfg, a);
         }
     }
 }
