@@ -314,7 +314,27 @@ async fn nestjs_boilerplate_front_end_story(backend: Backend) {
         .await,
     )
     .await;
-    nest.login("ada@example.com", "n3wpass").await;
+    let last = nest.login("ada@example.com", "n3wpass").await;
+
+    // Delete the account: 204, its tokens die and it cannot sign in again.
+    let last_token = last["token"].as_str().unwrap();
+    let res = app
+        .client
+        .delete(nest.url("/api/v1/auth/me"))
+        .bearer_auth(last_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    unauthorized(nest.me(last_token).await).await;
+    unprocessable(
+        nest.post(
+            "/api/v1/auth/email/login",
+            &json!({"email": "ada@example.com", "password": "n3wpass"}),
+        )
+        .await,
+    )
+    .await;
 
     // Bad JSON is a 400 in the Nest shape.
     let res = app

@@ -880,4 +880,29 @@ impl AuthService {
         let user = self.session_user(&session).await?;
         self.issue(user, &session, presented.clone(), now)
     }
+
+    /// Delete the signed-in user's own account (its sessions, factors and identities go
+    /// with it), recorded in the audit trail as `user.deleted` by the user themself.
+    pub async fn delete_own_account(&self, caller: &Authenticated) -> AuthResult<()> {
+        let user = self.me(caller).await?;
+        let event = SecurityEvent {
+            kind: EventKind::UserDeleted,
+            at: self.ports.clock.now(),
+            user_id: Some(user.id),
+            session_id: Some(caller.session_id),
+            client: None,
+            detail: None,
+            actor: Some(user.id),
+        };
+        let row = crate::audit::AuditRecord::from_event(&event);
+        if !self.ports.operators.delete_user(user.id, &row).await? {
+            return Err(AuthError::InvalidToken("user no longer exists"));
+        }
+        self.ports
+            .lockouts
+            .clear(&crate::guard::lockout_identifier(&user.email))
+            .await?;
+        self.published(event).await;
+        Ok(())
+    }
 }

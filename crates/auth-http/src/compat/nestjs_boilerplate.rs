@@ -78,7 +78,8 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig, data: &web::Data<Nestjs>) 
         .service(
             at("/api/v1/auth/me")
                 .route(web::get().to(me))
-                .route(web::patch().to(update_me)),
+                .route(web::patch().to(update_me))
+                .route(web::delete().to(delete_me)),
         )
         .service(at("/api/v1/auth/refresh").route(web::post().to(refresh)))
         .service(at("/api/v1/auth/logout").route(web::post().to(logout)));
@@ -396,6 +397,16 @@ async fn logout(state: web::Data<Nestjs>, req: HttpRequest) -> Reply {
     state
         .auth
         .logout(&caller, LogoutScope::Session)
+        .await
+        .map_err(nest_error)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn delete_me(state: web::Data<Nestjs>, req: HttpRequest) -> Reply {
+    let caller = caller(&state, &req).await?;
+    state
+        .auth
+        .delete_own_account(&caller)
         .await
         .map_err(nest_error)?;
     Ok(HttpResponse::NoContent().finish())
