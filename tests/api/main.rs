@@ -2,6 +2,11 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod compat_gsdlabs;
+mod compat_nestjs;
+mod compat_sails;
+mod compat_service_auth;
+mod compat_timelapseme;
 mod conformance;
 mod cookies;
 mod email;

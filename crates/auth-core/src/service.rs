@@ -843,3 +843,66 @@ impl AuthService {
             .await
     }
 }
+
+impl AuthService {
+    /// The same stores and adapters under another token issuer and other rules: a
+    /// compatibility profile signs its own tokens and applies its own password rule,
+    /// lifetimes and lockout without changing the canonical service.
+    pub fn with_profile(&self, tokens: Arc<dyn TokenIssuer>, settings: AuthSettings) -> Self {
+        let mut ports = self.ports.clone();
+        ports.tokens = tokens;
+        Self { ports, settings }
+    }
+
+    /// A new access token for the session of a refresh token, without rotating it: for
+    /// compatibility profiles whose clients keep one refresh token for the whole session.
+    /// A rotated (or unknown) token is refused, as is a session that has ended.
+    pub async fn reissue_access_token(
+        &self,
+        presented: &SecretString,
+        client: &ClientInfo,
+    ) -> AuthResult<IssuedTokens> {
+        self.limit(crate::guard::LimitGroup::Refresh, client, None)
+            .await?;
+        let token = presented.expose_secret();
+        if !opaque::is_well_formed(token) {
+            return Err(AuthError::InvalidRefreshToken);
+        }
+        let record = self
+            .ports
+            .sessions
+            .refresh_token(&opaque::hash(token))
+            .await?
+            .filter(|r| r.rotated_at.is_none())
+            .ok_or(AuthError::InvalidRefreshToken)?;
+        let now = self.ports.clock.now();
+        let session = self.live_session(record.session_id, now).await?;
+        let user = self.session_user(&session).await?;
+        self.issue(user, &session, presented.clone(), now)
+    }
+
+    /// Delete the signed-in user's own account (its sessions, factors and identities go
+    /// with it), recorded in the audit trail as `user.deleted` by the user themself.
+    pub async fn delete_own_account(&self, caller: &Authenticated) -> AuthResult<()> {
+        let user = self.me(caller).await?;
+        let event = SecurityEvent {
+            kind: EventKind::UserDeleted,
+            at: self.ports.clock.now(),
+            user_id: Some(user.id),
+            session_id: Some(caller.session_id),
+            client: None,
+            detail: None,
+            actor: Some(user.id),
+        };
+        let row = crate::audit::AuditRecord::from_event(&event);
+        if !self.ports.operators.delete_user(user.id, &row).await? {
+            return Err(AuthError::InvalidToken("user no longer exists"));
+        }
+        self.ports
+            .lockouts
+            .clear(&crate::guard::lockout_identifier(&user.email))
+            .await?;
+        self.published(event).await;
+        Ok(())
+    }
+}

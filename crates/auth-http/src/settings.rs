@@ -100,6 +100,9 @@ pub struct Settings {
     pub passkeys: passkeys::PasskeySettingsFile,
     /// Text messages.
     pub sms: sms::SmsSettingsFile,
+    /// Drop-in compatibility profiles.
+    #[serde(default)]
+    pub compat: crate::compat::CompatSettings,
 }
 
 /// `[keys]`
@@ -893,6 +896,7 @@ impl Settings {
     /// Checks that serde cannot express.
     pub fn validate(&self) -> Result<(), String> {
         crate::providers::validate(self)?;
+        self.compat.validate()?;
         let url = self.server.public_url.as_str();
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/') {
             return Err("server.public_url must be an http(s) URL without a trailing slash".into());

@@ -646,6 +646,10 @@ fn http_server(
     let on_main_port = settings.metrics.enabled && settings.metrics.port == 0;
     let cookie_mode = CookieMode::new(settings);
     let cors = settings.cors.clone();
+    // Compatibility profiles: their own views of the same core service and stores.
+    let compat = Arc::new(
+        crate::compat::Profiles::build(settings, &state.auth).map_err(std::io::Error::other)?,
+    );
     let mut server = HttpServer::new(move || {
         let cookie_mode = cookie_mode.clone();
         let observed = metrics.clone();
@@ -655,6 +659,7 @@ fn http_server(
             .app_data(web::PayloadConfig::new(max_body))
             .app_data(metrics.clone())
             .app_data(access.clone())
+            .configure(|cfg| compat.configure(cfg))
             .configure(routes::docs::configure)
             .configure(routes::configure);
         let app = if on_main_port {
@@ -1133,7 +1138,13 @@ fn as_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerRespo
         .headers()
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if is_problem {
+    if is_problem
+        || res
+            .response()
+            .extensions()
+            .get::<crate::compat::ProfileBody>()
+            .is_some()
+    {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let problem = match res.status() {

@@ -1,0 +1,431 @@
+//! `service-authentication`: `/register`, `/login` with its `options` object and
+//! cookie-carried JWTs, `/token/refresh`, `/token/revoke`, `/password/forgot`,
+//! `/password/reset/:token`, `/email/verify`, `/email/verify/:token`, `/user`.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{COOKIE, SET_COOKIE};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use auth_core::AuthError;
+use auth_core::flows::SignupOutcome;
+use auth_core::jwt::KeySet;
+use auth_core::mfa::SignInOutcome;
+use auth_core::model::User;
+use auth_core::service::{AuthService, Authenticated, IssuedTokens, SignupRequest};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value, json};
+
+use super::{ServiceAuthSettings, fail, own_format, path, profile_service};
+use crate::extract::{bearer_token, client_info};
+use crate::problem::ApiError;
+use crate::settings::Settings;
+
+/// The profile's state.
+pub struct ServiceAuth {
+    auth: Arc<AuthService>,
+    prefix: String,
+    cookie: String,
+    refresh_cookie: String,
+    secure: bool,
+}
+
+impl ServiceAuth {
+    pub(super) fn build(
+        settings: &Settings,
+        base: &AuthService,
+        s: &ServiceAuthSettings,
+    ) -> Result<Self, String> {
+        let secret = s
+            .jwt_secret
+            .as_ref()
+            .ok_or("compat.service_authentication.jwt_secret is required")?;
+        let keys = KeySet::from_hs256_secret(secret.expose_secret().as_bytes())
+            .map_err(|e| format!("compat.service_authentication.jwt_secret: {e}"))?;
+        Ok(Self {
+            auth: profile_service(
+                base,
+                settings,
+                keys,
+                &s.audience,
+                s.access_ttl_secs,
+                settings.password_policy.clone(),
+                None,
+            ),
+            prefix: s.prefix.clone(),
+            cookie: s.cookie_name.clone(),
+            refresh_cookie: s.refresh_cookie_name.clone(),
+            secure: s.cookie_secure,
+        })
+    }
+
+    fn cookie_path(&self) -> String {
+        if self.prefix == "/" {
+            "/".into()
+        } else {
+            self.prefix.clone()
+        }
+    }
+
+    fn set_cookie(
+        &self,
+        res: &mut HttpResponseBuilder,
+        name: &str,
+        value: &str,
+        max_age: Option<i64>,
+    ) {
+        let mut cookie = format!(
+            "{name}={value}; Path={}; HttpOnly; SameSite=Lax",
+            self.cookie_path()
+        );
+        if self.secure {
+            cookie.push_str("; Secure");
+        }
+        if let Some(age) = max_age {
+            cookie.push_str(&format!("; Max-Age={age}"));
+        }
+        res.append_header((SET_COOKIE, cookie));
+    }
+
+    fn set_cookies(&self, res: &mut HttpResponseBuilder, t: &IssuedTokens) {
+        self.set_cookie(res, &self.cookie, &t.access_token, None);
+        self.set_cookie(
+            res,
+            &self.refresh_cookie,
+            t.refresh_token.expose_secret(),
+            None,
+        );
+    }
+
+    fn clear_cookies(&self, res: &mut HttpResponseBuilder) {
+        for name in [&self.cookie, &self.refresh_cookie] {
+            self.set_cookie(res, name, "", Some(0));
+        }
+    }
+}
+
+/// The value of the request cookie `name`.
+fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+type Reply = std::result::Result<HttpResponse, actix_web::Error>;
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig, data: &web::Data<ServiceAuth>) {
+    let at = |route: &str| web::resource(path(&data.prefix, route)).app_data(data.clone());
+    cfg.service(at("/register").route(web::post().to(register)))
+        .service(at("/login").route(web::post().to(login)))
+        .service(at("/token/refresh").route(web::get().to(refresh)))
+        .service(at("/token/revoke").route(web::get().to(revoke)))
+        .service(at("/password/forgot").route(web::post().to(forgot)))
+        .service(
+            at("/password/reset/{token}")
+                .route(web::get().to(reset_form))
+                .route(web::post().to(reset)),
+        )
+        .service(at("/email/verify").route(web::post().to(send_verification)))
+        .service(at("/email/verify/{token}").route(web::get().to(verify)))
+        .service(at("/user").route(web::get().to(user)));
+}
+
+fn error(status: StatusCode, message: &str) -> actix_web::Error {
+    fail(HttpResponse::build(status).json(json!({"error": message})))
+}
+
+fn service_error(e: AuthError) -> actix_web::Error {
+    match e {
+        AuthError::InvalidEmail(_) => error(StatusCode::BAD_REQUEST, "Invalid email"),
+        AuthError::WeakPassword(r) => error(StatusCode::BAD_REQUEST, &r.to_string()),
+        AuthError::InvalidField { field, reason } => {
+            error(StatusCode::BAD_REQUEST, &format!("{field} {reason}"))
+        }
+        AuthError::EmailTaken => error(StatusCode::CONFLICT, "Email already registered"),
+        AuthError::InvalidCredentials => {
+            error(StatusCode::UNAUTHORIZED, "Invalid email or password")
+        }
+        AuthError::InvalidRefreshToken | AuthError::InvalidToken(_) => {
+            error(StatusCode::UNAUTHORIZED, "Unauthorized")
+        }
+        AuthError::InvalidOneTimeToken => {
+            error(StatusCode::BAD_REQUEST, "Invalid or expired token")
+        }
+        AuthError::EmailNotVerified => error(StatusCode::FORBIDDEN, "Email not verified"),
+        AuthError::AccountLocked { .. } => error(StatusCode::FORBIDDEN, "Account locked"),
+        other => ApiError::from(other).into(),
+    }
+}
+
+fn body(
+    bytes: &[u8],
+    required: &[&str],
+) -> std::result::Result<Map<String, Value>, actix_web::Error> {
+    let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(bytes)
+            .map_err(|_| error(StatusCode::BAD_REQUEST, "The body must be a JSON object"))?
+    };
+    let Value::Object(map) = value else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "The body must be a JSON object",
+        ));
+    };
+    for field in required {
+        if map
+            .get(*field)
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                &format!("{field} is required"),
+            ));
+        }
+    }
+    Ok(map)
+}
+
+fn text(map: &Map<String, Value>, field: &str) -> Option<String> {
+    map.get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn option(map: &Map<String, Value>, name: &str, default: bool) -> bool {
+    map.get("options")
+        .and_then(|o| o.get(name))
+        .and_then(Value::as_bool)
+        .unwrap_or(default)
+}
+
+fn user_json(user: &User) -> Value {
+    json!({
+        "id": user.id.to_string(),
+        "email": user.email,
+        "name": user.name,
+        "email_verified": user.email_verified,
+        "roles": user.roles,
+    })
+}
+
+fn tokens_body(t: &IssuedTokens) -> Value {
+    json!({
+        "user": user_json(&t.user),
+        "token": t.access_token,
+        "refresh_token": t.refresh_token.expose_secret(),
+        "expires_in": t.expires_in,
+    })
+}
+
+async fn caller(
+    state: &ServiceAuth,
+    req: &HttpRequest,
+) -> std::result::Result<Authenticated, actix_web::Error> {
+    let token = bearer_token(req)
+        .map(str::to_owned)
+        .or_else(|| cookie(req, &state.cookie))
+        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "Unauthorized"))?;
+    state.auth.authenticate(&token).await.map_err(service_error)
+}
+
+/// A random password for an account registered without one (its owner sets theirs with
+/// the reset mail).
+fn random_password() -> SecretString {
+    SecretString::from(format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    ))
+}
+
+async fn register(state: web::Data<ServiceAuth>, req: HttpRequest, bytes: web::Bytes) -> Reply {
+    let map = body(&bytes, &["email"])?;
+    let email = text(&map, "email").unwrap_or_default();
+    let given = text(&map, "password");
+    let generated = given.is_none();
+    let request = SignupRequest {
+        email: email.clone(),
+        password: given.map_or_else(random_password, SecretString::from),
+        name: text(&map, "name"),
+        captcha_token: None,
+    };
+    let client = client_info(&req);
+    let outcome = state
+        .auth
+        .signup(request, client.clone())
+        .await
+        .map_err(service_error)?;
+    if generated && option(&map, "sendResetEmail", false) {
+        state
+            .auth
+            .forgot_password(&email, &client, None)
+            .await
+            .map_err(service_error)?;
+    }
+    match outcome {
+        SignupOutcome::SignedIn(t) => {
+            let mut res = HttpResponse::Created();
+            res.insert_header(crate::routes::auth::no_store());
+            if option(&map, "setCookie", false) {
+                state.set_cookies(&mut res, &t);
+            }
+            Ok(own_format(res.json(tokens_body(&t))))
+        }
+        SignupOutcome::VerificationSent => Ok(own_format(
+            HttpResponse::Accepted()
+                .json(json!({"message": "Check your email to verify the address"})),
+        )),
+    }
+}
+
+async fn login(state: web::Data<ServiceAuth>, req: HttpRequest, bytes: web::Bytes) -> Reply {
+    let map = body(&bytes, &["email", "password"])?;
+    let outcome = state
+        .auth
+        .login(
+            &text(&map, "email").unwrap_or_default(),
+            &SecretString::from(text(&map, "password").unwrap_or_default()),
+            client_info(&req),
+            None,
+        )
+        .await
+        .map_err(service_error)?;
+    let SignInOutcome::SignedIn(t) = outcome else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "This account signs in with a second factor",
+        ));
+    };
+    let mut res = HttpResponse::Ok();
+    res.insert_header(crate::routes::auth::no_store());
+    if option(&map, "setCookie", true) {
+        state.set_cookies(&mut res, &t);
+    }
+    Ok(own_format(res.json(tokens_body(&t))))
+}
+
+fn presented_refresh(state: &ServiceAuth, req: &HttpRequest) -> Option<String> {
+    cookie(req, &state.refresh_cookie).or_else(|| bearer_token(req).map(str::to_owned))
+}
+
+async fn refresh(state: web::Data<ServiceAuth>, req: HttpRequest) -> Reply {
+    let token = presented_refresh(&state, &req)
+        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "Unauthorized"))?;
+    let t = state
+        .auth
+        .refresh(&SecretString::from(token), &client_info(&req))
+        .await
+        .map_err(service_error)?;
+    let mut res = HttpResponse::Ok();
+    res.insert_header(crate::routes::auth::no_store());
+    if cookie(&req, &state.refresh_cookie).is_some() {
+        state.set_cookies(&mut res, &t);
+    }
+    Ok(own_format(res.json(tokens_body(&t))))
+}
+
+async fn revoke(state: web::Data<ServiceAuth>, req: HttpRequest) -> Reply {
+    if let Some(token) = presented_refresh(&state, &req) {
+        state
+            .auth
+            .revoke(&SecretString::from(token))
+            .await
+            .map_err(service_error)?;
+    }
+    if let Some(c) = cookie(&req, &state.cookie) {
+        state
+            .auth
+            .revoke(&SecretString::from(c))
+            .await
+            .map_err(service_error)?;
+    }
+    let mut res = HttpResponse::Ok();
+    state.clear_cookies(&mut res);
+    Ok(own_format(res.json(json!({"message": "Logged out"}))))
+}
+
+async fn forgot(state: web::Data<ServiceAuth>, req: HttpRequest, bytes: web::Bytes) -> Reply {
+    let map = body(&bytes, &["email"])?;
+    state
+        .auth
+        .forgot_password(
+            &text(&map, "email").unwrap_or_default(),
+            &client_info(&req),
+            None,
+        )
+        .await
+        .map_err(service_error)?;
+    Ok(own_format(HttpResponse::Ok().json(
+        json!({"message": "If the address has an account, a reset link is on its way"}),
+    )))
+}
+
+async fn reset_form(token: web::Path<String>) -> Reply {
+    // The link of the mail: the front end shows its form and posts here.
+    let valid = auth_core::opaque::is_well_formed(&token);
+    if !valid {
+        return Err(error(StatusCode::BAD_REQUEST, "Invalid or expired token"));
+    }
+    Ok(own_format(
+        HttpResponse::Ok().json(json!({"token": token.into_inner()})),
+    ))
+}
+
+async fn reset(
+    state: web::Data<ServiceAuth>,
+    req: HttpRequest,
+    token: web::Path<String>,
+    bytes: web::Bytes,
+) -> Reply {
+    let map = body(&bytes, &["password"])?;
+    state
+        .auth
+        .reset_password(
+            &SecretString::from(token.into_inner()),
+            &SecretString::from(text(&map, "password").unwrap_or_default()),
+            &client_info(&req),
+        )
+        .await
+        .map_err(service_error)?;
+    Ok(own_format(
+        HttpResponse::Ok().json(json!({"message": "Password updated"})),
+    ))
+}
+
+async fn send_verification(state: web::Data<ServiceAuth>, req: HttpRequest) -> Reply {
+    let caller = caller(&state, &req).await?;
+    state
+        .auth
+        .send_verification(&caller)
+        .await
+        .map_err(service_error)?;
+    Ok(own_format(
+        HttpResponse::Ok().json(json!({"message": "Verification email sent"})),
+    ))
+}
+
+async fn verify(state: web::Data<ServiceAuth>, token: web::Path<String>) -> Reply {
+    let user = state
+        .auth
+        .verify_email(&SecretString::from(token.into_inner()))
+        .await
+        .map_err(service_error)?;
+    Ok(own_format(HttpResponse::Ok().json(
+        json!({"message": "Email verified", "user": user_json(&user)}),
+    )))
+}
+
+async fn user(state: web::Data<ServiceAuth>, req: HttpRequest) -> Reply {
+    let caller = caller(&state, &req).await?;
+    let user = state.auth.me(&caller).await.map_err(service_error)?;
+    Ok(own_format(HttpResponse::Ok().json(user_json(&user))))
+}

@@ -1,0 +1,447 @@
+//! The `nestjs-boilerplate` profile: the boilerplate's front end story over HTTP, with
+//! mail read from a real SMTP server on loopback.
+
+use std::time::Duration;
+
+use auth_core::jwt::{JwtIssuer, KeySet, TokenIssuer as _};
+use auth_e2e::{Backend, PASSWORD, TestApp, TestAppBuilder, app, on_both_backends};
+use auth_notify::testing::{ReceivedMail, SmtpSink};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+
+on_both_backends!(
+    nestjs_boilerplate_front_end_story,
+    nestjs_boilerplate_users_are_shared_with_the_canonical_api,
+    nestjs_boilerplate_mounted_at_root,
+);
+
+const SECRET: &str = "nestjs-boilerplate-access-secret-0123456789abcdef";
+const PREFIX: &str = "/compat/nestjs-boilerplate";
+
+fn with_profile(backend: Backend, sink: &SmtpSink, prefix: &str) -> TestAppBuilder {
+    TestApp::builder(backend)
+        .var("AUTH__COMPAT__NESTJS_BOILERPLATE__ENABLED", "true")
+        .var("AUTH__COMPAT__NESTJS_BOILERPLATE__PREFIX", prefix)
+        .var("AUTH__COMPAT__NESTJS_BOILERPLATE__JWT_SECRET", SECRET)
+        .var("AUTH__COMPAT__NESTJS_BOILERPLATE__ACCESS_TTL_SECS", "600")
+        .var("AUTH__MAIL__TRANSPORT", "smtp")
+        .var("AUTH__MAIL__FROM", "Auth <auth@example.com>")
+        .var("AUTH__MAIL__SMTP__HOST", "127.0.0.1")
+        .var("AUTH__MAIL__SMTP__PORT", &sink.port().to_string())
+        .var("AUTH__MAIL__SMTP__TLS", "none")
+        .var("AUTH__OUTBOX__POLL_INTERVAL_MS", "50")
+        .var("AUTH__APP__URL", "https://app.example.com")
+}
+
+async fn mail_to(sink: &SmtpSink, to: &str, subject_has: &str) -> ReceivedMail {
+    let (want_to, want_subject) = (to.to_owned(), subject_has.to_lowercase());
+    sink.wait_for(
+        move |m| {
+            m.to.iter().any(|t| t == &want_to) && m.subject.to_lowercase().contains(&want_subject)
+        },
+        Duration::from_secs(15),
+    )
+    .await
+    .unwrap_or_else(|| panic!("no mail to {to} about {subject_has:?}"))
+}
+
+/// The token of the link to `path` in `mail` (what the boilerplate calls the `hash`).
+fn hash_in(mail: &ReceivedMail, path: &str) -> String {
+    let at = mail
+        .text_body
+        .find(&format!("https://app.example.com{path}?token="))
+        .unwrap_or_else(|| panic!("no {path} link in {:?}", mail.subject));
+    let rest = &mail.text_body[at..];
+    let start = rest.find("token=").unwrap() + "token=".len();
+    rest[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+struct Client<'a> {
+    app: &'a TestApp,
+    prefix: &'a str,
+}
+
+impl Client<'_> {
+    fn url(&self, route: &str) -> String {
+        if self.prefix == "/" {
+            self.app.url(route)
+        } else {
+            self.app.url(&format!("{}{route}", self.prefix))
+        }
+    }
+
+    async fn post(&self, route: &str, body: &Value) -> Response {
+        self.app
+            .client
+            .post(self.url(route))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn post_bearer(&self, route: &str, token: &str) -> Response {
+        self.app
+            .client
+            .post(self.url(route))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn me(&self, token: &str) -> Response {
+        self.app
+            .client
+            .get(self.url("/api/v1/auth/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn login(&self, email: &str, password: &str) -> Value {
+        let res = self
+            .post(
+                "/api/v1/auth/email/login",
+                &json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "login of {email}");
+        res.json().await.unwrap()
+    }
+}
+
+async fn unprocessable(res: Response) -> Value {
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], 422, "{body}");
+    assert!(body["errors"].is_object(), "{body}");
+    body["errors"].clone()
+}
+
+async fn unauthorized(res: Response) {
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body, json!({"statusCode": 401, "message": "Unauthorized"}));
+}
+
+async fn nestjs_boilerplate_front_end_story(backend: Backend) {
+    let sink = SmtpSink::start();
+    let app = app!(with_profile(backend, &sink, PREFIX), start);
+    let nest = Client {
+        app: &app,
+        prefix: PREFIX,
+    };
+
+    // Sign up: validation errors name the field.
+    let errors = unprocessable(
+        nest.post(
+            "/api/v1/auth/email/register",
+            &json!({"email": "ada@example.com", "password": "kq7w2z", "firstName": "Ada"}),
+        )
+        .await,
+    )
+    .await;
+    assert!(errors["lastName"].is_string(), "{errors}");
+    let errors = unprocessable(
+        nest.post(
+            "/api/v1/auth/email/register",
+            &json!({"email": "ada@example.com", "password": "kq7w", "firstName": "Ada", "lastName": "Lovelace"}),
+        )
+        .await,
+    )
+    .await;
+    assert!(errors["password"].is_string(), "{errors}");
+    let res = nest
+        .post(
+            "/api/v1/auth/email/register",
+            &json!({"email": "ada@example.com", "password": "kq7w2z", "firstName": "Ada", "lastName": "Lovelace"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(res.bytes().await.unwrap().is_empty());
+    let errors = unprocessable(
+        nest.post(
+            "/api/v1/auth/email/register",
+            &json!({"email": "ada@example.com", "password": "kq7w2z", "firstName": "Ada", "lastName": "Lovelace"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(errors, json!({"email": "emailAlreadyExists"}));
+
+    // Confirm the address with the hash of the mail.
+    let mail = mail_to(&sink, "ada@example.com", "confirm").await;
+    let hash = hash_in(&mail, "/verify-email");
+    let res = nest
+        .post("/api/v1/auth/email/confirm", &json!({"hash": hash}))
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let errors = unprocessable(
+        nest.post("/api/v1/auth/email/confirm", &json!({"hash": hash}))
+            .await,
+    )
+    .await;
+    assert_eq!(errors, json!({"hash": "invalidHash"}));
+
+    // Sign in: token, refreshToken, tokenExpires in milliseconds, the user entity.
+    let errors = unprocessable(
+        nest.post(
+            "/api/v1/auth/email/login",
+            &json!({"email": "ada@example.com", "password": "wrong1"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(errors, json!({"password": "incorrectPassword"}));
+    let before = chrono::Utc::now().timestamp_millis();
+    let login = nest.login("ada@example.com", "kq7w2z").await;
+    let token = login["token"].as_str().unwrap().to_owned();
+    let refresh = login["refreshToken"].as_str().unwrap().to_owned();
+    let expires = login["tokenExpires"].as_i64().unwrap();
+    assert!(
+        expires >= before + 590_000 && expires <= chrono::Utc::now().timestamp_millis() + 600_000,
+        "tokenExpires {expires}"
+    );
+    let user = &login["user"];
+    assert_eq!(user["email"], "ada@example.com");
+    assert_eq!(user["firstName"], "Ada");
+    assert_eq!(user["lastName"], "Lovelace");
+    assert_eq!(user["provider"], "email");
+    assert_eq!(user["status"], json!({"id": 1, "name": "Active"}));
+    assert!(user["id"].is_string() && user["createdAt"].is_string());
+
+    // The access token is HS256 under AUTH_JWT_SECRET.
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::HS256);
+    let issuer = JwtIssuer::new(
+        KeySet::from_hs256_secret(SECRET.as_bytes()).unwrap(),
+        "http://auth.test",
+        "nestjs-boilerplate",
+        0,
+    );
+    let claims = issuer.verify(&token, chrono::Utc::now()).unwrap();
+    assert_eq!(claims.sub, user["id"].as_str().unwrap());
+
+    // Requests with the token.
+    let res = nest.me(&token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let me: Value = res.json().await.unwrap();
+    assert_eq!(me["email"], "ada@example.com");
+    unauthorized(
+        app.client
+            .get(nest.url("/api/v1/auth/me"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let res = app
+        .client
+        .patch(nest.url("/api/v1/auth/me"))
+        .bearer_auth(&token)
+        .json(&json!({"firstName": "Augusta"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let me: Value = res.json().await.unwrap();
+    assert_eq!(me["firstName"], "Augusta");
+    assert_eq!(me["lastName"], "Lovelace");
+
+    // Refresh with the refresh token as bearer: a new token and refresh token.
+    let res = nest.post_bearer("/api/v1/auth/refresh", &refresh).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let refreshed: Value = res.json().await.unwrap();
+    let keys: Vec<&String> = refreshed.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["refreshToken", "token", "tokenExpires"]);
+    let token2 = refreshed["token"].as_str().unwrap().to_owned();
+    assert_ne!(refreshed["refreshToken"], refresh.as_str());
+    unauthorized(
+        nest.post_bearer("/api/v1/auth/refresh", "not-a-token")
+            .await,
+    )
+    .await;
+    assert_eq!(nest.me(&token2).await.status(), StatusCode::OK);
+
+    // Log out: the session ends.
+    let res = nest.post_bearer("/api/v1/auth/logout", &token2).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    unauthorized(nest.me(&token2).await).await;
+    unauthorized(
+        nest.post_bearer(
+            "/api/v1/auth/refresh",
+            refreshed["refreshToken"].as_str().unwrap(),
+        )
+        .await,
+    )
+    .await;
+
+    // Forgotten password: 204 for any address, the hash of the mail resets it.
+    for email in ["ada@example.com", "nobody@example.com"] {
+        let res = nest
+            .post("/api/v1/auth/forgot/password", &json!({"email": email}))
+            .await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    }
+    let mail = mail_to(&sink, "ada@example.com", "reset").await;
+    let hash = hash_in(&mail, "/reset-password");
+    let errors = unprocessable(
+        nest.post(
+            "/api/v1/auth/reset/password",
+            &json!({"password": "n3wpass", "hash": "bogus"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(errors, json!({"hash": "invalidHash"}));
+    let res = nest
+        .post(
+            "/api/v1/auth/reset/password",
+            &json!({"password": "n3wpass", "hash": hash}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    unprocessable(
+        nest.post(
+            "/api/v1/auth/email/login",
+            &json!({"email": "ada@example.com", "password": "kq7w2z"}),
+        )
+        .await,
+    )
+    .await;
+    let last = nest.login("ada@example.com", "n3wpass").await;
+
+    // Delete the account: 204, its tokens die and it cannot sign in again.
+    let last_token = last["token"].as_str().unwrap();
+    let res = app
+        .client
+        .delete(nest.url("/api/v1/auth/me"))
+        .bearer_auth(last_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    unauthorized(nest.me(last_token).await).await;
+    unprocessable(
+        nest.post(
+            "/api/v1/auth/email/login",
+            &json!({"email": "ada@example.com", "password": "n3wpass"}),
+        )
+        .await,
+    )
+    .await;
+
+    // Bad JSON is a 400 in the Nest shape.
+    let res = app
+        .client
+        .post(nest.url("/api/v1/auth/email/login"))
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["statusCode"], 400);
+}
+
+async fn nestjs_boilerplate_users_are_shared_with_the_canonical_api(backend: Backend) {
+    let sink = SmtpSink::start();
+    let app = app!(with_profile(backend, &sink, PREFIX), start);
+    let nest = Client {
+        app: &app,
+        prefix: PREFIX,
+    };
+
+    // Created through the profile, signs in through the canonical API.
+    let res = nest
+        .post(
+            "/api/v1/auth/email/register",
+            &json!({"email": "ada@example.com", "password": PASSWORD, "firstName": "Ada", "lastName": "Lovelace"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let canonical = app.login("ada@example.com").await;
+    let res = app
+        .get_auth("/api/v1/me", canonical["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let me: Value = res.json().await.unwrap();
+    assert_eq!(me["name"], "Ada Lovelace");
+
+    // Created through the canonical API, signs in through the profile.
+    app.signup("grace@example.com").await;
+    let login = nest.login("grace@example.com", PASSWORD).await;
+    assert_eq!(login["user"]["email"], "grace@example.com");
+
+    // Each API accepts only its own access tokens.
+    let nest_token = login["token"].as_str().unwrap();
+    let res = app.get_auth("/api/v1/me", nest_token).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    unauthorized(nest.me(canonical["access_token"].as_str().unwrap()).await).await;
+
+    // The profile's password rule (6 characters) does not weaken the canonical one.
+    let res = app
+        .post(
+            "/api/v1/auth/signup",
+            &json!({"email": "short@example.com", "password": "kq7w2z"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = nest
+        .post(
+            "/api/v1/auth/email/register",
+            &json!({"email": "short@example.com", "password": "kq7w2z", "firstName": "S", "lastName": "T"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+}
+
+async fn nestjs_boilerplate_mounted_at_root(backend: Backend) {
+    let sink = SmtpSink::start();
+    let app = app!(with_profile(backend, &sink, "/"), start);
+    let nest = Client {
+        app: &app,
+        prefix: "/",
+    };
+    let res = nest
+        .post(
+            "/api/v1/auth/email/register",
+            &json!({"email": "ada@example.com", "password": PASSWORD, "firstName": "Ada", "lastName": "Lovelace"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let login = nest.login("ada@example.com", PASSWORD).await;
+    assert_eq!(
+        nest.me(login["token"].as_str().unwrap()).await.status(),
+        StatusCode::OK
+    );
+    // Where the boilerplate's paths clash with canonical ones, the profile answers.
+    let res = nest
+        .post_bearer(
+            "/api/v1/auth/refresh",
+            login["refreshToken"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let refreshed: Value = res.json().await.unwrap();
+    assert!(refreshed["tokenExpires"].is_i64());
+    // Elsewhere the canonical API still works.
+    let canonical = app.login("ada@example.com").await;
+    let res = app
+        .get_auth("/api/v1/me", canonical["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app
+        .client
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+}
