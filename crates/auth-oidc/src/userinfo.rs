@@ -196,38 +196,46 @@ impl Github {
     }
 }
 
-#[async_trait]
-impl IdentityProvider for Github {
-    async fn verify(
-        &self,
-        credential: &ProviderCredential,
-    ) -> Result<ExternalIdentity, ProviderError> {
-        let (token, _) = access_token(credential)?;
-        self.user(token.expose_secret()).await
-    }
+/// The [`IdentityProvider`] of an OAuth2 provider known by its user API: the access token
+/// (from the app, or from the code exchange) is checked by fetching the user with it.
+macro_rules! user_api_provider {
+    ($provider:ty) => {
+        #[async_trait]
+        impl IdentityProvider for $provider {
+            async fn verify(
+                &self,
+                credential: &ProviderCredential,
+            ) -> Result<ExternalIdentity, ProviderError> {
+                let (token, _) = access_token(credential)?;
+                self.user(token.expose_secret()).await
+            }
 
-    async fn authorization_url(
-        &self,
-        request: &AuthorizationRequest,
-    ) -> Result<String, ProviderError> {
-        authorization_url(&self.config, &self.endpoints, request)
-    }
+            async fn authorization_url(
+                &self,
+                request: &AuthorizationRequest,
+            ) -> Result<String, ProviderError> {
+                authorization_url(&self.config, &self.endpoints, request)
+            }
 
-    async fn exchange_code(
-        &self,
-        exchange: &CodeExchange,
-    ) -> Result<ExternalIdentity, ProviderError> {
-        let token = exchange_for_access_token(
-            &self.http,
-            &self.config,
-            &self.endpoints.token,
-            exchange,
-            false,
-        )
-        .await?;
-        self.user(token.expose_secret()).await
-    }
+            async fn exchange_code(
+                &self,
+                exchange: &CodeExchange,
+            ) -> Result<ExternalIdentity, ProviderError> {
+                let token = exchange_for_access_token(
+                    &self.http,
+                    &self.config,
+                    &self.endpoints.token,
+                    exchange,
+                    false,
+                )
+                .await?;
+                self.user(token.expose_secret()).await
+            }
+        }
+    };
 }
+
+user_api_provider!(Github);
 
 // ---- Facebook --------------------------------------------------------------------------
 
@@ -358,38 +366,7 @@ impl Facebook {
     }
 }
 
-#[async_trait]
-impl IdentityProvider for Facebook {
-    async fn verify(
-        &self,
-        credential: &ProviderCredential,
-    ) -> Result<ExternalIdentity, ProviderError> {
-        let (token, _) = access_token(credential)?;
-        self.user(token.expose_secret()).await
-    }
-
-    async fn authorization_url(
-        &self,
-        request: &AuthorizationRequest,
-    ) -> Result<String, ProviderError> {
-        authorization_url(&self.config, &self.endpoints, request)
-    }
-
-    async fn exchange_code(
-        &self,
-        exchange: &CodeExchange,
-    ) -> Result<ExternalIdentity, ProviderError> {
-        let token = exchange_for_access_token(
-            &self.http,
-            &self.config,
-            &self.endpoints.token,
-            exchange,
-            false,
-        )
-        .await?;
-        self.user(token.expose_secret()).await
-    }
-}
+user_api_provider!(Facebook);
 
 // ---- X / Twitter -----------------------------------------------------------------------
 
