@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 
 on_both_backends!(service_authentication_client_story);
 
-const SECRET: &str = "service-authentication-jwt-secret-0123456789ab";
-const PREFIX: &str = "/compat/service-authentication";
+pub(crate) const SECRET: &str = "service-authentication-jwt-secret-0123456789ab";
+pub(crate) const PREFIX: &str = "/compat/service-authentication";
 
-fn with_profile(backend: Backend, sink: &SmtpSink) -> TestAppBuilder {
+pub(crate) fn with_profile(backend: Backend, sink: &SmtpSink) -> TestAppBuilder {
     TestApp::builder(backend)
         .var("AUTH__COMPAT__SERVICE_AUTHENTICATION__ENABLED", "true")
         .var("AUTH__COMPAT__SERVICE_AUTHENTICATION__JWT_SECRET", SECRET)
@@ -26,7 +26,7 @@ fn with_profile(backend: Backend, sink: &SmtpSink) -> TestAppBuilder {
         .var("AUTH__APP__URL", "https://app.example.com")
 }
 
-async fn link_token(sink: &SmtpSink, to: &str, subject: &str, path: &str) -> String {
+pub(crate) async fn link_token(sink: &SmtpSink, to: &str, subject: &str, path: &str) -> String {
     let (want, subject) = (to.to_owned(), subject.to_owned());
     let mail: ReceivedMail = sink
         .wait_for(
@@ -44,7 +44,7 @@ async fn link_token(sink: &SmtpSink, to: &str, subject: &str, path: &str) -> Str
 }
 
 /// `name=value` of the `Set-Cookie` headers.
-fn set_cookies(res: &Response) -> Vec<String> {
+pub(crate) fn set_cookies(res: &Response) -> Vec<String> {
     res.headers()
         .get_all("set-cookie")
         .iter()
@@ -52,7 +52,7 @@ fn set_cookies(res: &Response) -> Vec<String> {
         .collect()
 }
 
-fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
+pub(crate) fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
     cookies.iter().find_map(|c| {
         let first = c.split(';').next().unwrap();
         let (k, v) = first.split_once('=')?;

@@ -165,6 +165,17 @@ impl SocialService {
         }
     }
 
+    /// The same providers and records over another view of the core (a compatibility
+    /// profile's [`AuthService::with_profile`]): sessions it opens carry that view's tokens.
+    pub fn for_profile(&self, auth: Arc<AuthService>) -> Self {
+        Self {
+            auth,
+            identities: self.identities.clone(),
+            providers: self.providers.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+
     fn provider(&self, id: &str) -> AuthResult<&ProviderEntry> {
         self.providers.get(id).ok_or(AuthError::UnknownProvider)
     }

@@ -648,7 +648,8 @@ fn http_server(
     let cors = settings.cors.clone();
     // Compatibility profiles: their own views of the same core service and stores.
     let compat = Arc::new(
-        crate::compat::Profiles::build(settings, &state.auth).map_err(std::io::Error::other)?,
+        crate::compat::Profiles::build(settings, &state.auth, &state.social)
+            .map_err(std::io::Error::other)?,
     );
     let mut server = HttpServer::new(move || {
         let cookie_mode = cookie_mode.clone();

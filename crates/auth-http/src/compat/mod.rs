@@ -10,6 +10,7 @@ use actix_web::web;
 use auth_core::jwt::{JwtIssuer, KeySet};
 use auth_core::password::PasswordPolicy;
 use auth_core::service::AuthService;
+use auth_core::social::SocialService;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -418,12 +419,17 @@ pub struct Profiles {
 
 impl Profiles {
     /// Build every enabled profile over the canonical service's stores.
-    pub fn build(settings: &Settings, base: &AuthService) -> Result<Self, String> {
+    pub fn build(
+        settings: &Settings,
+        base: &AuthService,
+        social: &SocialService,
+    ) -> Result<Self, String> {
         let c = &settings.compat;
         let nestjs = if c.nestjs_boilerplate.enabled {
             Some(web::Data::new(nestjs_boilerplate::Nestjs::build(
                 settings,
                 base,
+                social,
                 &c.nestjs_boilerplate,
             )?))
         } else {
@@ -449,6 +455,7 @@ impl Profiles {
             Some(web::Data::new(timelapseme::Timelapseme::build(
                 settings,
                 base,
+                social,
                 &c.timelapseme,
             )?))
         } else {
@@ -458,6 +465,7 @@ impl Profiles {
             Some(web::Data::new(service_authentication::ServiceAuth::build(
                 settings,
                 base,
+                social,
                 &c.service_authentication,
             )?))
         } else {

@@ -30,6 +30,7 @@ impl Nestjs {
     pub(super) fn build(
         settings: &Settings,
         base: &AuthService,
+        _social: &auth_core::social::SocialService,
         s: &NestjsSettings,
     ) -> Result<Self, String> {
         let secret = s

@@ -70,6 +70,7 @@ impl Timelapseme {
     pub(super) fn build(
         settings: &Settings,
         base: &AuthService,
+        _social: &auth_core::social::SocialService,
         s: &TimelapsemeSettings,
     ) -> Result<Self, String> {
         let read = |p: &Option<std::path::PathBuf>, key: &str| -> Result<Vec<u8>, String> {

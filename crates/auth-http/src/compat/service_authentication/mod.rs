@@ -17,6 +17,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 
 use super::{ServiceAuthSettings, fail, own_format, path, profile_service};
+
+mod accounts;
+mod factors;
+mod social;
 use crate::extract::{bearer_token, client_info};
 use crate::problem::ApiError;
 use crate::settings::Settings;
@@ -34,6 +38,7 @@ impl ServiceAuth {
     pub(super) fn build(
         settings: &Settings,
         base: &AuthService,
+        _social: &auth_core::social::SocialService,
         s: &ServiceAuthSettings,
     ) -> Result<Self, String> {
         let secret = s
@@ -133,6 +138,9 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig, data: &web::Data<ServiceAu
         .service(at("/email/verify").route(web::post().to(send_verification)))
         .service(at("/email/verify/{token}").route(web::get().to(verify)))
         .service(at("/user").route(web::get().to(user)));
+    social::configure(cfg, data);
+    accounts::configure(cfg, data);
+    factors::configure(cfg, data);
 }
 
 fn error(status: StatusCode, message: &str) -> actix_web::Error {
@@ -299,18 +307,33 @@ async fn login(state: web::Data<ServiceAuth>, req: HttpRequest, bytes: web::Byte
         )
         .await
         .map_err(service_error)?;
-    let SignInOutcome::SignedIn(t) = outcome else {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "This account signs in with a second factor",
-        ));
-    };
+    Ok(sign_in_reply(
+        &state,
+        outcome,
+        option(&map, "setCookie", true),
+    ))
+}
+
+/// The answer to a finished first factor: the tokens (and the cookies when `set_cookie`),
+/// or, for an account with a second factor, `{mfa_required, mfa_token, factors,
+/// expires_at}` as the canonical API gives it (no cookie until the second factor).
+fn sign_in_reply(state: &ServiceAuth, outcome: SignInOutcome, set_cookie: bool) -> HttpResponse {
     let mut res = HttpResponse::Ok();
     res.insert_header(crate::routes::auth::no_store());
-    if option(&map, "setCookie", true) {
-        state.set_cookies(&mut res, &t);
+    match outcome {
+        SignInOutcome::SignedIn(t) => {
+            if set_cookie {
+                state.set_cookies(&mut res, &t);
+            }
+            own_format(res.json(tokens_body(&t)))
+        }
+        SignInOutcome::MfaRequired(m) => own_format(res.json(json!({
+            "mfa_required": true,
+            "mfa_token": m.mfa_token.expose_secret(),
+            "factors": m.factors,
+            "expires_at": m.expires_at.timestamp(),
+        }))),
     }
-    Ok(own_format(res.json(tokens_body(&t))))
 }
 
 fn presented_refresh(state: &ServiceAuth, req: &HttpRequest) -> Option<String> {

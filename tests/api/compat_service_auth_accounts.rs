@@ -1,0 +1,1 @@
+//! The `service-authentication` profile: users, webhooks and the audit log.

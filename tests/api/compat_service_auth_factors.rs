@@ -1,0 +1,1 @@
+//! The `service-authentication` profile: second factors (`/mfa/*`, `/otp/*`, `/authenticator/*`).

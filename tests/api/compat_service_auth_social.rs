@@ -1,0 +1,1 @@
+//! The `service-authentication` profile: OAuth sign-in and magic links.
