@@ -10,6 +10,7 @@ on_both_backends!(
     gsdlabs_client_story,
     gsdlabs_users_are_shared_with_the_canonical_api,
     gsdlabs_mounted_at_root,
+    gsdlabs_refuses_an_account_with_a_second_factor,
 );
 
 const SECRET: &str = "gsdlabs-challenge-access-token-secret-0123456789";
@@ -320,6 +321,32 @@ async fn gsdlabs_users_are_shared_with_the_canonical_api(backend: Backend) {
     // Tokens do not cross.
     let res = app.get_auth("/api/v1/me", &jwt).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn gsdlabs_refuses_an_account_with_a_second_factor(backend: Backend) {
+    let app = app!(with_profile(backend, PREFIX), start);
+    let gsd = Client {
+        app: &app,
+        prefix: PREFIX,
+    };
+    let t = app.signup("ada@example.com").await;
+    let token = t["access_token"].as_str().unwrap();
+    crate::mfa::enrol_totp(&app, token).await;
+    let res = gsd
+        .form(
+            "/access-tokens",
+            None,
+            &[("email", "ada@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"statusCode": 403, "error": "Forbidden", "message": "This account signs in with a second factor"})
+    );
+    // No session was opened: only the sign-up's.
+    assert_eq!(crate::mfa::session_count(&app, token).await, 1);
 }
 
 async fn gsdlabs_mounted_at_root(backend: Backend) {

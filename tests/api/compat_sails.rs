@@ -12,6 +12,7 @@ on_both_backends!(
     sails_jwt_client_story,
     sails_jwt_locks_after_five_failures,
     sails_jwt_users_are_shared_with_the_canonical_api,
+    sails_jwt_refuses_an_account_with_a_second_factor,
 );
 
 const SECRET: &str = "sails-jwt-example-secret-0123456789abcdefghij";
@@ -289,4 +290,27 @@ async fn sails_jwt_users_are_shared_with_the_canonical_api(backend: Backend) {
         app.get_auth("/api/v1/me", &t).await.status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+async fn sails_jwt_refuses_an_account_with_a_second_factor(backend: Backend) {
+    let sink = SmtpSink::start();
+    let app = app!(with_profile(backend, &sink), start);
+    let t = app.signup("ada@example.com").await;
+    let token = t["access_token"].as_str().unwrap();
+    crate::mfa::enrol_totp(&app, token).await;
+    let res = post(
+        &app,
+        "/user/login",
+        None,
+        &json!({"email": "ada@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"message": "This account signs in with a second factor"})
+    );
+    // No session was opened: only the sign-up's.
+    assert_eq!(crate::mfa::session_count(&app, token).await, 1);
 }

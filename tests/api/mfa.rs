@@ -34,10 +34,17 @@ fn bearer(t: &Value) -> &str {
 /// Sign up, enrol and activate TOTP; returns (signup tokens, secret, recovery codes).
 async fn enrolled(app: &TestApp) -> (Value, Vec<u8>, Vec<String>) {
     let t = app.signup(EMAIL).await;
+    let (secret, codes) = enrol_totp(app, bearer(&t)).await;
+    (t, secret, codes)
+}
+
+/// Enrol and activate TOTP for the holder of a canonical access token through the
+/// canonical API; returns (secret, recovery codes).
+pub(crate) async fn enrol_totp(app: &TestApp, access_token: &str) -> (Vec<u8>, Vec<String>) {
     let res = app
         .post_auth(
             "/api/v1/auth/mfa/totp/enroll",
-            bearer(&t),
+            access_token,
             &json!({"label": "phone"}),
         )
         .await;
@@ -47,7 +54,7 @@ async fn enrolled(app: &TestApp) -> (Value, Vec<u8>, Vec<String>) {
     let res = app
         .post_auth(
             "/api/v1/auth/mfa/totp/activate",
-            bearer(&t),
+            access_token,
             &json!({"factor_id": e["factor_id"], "code": totp_code(&secret, step())}),
         )
         .await;
@@ -59,7 +66,7 @@ async fn enrolled(app: &TestApp) -> (Value, Vec<u8>, Vec<String>) {
         .iter()
         .map(|c| c.as_str().unwrap().to_owned())
         .collect();
-    (t, secret, codes)
+    (secret, codes)
 }
 
 async fn login_mfa(app: &TestApp) -> String {
@@ -368,4 +375,12 @@ async fn removing_a_factor_needs_a_current_code(backend: Backend) {
         .await
         .unwrap();
     problem(res, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+/// How many live sessions the holder of a canonical access token has.
+pub(crate) async fn session_count(app: &TestApp, access_token: &str) -> usize {
+    let res = app.get_auth("/api/v1/me/sessions", access_token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let sessions: Value = res.json().await.unwrap();
+    sessions.as_array().unwrap().len()
 }
