@@ -7,10 +7,12 @@
 //! one transaction.
 
 use std::collections::HashSet;
+use std::fmt;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use secrecy::SecretString;
+use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -247,6 +249,39 @@ pub struct NewAccount {
     pub roles: Vec<String>,
 }
 
+/// An account brought from another backend (`users import`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportedAccount {
+    /// Email address.
+    pub email: String,
+    /// The other backend's password hash (bcrypt or Argon2); none for an account that
+    /// signs in by link, code or provider.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Whether the other backend had proven the address.
+    #[serde(default)]
+    pub email_verified: bool,
+    /// Roles (each must exist); the configured default roles when empty.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl fmt::Debug for ImportedAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImportedAccount")
+            .field("email", &self.email)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "[redacted]"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
 /// A new role, or the new state of one.
 #[derive(Debug, Clone)]
 pub struct RoleInput {
@@ -421,13 +456,39 @@ impl AuthService {
     ) -> AuthResult<User> {
         let email = Email::parse(&account.email).map_err(AuthError::InvalidEmail)?;
         let name = normalise_name(account.name)?;
-        // Roles an administrator names must exist; the configured defaults are given as
-        // sign-up gives them.
-        self.known_roles(&account.roles).await?;
-        let mut roles = if account.roles.is_empty() {
+        let roles = self.account_roles(account.roles, extra_roles).await?;
+        let password_hash = match &account.password {
+            Some(p) => {
+                self.check_new_password(p, Some(&email)).await?;
+                Some(self.ports.hasher.hash(p).await?)
+            }
+            None => None,
+        };
+        let by = if operator.is_some() { "admin" } else { "cli" };
+        let new_user = NewUser {
+            id: UserId::new(),
+            email,
+            name,
+            password_hash,
+            email_verified: account.email_verified,
+            roles,
+            created_at: self.ports.clock.now(),
+        };
+        self.insert_account(operator, new_user, by).await
+    }
+
+    /// The roles of a new account: those named (each must exist), else the configured
+    /// defaults as sign-up gives them; plus `extra_roles`, without repeats.
+    async fn account_roles(
+        &self,
+        named: Vec<String>,
+        extra_roles: &[&str],
+    ) -> AuthResult<Vec<String>> {
+        self.known_roles(&named).await?;
+        let mut roles = if named.is_empty() {
             self.settings.default_roles.clone()
         } else {
-            account.roles
+            named
         };
         for r in extra_roles {
             if !roles.iter().any(|x| x == r) {
@@ -436,24 +497,17 @@ impl AuthService {
         }
         let mut unique = HashSet::new();
         roles.retain(|r| unique.insert(r.clone()));
-        let password_hash = match &account.password {
-            Some(p) => {
-                self.check_new_password(p, Some(&email)).await?;
-                Some(self.ports.hasher.hash(p).await?)
-            }
-            None => None,
-        };
-        let now = self.ports.clock.now();
-        let new_user = NewUser {
-            id: UserId::new(),
-            email,
-            name,
-            password_hash,
-            email_verified: account.email_verified,
-            roles,
-            created_at: now,
-        };
-        let detail = json!({ "roles": new_user.roles, "by": if operator.is_some() { "admin" } else { "cli" } });
+        Ok(roles)
+    }
+
+    /// Insert a new account with its `user_created` audit row in one transaction.
+    async fn insert_account(
+        &self,
+        operator: Option<&Operator>,
+        new_user: NewUser,
+        by: &str,
+    ) -> AuthResult<User> {
+        let detail = json!({ "roles": new_user.roles, "by": by });
         let (row, event) = self.admin_event(
             operator,
             EventKind::UserCreated,
@@ -468,6 +522,29 @@ impl AuthService {
             .await?;
         self.published(event).await;
         Ok(user)
+    }
+
+    /// Bring over an account from another backend with its password hash (the
+    /// `users import` command): bcrypt or Argon2 hashes are kept as they are and replaced
+    /// by an Argon2id hash at the first password sign-in. Not reachable over HTTP.
+    pub async fn import_account(&self, account: ImportedAccount) -> AuthResult<User> {
+        let email = Email::parse(&account.email).map_err(AuthError::InvalidEmail)?;
+        let name = normalise_name(account.name)?;
+        if let Some(hash) = &account.password_hash {
+            crate::password::check_imported_hash(hash)
+                .map_err(|reason| AuthError::InvalidRequest(format!("password_hash {reason}")))?;
+        }
+        let roles = self.account_roles(account.roles, &[]).await?;
+        let new_user = NewUser {
+            id: UserId::new(),
+            email,
+            name,
+            password_hash: account.password_hash,
+            email_verified: account.email_verified,
+            roles,
+            created_at: self.ports.clock.now(),
+        };
+        self.insert_account(None, new_user, "import").await
     }
 
     /// Create an administrator (the `users create-admin` command): a verified account

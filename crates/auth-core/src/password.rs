@@ -389,12 +389,58 @@ fn hash_in(
     Ok(phc.to_string())
 }
 
+/// A bcrypt hash (`$2a$`, `$2b$`, `$2x$` or `$2y$`), as other backends store them.
+fn is_bcrypt(stored: &str) -> bool {
+    ["$2a$", "$2b$", "$2x$", "$2y$"]
+        .iter()
+        .any(|prefix| stored.starts_with(prefix))
+}
+
+/// Check that a password hash brought from another backend is one this server verifies:
+/// an Argon2 PHC string or a bcrypt hash. Such hashes are replaced by an Argon2id hash
+/// with the current parameters at the account's first password sign-in.
+pub fn check_imported_hash(stored: &str) -> Result<(), String> {
+    if is_bcrypt(stored) {
+        // `$2b$10$` + 22 characters of salt + 31 of hash.
+        let cost = stored.get(4..6).and_then(|c| c.parse::<u32>().ok());
+        let well_formed = stored.len() == 60
+            && stored.as_bytes()[6] == b'$'
+            && cost.is_some_and(|c| (4..=31).contains(&c))
+            && stored[7..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '/');
+        return if well_formed {
+            Ok(())
+        } else {
+            Err("is not a well-formed bcrypt hash".into())
+        };
+    }
+    let parsed = PasswordHash::new(stored)
+        .map_err(|_| "is neither a bcrypt hash nor an Argon2 PHC string".to_owned())?;
+    Algorithm::try_from(parsed.algorithm)
+        .map_err(|_| "names an unsupported algorithm".to_owned())?;
+    Params::try_from(&parsed).map_err(|e| format!("has bad Argon2 parameters: {e}"))?;
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err("has no salt or no hash".into());
+    }
+    Ok(())
+}
+
 fn verify_with(
     argon2: &Argon2<'_>,
     memory: &mut [Block],
     password: &[u8],
     stored: &str,
 ) -> Result<PasswordMatch, String> {
+    if is_bcrypt(stored) {
+        // Imported from another backend: verified as bcrypt (which reads only the first
+        // 72 bytes), then upgraded to Argon2id by the caller.
+        return match bcrypt::verify(password, stored) {
+            Ok(true) => Ok(PasswordMatch::Match { needs_rehash: true }),
+            Ok(false) => Ok(PasswordMatch::Mismatch),
+            Err(e) => Err(format!("stored bcrypt hash does not parse: {e}")),
+        };
+    }
     let parsed =
         PasswordHash::new(stored).map_err(|e| format!("stored hash does not parse: {e}"))?;
     // Verify with the parameters recorded in the hash, whatever the current ones are.
@@ -601,5 +647,52 @@ mod tests {
             PasswordMatch::Match { needs_rehash: true }
         );
         hasher.verify_dummy(&pw).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn bcrypt_hashes_of_other_backends_verify_and_ask_for_an_upgrade() {
+        let hasher = Argon2Hasher::new(&fast()).unwrap();
+        // The first vector of Openwall's crypt_blowfish test suite.
+        let vector = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
+        let upgrade = PasswordMatch::Match { needs_rehash: true };
+        assert_eq!(
+            hasher
+                .verify(&SecretString::from("U*U"), vector)
+                .await
+                .unwrap(),
+            upgrade
+        );
+        assert_eq!(
+            hasher
+                .verify(&SecretString::from("U*V"), vector)
+                .await
+                .unwrap(),
+            PasswordMatch::Mismatch
+        );
+        // $2b$ (bcrypt, node bcrypt) and $2y$ (PHP) are the same algorithm.
+        let b = bcrypt::hash("correct horse battery", 4).unwrap();
+        assert!(b.starts_with("$2b$04$"));
+        let y = b.replacen("$2b$", "$2y$", 1);
+        for stored in [&b, &y] {
+            check_imported_hash(stored).unwrap();
+            let pw = SecretString::from("correct horse battery");
+            assert_eq!(hasher.verify(&pw, stored).await.unwrap(), upgrade);
+        }
+        check_imported_hash(vector).unwrap();
+        check_imported_hash(&hasher.hash(&SecretString::from("x")).await.unwrap()).unwrap();
+    }
+
+    #[test]
+    fn imported_hashes_must_be_verifiable() {
+        for bad in [
+            "",
+            "plain-text-password",
+            "$2b$04$short",
+            "$2b$99$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW",
+            "$pbkdf2-sha256$29000$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+            "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ",
+        ] {
+            assert!(check_imported_hash(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Command line: `serve` (default), `migrate`, `config check`, `keys generate`,
-//! `keys rotate`, `users create-admin`.
+//! `keys rotate`, `users create-admin`, `users import`.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -74,6 +74,16 @@ enum UsersAction {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Bring accounts over from another backend, with their password hashes (bcrypt or
+    /// Argon2; upgraded to Argon2id at each account's first sign-in). Reads JSON Lines:
+    /// one `{"email", "password_hash"?, "name"?, "email_verified"?, "roles"?}` per line.
+    /// Accounts whose address already exists are skipped, so a run can be repeated. Exit 1
+    /// when a line fails (the others are imported).
+    Import {
+        /// The JSON Lines file (`-` for standard input).
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,6 +143,12 @@ impl Cli {
             } => {
                 telemetry::init(&settings.log);
                 create_admin(settings, &email, password_stdin).await
+            }
+            Command::Users {
+                action: UsersAction::Import { file },
+            } => {
+                telemetry::init(&settings.log);
+                import_users(settings, &file).await
             }
             Command::Migrate => {
                 telemetry::init(&settings.log);
@@ -287,6 +303,74 @@ async fn create_admin(settings: Settings, email: &str, password_stdin: bool) -> 
             ExitCode::SUCCESS
         }
         Err(e) => fail(exit::RUNTIME, &admin_error(&e)),
+    }
+}
+
+/// `users import`: one account per line; a report per failed or skipped line and a
+/// summary on standard output.
+async fn import_users(settings: Settings, file: &std::path::Path) -> ExitCode {
+    let text = if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
+    } else {
+        std::fs::read_to_string(file)
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => return fail(exit::RUNTIME, &format!("--file {}: {e}", file.display())),
+    };
+    let database = match open_database(&settings).await {
+        Ok(db) => std::sync::Arc::new(db),
+        Err(e) => return fail(exit::RUNTIME, &e.0),
+    };
+    let auth = match build_service(&settings, &database).await {
+        Ok(auth) => auth,
+        Err(e) => return fail(exit::RUNTIME, &e.0),
+    };
+    let (mut imported, mut skipped, mut failed) = (0u64, 0u64, 0u64);
+    let mut err = std::io::stderr();
+    for (n, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
+        if line.is_empty() {
+            continue;
+        }
+        // The line is never echoed: it carries a password hash.
+        let account: auth_core::operators::ImportedAccount = match serde_json::from_str(line) {
+            Ok(a) => a,
+            Err(e) => {
+                failed += 1;
+                let _ = writeln!(err, "line {n}: not an account object: {e}");
+                continue;
+            }
+        };
+        let email = account.email.clone();
+        match auth.import_account(account).await {
+            Ok(_) => imported += 1,
+            Err(auth_core::AuthError::EmailTaken) => {
+                skipped += 1;
+                let _ = writeln!(err, "line {n}: {email} already has an account: skipped");
+            }
+            Err(e @ auth_core::AuthError::Unavailable(_)) => {
+                return fail(exit::RUNTIME, &format!("line {n}: {}", admin_error(&e)));
+            }
+            Err(auth_core::AuthError::InvalidEmail(reason)) => {
+                failed += 1;
+                let _ = writeln!(err, "line {n}: email {reason}");
+            }
+            Err(e) => {
+                failed += 1;
+                let _ = writeln!(err, "line {n}: {email}: {}", admin_error(&e));
+            }
+        }
+    }
+    tracing::info!(imported, skipped, failed, "users imported");
+    let _ = writeln!(
+        std::io::stdout(),
+        "imported {imported}, skipped {skipped} (already there), failed {failed}"
+    );
+    if failed > 0 {
+        ExitCode::from(exit::RUNTIME)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -154,6 +154,8 @@ fn every_command_has_help() {
         &["keys", "--help"][..],
         &["keys", "generate", "--help"][..],
         &["keys", "rotate", "--help"][..],
+        &["users", "create-admin", "--help"][..],
+        &["users", "import", "--help"][..],
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -306,6 +308,12 @@ async fn serve(dir: &Workdir) -> (tokio::process::Child, String) {
     .kill_on_drop(true)
     .spawn()
     .unwrap();
+    let base = listening(&mut child).await;
+    (child, base)
+}
+
+/// Wait until a `serve` child started with JSON logs on stderr listens; its base URL.
+async fn listening(child: &mut tokio::process::Child) -> String {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let port = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
@@ -327,7 +335,7 @@ async fn serve(dir: &Workdir) -> (tokio::process::Child, String) {
     .await
     .expect("server did not start");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, format!("http://127.0.0.1:{port}"))
+    format!("http://127.0.0.1:{port}")
 }
 
 fn create_admin(dir: &Workdir, email: &str, stdin: Option<&str>) -> std::process::Output {
@@ -547,4 +555,105 @@ fn keys_rotate_adds_a_key_file_and_refuses_pem_configurations() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("docs/deployment.md"));
+}
+
+/// Accounts exported from another backend come in with their bcrypt hashes and sign in
+/// with their old passwords, through the canonical API and a compatibility profile; bad
+/// lines are reported by number without echoing the hash, and a second run skips what is
+/// there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_import_brings_bcrypt_accounts_that_sign_in_with_their_old_passwords() {
+    let dir = Workdir::new();
+    // Made by node's bcryptjs for "secret-of-ada" (cost 10) and Openwall's vector ("U*U").
+    let ada = bcrypt::hash("secret-of-ada", 10)
+        .unwrap()
+        .replacen("$2b$", "$2a$", 1);
+    let bob = "$2y$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
+    let lines = [
+        json!({"email": "ada@example.com", "password_hash": ada, "name": "Ada Lovelace", "email_verified": true}).to_string(),
+        json!({"email": "bob@example.com", "password_hash": bob}).to_string(),
+        String::new(),
+        json!({"email": "eve@example.com", "password_hash": "$2b$10$not-a-hash"}).to_string(),
+        json!({"email": "not-an-email", "password_hash": bob}).to_string(),
+        "{\"email\": ".to_owned(),
+        json!({"email": "link-only@example.com"}).to_string(),
+    ];
+    std::fs::write(dir.0.join("users.jsonl"), lines.join("\n")).unwrap();
+    let import = |file: &str| {
+        dir.command(&["users", "import", "--file", file], &[])
+            .output()
+            .unwrap()
+    };
+    let out = import("users.jsonl");
+    assert_eq!(out.status.code(), Some(1), "bad lines fail the run");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("imported 3, skipped 0 (already there), failed 3"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    for expected in [
+        "line 4: eve@example.com",
+        "line 5: email",
+        "line 6: not an account",
+    ] {
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+    assert!(!stderr.contains("$2") && !stdout.contains("$2"), "{stderr}");
+    let again = import("users.jsonl");
+    let stdout = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(
+        stdout.contains("imported 0, skipped 3 (already there), failed 3"),
+        "{stdout}"
+    );
+    assert_eq!(import("missing.jsonl").status.code(), Some(1));
+
+    let mut child = tokio::process::Command::from(dir.command(
+        &["serve"],
+        &[
+            ("AUTH__SERVER__PORT", "0"),
+            ("AUTH__LOG__FORMAT", "json"),
+            ("AUTH__COMPAT__NESTJS_BOILERPLATE__ENABLED", "true"),
+            (
+                "AUTH__COMPAT__NESTJS_BOILERPLATE__JWT_SECRET",
+                "nestjs-boilerplate-secret-0123456789abcdef",
+            ),
+        ],
+    ))
+    .stderr(Stdio::piped())
+    .stdout(Stdio::null())
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
+    let base = listening(&mut child).await;
+    let http = reqwest::Client::new();
+    let login = |path: &'static str, email: &'static str, password: &'static str| {
+        let req = http
+            .post(format!("{base}{path}"))
+            .json(&json!({"email": email, "password": password}));
+        async move { req.send().await.unwrap() }
+    };
+    let res = login("/api/v1/auth/login", "ada@example.com", "secret-of-ada").await;
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    let t: Value = res.json().await.unwrap();
+    assert_eq!(t["user"]["name"], "Ada Lovelace");
+    assert_eq!(t["user"]["email_verified"], true);
+    // Upgraded to Argon2id at that sign-in; the same password keeps working, through the
+    // replaced backend's API too.
+    let res = login(
+        "/compat/nestjs-boilerplate/api/v1/auth/email/login",
+        "ada@example.com",
+        "secret-of-ada",
+    )
+    .await;
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    let res = login(
+        "/compat/nestjs-boilerplate/api/v1/auth/email/login",
+        "bob@example.com",
+        "U*U",
+    )
+    .await;
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    let res = login("/api/v1/auth/login", "bob@example.com", "U*V").await;
+    assert_eq!(res.status(), reqwest::StatusCode::UNAUTHORIZED);
 }

@@ -265,3 +265,88 @@ fn the_default_webhook_schedule_makes_at_least_five_attempts_over_about_a_day() 
         "{total}"
     );
 }
+
+#[tokio::test]
+async fn an_imported_bcrypt_account_signs_in_and_its_hash_is_upgraded() {
+    use auth_core::operators::ImportedAccount;
+    use auth_core::ports::UserStore as _;
+
+    let h = harness();
+    let bcrypt = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"; // "U*U"
+    let account = |email: &str, hash: &str| ImportedAccount {
+        email: email.into(),
+        password_hash: Some(hash.into()),
+        name: Some("Ada".into()),
+        email_verified: true,
+        roles: Vec::new(),
+    };
+    let user = h
+        .service
+        .import_account(account("ada@example.com", bcrypt))
+        .await
+        .unwrap();
+    assert!(user.email_verified);
+    assert_eq!(user.name.as_deref(), Some("Ada"));
+    assert!(matches!(
+        h.service
+            .import_account(account("ADA@example.com", bcrypt))
+            .await,
+        Err(AuthError::EmailTaken)
+    ));
+    assert!(matches!(
+        h.service
+            .import_account(account("eve@example.com", "plain text"))
+            .await,
+        Err(AuthError::InvalidRequest(_))
+    ));
+
+    let wrong = h
+        .service
+        .login("ada@example.com", &s("U*V"), ClientInfo::default(), None)
+        .await;
+    assert!(matches!(wrong, Err(AuthError::InvalidCredentials)));
+    let stored = |h: &Harness| {
+        let store = h.store.clone();
+        async move {
+            store
+                .credentials_by_email("ada@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .password_hash
+                .unwrap()
+        }
+    };
+    assert_eq!(stored(&h).await, bcrypt, "a failed sign-in changes nothing");
+    let t = h
+        .service
+        .login("ada@example.com", &s("U*U"), ClientInfo::default(), None)
+        .await
+        .unwrap()
+        .tokens()
+        .unwrap();
+    assert_eq!(t.user.id, user.id);
+    assert!(stored(&h).await.starts_with("$argon2id$"));
+    // The upgraded hash still takes the same password.
+    h.service
+        .login("ada@example.com", &s("U*U"), ClientInfo::default(), None)
+        .await
+        .unwrap();
+
+    let rows = h
+        .store
+        .query(&AuditQuery {
+            event_type: Some("user_created".into()),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].detail.as_ref().unwrap()["by"], "import");
+    assert!(
+        !serde_json::to_string(&rows[0].detail)
+            .unwrap()
+            .contains("$2a$")
+    );
+}
