@@ -18,7 +18,7 @@ use auth_core::service::{AuthService, Authenticated};
 use auth_core::webhooks::{EndpointInput, WebhookEndpoint};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -146,7 +146,7 @@ fn target_id(raw: &str) -> Option<UserId> {
 #[serde(deny_unknown_fields)]
 struct CreateUserBody {
     email: Option<String>,
-    password: Option<String>,
+    password: Option<SecretString>,
     name: Option<String>,
     #[serde(default)]
     email_verified: bool,
@@ -191,11 +191,9 @@ pub(super) async fn create_user(
         .email
         .filter(|e| !e.is_empty())
         .ok_or_else(|| error(StatusCode::BAD_REQUEST, "email is required"))?;
-    let generated = b.password.as_deref().is_none_or(str::is_empty);
-    let password = match b.password.filter(|p| !p.is_empty()) {
-        Some(p) => SecretString::from(p),
-        None => random_password(),
-    };
+    let given = b.password.filter(|p| !p.expose_secret().is_empty());
+    let generated = given.is_none();
+    let password = given.unwrap_or_else(random_password);
     let created = state
         .auth
         .admin_create_user(
@@ -266,7 +264,7 @@ struct UpdateUserBody {
     roles: Option<Vec<String>>,
     /// Refused: passwords change through the reset mail or the canonical
     /// `/api/v1/auth/password/change` (which asks for the current one).
-    password: Option<Value>,
+    password: Option<IgnoredAny>,
 }
 
 impl UpdateUserBody {
