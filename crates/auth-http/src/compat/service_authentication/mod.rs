@@ -137,7 +137,11 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig, data: &web::Data<ServiceAu
         )
         .service(at("/email/verify").route(web::post().to(send_verification)))
         .service(at("/email/verify/{token}").route(web::get().to(verify)))
-        .service(at("/user").route(web::get().to(user)));
+        .service(
+            at("/user")
+                .route(web::get().to(user))
+                .route(web::post().to(accounts::create_user)),
+        );
     social::configure(cfg, data);
     accounts::configure(cfg, data);
     factors::configure(cfg, data);
