@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use auth_core::mfa::{base32_decode, time_step, totp_code};
-use auth_e2e::{Backend, PASSWORD, TestApp, TestAppBuilder, app, on_both_backends};
+use auth_core::ports::SessionStore;
+use auth_e2e::{Backend, PASSWORD, TestApp, TestAppBuilder, app, on_both_backends, problem};
 use auth_notify::testing::SmtpSink;
 use base64::Engine as _;
 use reqwest::{Response, StatusCode};
@@ -19,6 +20,7 @@ on_both_backends!(
     authenticator_app_guards_the_profile_login_and_the_canonical_one,
     sms_factor_enrols_signs_in_and_is_removed_through_the_profile,
     email_codes_sign_in_and_a_canonical_factor_is_asked_by_the_profile,
+    a_dead_mfa_token_answers_in_the_profile_format_and_a_rate_limit_as_a_problem,
 );
 
 const ADA: &str = "ada@example.com";
@@ -652,4 +654,95 @@ async fn mail_code(sink: &SmtpSink, n: usize) -> String {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("no code mail #{n}");
+}
+
+async fn a_dead_mfa_token_answers_in_the_profile_format_and_a_rate_limit_as_a_problem(
+    backend: Backend,
+) {
+    let sink = SmtpSink::start();
+    let app = app!(
+        with_profile(backend, &sink).var("AUTH__RATE_LIMITS__MFA_VERIFY__PER_IDENTIFIER", "8"),
+        start
+    );
+    let profile = Profile { app: &app };
+    let jwt = profile.register(ADA).await;
+    let setup: Value = profile
+        .post_jwt("/authenticator/setup", &jwt, &json!({"label": "phone"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let secret = base32_decode(setup["secret"].as_str().unwrap()).unwrap();
+    let res = profile
+        .post_jwt(
+            "/authenticator/verify",
+            &jwt,
+            &json!({"code": totp_code(&secret, step()), "factor_id": setup["factor_id"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Neither an mfa_token nor a JWT.
+    profile_error(
+        profile
+            .post("/mfa/verify", &json!({"code": "123456"}))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized",
+    )
+    .await;
+    // Five wrong codes kill the mfa_token: the right code no longer helps.
+    let challenge = profile.login_mfa(ADA).await;
+    let mfa_token = challenge["mfa_token"].as_str().unwrap();
+    for _ in 0..5 {
+        profile_error(
+            profile
+                .post(
+                    "/mfa/verify",
+                    &json!({"mfa_token": mfa_token, "code": "12345"}),
+                )
+                .await,
+            StatusCode::BAD_REQUEST,
+            "Invalid or expired code",
+        )
+        .await;
+    }
+    profile_error(
+        profile
+            .post(
+                "/mfa/verify",
+                &json!({"mfa_token": mfa_token, "code": totp_code(&secret, step() + 1)}),
+            )
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "Invalid or expired mfa_token",
+    )
+    .await;
+    // The account's limit on second-factor attempts spans sign-ins; the profile has no
+    // shape for it, so it stays problem+json with Retry-After.
+    let challenge = profile.login_mfa(ADA).await;
+    for _ in 0..2 {
+        let res = profile
+            .post(
+                "/mfa/verify",
+                &json!({"mfa_token": challenge["mfa_token"], "code": "12345"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+    let res = profile
+        .post(
+            "/mfa/verify",
+            &json!({"mfa_token": challenge["mfa_token"], "code": "12345"}),
+        )
+        .await;
+    assert!(res.headers().contains_key("retry-after"));
+    problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Nothing was opened: the registration's session is the user's only one.
+    let me: Value = profile.user(&jwt).await.json().await.unwrap();
+    let user_id: auth_core::model::UserId = me["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        app.db.unrevoked_sessions_of(user_id).await.unwrap().len(),
+        1
+    );
 }
