@@ -597,8 +597,40 @@ async fn email_codes_sign_in_and_a_canonical_factor_is_asked_by_the_profile(back
         .await;
     signed_in_with_cookies(&profile, res, ADA).await;
 
-    // A factor added through the canonical API is asked after the profile's email code.
+    // SMS is not configured on this server.
     let bearer = t["access_token"].as_str().unwrap();
+    let res = app
+        .client
+        .post(app.url(&format!("{PREFIX}/mfa/setup")))
+        .bearer_auth(bearer)
+        .json(&json!({"phone": "+14155550123"}))
+        .send()
+        .await
+        .unwrap();
+    // A canonical access token is not the profile's JWT.
+    profile_error(res, StatusCode::UNAUTHORIZED, "Unauthorized").await;
+    let jwt = profile
+        .post("/login", &json!({"email": ADA, "password": PASSWORD}))
+        .await;
+    let jwt = cookie_value(&set_cookies(&jwt), "jwt").unwrap();
+    profile_error(
+        profile
+            .post_jwt("/mfa/setup", &jwt, &json!({"phone": "+14155550123"}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "SMS codes not enabled",
+    )
+    .await;
+    profile_error(
+        profile
+            .post("/otp/send", &json!({"phone": "+14155550123"}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "SMS codes not enabled",
+    )
+    .await;
+
+    // A factor added through the canonical API is asked after the profile's email code.
     let res = app
         .post_auth("/api/v1/auth/mfa/totp/enroll", bearer, &json!({}))
         .await;
