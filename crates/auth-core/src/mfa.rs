@@ -934,6 +934,29 @@ impl AuthService {
         })
     }
 
+    /// The caller's enrolment of `kind` still waiting for its first code (unexpired), if
+    /// any: for clients that activate with a code alone, without keeping the `factor_id`
+    /// of their enrolment. A user has at most one (enrolling again replaces it).
+    pub async fn pending_factor(
+        &self,
+        caller: &Authenticated,
+        kind: FactorKind,
+    ) -> AuthResult<Option<Uuid>> {
+        let now = self.ports.clock.now();
+        Ok(self
+            .mfa_store()
+            .factors_of(caller.user_id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|f| {
+                f.kind == kind
+                    && f.activated_at.is_none()
+                    && now < f.created_at + self.settings.mfa.enrollment_ttl
+            })
+            .map(|f| f.id))
+    }
+
     /// Finish a sign-in that answered [`SignInOutcome::MfaRequired`]: with the right code
     /// the challenge is spent and an `aal2` session opens. A wrong code counts against the
     /// `mfa_token`, which dies at the configured maximum.

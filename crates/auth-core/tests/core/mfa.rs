@@ -6,7 +6,8 @@ use auth_core::clock::{Clock, ManualClock};
 use auth_core::events::EventKind;
 use auth_core::flows::SignupOutcome;
 use auth_core::mfa::{
-    MfaRequired, MfaStore, SecondFactor, SignInOutcome, base32_decode, hotp, time_step, totp_code,
+    FactorKind, MfaRequired, MfaStore, SecondFactor, SignInOutcome, base32_decode, hotp, time_step,
+    totp_code,
 };
 use auth_core::model::ClientInfo;
 use auth_core::ports::SessionStore;
@@ -608,4 +609,63 @@ async fn sms_codes_enrol_a_number_and_serve_as_a_second_factor_once_each() {
         verify(&h, &m, SecondFactor::Sms, &code).await,
         Err(AuthError::InvalidCode)
     ));
+}
+
+#[tokio::test]
+async fn the_pending_enrolment_of_a_kind_is_found_until_it_is_activated_or_expires() {
+    let h = harness();
+    let (caller, _) = signed_up(&h).await;
+    assert_eq!(
+        h.service
+            .pending_factor(&caller, FactorKind::Totp)
+            .await
+            .unwrap(),
+        None
+    );
+    let first = h.service.enroll_totp(&caller, None).await.unwrap();
+    // Enrolling again replaces the pending factor: the newer one is found.
+    let second = h.service.enroll_totp(&caller, None).await.unwrap();
+    assert_ne!(first.factor_id, second.factor_id);
+    assert_eq!(
+        h.service
+            .pending_factor(&caller, FactorKind::Totp)
+            .await
+            .unwrap(),
+        Some(second.factor_id)
+    );
+    assert_eq!(
+        h.service
+            .pending_factor(&caller, FactorKind::Sms)
+            .await
+            .unwrap(),
+        None
+    );
+    // Expired enrolments are not offered.
+    h.clock.advance(Duration::minutes(16));
+    assert_eq!(
+        h.service
+            .pending_factor(&caller, FactorKind::Totp)
+            .await
+            .unwrap(),
+        None
+    );
+    // Once active, nothing is pending.
+    let third = h.service.enroll_totp(&caller, None).await.unwrap();
+    let secret = base32_decode(third.secret.expose_secret()).unwrap();
+    h.service
+        .activate_totp(
+            &caller,
+            third.factor_id,
+            &current_code(&h, &secret),
+            &ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        h.service
+            .pending_factor(&caller, FactorKind::Totp)
+            .await
+            .unwrap(),
+        None
+    );
 }

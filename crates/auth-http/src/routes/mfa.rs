@@ -238,7 +238,7 @@ pub struct EnrollBody {
 }
 
 /// An SVG QR code of `text` as a data URI.
-fn qr_data_uri(text: &str) -> Result<String, ApiError> {
+pub(crate) fn qr_data_uri(text: &str) -> Result<String, ApiError> {
     let code = qrcode::QrCode::new(text.as_bytes()).map_err(auth_core::AuthError::internal)?;
     let svg = code
         .render::<qrcode::render::svg::Color<'_>>()
