@@ -777,8 +777,10 @@ async fn activate_totp(app: &TestApp, bearer: &str) {
 async fn nestjs_boilerplate_refuses_second_factor_accounts(backend: Backend) {
     let sink = SmtpSink::start();
     let peer = OidcPeer::start().await;
+    // X configured for OAuth 2.0 only (no OAuth 1.0a consumer key).
     let app = app!(
-        with_oidc_providers(with_profile(backend, &sink, PREFIX), &peer),
+        with_oidc_providers(with_profile(backend, &sink, PREFIX), &peer)
+            .var("AUTH__PROVIDERS__TWITTER__CLIENT_IDS", "x-client"),
         start
     );
     let nest = Client {
@@ -848,11 +850,21 @@ async fn nestjs_boilerplate_refuses_second_factor_accounts(backend: Backend) {
     let challenge: Value = res.json().await.unwrap();
     assert_eq!(challenge["mfa_required"], true);
 
-    // A provider this server has not configured: the boilerplate's 404.
+    // A provider this server has not configured, or not for OAuth 1.0a: the boilerplate's
+    // 404.
     let res = nest
         .post(
             "/api/v1/auth/facebook/login",
             &json!({"accessToken": "fb-token-ada"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body, json!({"statusCode": 404, "message": "Not Found"}));
+    let res = nest
+        .post(
+            "/api/v1/auth/twitter/login",
+            &json!({"accessTokenKey": "x1-token", "accessTokenSecret": "x1-secret"}),
         )
         .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);

@@ -430,10 +430,13 @@ async fn delete_me(state: web::Data<Nestjs>, req: HttpRequest) -> Reply {
 }
 
 /// Provider sign-in errors in the boilerplate's shapes (it answers a token it cannot verify
-/// with `422 {errors: {user: "wrongToken"}}`).
+/// with `422 {errors: {user: "wrongToken"}}`). A provider that is not configured, or not
+/// for this kind of credential (`twitter` without its OAuth 1.0a consumer key), is a 404.
 fn social_error(e: AuthError) -> Fail {
     match e {
-        AuthError::UnknownProvider => nest_status(StatusCode::NOT_FOUND, "Not Found"),
+        AuthError::UnknownProvider | AuthError::InvalidRequest(_) => {
+            nest_status(StatusCode::NOT_FOUND, "Not Found")
+        }
         AuthError::InvalidIdToken(_) | AuthError::ProviderRejected(_) => {
             field_error("user", "wrongToken")
         }
