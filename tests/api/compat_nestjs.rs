@@ -3,16 +3,24 @@
 
 use std::time::Duration;
 
+use auth_core::identity::IdentityStore as _;
 use auth_core::jwt::{JwtIssuer, KeySet, TokenIssuer as _};
+use auth_core::model::UserId;
+use auth_core::ports::{SessionStore as _, UserStore as _};
+use auth_e2e::oidc::OidcPeer;
 use auth_e2e::{Backend, PASSWORD, TestApp, TestAppBuilder, app, on_both_backends};
 use auth_notify::testing::{ReceivedMail, SmtpSink};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::social_fakes::SocialFakes;
+
 on_both_backends!(
     nestjs_boilerplate_front_end_story,
     nestjs_boilerplate_users_are_shared_with_the_canonical_api,
     nestjs_boilerplate_mounted_at_root,
+    nestjs_boilerplate_provider_sign_in,
+    nestjs_boilerplate_refuses_second_factor_accounts,
 );
 
 const SECRET: &str = "nestjs-boilerplate-access-secret-0123456789abcdef";
@@ -444,4 +452,422 @@ async fn nestjs_boilerplate_mounted_at_root(backend: Backend) {
         .await
         .unwrap();
     assert!(res.status().is_success());
+}
+
+/// The canonical providers `google` and `apple` (their presets, issuer and key set pointed
+/// at the OpenID provider peer; the native app's client id allowed).
+fn with_oidc_providers(builder: TestAppBuilder, peer: &OidcPeer) -> TestAppBuilder {
+    let jwks = format!("{}/jwks", peer.issuer);
+    builder
+        .var("AUTH__PROVIDERS__GOOGLE__ISSUER", &peer.issuer)
+        .var("AUTH__PROVIDERS__GOOGLE__JWKS_URI", &jwks)
+        .var("AUTH__PROVIDERS__GOOGLE__CLIENT_IDS", "native-app")
+        .var("AUTH__PROVIDERS__APPLE__ISSUER", &peer.issuer)
+        .var("AUTH__PROVIDERS__APPLE__JWKS_URI", &jwks)
+        .var("AUTH__PROVIDERS__APPLE__CLIENT_IDS", "native-app")
+}
+
+/// The canonical providers `facebook` and `twitter` on the stand-ins of their APIs.
+fn with_user_api_providers(builder: TestAppBuilder, fakes: &SocialFakes) -> TestAppBuilder {
+    builder
+        .var("AUTH__PROVIDERS__FACEBOOK__CLIENT_IDS", "fb-app")
+        .var("AUTH__PROVIDERS__FACEBOOK__CLIENT_SECRET", "fb-secret")
+        .var("AUTH__PROVIDERS__FACEBOOK__API_BASE_URL", &fakes.url)
+        .var("AUTH__PROVIDERS__TWITTER__CONSUMER_KEY", "x-consumer-key")
+        .var(
+            "AUTH__PROVIDERS__TWITTER__CONSUMER_SECRET",
+            "x-consumer-secret",
+        )
+        .var("AUTH__PROVIDERS__TWITTER__CLIENT_IDS", "x-client")
+        .var("AUTH__PROVIDERS__TWITTER__API_BASE_URL", &fakes.url)
+}
+
+fn nest_issuer() -> JwtIssuer {
+    JwtIssuer::new(
+        KeySet::from_hs256_secret(SECRET.as_bytes()).unwrap(),
+        "http://auth.test",
+        "nestjs-boilerplate",
+        0,
+    )
+}
+
+/// A provider login answered like the email login; checks the shape and the HS256 token.
+async fn social_login(res: Response) -> Value {
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["refreshToken", "token", "tokenExpires", "user"]);
+    let token = body["token"].as_str().unwrap();
+    assert_eq!(
+        jsonwebtoken::decode_header(token).unwrap().alg,
+        jsonwebtoken::Algorithm::HS256
+    );
+    let claims = nest_issuer().verify(token, chrono::Utc::now()).unwrap();
+    assert_eq!(claims.sub, body["user"]["id"].as_str().unwrap());
+    assert_eq!(claims.amr, ["oauth"]);
+    assert!(body["refreshToken"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(body["tokenExpires"].as_i64().unwrap() > chrono::Utc::now().timestamp_millis());
+    body
+}
+
+async fn canonical_token(app: &TestApp, provider: &str, body: &Value) -> Value {
+    let res = app
+        .post(&format!("/api/v1/auth/oauth/{provider}/token"), body)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK, "canonical {provider} sign-in");
+    res.json().await.unwrap()
+}
+
+async fn native_token(peer: &OidcPeer, login: &str) -> String {
+    peer.id_token("native-app", "native-secret", login, None)
+        .await
+}
+
+async fn nestjs_boilerplate_provider_sign_in(backend: Backend) {
+    let sink = SmtpSink::start();
+    let peer = OidcPeer::start().await;
+    let fakes = SocialFakes::start().await;
+    let app = app!(
+        with_user_api_providers(
+            with_oidc_providers(with_profile(backend, &sink, PREFIX), &peer),
+            &fakes
+        ),
+        start
+    );
+    let nest = Client {
+        app: &app,
+        prefix: PREFIX,
+    };
+
+    // Google: the first sign-in creates the account (the boilerplate signs up new users).
+    let errors = unprocessable(nest.post("/api/v1/auth/google/login", &json!({})).await).await;
+    assert_eq!(errors, json!({"idToken": "idToken should not be empty"}));
+    let ada = social_login(
+        nest.post(
+            "/api/v1/auth/google/login",
+            &json!({"idToken": native_token(&peer, "ada").await}),
+        )
+        .await,
+    )
+    .await;
+    let user = &ada["user"];
+    assert_eq!(user["email"], "ada@example.com");
+    assert_eq!(user["provider"], "google");
+    assert_eq!(user["socialId"], "ada");
+    assert_eq!(user["firstName"], "User");
+    assert_eq!(user["lastName"], "ada");
+    assert_eq!(user["status"], json!({"id": 1, "name": "Active"}));
+    let ada_id: UserId = user["id"].as_str().unwrap().parse().unwrap();
+    let identity = app
+        .db
+        .identity_by_subject("google", "ada")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(identity.user_id, ada_id);
+    let row = app
+        .db
+        .credentials_by_email("ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.user.id, ada_id);
+    assert!(row.user.email_verified);
+    // Its token works on the profile's routes; the session is the core's.
+    let res = nest.me(ada["token"].as_str().unwrap()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.db.unrevoked_sessions_of(ada_id).await.unwrap().len(), 1);
+    // Signing in again finds the same account; the canonical API signs in the same user.
+    let again = social_login(
+        nest.post(
+            "/api/v1/auth/google/login",
+            &json!({"idToken": native_token(&peer, "ada").await}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(again["user"]["id"], ada_id.to_string());
+    let canonical = canonical_token(
+        &app,
+        "google",
+        &json!({"id_token": native_token(&peer, "ada").await}),
+    )
+    .await;
+    assert_eq!(canonical["user"]["id"], ada_id.to_string());
+
+    // A token the provider did not issue to us: the boilerplate's `wrongToken`.
+    let foreign = peer
+        .id_token("other-app", "other-secret", "eve", None)
+        .await;
+    for token in [foreign.as_str(), "not.a.jwt"] {
+        let errors = unprocessable(
+            nest.post("/api/v1/auth/google/login", &json!({"idToken": token}))
+                .await,
+        )
+        .await;
+        assert_eq!(errors, json!({"user": "wrongToken"}));
+    }
+    assert!(
+        app.db
+            .credentials_by_email("eve@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Apple: the names the app got on the first sign-in become the display name.
+    let grace = social_login(
+        nest.post(
+            "/api/v1/auth/apple/login",
+            &json!({"idToken": native_token(&peer, "grace").await, "firstName": "Grace", "lastName": "Hopper"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(grace["user"]["firstName"], "Grace");
+    assert_eq!(grace["user"]["lastName"], "Hopper");
+    assert_eq!(grace["user"]["provider"], "apple");
+    let grace_id: UserId = grace["user"]["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        app.db
+            .user_by_id(grace_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .name
+            .as_deref(),
+        Some("Grace Hopper")
+    );
+    assert_eq!(
+        app.db
+            .identity_by_subject("apple", "grace")
+            .await
+            .unwrap()
+            .unwrap()
+            .user_id,
+        grace_id
+    );
+    // Created through the canonical API, signed in through the profile.
+    let linus = canonical_token(
+        &app,
+        "apple",
+        &json!({"id_token": native_token(&peer, "linus").await}),
+    )
+    .await;
+    let through_nest = social_login(
+        nest.post(
+            "/api/v1/auth/apple/login",
+            &json!({"idToken": native_token(&peer, "linus").await, "firstName": "Other"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(through_nest["user"]["id"], linus["user"]["id"]);
+    assert_eq!(
+        through_nest["user"]["firstName"], "User",
+        "a name is taken on sign-up only"
+    );
+
+    // Facebook: the access token, checked with the app and its appsecret_proof.
+    let fb = social_login(
+        nest.post(
+            "/api/v1/auth/facebook/login",
+            &json!({"accessToken": "fb-token-ada"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(fb["user"]["email"], "ada@fb.example");
+    assert_eq!(fb["user"]["provider"], "facebook");
+    assert_eq!(fb["user"]["socialId"], "1001");
+    assert_eq!(
+        app.db
+            .identity_by_subject("facebook", "1001")
+            .await
+            .unwrap()
+            .unwrap()
+            .user_id
+            .to_string(),
+        fb["user"]["id"].as_str().unwrap()
+    );
+    let canonical =
+        canonical_token(&app, "facebook", &json!({"access_token": "fb-token-ada"})).await;
+    assert_eq!(canonical["user"]["id"], fb["user"]["id"]);
+    let errors = unprocessable(
+        nest.post(
+            "/api/v1/auth/facebook/login",
+            &json!({"accessToken": "fb-token-other-app"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(errors, json!({"user": "wrongToken"}));
+    assert!(
+        app.db
+            .credentials_by_email("mallory@fb.example")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Twitter (OAuth 1.0a): X shares no address, so it signs in an account it was linked
+    // to; it cannot create one.
+    let x1 = json!({"accessTokenKey": "x1-token", "accessTokenSecret": "x1-secret"});
+    let errors = unprocessable(nest.post("/api/v1/auth/twitter/login", &x1).await).await;
+    assert_eq!(errors, json!({"email": "emailMissing"}));
+    let errors = unprocessable(
+        nest.post(
+            "/api/v1/auth/twitter/login",
+            &json!({"accessTokenKey": "x1-token"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        errors,
+        json!({"accessTokenSecret": "accessTokenSecret should not be empty"})
+    );
+    let password = app.signup("ada.x@example.com").await;
+    let res = app
+        .post_auth(
+            "/api/v1/auth/oauth/twitter/link",
+            password["access_token"].as_str().unwrap(),
+            &json!({"access_token": "x1-token", "access_token_secret": "x1-secret"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let x = social_login(nest.post("/api/v1/auth/twitter/login", &x1).await).await;
+    assert_eq!(x["user"]["id"], password["user"]["id"]);
+    assert_eq!(x["user"]["provider"], "twitter");
+    assert_eq!(x["user"]["socialId"], "777");
+    let errors = unprocessable(
+        nest.post(
+            "/api/v1/auth/twitter/login",
+            &json!({"accessTokenKey": "x1-token", "accessTokenSecret": "wrong-secret"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(errors, json!({"user": "wrongToken"}));
+    assert_eq!(fakes.bad_signatures(), 1);
+}
+
+/// Enrol and activate TOTP for the holder of `bearer` through the canonical API.
+async fn activate_totp(app: &TestApp, bearer: &str) {
+    use auth_core::mfa::{base32_decode, time_step, totp_code};
+    let res = app
+        .post_auth("/api/v1/auth/mfa/totp/enroll", bearer, &json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let enrolment: Value = res.json().await.unwrap();
+    let secret = base32_decode(enrolment["secret"].as_str().unwrap()).unwrap();
+    let res = app
+        .post_auth(
+            "/api/v1/auth/mfa/totp/activate",
+            bearer,
+            &json!({
+                "factor_id": enrolment["factor_id"],
+                "code": totp_code(&secret, time_step(chrono::Utc::now())),
+            }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+async fn nestjs_boilerplate_refuses_second_factor_accounts(backend: Backend) {
+    let sink = SmtpSink::start();
+    let peer = OidcPeer::start().await;
+    // X configured for OAuth 2.0 only (no OAuth 1.0a consumer key).
+    let app = app!(
+        with_oidc_providers(with_profile(backend, &sink, PREFIX), &peer)
+            .var("AUTH__PROVIDERS__TWITTER__CLIENT_IDS", "x-client"),
+        start
+    );
+    let nest = Client {
+        app: &app,
+        prefix: PREFIX,
+    };
+    // A password account with Google linked and an active TOTP factor.
+    let signup = app.signup("ada@example.com").await;
+    let bearer = signup["access_token"].as_str().unwrap();
+    let user_id: UserId = signup["user"]["id"].as_str().unwrap().parse().unwrap();
+    let res = app
+        .post_auth(
+            "/api/v1/auth/oauth/google/link",
+            bearer,
+            &json!({"id_token": native_token(&peer, "ada").await}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    activate_totp(&app, bearer).await;
+    let res = app
+        .post_auth("/api/v1/auth/logout", bearer, &json!({"scope": "all"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(
+        app.db
+            .unrevoked_sessions_of(user_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Neither the password nor the provider opens a session through the profile.
+    let errors = unprocessable(
+        nest.post(
+            "/api/v1/auth/email/login",
+            &json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(errors, json!({"password": "mfaRequired"}));
+    let errors = unprocessable(
+        nest.post(
+            "/api/v1/auth/google/login",
+            &json!({"idToken": native_token(&peer, "ada").await}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(errors, json!({"password": "mfaRequired"}));
+    assert!(
+        app.db
+            .unrevoked_sessions_of(user_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The canonical API still carries the second step for this account.
+    let res = app
+        .post(
+            "/api/v1/auth/login",
+            &json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let challenge: Value = res.json().await.unwrap();
+    assert_eq!(challenge["mfa_required"], true);
+
+    // A provider this server has not configured, or not for OAuth 1.0a: the boilerplate's
+    // 404.
+    let res = nest
+        .post(
+            "/api/v1/auth/facebook/login",
+            &json!({"accessToken": "fb-token-ada"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body, json!({"statusCode": 404, "message": "Not Found"}));
+    let res = nest
+        .post(
+            "/api/v1/auth/twitter/login",
+            &json!({"accessTokenKey": "x1-token", "accessTokenSecret": "x1-secret"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body, json!({"statusCode": 404, "message": "Not Found"}));
 }

@@ -221,6 +221,69 @@ impl SocialService {
         self.open_session(provider, user, client).await
     }
 
+    /// [`sign_in`](Self::sign_in) for APIs whose provider sign-up and sign-in are separate
+    /// calls whatever the provider's `signup` mode (a compatibility profile's
+    /// `/signup/google` and `/auth/google`). The credential must carry an email address
+    /// (`ProviderEmailMissing`). `Signup` fails with `IdentityExists` for a known identity
+    /// and with `EmailTaken` when an account already has the (provider-verified) address;
+    /// `Signin` signs a known account in (linking by verified email as usual) and fails with
+    /// `SignupRequired` for an unknown one. A provider whose mode is `disabled` still never
+    /// creates accounts.
+    pub async fn sign_in_strict(
+        &self,
+        provider: &str,
+        credential: &ProviderCredential,
+        intent: SignInIntent,
+        name: Option<String>,
+        client: ClientInfo,
+    ) -> AuthResult<SignInOutcome> {
+        let entry = self.provider(provider)?;
+        self.auth
+            .limit(crate::guard::LimitGroup::Login, &client, None)
+            .await?;
+        let name = normalise_name(name)?;
+        let external = self
+            .verify(provider, entry.provider.verify(credential).await, &client)
+            .await?;
+        let Some(address) = external.email.as_deref() else {
+            return Err(AuthError::ProviderEmailMissing);
+        };
+        if intent == SignInIntent::Signup {
+            if self
+                .identities
+                .identity_by_subject(&external.provider, &external.subject)
+                .await?
+                .is_some()
+            {
+                return Err(AuthError::IdentityExists);
+            }
+            if let Ok(email) = Email::parse(address)
+                && self
+                    .auth
+                    .ports
+                    .users
+                    .credentials_by_email(&email.canonical())
+                    .await?
+                    .is_some()
+            {
+                // Only an address the provider vouches for says an account exists.
+                return Err(if external.email_verified {
+                    AuthError::EmailTaken
+                } else {
+                    AuthError::ProviderEmailUnverified
+                });
+            }
+        }
+        let mode = match entry.signup {
+            SignupMode::Disabled => SignupMode::Disabled,
+            SignupMode::Auto | SignupMode::Strict => SignupMode::Strict,
+        };
+        let user = self
+            .resolve_user(mode, external, intent, name, &client)
+            .await?;
+        self.open_session(provider, user, client).await
+    }
+
     async fn verify(
         &self,
         provider: &str,

@@ -458,3 +458,87 @@ async fn strict_mode_redirect_flow_signs_up_only_when_asked() {
     assert!(matches!(failure.error, AuthError::IdentityExists));
     assert!(start(SignInIntent::Signin).await.is_ok());
 }
+
+async fn strict(
+    s: &Social,
+    token: &str,
+    intent: SignInIntent,
+) -> Result<auth_core::service::IssuedTokens, AuthError> {
+    s.service
+        .sign_in_strict("op", &id_token(token), intent, None, ClientInfo::default())
+        .await
+        .map(|o| o.tokens().expect("no second factor in these tests"))
+}
+
+#[tokio::test]
+async fn strict_sign_in_keeps_sign_up_and_sign_in_apart_whatever_the_mode() {
+    // The provider's mode is `auto`: the strict call still never signs up implicitly.
+    let s = social(SignupMode::Auto);
+    s.provider.answer("t", Ok(ada(true)));
+    let err = strict(&s, "t", SignInIntent::Signin).await.unwrap_err();
+    assert!(matches!(err, AuthError::SignupRequired), "{err:?}");
+    assert!(
+        s.store
+            .credentials_by_email("ada@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let created = strict(&s, "t", SignInIntent::Signup).await.unwrap();
+    assert_eq!(created.user.email, "ada@example.com");
+    let identity = s
+        .store
+        .identity_by_subject("op", "sub-ada")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(identity.user_id, created.user.id);
+    let err = strict(&s, "t", SignInIntent::Signup).await.unwrap_err();
+    assert!(matches!(err, AuthError::IdentityExists), "{err:?}");
+    let again = strict(&s, "t", SignInIntent::Signin).await.unwrap();
+    assert_eq!(again.user.id, created.user.id);
+
+    // Another identity with the same, verified address: the account exists.
+    let mut other = ada(true);
+    other.subject = "sub-ada-2".into();
+    s.provider.answer("t2", Ok(other.clone()));
+    let err = strict(&s, "t2", SignInIntent::Signup).await.unwrap_err();
+    assert!(matches!(err, AuthError::EmailTaken), "{err:?}");
+    // An unverified address tells nothing about accounts.
+    other.email_verified = false;
+    s.provider.answer("t3", Ok(other));
+    let err = strict(&s, "t3", SignInIntent::Signup).await.unwrap_err();
+    assert!(matches!(err, AuthError::ProviderEmailUnverified), "{err:?}");
+    assert!(
+        s.store
+            .identity_by_subject("op", "sub-ada-2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // No address at all: refused both ways, also for a known identity.
+    let mut silent = ada(true);
+    silent.email = None;
+    s.provider.answer("t4", Ok(silent));
+    for intent in [SignInIntent::Signup, SignInIntent::Signin] {
+        let err = strict(&s, "t4", intent).await.unwrap_err();
+        assert!(matches!(err, AuthError::ProviderEmailMissing), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn strict_sign_up_never_creates_accounts_for_a_disabled_provider() {
+    let s = social(SignupMode::Disabled);
+    s.provider.answer("t", Ok(ada(true)));
+    let err = strict(&s, "t", SignInIntent::Signup).await.unwrap_err();
+    assert!(matches!(err, AuthError::SignupDisabled), "{err:?}");
+    assert!(
+        s.store
+            .credentials_by_email("ada@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -1,16 +1,20 @@
 //! `nestjs-boilerplate` (brocoders): `/api/v1/auth/email/*`, `/api/v1/auth/me`,
 //! refresh with the refresh token as bearer, `{token, refreshToken, tokenExpires, user}`,
-//! validation errors `422 {status, errors: {field: message}}`, HS256 access tokens.
+//! validation errors `422 {status, errors: {field: message}}`, HS256 access tokens, and
+//! sign-in with a provider credential (`/api/v1/auth/{google,apple,facebook,twitter}/login`)
+//! through the canonical providers of the same ids.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use auth_core::AuthError;
 use auth_core::flows::SignupOutcome;
+use auth_core::identity::{Identity, ProviderCredential};
 use auth_core::jwt::KeySet;
 use auth_core::mfa::SignInOutcome;
 use auth_core::model::{ProfileUpdate, User};
 use auth_core::password::PasswordPolicy;
 use auth_core::service::{AuthService, Authenticated, IssuedTokens, LogoutScope, SignupRequest};
+use auth_core::social::{SignInIntent, SocialService};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -23,6 +27,7 @@ use crate::settings::Settings;
 /// The profile's state.
 pub struct Nestjs {
     auth: Arc<AuthService>,
+    social: SocialService,
     prefix: String,
 }
 
@@ -30,7 +35,7 @@ impl Nestjs {
     pub(super) fn build(
         settings: &Settings,
         base: &AuthService,
-        _social: &auth_core::social::SocialService,
+        social: &SocialService,
         s: &NestjsSettings,
     ) -> Result<Self, String> {
         let secret = s
@@ -51,16 +56,18 @@ impl Nestjs {
             require_digit: false,
             require_symbol: false,
         };
+        let auth = profile_service(
+            base,
+            settings,
+            keys,
+            &s.audience,
+            s.access_ttl_secs,
+            policy,
+            None,
+        );
         Ok(Self {
-            auth: profile_service(
-                base,
-                settings,
-                keys,
-                &s.audience,
-                s.access_ttl_secs,
-                policy,
-                None,
-            ),
+            social: social.for_profile(auth.clone()),
+            auth,
             prefix: s.prefix.clone(),
         })
     }
@@ -83,7 +90,11 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig, data: &web::Data<Nestjs>) 
                 .route(web::delete().to(delete_me)),
         )
         .service(at("/api/v1/auth/refresh").route(web::post().to(refresh)))
-        .service(at("/api/v1/auth/logout").route(web::post().to(logout)));
+        .service(at("/api/v1/auth/logout").route(web::post().to(logout)))
+        .service(at("/api/v1/auth/google/login").route(web::post().to(google_login)))
+        .service(at("/api/v1/auth/apple/login").route(web::post().to(apple_login)))
+        .service(at("/api/v1/auth/facebook/login").route(web::post().to(facebook_login)))
+        .service(at("/api/v1/auth/twitter/login").route(web::post().to(twitter_login)));
 }
 
 fn unprocessable(errors: Map<String, Value>) -> Fail {
@@ -101,6 +112,12 @@ fn nest_status(status: StatusCode, message: &str) -> Fail {
         "statusCode": status.as_u16(),
         "message": message,
     })))
+}
+
+/// The boilerplate has no second step: an account with a second factor is refused (no
+/// session is opened) and signs in through the canonical API.
+fn mfa_required() -> Fail {
+    field_error("password", "mfaRequired")
 }
 
 fn unauthorized() -> Fail {
@@ -211,14 +228,15 @@ fn user_json(user: &User) -> Value {
     })
 }
 
-fn tokens_json(t: &IssuedTokens, with_user: bool) -> HttpResponse {
+/// `{token, refreshToken, tokenExpires}` and, on sign-in, the `user`.
+fn tokens_json(t: &IssuedTokens, user: Option<Value>) -> HttpResponse {
     let mut body = json!({
         "token": t.access_token,
         "refreshToken": t.refresh_token.expose_secret(),
         "tokenExpires": t.expires_at * 1000,
     });
-    if with_user {
-        body["user"] = user_json(&t.user);
+    if let Some(user) = user {
+        body["user"] = user;
     }
     own_format(
         HttpResponse::Ok()
@@ -245,10 +263,8 @@ async fn login(state: web::Data<Nestjs>, req: HttpRequest, bytes: web::Bytes) ->
         .await
         .map_err(nest_error)?;
     match outcome {
-        SignInOutcome::SignedIn(t) => Ok(tokens_json(&t, true)),
-        // The boilerplate has no second step: an account with a second factor signs in
-        // through the canonical API.
-        SignInOutcome::MfaRequired(_) => Err(field_error("password", "mfaRequired")),
+        SignInOutcome::SignedIn(t) => Ok(tokens_json(&t, Some(user_json(&t.user)))),
+        SignInOutcome::MfaRequired(_) => Err(mfa_required()),
     }
 }
 
@@ -390,7 +406,7 @@ async fn refresh(state: web::Data<Nestjs>, req: HttpRequest) -> Reply {
         .refresh(&SecretString::from(token.to_owned()), &client_info(&req))
         .await
         .map_err(nest_error)?;
-    Ok(tokens_json(&issued, false))
+    Ok(tokens_json(&issued, None))
 }
 
 async fn logout(state: web::Data<Nestjs>, req: HttpRequest) -> Reply {
@@ -411,4 +427,108 @@ async fn delete_me(state: web::Data<Nestjs>, req: HttpRequest) -> Reply {
         .await
         .map_err(nest_error)?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Provider sign-in errors in the boilerplate's shapes (it answers a token it cannot verify
+/// with `422 {errors: {user: "wrongToken"}}`). A provider that is not configured, or not
+/// for this kind of credential (`twitter` without its OAuth 1.0a consumer key), is a 404.
+fn social_error(e: AuthError) -> Fail {
+    match e {
+        AuthError::UnknownProvider | AuthError::InvalidRequest(_) => {
+            nest_status(StatusCode::NOT_FOUND, "Not Found")
+        }
+        AuthError::InvalidIdToken(_) | AuthError::ProviderRejected(_) => {
+            field_error("user", "wrongToken")
+        }
+        AuthError::ProviderEmailMissing => field_error("email", "emailMissing"),
+        AuthError::ProviderEmailUnverified => field_error("email", "emailNotVerified"),
+        AuthError::LinkRequired => field_error("email", "emailAlreadyExists"),
+        AuthError::SignupRequired | AuthError::SignupDisabled => field_error("user", "notFound"),
+        other => nest_error(other),
+    }
+}
+
+/// Sign in with a credential of the canonical provider `provider` (signing up a new
+/// account, the canonical default): the email login's answer, with the user's `provider`
+/// and `socialId` those of this provider's identity.
+async fn social_login(
+    state: &Nestjs,
+    req: &HttpRequest,
+    provider: &str,
+    credential: ProviderCredential,
+    name: Option<String>,
+) -> Reply {
+    let outcome = state
+        .social
+        .sign_in(
+            provider,
+            &credential,
+            SignInIntent::Signin,
+            name,
+            client_info(req),
+        )
+        .await
+        .map_err(social_error)?;
+    let tokens = match outcome {
+        SignInOutcome::SignedIn(t) => t,
+        SignInOutcome::MfaRequired(_) => return Err(mfa_required()),
+    };
+    let identities: Vec<Identity> = state
+        .social
+        .identities_of(tokens.user.id)
+        .await
+        .map_err(nest_error)?;
+    let mut user = user_json(&tokens.user);
+    user["provider"] = json!(provider);
+    user["socialId"] = json!(
+        identities
+            .iter()
+            .find(|i| i.provider == provider)
+            .map(|i| i.subject.clone())
+    );
+    Ok(tokens_json(&tokens, Some(user)))
+}
+
+fn id_token(map: &Map<String, Value>) -> ProviderCredential {
+    ProviderCredential::IdToken {
+        id_token: SecretString::from(text(map, "idToken")),
+        nonce: None,
+    }
+}
+
+/// `POST /api/v1/auth/google/login` `{idToken}`.
+async fn google_login(state: web::Data<Nestjs>, req: HttpRequest, bytes: web::Bytes) -> Reply {
+    let map = body(&bytes, &["idToken"])?;
+    social_login(&state, &req, "google", id_token(&map), None).await
+}
+
+/// `POST /api/v1/auth/apple/login` `{idToken, firstName?, lastName?}`: Apple gives the name
+/// to the app on the first sign-in only; it becomes the display name of a new account.
+async fn apple_login(state: web::Data<Nestjs>, req: HttpRequest, bytes: web::Bytes) -> Reply {
+    let map = body(&bytes, &["idToken"])?;
+    let name = join_name(
+        optional_text(&map, "firstName"),
+        optional_text(&map, "lastName"),
+    );
+    social_login(&state, &req, "apple", id_token(&map), name).await
+}
+
+/// `POST /api/v1/auth/facebook/login` `{accessToken}`.
+async fn facebook_login(state: web::Data<Nestjs>, req: HttpRequest, bytes: web::Bytes) -> Reply {
+    let map = body(&bytes, &["accessToken"])?;
+    let credential = ProviderCredential::AccessToken {
+        access_token: SecretString::from(text(&map, "accessToken")),
+        access_token_secret: None,
+    };
+    social_login(&state, &req, "facebook", credential, None).await
+}
+
+/// `POST /api/v1/auth/twitter/login` `{accessTokenKey, accessTokenSecret}` (OAuth 1.0a).
+async fn twitter_login(state: web::Data<Nestjs>, req: HttpRequest, bytes: web::Bytes) -> Reply {
+    let map = body(&bytes, &["accessTokenKey", "accessTokenSecret"])?;
+    let credential = ProviderCredential::AccessToken {
+        access_token: SecretString::from(text(&map, "accessTokenKey")),
+        access_token_secret: Some(SecretString::from(text(&map, "accessTokenSecret"))),
+    };
+    social_login(&state, &req, "twitter", credential, None).await
 }

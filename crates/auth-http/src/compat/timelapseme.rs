@@ -1,4 +1,5 @@
 //! `timelapseme` (the TimeLapseMe authentication server): credential sign-up and sign-in,
+//! strict provider sign-up and sign-in with a Google or Apple ID token (`{jwt}`),
 //! `{acessToken, refreshToken}` (spelled so: its clients read that key), rotating refresh
 //! tokens, RS256 tokens from PEM files carrying `nickname` and `userId`, and errors as
 //! plain text.
@@ -9,11 +10,13 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use auth_core::AuthError;
 use auth_core::flows::SignupOutcome;
+use auth_core::identity::ProviderCredential;
 use auth_core::jwt::{
     ACCESS_TOKEN_TYPE, AccessClaims, JwtIssuer, KeySet, SigningAlgorithm, TokenIssuer,
 };
 use auth_core::mfa::SignInOutcome;
 use auth_core::service::{AuthService, IssuedTokens, SignupRequest};
+use auth_core::social::{SignInIntent, SocialService};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{EncodingKey, Header};
 use secrecy::{ExposeSecret, SecretString};
@@ -24,8 +27,9 @@ use crate::extract::client_info;
 use crate::problem::ApiError;
 use crate::settings::Settings;
 
-/// Signs the canonical claims plus `nickname` (the display name) and `userId` (the `sub`),
-/// with the profile's RS256 key; verifies like any issuer of ours.
+/// Signs the canonical claims plus `nickname` (the display name, else the local part of the
+/// email address) and `userId` (the `sub`), with the profile's RS256 key; verifies like any
+/// issuer of ours.
 struct ClaimsIssuer {
     inner: JwtIssuer,
     key: EncodingKey,
@@ -43,7 +47,7 @@ impl TokenIssuer for ClaimsIssuer {
 
     fn sign(&self, claims: &AccessClaims) -> auth_core::AuthResult<String> {
         let mut value = serde_json::to_value(claims).map_err(AuthError::internal)?;
-        value["nickname"] = json!(claims.name.clone().unwrap_or_default());
+        value["nickname"] = json!(nickname(claims));
         value["userId"] = json!(claims.sub);
         let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
         header.typ = Some(ACCESS_TOKEN_TYPE.into());
@@ -60,9 +64,23 @@ impl TokenIssuer for ClaimsIssuer {
     }
 }
 
+/// The display name; an account without one (a provider gave no name) goes by the local
+/// part of its address.
+fn nickname(claims: &AccessClaims) -> String {
+    match claims.name.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => name.to_owned(),
+        _ => claims
+            .email
+            .split_once('@')
+            .map_or(claims.email.as_str(), |(local, _)| local)
+            .to_owned(),
+    }
+}
+
 /// The profile's state.
 pub struct Timelapseme {
     auth: Arc<AuthService>,
+    social: SocialService,
     prefix: String,
 }
 
@@ -70,7 +88,7 @@ impl Timelapseme {
     pub(super) fn build(
         settings: &Settings,
         base: &AuthService,
-        _social: &auth_core::social::SocialService,
+        social: &SocialService,
         s: &TimelapsemeSettings,
     ) -> Result<Self, String> {
         let read = |p: &Option<std::path::PathBuf>, key: &str| -> Result<Vec<u8>, String> {
@@ -103,6 +121,7 @@ impl Timelapseme {
         rules.sessions.reuse_grace = chrono::Duration::zero();
         let auth = Arc::new(base.with_profile(Arc::new(ClaimsIssuer { inner, key, kid }), rules));
         Ok(Self {
+            social: social.for_profile(auth.clone()),
             auth,
             prefix: s.prefix.clone(),
         })
@@ -115,7 +134,11 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig, data: &web::Data<Timelapse
     let at = |route: &str| web::resource(path(&data.prefix, route)).app_data(data.clone());
     cfg.service(at("/api/v1/signup/credentials").route(web::post().to(signup)))
         .service(at("/api/v1/auth/credentials").route(web::post().to(login)))
-        .service(at("/api/v1/refresh").route(web::post().to(refresh)));
+        .service(at("/api/v1/refresh").route(web::post().to(refresh)))
+        .service(at("/api/v1/signup/google").route(web::post().to(google_signup)))
+        .service(at("/api/v1/signup/apple").route(web::post().to(apple_signup)))
+        .service(at("/api/v1/auth/google").route(web::post().to(google_login)))
+        .service(at("/api/v1/auth/apple").route(web::post().to(apple_login)));
 }
 
 /// Its errors: plain text.
@@ -124,6 +147,15 @@ fn plain(status: StatusCode, text: &str) -> actix_web::Error {
         HttpResponse::build(status)
             .content_type("text/plain; charset=utf-8")
             .body(text.to_owned()),
+    )
+}
+
+/// It has no second step: an account with a second factor is refused (no session is
+/// opened) and signs in through the canonical API.
+fn mfa_required() -> actix_web::Error {
+    plain(
+        StatusCode::FORBIDDEN,
+        "This account signs in with a second factor",
     )
 }
 
@@ -227,10 +259,7 @@ async fn login(state: web::Data<Timelapseme>, req: HttpRequest, bytes: web::Byte
         .map_err(plain_error)?;
     match outcome {
         SignInOutcome::SignedIn(t) => Ok(pair(&t)),
-        SignInOutcome::MfaRequired(_) => Err(plain(
-            StatusCode::FORBIDDEN,
-            "This account signs in with a second factor",
-        )),
+        SignInOutcome::MfaRequired(_) => Err(mfa_required()),
     }
 }
 
@@ -245,4 +274,80 @@ async fn refresh(state: web::Data<Timelapseme>, req: HttpRequest, bytes: web::By
         .await
         .map_err(plain_error)?;
     Ok(pair(&issued))
+}
+
+/// Provider sign-up and sign-in errors as plain text.
+fn provider_error(e: AuthError) -> actix_web::Error {
+    match e {
+        AuthError::UnknownProvider => plain(StatusCode::NOT_FOUND, "Provider not configured"),
+        AuthError::InvalidIdToken(_) | AuthError::ProviderRejected(_) => {
+            plain(StatusCode::UNAUTHORIZED, "Invalid token")
+        }
+        AuthError::ProviderEmailMissing => {
+            plain(StatusCode::BAD_REQUEST, "The token carries no email")
+        }
+        AuthError::ProviderEmailUnverified => plain(
+            StatusCode::FORBIDDEN,
+            "The provider has not verified the email",
+        ),
+        AuthError::IdentityExists | AuthError::EmailTaken => {
+            plain(StatusCode::CONFLICT, "User already exists")
+        }
+        AuthError::LinkRequired => plain(
+            StatusCode::CONFLICT,
+            "Sign in with your password to link this provider",
+        ),
+        AuthError::SignupRequired => plain(StatusCode::NOT_FOUND, "User does not exist"),
+        AuthError::SignupDisabled => plain(StatusCode::FORBIDDEN, "Sign-up is disabled"),
+        other => plain_error(other),
+    }
+}
+
+/// Strict provider sign-up or sign-in with the provider's ID token: sign-up fails for an
+/// existing user, sign-in for an unknown one.
+async fn with_provider(
+    state: &Timelapseme,
+    req: &HttpRequest,
+    bytes: &[u8],
+    provider: &str,
+    intent: SignInIntent,
+) -> Reply {
+    let map = body(bytes, &["jwt"])?;
+    let credential = ProviderCredential::IdToken {
+        id_token: SecretString::from(text(&map, "jwt")),
+        nonce: None,
+    };
+    let outcome = state
+        .social
+        .sign_in_strict(provider, &credential, intent, None, client_info(req))
+        .await
+        .map_err(provider_error)?;
+    match outcome {
+        SignInOutcome::SignedIn(t) => Ok(pair(&t)),
+        SignInOutcome::MfaRequired(_) => Err(mfa_required()),
+    }
+}
+
+/// `POST /api/v1/signup/google` `{jwt}`.
+async fn google_signup(
+    state: web::Data<Timelapseme>,
+    req: HttpRequest,
+    bytes: web::Bytes,
+) -> Reply {
+    with_provider(&state, &req, &bytes, "google", SignInIntent::Signup).await
+}
+
+/// `POST /api/v1/signup/apple` `{jwt}`.
+async fn apple_signup(state: web::Data<Timelapseme>, req: HttpRequest, bytes: web::Bytes) -> Reply {
+    with_provider(&state, &req, &bytes, "apple", SignInIntent::Signup).await
+}
+
+/// `POST /api/v1/auth/google` `{jwt}`.
+async fn google_login(state: web::Data<Timelapseme>, req: HttpRequest, bytes: web::Bytes) -> Reply {
+    with_provider(&state, &req, &bytes, "google", SignInIntent::Signin).await
+}
+
+/// `POST /api/v1/auth/apple` `{jwt}`.
+async fn apple_login(state: web::Data<Timelapseme>, req: HttpRequest, bytes: web::Bytes) -> Reply {
+    with_provider(&state, &req, &bytes, "apple", SignInIntent::Signin).await
 }
