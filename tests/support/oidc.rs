@@ -77,12 +77,18 @@ pub fn pkce() -> (String, String) {
 impl OidcPeer {
     /// Start the provider on a free port and wait until it listens.
     pub async fn start() -> Self {
+        Self::start_with_callback(CALLBACK).await
+    }
+
+    /// As [`Self::start`], with `callback` as the auth server's registered redirect URI
+    /// (a compatibility profile that serves its own callback route).
+    pub async fn start_with_callback(callback: &str) -> Self {
         ensure_installed();
         let mut child = Command::new("node")
             .arg("server.js")
             .current_dir(peer_dir())
             .env("PORT", "0")
-            .env("AUTH_CALLBACK", CALLBACK)
+            .env("AUTH_CALLBACK", callback)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)

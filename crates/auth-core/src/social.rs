@@ -84,6 +84,29 @@ impl Default for SocialSettings {
     }
 }
 
+/// The canonical callback path; `{provider}` stands for the provider id.
+pub const CANONICAL_CALLBACK_PATH: &str = "/api/v1/auth/oauth/{provider}/callback";
+
+/// Which browser flow a state belongs to; a callback redeems only its own flow's states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum BrowserFlow {
+    /// The app gets a one-time code and exchanges it with its PKCE verifier.
+    #[default]
+    AppCode,
+    /// The session opens at the callback (cookie-carried tokens set by the caller).
+    Session,
+}
+
+/// A finished callback of the session flow ([`SocialService::callback_session`]).
+#[derive(Debug)]
+pub struct SessionCallback {
+    /// The new session's tokens, or the second factor still required.
+    pub outcome: SignInOutcome,
+    /// The app's `redirect_to`, checked against the allow-list when the flow started.
+    pub redirect_to: String,
+}
+
 /// A failed callback: where to send the browser back with the error, when known.
 #[derive(Debug)]
 pub struct CallbackFailure {
@@ -101,6 +124,8 @@ struct StatePayload {
     nonce: String,
     pkce_verifier: String,
     intent: SignInIntent,
+    #[serde(default)]
+    flow: BrowserFlow,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -119,6 +144,7 @@ pub struct SocialService {
     identities: Arc<dyn IdentityStore>,
     providers: HashMap<String, ProviderEntry>,
     settings: SocialSettings,
+    callback_path: String,
 }
 
 impl fmt::Debug for SocialService {
@@ -128,6 +154,7 @@ impl fmt::Debug for SocialService {
         f.debug_struct("SocialService")
             .field("providers", &ids)
             .field("settings", &self.settings)
+            .field("callback_path", &self.callback_path)
             .finish_non_exhaustive()
     }
 }
@@ -162,6 +189,7 @@ impl SocialService {
             identities,
             providers,
             settings,
+            callback_path: CANONICAL_CALLBACK_PATH.to_owned(),
         }
     }
 
@@ -173,7 +201,16 @@ impl SocialService {
             identities: self.identities.clone(),
             providers: self.providers.clone(),
             settings: self.settings.clone(),
+            callback_path: self.callback_path.clone(),
         }
+    }
+
+    /// The same service with the provider sending the browser back to `path` (under
+    /// `public_url`; `{provider}` stands for the provider id) instead of
+    /// [`CANONICAL_CALLBACK_PATH`]: a profile that serves its own callback route.
+    pub fn with_callback_path(mut self, path: impl Into<String>) -> Self {
+        self.callback_path = path.into();
+        self
     }
 
     fn provider(&self, id: &str) -> AuthResult<&ProviderEntry> {
@@ -182,8 +219,9 @@ impl SocialService {
 
     fn callback_url(&self, provider: &str) -> String {
         format!(
-            "{}/api/v1/auth/oauth/{provider}/callback",
-            self.settings.public_url.trim_end_matches('/')
+            "{}{}",
+            self.settings.public_url.trim_end_matches('/'),
+            self.callback_path.replace("{provider}", provider)
         )
     }
 
@@ -551,6 +589,41 @@ impl SocialService {
         intent: SignInIntent,
         client: &ClientInfo,
     ) -> AuthResult<String> {
+        self.begin(
+            provider,
+            redirect_to,
+            Some((code_challenge, code_challenge_method)),
+            intent,
+            client,
+        )
+        .await
+    }
+
+    /// Start the browser flow of a client that keeps its tokens in cookies set by this
+    /// server: as [`Self::authorize`] without the app's PKCE pair, since no code goes
+    /// through the app; [`Self::callback_session`] opens the session. The state, nonce and
+    /// the provider's PKCE verifier are held server-side as in the app-code flow.
+    pub async fn authorize_session(
+        &self,
+        provider: &str,
+        redirect_to: &str,
+        intent: SignInIntent,
+        client: &ClientInfo,
+    ) -> AuthResult<String> {
+        self.begin(provider, redirect_to, None, intent, client)
+            .await
+    }
+
+    /// Both browser flows' start; `app_pkce` is the app's (challenge, method) of the
+    /// app-code flow, `None` for the session flow.
+    async fn begin(
+        &self,
+        provider: &str,
+        redirect_to: &str,
+        app_pkce: Option<(&str, &str)>,
+        intent: SignInIntent,
+        client: &ClientInfo,
+    ) -> AuthResult<String> {
         let entry = self.provider(provider)?;
         // Each call stores a state: counted like a sign-in attempt.
         self.auth
@@ -567,19 +640,25 @@ impl SocialService {
                 reason: "is not in the allow-list",
             });
         }
-        if code_challenge_method != "S256" {
-            return Err(AuthError::InvalidRequest(
-                "code_challenge_method must be S256".into(),
-            ));
-        }
-        let well_formed = URL_SAFE_NO_PAD
-            .decode(code_challenge)
-            .is_ok_and(|b| b.len() == 32);
-        if !well_formed {
-            return Err(AuthError::InvalidRequest(
-                "code_challenge must be the base64url SHA-256 of the verifier".into(),
-            ));
-        }
+        let (app_challenge, flow) = match app_pkce {
+            Some((code_challenge, code_challenge_method)) => {
+                if code_challenge_method != "S256" {
+                    return Err(AuthError::InvalidRequest(
+                        "code_challenge_method must be S256".into(),
+                    ));
+                }
+                let well_formed = URL_SAFE_NO_PAD
+                    .decode(code_challenge)
+                    .is_ok_and(|b| b.len() == 32);
+                if !well_formed {
+                    return Err(AuthError::InvalidRequest(
+                        "code_challenge must be the base64url SHA-256 of the verifier".into(),
+                    ));
+                }
+                (code_challenge.to_owned(), BrowserFlow::AppCode)
+            }
+            None => (String::new(), BrowserFlow::Session),
+        };
         let rng = self.auth.ports.rng.as_ref();
         let state = opaque::generate(rng);
         let nonce = opaque::generate(rng);
@@ -587,10 +666,11 @@ impl SocialService {
         let payload = StatePayload {
             provider: provider.to_owned(),
             redirect_to: redirect_to.to_owned(),
-            app_challenge: code_challenge.to_owned(),
+            app_challenge,
             nonce: nonce.expose_secret().to_owned(),
             pkce_verifier: pkce_verifier.expose_secret().to_owned(),
             intent,
+            flow,
         };
         let now = self.auth.ports.clock.now();
         self.put_record(
@@ -625,6 +705,91 @@ impl SocialService {
         client: ClientInfo,
     ) -> Result<String, CallbackFailure> {
         let fail = |redirect_to: Option<String>, error| CallbackFailure { redirect_to, error };
+        let (payload, user) = self
+            .redeem(
+                provider,
+                state,
+                code,
+                provider_error_code,
+                BrowserFlow::AppCode,
+                &client,
+            )
+            .await?;
+        let back = Some(payload.redirect_to.clone());
+        let now = self.auth.ports.clock.now();
+        let one_time = opaque::generate(self.auth.ports.rng.as_ref());
+        let code_payload = CodePayload {
+            user_id: user.id,
+            provider: provider.to_owned(),
+            app_challenge: payload.app_challenge,
+        };
+        self.put_record(
+            one_time.expose_secret(),
+            OAuthRecordKind::Code,
+            CODE_CONTEXT,
+            &code_payload,
+            now + self.settings.code_ttl,
+        )
+        .await
+        .map_err(|e| fail(back, e))?;
+        let separator = if payload.redirect_to.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        Ok(format!(
+            "{}{separator}code={}",
+            payload.redirect_to,
+            one_time.expose_secret()
+        ))
+    }
+
+    /// The provider sent the browser back to a flow begun by [`Self::authorize_session`]:
+    /// check the state, exchange the code, resolve the user and open the session (or the
+    /// second-factor challenge, as every first factor). A state of the app-code flow is
+    /// refused here, and this flow's states are refused by [`Self::callback`].
+    pub async fn callback_session(
+        &self,
+        provider: &str,
+        state: Option<&str>,
+        code: Option<&str>,
+        provider_error_code: Option<&str>,
+        client: ClientInfo,
+    ) -> Result<SessionCallback, CallbackFailure> {
+        let (payload, user) = self
+            .redeem(
+                provider,
+                state,
+                code,
+                provider_error_code,
+                BrowserFlow::Session,
+                &client,
+            )
+            .await?;
+        match self.open_session(provider, user, client).await {
+            Ok(outcome) => Ok(SessionCallback {
+                outcome,
+                redirect_to: payload.redirect_to,
+            }),
+            Err(error) => Err(CallbackFailure {
+                redirect_to: Some(payload.redirect_to),
+                error,
+            }),
+        }
+    }
+
+    /// The common part of both callbacks: consume the state (of `flow`), exchange the
+    /// provider's code and resolve the user.
+    async fn redeem(
+        &self,
+        provider: &str,
+        state: Option<&str>,
+        code: Option<&str>,
+        provider_error_code: Option<&str>,
+        flow: BrowserFlow,
+        client: &ClientInfo,
+    ) -> Result<(StatePayload, User), CallbackFailure> {
+        let fail = |redirect_to: Option<String>, error| CallbackFailure { redirect_to, error };
         let entry = self.provider(provider).map_err(|e| fail(None, e))?;
         let state = state.ok_or_else(|| fail(None, AuthError::InvalidOAuthState))?;
         let now = self.auth.ports.clock.now();
@@ -634,7 +799,7 @@ impl SocialService {
             .map_err(|e| fail(None, e))?
             .ok_or_else(|| fail(None, AuthError::InvalidOAuthState))?;
         let back = Some(payload.redirect_to.clone());
-        if payload.provider != provider {
+        if payload.provider != provider || payload.flow != flow {
             return Err(fail(back, AuthError::InvalidOAuthState));
         }
         if let Some(error) = provider_error_code {
@@ -657,38 +822,14 @@ impl SocialService {
         };
         let result = entry.provider.exchange_code(&exchange).await;
         let external = self
-            .verify(provider, result, &client)
+            .verify(provider, result, client)
             .await
             .map_err(|e| fail(back.clone(), e))?;
         let user = self
-            .resolve_user(entry.signup, external, payload.intent, None, &client)
+            .resolve_user(entry.signup, external, payload.intent, None, client)
             .await
-            .map_err(|e| fail(back.clone(), e))?;
-        let one_time = opaque::generate(self.auth.ports.rng.as_ref());
-        let code_payload = CodePayload {
-            user_id: user.id,
-            provider: provider.to_owned(),
-            app_challenge: payload.app_challenge,
-        };
-        self.put_record(
-            one_time.expose_secret(),
-            OAuthRecordKind::Code,
-            CODE_CONTEXT,
-            &code_payload,
-            now + self.settings.code_ttl,
-        )
-        .await
-        .map_err(|e| fail(back.clone(), e))?;
-        let separator = if payload.redirect_to.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        Ok(format!(
-            "{}{separator}code={}",
-            payload.redirect_to,
-            one_time.expose_secret()
-        ))
+            .map_err(|e| fail(back, e))?;
+        Ok((payload, user))
     }
 
     /// Turn the one-time code of the browser flow and the app's PKCE verifier into tokens.

@@ -84,6 +84,7 @@ impl IdentityProvider for Scripted {
 
 struct Social {
     service: SocialService,
+    auth: Arc<AuthService>,
     provider: Arc<Scripted>,
     store: Arc<MemoryStore>,
     clock: Arc<ManualClock>,
@@ -133,7 +134,7 @@ fn social(signup: SignupMode) -> Social {
         },
     );
     let service = SocialService::new(
-        auth,
+        auth.clone(),
         store.clone(),
         providers,
         SocialSettings {
@@ -144,6 +145,7 @@ fn social(signup: SignupMode) -> Social {
     );
     Social {
         service,
+        auth,
         provider,
         store,
         clock,
@@ -457,6 +459,236 @@ async fn strict_mode_redirect_flow_signs_up_only_when_asked() {
     let failure = start(SignInIntent::Signup).await.unwrap_err();
     assert!(matches!(failure.error, AuthError::IdentityExists));
     assert!(start(SignInIntent::Signin).await.is_ok());
+}
+
+/// Start the session flow of a cookie-based client; returns the provider's state and the
+/// redirect URI it was asked with.
+async fn start_session_flow(s: &Social, service: &SocialService) -> (String, String) {
+    service
+        .authorize_session(
+            "op",
+            "https://app.test/done",
+            SignInIntent::Signin,
+            &ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    let request = s
+        .provider
+        .last_authorization
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap();
+    (request.state, request.redirect_uri)
+}
+
+#[tokio::test]
+async fn the_session_flow_opens_the_session_at_the_profile_callback() {
+    let s = social(SignupMode::Auto);
+    s.provider.answer("provider-code", Ok(ada(true)));
+    let service = s
+        .service
+        .for_profile(s.auth.clone())
+        .with_callback_path("/compat/x/oauth/{provider}/callback");
+    let (state, redirect_uri) = start_session_flow(&s, &service).await;
+    assert_eq!(redirect_uri, "https://auth.test/compat/x/oauth/op/callback");
+    let done = service
+        .callback_session(
+            "op",
+            Some(&state),
+            Some("provider-code"),
+            None,
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.redirect_to, "https://app.test/done");
+    let tokens = done.outcome.tokens().expect("a session, no second factor");
+    assert_eq!(tokens.user.email, "ada@example.com");
+    let identity = s
+        .store
+        .identity_by_subject("op", "sub-ada")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(identity.user_id, tokens.user.id);
+    let session = auth_core::ports::SessionStore::session(s.store.as_ref(), tokens.session_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(session.amr, vec!["oauth".to_owned()]);
+    assert_eq!(
+        s.events.kinds(),
+        vec![EventKind::SignedUp, EventKind::SocialSignIn]
+    );
+
+    // The state is single use: a replay has nowhere to go back to and opens nothing.
+    let failure = service
+        .callback_session(
+            "op",
+            Some(&state),
+            Some("provider-code"),
+            None,
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(failure.error, AuthError::InvalidOAuthState));
+    assert_eq!(failure.redirect_to, None);
+    assert_eq!(s.events.kinds().len(), 2);
+
+    // The canonical service still asks for its own callback.
+    s.service
+        .authorize(
+            "op",
+            "https://app.test/done",
+            &pkce_challenge(&"v".repeat(50)),
+            "S256",
+            SignInIntent::Signin,
+            &ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    let request = s
+        .provider
+        .last_authorization
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap();
+    assert_eq!(
+        request.redirect_uri,
+        "https://auth.test/api/v1/auth/oauth/op/callback"
+    );
+}
+
+#[tokio::test]
+async fn the_two_browser_flows_do_not_redeem_each_others_states() {
+    let s = social(SignupMode::Auto);
+    s.provider.answer("provider-code", Ok(ada(true)));
+    // A session-flow state at the app-code callback: refused, consumed, nothing created.
+    let (state, _) = start_session_flow(&s, &s.service).await;
+    let failure = s
+        .service
+        .callback(
+            "op",
+            Some(&state),
+            Some("provider-code"),
+            None,
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(failure.error, AuthError::InvalidOAuthState));
+    assert_eq!(
+        failure.redirect_to.as_deref(),
+        Some("https://app.test/done")
+    );
+    // An app-code state at the session callback: refused the same way.
+    s.service
+        .authorize(
+            "op",
+            "https://app.test/done",
+            &pkce_challenge(&"v".repeat(50)),
+            "S256",
+            SignInIntent::Signin,
+            &ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    let state = s
+        .provider
+        .last_authorization
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap()
+        .state;
+    let failure = s
+        .service
+        .callback_session(
+            "op",
+            Some(&state),
+            Some("provider-code"),
+            None,
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(failure.error, AuthError::InvalidOAuthState));
+    assert!(
+        s.store
+            .credentials_by_email("ada@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.events.kinds().is_empty());
+}
+
+#[tokio::test]
+async fn the_session_flow_checks_the_return_address_and_the_provider() {
+    let s = social(SignupMode::Auto);
+    let err = s
+        .service
+        .authorize_session(
+            "op",
+            "https://evil.test/done",
+            SignInIntent::Signin,
+            &ClientInfo::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AuthError::InvalidField {
+                field: "redirect_to",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(s.provider.last_authorization.lock().unwrap().is_none());
+    let err = s
+        .service
+        .authorize_session(
+            "nope",
+            "https://app.test/done",
+            SignInIntent::Signin,
+            &ClientInfo::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::UnknownProvider));
+
+    // A provider error after a valid state goes back to the app; no session is opened.
+    s.provider.answer("provider-code", Ok(ada(true)));
+    let (state, _) = start_session_flow(&s, &s.service).await;
+    let failure = s
+        .service
+        .callback_session(
+            "op",
+            Some(&state),
+            None,
+            Some("access_denied"),
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(failure.error, AuthError::ProviderRejected(_)));
+    assert_eq!(
+        failure.redirect_to.as_deref(),
+        Some("https://app.test/done")
+    );
+    assert!(
+        s.store
+            .identity_by_subject("op", "sub-ada")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn strict(

@@ -13,6 +13,7 @@ use auth_core::jwt::KeySet;
 use auth_core::mfa::SignInOutcome;
 use auth_core::model::User;
 use auth_core::service::{AuthService, Authenticated, IssuedTokens, SignupRequest};
+use auth_core::social::SocialService;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 
@@ -28,6 +29,11 @@ use crate::settings::Settings;
 /// The profile's state.
 pub struct ServiceAuth {
     auth: Arc<AuthService>,
+    /// Social sign-in over `auth`, the provider sending the browser back to this
+    /// profile's `/oauth/:provider/callback`.
+    social: SocialService,
+    /// Where the browser returns after a provider sign-in asked without `redirect_to`.
+    app_url: String,
     prefix: String,
     cookie: String,
     refresh_cookie: String,
@@ -38,7 +44,7 @@ impl ServiceAuth {
     pub(super) fn build(
         settings: &Settings,
         base: &AuthService,
-        _social: &auth_core::social::SocialService,
+        social: &SocialService,
         s: &ServiceAuthSettings,
     ) -> Result<Self, String> {
         let secret = s
@@ -47,16 +53,21 @@ impl ServiceAuth {
             .ok_or("compat.service_authentication.jwt_secret is required")?;
         let keys = KeySet::from_hs256_secret(secret.expose_secret().as_bytes())
             .map_err(|e| format!("compat.service_authentication.jwt_secret: {e}"))?;
+        let auth = profile_service(
+            base,
+            settings,
+            keys,
+            &s.audience,
+            s.access_ttl_secs,
+            settings.password_policy.clone(),
+            None,
+        );
         Ok(Self {
-            auth: profile_service(
-                base,
-                settings,
-                keys,
-                &s.audience,
-                s.access_ttl_secs,
-                settings.password_policy.clone(),
-                None,
-            ),
+            social: social
+                .for_profile(auth.clone())
+                .with_callback_path(path(&s.prefix, "/oauth/{provider}/callback")),
+            app_url: settings.app.effective_url(&settings.server).to_owned(),
+            auth,
             prefix: s.prefix.clone(),
             cookie: s.cookie_name.clone(),
             refresh_cookie: s.refresh_cookie_name.clone(),
