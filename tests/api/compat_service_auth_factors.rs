@@ -150,7 +150,12 @@ async fn sms(app: &TestApp, n: usize) -> (String, String) {
     let dir = app.settings.data_dir.join("sms");
     for _ in 0..400 {
         let mut names: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+                    .collect()
+            })
             .unwrap_or_default();
         names.sort();
         if let Some(file) = names.get(n - 1) {

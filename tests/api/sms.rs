@@ -283,10 +283,10 @@ async fn the_development_transport_writes_messages_to_the_data_directory(backend
     let dir = app.settings.data_dir.join("sms");
     let mut text = None;
     for _ in 0..200 {
-        let file = std::fs::read_dir(&dir)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(Result::ok);
+        let file = std::fs::read_dir(&dir).ok().and_then(|d| {
+            d.filter_map(Result::ok)
+                .find(|f| f.path().extension().is_some_and(|e| e == "txt"))
+        });
         if let Some(file) = file {
             text = Some(std::fs::read_to_string(file.path()).unwrap());
             break;
