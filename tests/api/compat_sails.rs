@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use auth_e2e::{Backend, PASSWORD, TestApp, TestAppBuilder, app, on_both_backends};
+use auth_e2e::{
+    Backend, FakeApi, PASSWORD, TestApp, TestAppBuilder, app, on_both_backends, problem,
+};
 use auth_notify::testing::{ReceivedMail, SmtpSink};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
@@ -13,6 +15,7 @@ on_both_backends!(
     sails_jwt_locks_after_five_failures,
     sails_jwt_users_are_shared_with_the_canonical_api,
     sails_jwt_refuses_an_account_with_a_second_factor,
+    sails_jwt_clients_send_no_captcha_and_the_canonical_api_still_asks_for_one,
 );
 
 const SECRET: &str = "sails-jwt-example-secret-0123456789abcdefghij";
@@ -313,4 +316,39 @@ async fn sails_jwt_refuses_an_account_with_a_second_factor(backend: Backend) {
     );
     // No session was opened: only the sign-up's.
     assert_eq!(crate::mfa::session_count(&app, token).await, 1);
+}
+
+async fn sails_jwt_clients_send_no_captcha_and_the_canonical_api_still_asks_for_one(
+    backend: Backend,
+) {
+    let sink = SmtpSink::start();
+    let api = FakeApi::siteverify().await;
+    let app = app!(
+        with_profile(backend, &sink)
+            .var("AUTH__CAPTCHA__ENABLED", "true")
+            .var(
+                "AUTH__CAPTCHA__VERIFY_URL",
+                &format!("{}/siteverify", api.url)
+            )
+            .var("AUTH__CAPTCHA__SECRET", "captcha-secret"),
+        start
+    );
+    let res = post(
+        &app,
+        "/user/create",
+        None,
+        &json!({"email": "ada@example.com", "password": "kq7w2z9", "password_confirm": "kq7w2z9"}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let credentials = json!({"email": "ada@example.com", "password": "kq7w2z9"});
+    let res = post(&app, "/user/login", None, &credentials).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // The canonical routes keep their CAPTCHA.
+    problem(
+        app.post("/api/v1/auth/login", &credentials).await,
+        StatusCode::BAD_REQUEST,
+        "captcha_required",
+    )
+    .await;
 }

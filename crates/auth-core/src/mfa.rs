@@ -201,6 +201,14 @@ impl FactorKind {
         }
     }
 
+    /// How the factor is named in the mails to its owner.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Totp => "An authenticator app",
+            Self::Sms => "Text messages to your phone",
+        }
+    }
+
     /// Inverse of [`FactorKind::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
         [Self::Totp, Self::Sms]
@@ -885,7 +893,7 @@ impl AuthService {
             MailTemplate::MfaFactorAdded,
             &[
                 ("name", user.name.clone().unwrap_or_default()),
-                ("factor", "An authenticator app".into()),
+                ("factor", FactorKind::Totp.label().into()),
             ],
             now,
         )?;
@@ -1161,7 +1169,7 @@ impl AuthService {
                 MailTemplate::MfaFactorRemoved,
                 &[
                     ("name", user.name.clone().unwrap_or_default()),
-                    ("factor", "An authenticator app".into()),
+                    ("factor", factor.kind.label().into()),
                 ],
                 now,
             )?)

@@ -609,6 +609,30 @@ async fn sms_codes_enrol_a_number_and_serve_as_a_second_factor_once_each() {
         verify(&h, &m, SecondFactor::Sms, &code).await,
         Err(AuthError::InvalidCode)
     ));
+
+    // Removed with a fresh code; the owner's mail names the factor removed.
+    h.service
+        .send_mfa_sms(None, Some(&caller), &c)
+        .await
+        .unwrap();
+    h.deliver().await;
+    let code = h.sms.last_code("+33612345678").unwrap();
+    h.service
+        .remove_mfa_factor(
+            &caller,
+            enrollment.factor_id,
+            Some((SecondFactor::Sms, &code)),
+            &c,
+        )
+        .await
+        .unwrap();
+    h.deliver().await;
+    assert_eq!(
+        h.mailer
+            .value(EMAIL, "mfa_factor_removed", "factor")
+            .as_deref(),
+        Some("Text messages to your phone")
+    );
 }
 
 #[tokio::test]

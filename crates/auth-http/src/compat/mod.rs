@@ -401,6 +401,8 @@ pub(crate) fn profile_service_with(
     rules.sessions.access_ttl =
         chrono::Duration::seconds(i64::try_from(access_ttl_secs).unwrap_or(i64::MAX / 2));
     rules.password_policy = password_policy;
+    // Their clients send no CAPTCHA token; rate limits and lockout still apply.
+    rules.guard.captcha = auth_core::guard::CaptchaSettings::default();
     if let Some(lockout) = lockout {
         rules.guard.lockout = lockout;
     }

@@ -119,6 +119,8 @@ impl Timelapseme {
         rules.sessions.access_ttl =
             chrono::Duration::seconds(i64::try_from(s.access_ttl_secs).unwrap_or(i64::MAX / 2));
         rules.sessions.reuse_grace = chrono::Duration::zero();
+        // Its clients send no CAPTCHA token; rate limits and lockout still apply.
+        rules.guard.captcha = auth_core::guard::CaptchaSettings::default();
         let auth = Arc::new(base.with_profile(Arc::new(ClaimsIssuer { inner, key, kid }), rules));
         Ok(Self {
             social: social.for_profile(auth.clone()),
