@@ -1,6 +1,8 @@
 //! `service-authentication`: `/register`, `/login` with its `options` object and
 //! cookie-carried JWTs, `/token/refresh`, `/token/revoke`, `/password/forgot`,
-//! `/password/reset/:token`, `/email/verify`, `/email/verify/:token`, `/user`.
+//! `/password/reset/:token`, `/email/verify`, `/email/verify/:token`, `GET /user` here;
+//! OAuth and magic links in `social.rs`, second factors in `factors.rs`, users, webhooks
+//! and the audit log in `accounts.rs`.
 
 use std::sync::Arc;
 
