@@ -88,16 +88,43 @@ async fn error_body(res: Response, status: StatusCode) -> String {
         .to_owned()
 }
 
+/// The `Cookie` header that carries the flow cookie `GET /oauth/:provider` set: only the
+/// browser holding it can finish that flow.
+fn flow_cookie(res: &Response) -> String {
+    let cookies = set_cookies(res);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let flow = &cookies[0];
+    assert!(
+        flow.contains("HttpOnly")
+            && flow.contains("SameSite=None; Secure")
+            && flow.contains(&format!("Path={PREFIX}/oauth;")),
+        "{flow}"
+    );
+    let value = cookie_value(&cookies, "jwt_oauth_state").expect("the flow cookie");
+    assert_eq!(Some(&value), query(&location(res), "state").as_ref());
+    format!("jwt_oauth_state={value}")
+}
+
+/// A request to the callback from the browser that holds `flow` (the flow cookie).
+async fn back_with(app: &TestApp, callback: &str, flow: &str) -> Response {
+    app.client
+        .get(callback)
+        .header("cookie", flow)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// `GET /oauth/testop` then the provider's sign-in as `login`: the callback URL the
-/// provider sends the browser to, rewritten to reach the test server.
-async fn to_callback(app: &TestApp, login: &str, query: &str) -> String {
+/// provider sends the browser to, rewritten to reach the test server, and the flow cookie.
+async fn to_callback(app: &TestApp, login: &str, query: &str) -> (String, String) {
     let res = get(app, &format!("/oauth/testop{query}"), None).await;
     assert_eq!(res.status(), StatusCode::FOUND);
-    assert!(set_cookies(&res).is_empty());
+    let flow = flow_cookie(&res);
     let to_provider = location(&res);
     let browser = OidcPeer::browser();
     let back = OidcPeer::sign_in_through(&browser, &to_provider, login, PROFILE_CALLBACK).await;
-    back.replacen("http://auth.test", &app.address, 1)
+    (back.replacen("http://auth.test", &app.address, 1), flow)
 }
 
 async fn user_id_of(app: &TestApp, email: &str) -> UserId {
@@ -118,6 +145,7 @@ async fn service_authentication_oauth_browser_story(backend: Backend) {
     // To the provider with our state, nonce and PKCE challenge, back to our own callback.
     let res = get(&app, &format!("/oauth/testop?redirect_to={DONE}"), None).await;
     assert_eq!(res.status(), StatusCode::FOUND);
+    let flow = flow_cookie(&res);
     let to_provider = location(&res);
     assert!(to_provider.starts_with(&format!("{}/", peer.issuer)));
     assert_eq!(
@@ -138,10 +166,34 @@ async fn service_authentication_oauth_browser_story(backend: Backend) {
     let callback = OidcPeer::sign_in_through(&browser, &to_provider, "grace", PROFILE_CALLBACK)
         .await
         .replacen("http://auth.test", &app.address, 1);
+    // Carried to another browser (login CSRF), the callback signs nothing in, and leaves
+    // the state for the browser that started the flow.
     let res = app.client.get(&callback).send().await.unwrap();
+    error_body(res, StatusCode::BAD_REQUEST).await;
+    let res = back_with(&app, &callback, "jwt_oauth_state=someone-elses-state").await;
+    error_body(res, StatusCode::BAD_REQUEST).await;
+    assert!(
+        app.db
+            .credentials_by_email("grace@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let res = back_with(&app, &callback, &flow).await;
     assert_eq!(res.status(), StatusCode::FOUND);
     assert_eq!(location(&res), DONE);
     let cookies = set_cookies(&res);
+    assert!(
+        cookies.contains(&format!(
+            "jwt_oauth_state=; Path={PREFIX}/oauth; HttpOnly; SameSite=None; Secure; Max-Age=0"
+        )),
+        "the flow cookie is cleared: {cookies:?}"
+    );
+    let cookies: Vec<String> = cookies
+        .into_iter()
+        .filter(|c| !c.starts_with("jwt_oauth_state="))
+        .collect();
+    assert_eq!(cookies.len(), 2);
     assert!(cookies.iter().all(|c| c.contains("HttpOnly")
         && c.contains("SameSite=Lax")
         && c.contains(&format!("Path={PREFIX}"))));
@@ -180,7 +232,7 @@ async fn service_authentication_oauth_browser_story(backend: Backend) {
     assert_eq!(res.status(), StatusCode::OK);
 
     // The state is single use: a replayed callback opens nothing.
-    let res = app.client.get(&callback).send().await.unwrap();
+    let res = back_with(&app, &callback, &flow).await;
     error_body(res, StatusCode::BAD_REQUEST).await;
     assert_eq!(app.db.unrevoked_sessions_of(id).await.unwrap().len(), 1);
     let res = get(&app, "/oauth/testop/callback?code=x", None).await;
@@ -222,23 +274,33 @@ async fn service_authentication_oauth_browser_story(backend: Backend) {
     // `redirect_to` the browser returns to `app.url`.
     let res = get(&app, "/oauth/testop", None).await;
     assert_eq!(res.status(), StatusCode::FOUND);
+    let flow = flow_cookie(&res);
     let state = query(&location(&res), "state").unwrap();
-    let res = get(
+    let res = back_with(
         &app,
-        &format!("/oauth/testop/callback?state={state}&error=access_denied"),
-        None,
+        &url(
+            &app,
+            &format!("/oauth/testop/callback?state={state}&error=access_denied"),
+        ),
+        &flow,
     )
     .await;
     assert_eq!(res.status(), StatusCode::FOUND);
     assert_eq!(location(&res), format!("{APP_URL}?error=provider_rejected"));
-    assert!(set_cookies(&res).is_empty());
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .all(|c| c.starts_with("jwt_oauth_state=;"))
+    );
 
     // Apple's form_post comes back as a POST with the same fields.
     let res = get(&app, &format!("/oauth/testop?redirect_to={DONE}"), None).await;
+    let flow = flow_cookie(&res);
     let state = query(&location(&res), "state").unwrap();
     let res = app
         .client
         .post(url(&app, "/oauth/testop/callback"))
+        .header("cookie", &flow)
         .form(&[("state", state.as_str()), ("error", "access_denied")])
         .send()
         .await
@@ -506,11 +568,16 @@ async fn service_authentication_second_factor_accounts_stop_before_the_cookies(b
     assert_eq!(keys(&magic), keys(&login), "{magic} / {login}");
     assert!(magic.get("token").is_none() && magic.get("refresh_token").is_none());
 
-    let callback = to_callback(&app, "grace", &format!("?redirect_to={DONE}")).await;
-    let res = app.client.get(&callback).send().await.unwrap();
+    let (callback, flow) = to_callback(&app, "grace", &format!("?redirect_to={DONE}")).await;
+    let res = back_with(&app, &callback, &flow).await;
     assert_eq!(res.status(), StatusCode::FOUND);
     assert_eq!(location(&res), format!("{DONE}?error=mfa_required"));
-    assert!(set_cookies(&res).is_empty());
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .all(|c| c.starts_with("jwt_oauth_state=;")),
+        "no session cookie"
+    );
     assert_eq!(
         app.db.unrevoked_sessions_of(id).await.unwrap().len(),
         open_sessions

@@ -8,7 +8,7 @@
 //! browser on to `redirect_to`.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::LOCATION;
+use actix_web::http::header::{LOCATION, SET_COOKIE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use auth_core::AuthError;
 use auth_core::identity::ProviderCredential;
@@ -19,8 +19,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Reply, ServiceAuth, body, caller, error, service_error, sign_in_reply, text, tokens_body,
-    user_json,
+    Reply, ServiceAuth, body, caller, cookie, error, service_error, sign_in_reply, text,
+    tokens_body, user_json,
 };
 use crate::compat::{own_format, path};
 use crate::extract::client_info;
@@ -89,6 +89,28 @@ fn with_error(url: &str, code: &str) -> String {
     format!("{url}{separator}error={code}")
 }
 
+/// The cookie that binds a browser flow to the browser that started it: a callback URL
+/// carried to another browser (login CSRF) finds no matching cookie there and signs
+/// nothing in.
+fn flow_cookie_name(state: &ServiceAuth) -> String {
+    format!("{}_oauth_state", state.cookie)
+}
+
+/// `Set-Cookie` of the flow cookie, scoped to the profile's `/oauth` routes. It is
+/// `SameSite=None` when secure: Apple's `form_post` callback is a cross-site POST, on
+/// which `Lax` cookies are not sent.
+fn flow_cookie(state: &ServiceAuth, value: &str, max_age: i64) -> String {
+    let same_site = if state.secure { "None; Secure" } else { "Lax" };
+    format!(
+        "{}={value}; Path={}; HttpOnly; SameSite={same_site}; Max-Age={max_age}",
+        flow_cookie_name(state),
+        path(&state.prefix, "/oauth")
+    )
+}
+
+/// How long the flow cookie lives: as long as the core keeps the state.
+const FLOW_COOKIE_SECS: i64 = 600;
+
 #[derive(Deserialize)]
 struct AuthorizeQuery {
     #[serde(default)]
@@ -120,9 +142,23 @@ async fn authorize(
         )
         .await
         .map_err(social_error)?;
+    let flow_state = url
+        .split_once('?')
+        .and_then(|(_, query)| serde_urlencoded::from_str::<Vec<(String, String)>>(query).ok())
+        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "state"))
+        .map(|(_, v)| v)
+        .ok_or_else(|| {
+            social_error(AuthError::internal(
+                "the provider URL carries no state to bind the browser to",
+            ))
+        })?;
     Ok(own_format(
         HttpResponse::Found()
             .insert_header(no_store())
+            .insert_header((
+                SET_COOKIE,
+                flow_cookie(&state, &flow_state, FLOW_COOKIE_SECS),
+            ))
             .insert_header((LOCATION, url))
             .finish(),
     ))
@@ -169,6 +205,16 @@ async fn callback(
     provider: &str,
     params: CallbackParams,
 ) -> Reply {
+    // Only the browser that started the flow may finish it; a foreign callback leaves the
+    // state unspent.
+    let bound = params
+        .state
+        .as_deref()
+        .zip(cookie(req, &flow_cookie_name(state)))
+        .is_some_and(|(given, kept)| given == kept);
+    if !bound {
+        return Err(social_error(AuthError::InvalidOAuthState));
+    }
     let result = state
         .social
         .callback_session(
@@ -181,6 +227,7 @@ async fn callback(
         .await;
     let mut res = HttpResponse::Found();
     res.insert_header(no_store());
+    res.append_header((SET_COOKIE, flow_cookie(state, "", 0)));
     let location = match result {
         Ok(SessionCallback {
             outcome: SignInOutcome::SignedIn(t),
