@@ -88,7 +88,14 @@ fn create_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Writes `bytes` to a new file (never overwrites), readable by the owner only on unix.
-fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// The bytes go to a hidden `.NAME.partial` first and are linked under the final name once
+/// complete, so a reader of the directory never sees half a file.
+pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| std::io::Error::other("the file has no name"))?;
+    let partial = path.with_file_name(format!(".{name}.partial"));
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -96,7 +103,12 @@ fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    let written = options.open(&partial).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    // `hard_link` fails when the final name exists: nothing is ever replaced.
+    let result = written.and_then(|()| fs::hard_link(&partial, path));
+    let _ = fs::remove_file(&partial);
+    result
 }

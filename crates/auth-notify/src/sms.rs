@@ -113,17 +113,13 @@ impl SmsSender for FileSms {
             Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
             Uuid::new_v4()
         );
-        let path = self.dir.join(&name);
+        let path = self.dir.join(name);
         let text = format!("To: {to}\n\n{body}\n");
-        let (target, partial) = (path.clone(), self.dir.join(format!(".{name}.partial")));
-        // Written aside, then renamed: a reader of the directory never sees half a message.
-        tokio::task::spawn_blocking(move || {
-            std::fs::write(&partial, text)?;
-            std::fs::rename(&partial, &target)
-        })
-        .await
-        .map_err(|e| DeliveryError::Transient(format!("SMS file: {e}")))?
-        .map_err(|e| DeliveryError::Transient(format!("SMS file {}: {e}", path.display())))?;
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || crate::file::write_new(&target, text.as_bytes()))
+            .await
+            .map_err(|e| DeliveryError::Transient(format!("SMS file: {e}")))?
+            .map_err(|e| DeliveryError::Transient(format!("SMS file {}: {e}", path.display())))?;
         let masked = to.get(to.len().saturating_sub(2)..).unwrap_or_default();
         tracing::info!(file = %path.display(), to_last_digits = masked, "SMS written (development transport)");
         Ok(())
