@@ -10,7 +10,10 @@ run:
 ## Every test: unit, storage contract (memory, SQLite, PostgreSQL), end to end over HTTP.
 ## PostgreSQL is expected at 127.0.0.1:5432 (AUTH_TEST_POSTGRES_URL to change it); outside
 ## CI, AUTH_TEST_SKIP_POSTGRES=1 skips those tests loudly.
+## The examples are built first: tests run them (tests/api/peers.rs), and a build inside
+## a test would count against its time limit (.config/nextest.toml).
 test: check-tools test-peers
+	$(CARGO) build --workspace --examples
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
 

@@ -14,6 +14,10 @@ use auth_http::startup::Application;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
+/// Longest wait for one answer from the server under test or a peer: a hang fails the
+/// test, saying which call hung, instead of stalling the whole run.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A password that passes the default policy.
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -123,8 +127,11 @@ impl TestAppBuilder {
         let address = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         let server = std::sync::Mutex::new(Some(tokio::spawn(app.run_until_stopped())));
+        // A request the server never answers fails the test (with where) instead of
+        // hanging it.
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
             .build()
             .expect("client");
         let db = test_db.database().await;

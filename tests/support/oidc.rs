@@ -56,6 +56,14 @@ fn ensure_installed() {
     }
 }
 
+/// A client for the provider's own endpoints that gives up rather than hang a test.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(crate::REQUEST_TIMEOUT)
+        .build()
+        .expect("client")
+}
+
 /// A running `oidc-provider`.
 pub struct OidcPeer {
     /// `http://127.0.0.1:<port>`: the issuer.
@@ -90,22 +98,27 @@ impl OidcPeer {
             .env("PORT", "0")
             .env("AUTH_CALLBACK", callback)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit()) // shown with a failing test's output
             .kill_on_drop(true)
             .spawn()
             .expect("node runs tests/peers/oidc-provider/server.js");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let issuer = loop {
-            let line = lines
-                .next_line()
-                .await
-                .expect("provider output")
-                .expect("the provider exited before listening");
-            if let Some(issuer) = line.strip_prefix("listening ") {
-                break issuer.to_owned();
+        let listening = async {
+            loop {
+                let line = lines
+                    .next_line()
+                    .await
+                    .expect("provider output")
+                    .expect("the provider exited before listening");
+                if let Some(issuer) = line.strip_prefix("listening ") {
+                    break issuer.to_owned();
+                }
             }
         };
+        let issuer = tokio::time::timeout(crate::REQUEST_TIMEOUT, listening)
+            .await
+            .expect("the provider did not listen in time");
         // Keep draining its output so the pipe never fills.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self {
@@ -116,7 +129,7 @@ impl OidcPeer {
 
     /// The provider starts signing with a new key (the old one stays published).
     pub async fn rotate_key(&self) -> String {
-        let res = reqwest::Client::new()
+        let res = client()
             .post(format!("{}/test/rotate", self.issuer))
             .send()
             .await
@@ -127,7 +140,7 @@ impl OidcPeer {
 
     /// An ID token with these claims, signed with the provider's current key.
     pub async fn mint(&self, claims: &Value) -> String {
-        let res = reqwest::Client::new()
+        let res = client()
             .post(format!("{}/test/mint", self.issuer))
             .json(claims)
             .send()
@@ -140,6 +153,7 @@ impl OidcPeer {
     /// A browser: a cookie jar, no automatic redirects.
     pub fn browser() -> reqwest::Client {
         reqwest::Client::builder()
+            .timeout(crate::REQUEST_TIMEOUT)
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -239,7 +253,7 @@ impl OidcPeer {
             .find(|(k, _)| k == "code")
             .map(|(_, v)| v.into_owned())
             .unwrap_or_else(|| panic!("no code in {back}"));
-        let res = reqwest::Client::new()
+        let res = client()
             .post(format!("{}/token", self.issuer))
             .basic_auth(client_id, Some(client_secret))
             .form(&[

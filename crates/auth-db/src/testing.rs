@@ -71,14 +71,18 @@ impl TestDatabase {
         &self.url
     }
 
-    /// A [`Database`] on this database, migrated, with short timeouts.
+    /// A [`Database`] on this database, migrated, with short timeouts (a query that never
+    /// answers fails after a minute).
     pub async fn database(&self) -> Database {
         let opts = DatabaseOptions {
             connect_timeout: Duration::from_secs(10),
             acquire_timeout: Duration::from_secs(10),
             ..DatabaseOptions::default()
         };
-        let db = Database::connect(&self.url, &opts).expect("cannot open the test database");
+        // A query that never answers fails the test instead of hanging it.
+        let db = Database::connect(&self.url, &opts)
+            .expect("cannot open the test database")
+            .with_query_timeout(Some(Duration::from_secs(60)));
         db.migrate()
             .await
             .expect("cannot migrate the test database");

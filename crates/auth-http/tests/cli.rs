@@ -11,6 +11,14 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-http");
 
+/// A client that fails a request the server never answers instead of hanging the test.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
 struct Workdir(PathBuf);
 
 impl Workdir {
@@ -222,7 +230,7 @@ async fn logs_carry_no_secrets_and_sigterm_stops_cleanly() {
     });
 
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = http_client();
     let password = "Unique-Passphrase-7f3a9c";
     let t: Value = http
         .post(format!("{base}/api/v1/auth/signup"))
@@ -395,7 +403,7 @@ async fn users_create_admin_makes_an_administrator_the_api_accepts() {
     assert!(String::from_utf8_lossy(&no_tty.stderr).contains("--password-stdin"));
 
     let (_child, base) = serve(&dir).await;
-    let http = reqwest::Client::new();
+    let http = http_client();
     let t: Value = http
         .post(format!("{base}/api/v1/auth/login"))
         .json(&json!({"email": "root@example.com", "password": password}))
@@ -626,7 +634,7 @@ async fn users_import_brings_bcrypt_accounts_that_sign_in_with_their_old_passwor
     .spawn()
     .unwrap();
     let base = listening(&mut child).await;
-    let http = reqwest::Client::new();
+    let http = http_client();
     let login = |path: &'static str, email: &'static str, password: &'static str| {
         let req = http
             .post(format!("{base}{path}"))
