@@ -245,16 +245,11 @@ impl SocialService {
         name: Option<String>,
         client: ClientInfo,
     ) -> AuthResult<SignInOutcome> {
-        let entry = self.provider(provider)?;
-        self.auth
-            .limit(crate::guard::LimitGroup::Login, &client, None)
-            .await?;
-        let name = normalise_name(name)?;
-        let external = self
-            .verify(provider, entry.provider.verify(credential).await, &client)
+        let (signup, name, external) = self
+            .verified_credential(provider, credential, name, &client)
             .await?;
         let user = self
-            .resolve_user(entry.signup, external, intent, name, &client)
+            .resolve_user(signup, external, intent, name, &client)
             .await?;
         self.open_session(provider, user, client).await
     }
@@ -275,13 +270,8 @@ impl SocialService {
         name: Option<String>,
         client: ClientInfo,
     ) -> AuthResult<SignInOutcome> {
-        let entry = self.provider(provider)?;
-        self.auth
-            .limit(crate::guard::LimitGroup::Login, &client, None)
-            .await?;
-        let name = normalise_name(name)?;
-        let external = self
-            .verify(provider, entry.provider.verify(credential).await, &client)
+        let (signup, name, external) = self
+            .verified_credential(provider, credential, name, &client)
             .await?;
         let Some(address) = external.email.as_deref() else {
             return Err(AuthError::ProviderEmailMissing);
@@ -312,7 +302,7 @@ impl SocialService {
                 });
             }
         }
-        let mode = match entry.signup {
+        let mode = match signup {
             SignupMode::Disabled => SignupMode::Disabled,
             SignupMode::Auto | SignupMode::Strict => SignupMode::Strict,
         };
@@ -320,6 +310,27 @@ impl SocialService {
             .resolve_user(mode, external, intent, name, &client)
             .await?;
         self.open_session(provider, user, client).await
+    }
+
+    /// The steps every provider sign-in starts with: the provider is configured, the
+    /// client is within its rate limit, the name is acceptable and the provider vouches
+    /// for the credential. Returns the provider's sign-up mode, the name and the identity.
+    async fn verified_credential(
+        &self,
+        provider: &str,
+        credential: &ProviderCredential,
+        name: Option<String>,
+        client: &ClientInfo,
+    ) -> AuthResult<(SignupMode, Option<String>, ExternalIdentity)> {
+        let entry = self.provider(provider)?;
+        self.auth
+            .limit(crate::guard::LimitGroup::Login, client, None)
+            .await?;
+        let name = normalise_name(name)?;
+        let external = self
+            .verify(provider, entry.provider.verify(credential).await, client)
+            .await?;
+        Ok((entry.signup, name, external))
     }
 
     async fn verify(
