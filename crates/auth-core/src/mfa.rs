@@ -868,6 +868,7 @@ impl AuthService {
             .into_iter()
             .find(|f| {
                 f.id == factor_id
+                    && f.kind == FactorKind::Totp
                     && f.activated_at.is_none()
                     && now < f.created_at + self.settings.mfa.enrollment_ttl
             })

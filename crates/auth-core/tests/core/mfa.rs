@@ -552,6 +552,13 @@ async fn sms_codes_enrol_a_number_and_serve_as_a_second_factor_once_each() {
     assert_eq!(enrollment.phone, "+•••••••••78");
     h.deliver().await;
     let code = h.sms.last_code("+33612345678").expect("an SMS with a code");
+    // The pending number is no authenticator app: the TOTP activation does not know it.
+    assert!(matches!(
+        h.service
+            .activate_totp(&caller, enrollment.factor_id, &code, &c)
+            .await,
+        Err(AuthError::NotFound)
+    ));
     h.service
         .activate_sms(&caller, enrollment.factor_id, &code, &c)
         .await
