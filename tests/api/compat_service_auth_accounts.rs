@@ -558,12 +558,14 @@ async fn service_auth_admin_creates_and_updates_users_seen_by_the_canonical_api(
         "avatar_url is changed by the user themselves",
     )
     .await;
+    // A refused request changes nothing, not even the fields that came with it.
+    let root_before = app.db.managed_user(root_id).await.unwrap().unwrap().user;
     let res = call(
         &app,
         Method::PUT,
         &format!("/user/{root_id}"),
         Auth::Bearer(&root),
-        Some(json!({"roles": []})),
+        Some(json!({"name": "Root Renamed", "roles": []})),
     )
     .await;
     expect_error(
@@ -572,16 +574,29 @@ async fn service_auth_admin_creates_and_updates_users_seen_by_the_canonical_api(
         "An administrator cannot do this to their own account",
     )
     .await;
-    assert!(
-        app.db
-            .managed_user(root_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .user
-            .roles
-            .contains(&"admin".to_owned())
-    );
+    // The address belongs to another account.
+    let res = call(
+        &app,
+        Method::PUT,
+        &format!("/user/{root_id}"),
+        Auth::Bearer(&root),
+        Some(json!({"avatar_url": "https://img.example.com/root.png", "email": "hopper@example.com"})),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    // A bad avatar URL is refused before the address changes.
+    let res = call(
+        &app,
+        Method::PUT,
+        &format!("/user/{root_id}"),
+        Auth::Bearer(&root),
+        Some(json!({"avatar_url": "javascript:alert(1)", "email": "root2@example.com"})),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let root_after = app.db.managed_user(root_id).await.unwrap().unwrap().user;
+    assert_eq!(root_after, root_before);
+    assert!(root_after.roles.contains(&"admin".to_owned()));
     let res = call(
         &app,
         Method::PUT,

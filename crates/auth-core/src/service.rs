@@ -272,6 +272,17 @@ pub(crate) fn normalise_name(name: Option<String>) -> AuthResult<Option<String>>
     Ok(Some(name.to_owned()))
 }
 
+impl ProfileUpdate {
+    /// The update as [`AuthService::update_me`] stores it (trimmed, blank values cleared),
+    /// or the field it refuses: lets a caller check it before other changes that go with it.
+    pub fn normalised(self) -> AuthResult<Self> {
+        Ok(Self {
+            name: self.name.map(normalise_name).transpose()?,
+            avatar_url: self.avatar_url.map(normalise_avatar_url).transpose()?,
+        })
+    }
+}
+
 fn normalise_avatar_url(url: Option<String>) -> AuthResult<Option<String>> {
     let Some(url) = url else { return Ok(None) };
     let url = url.trim();
@@ -779,10 +790,7 @@ impl AuthService {
         caller: &Authenticated,
         update: ProfileUpdate,
     ) -> AuthResult<User> {
-        let update = ProfileUpdate {
-            name: update.name.map(normalise_name).transpose()?,
-            avatar_url: update.avatar_url.map(normalise_avatar_url).transpose()?,
-        };
+        let update = update.normalised()?;
         let now = self.ports.clock.now();
         self.ports
             .users

@@ -13,7 +13,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use auth_core::AuthError;
 use auth_core::audit::{AuditQuery, AuditRecord};
 use auth_core::model::{ProfileUpdate, User, UserId};
-use auth_core::operators::{ManagedUser, NewAccount, Operator, capability};
+use auth_core::operators::{ADMIN_ROLE, ManagedUser, NewAccount, Operator, capability};
 use auth_core::service::{AuthService, Authenticated};
 use auth_core::webhooks::{EndpointInput, WebhookEndpoint};
 use chrono::{DateTime, Utc};
@@ -338,23 +338,27 @@ async fn update_user(
     if b.avatar_url.is_some() && !is_self {
         return Err(avatar_refused());
     }
+    // Everything the request could be refused for is checked before the first change, and
+    // the change that depends on other accounts (the address) goes first: a refused
+    // request changes nothing.
     let (add, remove) = match (&b.roles, &roles_op) {
         (Some(wanted), Some(rop)) => role_changes(&state.auth, rop, &current, wanted).await?,
         _ => (Vec::new(), Vec::new()),
     };
-    if is_self && b.avatar_url.is_some() {
-        state
-            .auth
-            .update_me(
-                &caller,
-                ProfileUpdate {
-                    name: None,
-                    avatar_url: b.avatar_url,
-                },
-            )
-            .await
-            .map_err(admin_error)?;
+    if is_self && remove.iter().any(|r| r == ADMIN_ROLE) {
+        return Err(admin_error(AuthError::Conflict("cannot_target_self")));
     }
+    let avatar = match b.avatar_url {
+        Some(avatar_url) => Some(
+            ProfileUpdate {
+                name: None,
+                avatar_url: Some(avatar_url),
+            }
+            .normalised()
+            .map_err(admin_error)?,
+        ),
+        None => None,
+    };
     if b.email.is_some() || b.name.is_some() || b.email_verified.is_some() {
         state
             .auth
@@ -374,6 +378,14 @@ async fn update_user(
                 .await
                 .map_err(admin_error)?;
         }
+    }
+    if let Some(update) = avatar {
+        // Only for the caller's own account (checked above).
+        state
+            .auth
+            .update_me(&caller, update)
+            .await
+            .map_err(admin_error)?;
     }
     let user = state
         .auth
