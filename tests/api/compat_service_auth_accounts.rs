@@ -290,6 +290,13 @@ async fn service_auth_admin_routes_check_capabilities_and_self_access(backend: B
     let me = expect(res, StatusCode::OK).await;
     assert_eq!(me["name"], "Ada Lovelace");
     assert_eq!(me["avatar_url"], "https://img.example.com/ada.png");
+    // `GET /user` is the same account as `GET /user/:user_id` of oneself.
+    let current = expect(
+        call(&app, Method::GET, "/user", Auth::Cookie(&user), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(current, me);
     let stored = app.db.managed_user(user_id).await.unwrap().unwrap().user;
     assert_eq!(stored.name.as_deref(), Some("Ada Lovelace"));
     assert_eq!(

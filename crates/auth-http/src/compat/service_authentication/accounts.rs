@@ -124,7 +124,7 @@ fn ok(value: Value) -> HttpResponse {
 
 /// A user as these routes show them: the canonical `User` plus the admin API's
 /// `disabled` and `disabled_at`.
-fn account_json(user: User, disabled_at: Option<DateTime<Utc>>) -> Value {
+pub(super) fn account_json(user: User, disabled_at: Option<DateTime<Utc>>) -> Value {
     let mut value = serde_json::to_value(UserView::from(user)).unwrap_or_else(|_| json!({}));
     if let Value::Object(map) = &mut value {
         map.insert("disabled".into(), Value::Bool(disabled_at.is_some()));

@@ -467,5 +467,8 @@ async fn verify(state: web::Data<ServiceAuth>, token: web::Path<String>) -> Repl
 async fn user(state: web::Data<ServiceAuth>, req: HttpRequest) -> Reply {
     let caller = caller(&state, &req).await?;
     let user = state.auth.me(&caller).await.map_err(service_error)?;
-    Ok(own_format(HttpResponse::Ok().json(user_json(&user))))
+    // The account as `GET /user/:user_id` shows it.
+    Ok(own_format(
+        HttpResponse::Ok().json(accounts::account_json(user, None)),
+    ))
 }
