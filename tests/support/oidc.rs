@@ -46,7 +46,14 @@ fn ensure_installed() {
             "`npm ci` in tests/peers/oidc-provider failed: {status:?}"
         );
     } else {
+        // Another test process is installing; a lock left by a killed one is reported.
+        let started = std::time::Instant::now();
         while !ready.exists() && lock.exists() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(150),
+                "waited 150 s for `npm ci` in tests/peers/oidc-provider; remove {} if no install runs",
+                lock.display()
+            );
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
         assert!(
