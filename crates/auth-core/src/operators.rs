@@ -235,6 +235,18 @@ pub struct Operator {
     pub client: ClientInfo,
 }
 
+impl Operator {
+    /// Whether this operator may give (`assign`) or take away `role` on account `id`,
+    /// before anything changes: an administrator cannot take the built-in role from
+    /// themselves (there would be no one left to give it back).
+    pub fn may_change_role(&self, id: UserId, role: &str, assign: bool) -> AuthResult<()> {
+        if !assign && role == ADMIN_ROLE && id == self.caller.user_id {
+            return Err(AuthError::Conflict("cannot_target_self"));
+        }
+        Ok(())
+    }
+}
+
 /// A new account created by an administrator.
 pub struct NewAccount {
     /// Email address as typed.
@@ -928,8 +940,8 @@ impl AuthService {
         }
     }
 
-    /// Give a role to an account, or take it away. An administrator cannot take the
-    /// built-in role from themselves (there would be no one left to give it back).
+    /// Give a role to an account, or take it away, as [`Operator::may_change_role`]
+    /// allows.
     pub async fn change_user_role(
         &self,
         operator: &Operator,
@@ -937,9 +949,7 @@ impl AuthService {
         role: &str,
         assign: bool,
     ) -> AuthResult<ManagedUser> {
-        if !assign && role == ADMIN_ROLE && id == operator.caller.user_id {
-            return Err(AuthError::Conflict("cannot_target_self"));
-        }
+        operator.may_change_role(id, role, assign)?;
         let kind = if assign {
             EventKind::RoleAssigned
         } else {

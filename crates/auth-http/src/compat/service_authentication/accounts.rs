@@ -13,7 +13,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use auth_core::AuthError;
 use auth_core::audit::{AuditQuery, AuditRecord};
 use auth_core::model::{ProfileUpdate, User, UserId};
-use auth_core::operators::{ADMIN_ROLE, ManagedUser, NewAccount, Operator, capability};
+use auth_core::operators::{ManagedUser, NewAccount, Operator, capability};
 use auth_core::service::{AuthService, Authenticated};
 use auth_core::webhooks::{EndpointInput, WebhookEndpoint};
 use chrono::{DateTime, Utc};
@@ -341,13 +341,17 @@ async fn update_user(
     // Everything the request could be refused for is checked before the first change, and
     // the change that depends on other accounts (the address) goes first: a refused
     // request changes nothing.
-    let (add, remove) = match (&b.roles, &roles_op) {
-        (Some(wanted), Some(rop)) => role_changes(&state.auth, rop, &current, wanted).await?,
-        _ => (Vec::new(), Vec::new()),
+    let changes = match (&b.roles, &roles_op) {
+        (Some(wanted), Some(rop)) => {
+            let changes = role_changes(&state.auth, rop, &current, wanted).await?;
+            for (role, assign) in &changes {
+                rop.may_change_role(id, role, *assign)
+                    .map_err(admin_error)?;
+            }
+            changes
+        }
+        _ => Vec::new(),
     };
-    if is_self && remove.iter().any(|r| r == ADMIN_ROLE) {
-        return Err(admin_error(AuthError::Conflict("cannot_target_self")));
-    }
     let avatar = match b.avatar_url {
         Some(avatar_url) => Some(
             ProfileUpdate {
@@ -367,14 +371,10 @@ async fn update_user(
             .map_err(admin_error)?;
     }
     if let Some(rop) = &roles_op {
-        for (role, assign) in add
-            .iter()
-            .map(|r| (r, true))
-            .chain(remove.iter().map(|r| (r, false)))
-        {
+        for (role, assign) in changes {
             state
                 .auth
-                .change_user_role(rop, id, role, assign)
+                .change_user_role(rop, id, &role, assign)
                 .await
                 .map_err(admin_error)?;
         }
@@ -402,14 +402,14 @@ fn avatar_refused() -> actix_web::Error {
     )
 }
 
-/// The roles to give and to take so that the account holds exactly `wanted`; every
-/// wanted role must exist (checked before anything changes).
+/// The roles to give (`true`) and to take (`false`) so that the account holds exactly
+/// `wanted`; every wanted role must exist (checked before anything changes).
 async fn role_changes(
     auth: &AuthService,
     op: &Operator,
     current: &ManagedUser,
     wanted: &[String],
-) -> Result<(Vec<String>, Vec<String>), actix_web::Error> {
+) -> Result<Vec<(String, bool)>, actix_web::Error> {
     let known = auth.list_roles(op).await.map_err(admin_error)?;
     if let Some(unknown) = wanted.iter().find(|w| !known.iter().any(|r| &r.name == *w)) {
         return Err(error(
@@ -418,18 +418,18 @@ async fn role_changes(
         ));
     }
     let held = &current.user.roles;
-    let mut add: Vec<String> = Vec::new();
+    let mut changes: Vec<(String, bool)> = Vec::new();
     for w in wanted {
-        if !held.contains(w) && !add.contains(w) {
-            add.push(w.clone());
+        if !held.contains(w) && !changes.iter().any(|(r, _)| r == w) {
+            changes.push((w.clone(), true));
         }
     }
-    let remove = held
-        .iter()
-        .filter(|h| !wanted.contains(h))
-        .cloned()
-        .collect();
-    Ok((add, remove))
+    changes.extend(
+        held.iter()
+            .filter(|h| !wanted.contains(h))
+            .map(|h| (h.clone(), false)),
+    );
+    Ok(changes)
 }
 
 // ---- webhooks ---------------------------------------------------------------------------
