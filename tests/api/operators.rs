@@ -25,6 +25,8 @@ on_both_backends!(
     bad_admin_input_gets_stable_errors,
     mail_flows_reuse_and_lockout_are_audited_without_their_secrets,
     created_users_get_the_default_roles_unless_roles_are_named,
+    a_users_write_operator_cannot_create_or_change_an_administrator,
+    nobody_grants_a_capability_they_do_not_hold,
 );
 
 /// Give `role` to `id` straight in the store (the test's setup, not the API under test).
@@ -263,7 +265,8 @@ async fn every_admin_route_checks_its_capability(backend: Backend) {
         (
             Method::POST,
             "/api/v1/admin/roles".into(),
-            Some(json!({"name": "probe", "capabilities": ["app:x"]})),
+            // Only what the roles:manage principal holds: nobody grants more.
+            Some(json!({"name": "probe", "capabilities": ["roles:manage"]})),
             "roles:manage",
             StatusCode::CREATED,
         ),
@@ -1359,5 +1362,261 @@ async fn created_users_get_the_default_roles_unless_roles_are_named(backend: Bac
     assert_eq!(
         json_of(res, StatusCode::CREATED).await["roles"],
         json!(["admin"])
+    );
+}
+
+/// Create `role` holding `caps` (as root) and give it to a new account; returns that
+/// account's (id, access token).
+async fn operator_with(app: &TestApp, root: &str, role: &str, caps: &[&str]) -> (String, String) {
+    let res = app
+        .post_auth(
+            "/api/v1/admin/roles",
+            root,
+            &json!({"name": role, "capabilities": caps}),
+        )
+        .await;
+    json_of(res, StatusCode::CREATED).await;
+    let who = app.signup(&format!("{role}@example.com")).await;
+    let id: UserId = uid(&who).parse().unwrap();
+    grant(app, id, role).await;
+    (uid(&who), token(&who).to_owned())
+}
+
+/// The account as root sees it.
+async fn account(app: &TestApp, root: &str, id: &str) -> Value {
+    let res = app
+        .get_auth(&format!("/api/v1/admin/users/{id}"), root)
+        .await;
+    json_of(res, StatusCode::OK).await
+}
+
+async fn a_users_write_operator_cannot_create_or_change_an_administrator(backend: Backend) {
+    let app = app!(backend);
+    let (root_id, root) = admin(&app, "root@example.com").await;
+    let root_id = root_id.to_string();
+    let (_, writer) = operator_with(&app, &root, "writer", &["users:read", "users:write"]).await;
+
+    // Creating an administrator needs roles:manage: refused, and no account is made.
+    let res = app
+        .post_auth(
+            "/api/v1/admin/users",
+            &writer,
+            &json!({"email": "evil@example.com", "password": PASSWORD, "roles": ["admin"]}),
+        )
+        .await;
+    problem(res, StatusCode::FORBIDDEN, "forbidden").await;
+    let res = app.get_auth("/api/v1/admin/users?search=evil", &root).await;
+    let page = json_of(res, StatusCode::OK).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 0, "{page}");
+    assert!(
+        app.db
+            .credentials_by_email("evil@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // An administrator's account is out of reach: email, disable, delete, lock,
+    // session revocation are refused and leave it as it was.
+    let before = account(&app, &root, &root_id).await;
+    let attempts = [
+        (
+            Method::PATCH,
+            format!("/api/v1/admin/users/{root_id}"),
+            Some(json!({"email": "writer-owned@example.com"})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/admin/users/{root_id}/disable"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/admin/users/{root_id}/lock"),
+            Some(json!({})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/admin/users/{root_id}"),
+            None,
+        ),
+    ];
+    for (method, path, body) in &attempts {
+        let res = send(&app, method.clone(), path, Some(&writer), body.as_ref()).await;
+        problem(res, StatusCode::FORBIDDEN, "insufficient_capability").await;
+    }
+    let after = account(&app, &root, &root_id).await;
+    assert_eq!(after["email"], "root@example.com");
+    assert_eq!(after["disabled"], false);
+    assert_eq!(before, after);
+    // Root still signs in with the same password (no lock, no takeover).
+    let res = app
+        .post(
+            "/api/v1/auth/login",
+            &json!({"email": "root@example.com", "password": PASSWORD}),
+        )
+        .await;
+    json_of(res, StatusCode::OK).await;
+
+    // A sessions:revoke operator cannot end an administrator's sessions either.
+    let (_, revoker) = operator_with(&app, &root, "revoker", &["sessions:revoke"]).await;
+    let res = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/admin/users/{root_id}/sessions"),
+        Some(&revoker),
+        None,
+    )
+    .await;
+    problem(res, StatusCode::FORBIDDEN, "insufficient_capability").await;
+    let res = app.get_auth("/api/v1/me", &root).await;
+    json_of(res, StatusCode::OK).await;
+
+    // Accounts that hold nothing the writer lacks stay in reach.
+    let res = app
+        .post_auth(
+            "/api/v1/admin/users",
+            &writer,
+            &json!({"email": "plain@example.com", "password": PASSWORD}),
+        )
+        .await;
+    let plain = json_of(res, StatusCode::CREATED).await;
+    let plain_id = plain["id"].as_str().unwrap();
+    let res = send(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/admin/users/{plain_id}"),
+        Some(&writer),
+        Some(&json!({"email": "plain2@example.com"})),
+    )
+    .await;
+    let changed = json_of(res, StatusCode::OK).await;
+    assert_eq!(changed["email"], "plain2@example.com");
+    let res = send(
+        &app,
+        Method::POST,
+        &format!("/api/v1/admin/users/{plain_id}/disable"),
+        Some(&writer),
+        None,
+    )
+    .await;
+    json_of(res, StatusCode::OK).await;
+    let res = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/admin/users/{plain_id}"),
+        Some(&writer),
+        None,
+    )
+    .await;
+    json_of(res, StatusCode::NO_CONTENT).await;
+}
+
+async fn nobody_grants_a_capability_they_do_not_hold(backend: Backend) {
+    let app = app!(backend);
+    let (_, root) = admin(&app, "root@example.com").await;
+    // hr may manage roles and accounts, but holds no audit:read.
+    let (_, hr) = operator_with(
+        &app,
+        &root,
+        "hr",
+        &["users:read", "users:write", "roles:manage"],
+    )
+    .await;
+    let res = app
+        .post_auth(
+            "/api/v1/admin/roles",
+            &root,
+            &json!({"name": "auditor", "capabilities": ["audit:read"]}),
+        )
+        .await;
+    json_of(res, StatusCode::CREATED).await;
+    let res = app
+        .post_auth(
+            "/api/v1/admin/roles",
+            &root,
+            &json!({"name": "reader", "capabilities": ["users:read"]}),
+        )
+        .await;
+    json_of(res, StatusCode::CREATED).await;
+    let target = app.signup("target@example.com").await;
+    let t = uid(&target);
+    let roles_before = account(&app, &root, &t).await["roles"].clone();
+
+    // Assigning a role that carries a capability hr lacks: refused, roles unchanged.
+    for role in ["auditor", "admin"] {
+        let res = send(
+            &app,
+            Method::PUT,
+            &format!("/api/v1/admin/users/{t}/roles/{role}"),
+            Some(&hr),
+            None,
+        )
+        .await;
+        problem(res, StatusCode::FORBIDDEN, "insufficient_capability").await;
+    }
+    assert_eq!(account(&app, &root, &t).await["roles"], roles_before);
+    // Nor at creation: no account is made.
+    let res = app
+        .post_auth(
+            "/api/v1/admin/users",
+            &hr,
+            &json!({"email": "new@example.com", "password": PASSWORD, "roles": ["auditor"]}),
+        )
+        .await;
+    problem(res, StatusCode::FORBIDDEN, "insufficient_capability").await;
+    assert!(
+        app.db
+            .credentials_by_email("new@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Nor by making a role, or widening one hr holds.
+    let res = app
+        .post_auth(
+            "/api/v1/admin/roles",
+            &hr,
+            &json!({"name": "sneaky", "capabilities": ["audit:read"]}),
+        )
+        .await;
+    problem(res, StatusCode::FORBIDDEN, "insufficient_capability").await;
+    let res = send(
+        &app,
+        Method::PATCH,
+        "/api/v1/admin/roles/hr",
+        Some(&hr),
+        Some(&json!({"capabilities": ["users:read", "users:write", "roles:manage", "audit:read"]})),
+    )
+    .await;
+    problem(res, StatusCode::FORBIDDEN, "insufficient_capability").await;
+    let res = app.get_auth("/api/v1/admin/audit-log", &hr).await;
+    problem(res, StatusCode::FORBIDDEN, "forbidden").await;
+
+    // What hr holds, hr may give: at creation and by assignment.
+    let res = app
+        .post_auth(
+            "/api/v1/admin/users",
+            &hr,
+            &json!({"email": "new@example.com", "password": PASSWORD, "roles": ["reader"]}),
+        )
+        .await;
+    let created = json_of(res, StatusCode::CREATED).await;
+    assert_eq!(created["roles"], json!(["reader"]));
+    let res = send(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/admin/users/{t}/roles/reader"),
+        Some(&hr),
+        None,
+    )
+    .await;
+    let assigned = json_of(res, StatusCode::OK).await;
+    assert!(
+        assigned["roles"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("reader")),
+        "{assigned}"
     );
 }

@@ -80,6 +80,10 @@ pub enum AuthError {
     /// The caller is authenticated but lacks the capability.
     #[error("forbidden")]
     Forbidden,
+    /// The account acted on, or a role being given, holds a capability the administrator
+    /// does not hold themselves.
+    #[error("insufficient capability")]
+    InsufficientCapability,
     /// An administrator disabled the account: no sign-in by any means.
     #[error("account disabled")]
     AccountDisabled,

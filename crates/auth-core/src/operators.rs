@@ -6,8 +6,9 @@
 //! administrative write carries its audit row into the store call, which writes both in
 //! one transaction.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
+use std::marker::PhantomData;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -46,7 +47,50 @@ pub mod capability {
         AUDIT_READ,
         WEBHOOKS_MANAGE,
     ];
+
+    /// A capability as a type: the proof an [`Operator`](super::Operator) carries. An
+    /// embedder checks an application-defined capability by declaring its own type.
+    pub trait Capability: Send + Sync + 'static {
+        /// Its name (`users:read`).
+        const NAME: &'static str;
+    }
+
+    /// Accounts can be read with this proof (`users:read`, and `users:write`, which
+    /// reads the account it changes).
+    pub trait ReadsAccounts: Capability {}
+
+    macro_rules! capability_types {
+        ($($(#[$doc:meta])* $ty:ident = $name:expr;)+) => {$(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy)]
+            pub struct $ty;
+
+            impl Capability for $ty {
+                const NAME: &'static str = $name;
+            }
+        )+};
+    }
+
+    capability_types! {
+        /// `users:read`
+        UsersRead = USERS_READ;
+        /// `users:write`
+        UsersWrite = USERS_WRITE;
+        /// `sessions:revoke`
+        SessionsRevoke = SESSIONS_REVOKE;
+        /// `roles:manage`
+        RolesManage = ROLES_MANAGE;
+        /// `audit:read`
+        AuditRead = AUDIT_READ;
+        /// `webhooks:manage`
+        WebhooksManage = WEBHOOKS_MANAGE;
+    }
+
+    impl ReadsAccounts for UsersRead {}
+    impl ReadsAccounts for UsersWrite {}
 }
+
+use capability::{Capability, ReadsAccounts, RolesManage, SessionsRevoke, UsersWrite};
 
 /// The built-in role that holds every capability. It cannot be deleted or changed.
 pub const ADMIN_ROLE: &str = "admin";
@@ -91,8 +135,63 @@ impl Role {
 
     /// Whether the role grants `capability`.
     pub fn grants(&self, capability: &str) -> bool {
-        (self.built_in && self.name == ADMIN_ROLE)
-            || self.capabilities.iter().any(|c| c == capability)
+        self.grants_every() || self.capabilities.iter().any(|c| c == capability)
+    }
+
+    /// Whether the role grants every capability (the built-in `admin`).
+    pub fn grants_every(&self) -> bool {
+        self.built_in && self.name == ADMIN_ROLE
+    }
+
+    /// What the role grants, as [`Grants`].
+    pub fn grant_set(&self) -> Grants {
+        if self.grants_every() {
+            Grants::Every
+        } else {
+            Grants::Listed(self.capabilities.iter().cloned().collect())
+        }
+    }
+}
+
+/// The capabilities a set of roles grants: every one (the built-in `admin` role), or
+/// those listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grants {
+    /// Every capability, application-defined ones included.
+    Every,
+    /// Exactly these.
+    Listed(BTreeSet<String>),
+}
+
+impl Grants {
+    /// What the roles named in `held` grant, looked up in `roles` (unknown names grant
+    /// nothing).
+    pub fn of(roles: &[Role], held: &[String]) -> Self {
+        let mut listed = BTreeSet::new();
+        for role in roles.iter().filter(|r| held.contains(&r.name)) {
+            if role.grants_every() {
+                return Self::Every;
+            }
+            listed.extend(role.capabilities.iter().cloned());
+        }
+        Self::Listed(listed)
+    }
+
+    /// Whether `capability` is granted.
+    pub fn contains(&self, capability: &str) -> bool {
+        match self {
+            Self::Every => true,
+            Self::Listed(caps) => caps.contains(capability),
+        }
+    }
+
+    /// Whether everything `other` grants is granted here too.
+    pub fn covers(&self, other: &Grants) -> bool {
+        match (self, other) {
+            (Self::Every, _) => true,
+            (Self::Listed(_), Self::Every) => false,
+            (Self::Listed(mine), Self::Listed(theirs)) => theirs.is_subset(mine),
+        }
     }
 }
 
@@ -226,25 +325,81 @@ impl Default for OperatorSettings {
     }
 }
 
-/// An administrator whose capability was checked, and where the request came from.
+/// An administrator whose current roles were checked to grant `C`, with everything those
+/// roles grant and where the request came from. Only [`AuthService::authorize`] makes
+/// one, so holding an `Operator<UsersWrite>` proves `users:write`; each administrative
+/// operation names the proof it needs in its signature.
 #[derive(Debug, Clone)]
-pub struct Operator {
-    /// The administrator's session.
-    pub caller: Authenticated,
-    /// The request's origin, for the audit trail.
-    pub client: ClientInfo,
+pub struct Operator<C: Capability> {
+    caller: Authenticated,
+    client: ClientInfo,
+    grants: Grants,
+    _proof: PhantomData<fn() -> C>,
 }
 
-impl Operator {
-    /// Whether this operator may give (`assign`) or take away `role` on account `id`,
-    /// before anything changes: an administrator cannot take the built-in role from
-    /// themselves (there would be no one left to give it back).
-    pub fn may_change_role(&self, id: UserId, role: &str, assign: bool) -> AuthResult<()> {
+impl<C: Capability> Operator<C> {
+    /// The administrator's session.
+    pub fn caller(&self) -> &Authenticated {
+        &self.caller
+    }
+
+    /// The request's origin, for the audit trail.
+    pub fn client(&self) -> &ClientInfo {
+        &self.client
+    }
+
+    /// Everything the administrator's roles granted when the proof was made.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    fn actor(&self) -> Actor<'_> {
+        Actor {
+            user_id: self.caller.user_id,
+            client: &self.client,
+        }
+    }
+
+    /// The rule on the accounts an operator may act on: an account whose roles grant a
+    /// capability this operator lacks (an administrator, for an operator who is not one)
+    /// is refused with [`AuthError::InsufficientCapability`]. Every administrative change
+    /// to an account goes through [`AuthService::target_account`], which applies it.
+    pub fn may_act_on(&self, target: &Grants) -> AuthResult<()> {
+        if self.grants.covers(target) {
+            Ok(())
+        } else {
+            Err(AuthError::InsufficientCapability)
+        }
+    }
+
+    /// The rule on giving roles: it needs `roles:manage`, and every capability of every
+    /// role given must be one this operator holds. Account creation with roles and role
+    /// assignment both apply it (through [`AuthService::may_grant_roles`]), and so do
+    /// role creation and change (a role's new capabilities reach every holder).
+    pub fn may_grant(&self, grants: &Grants) -> AuthResult<()> {
+        if !self.grants.contains(capability::ROLES_MANAGE) {
+            return Err(AuthError::Forbidden);
+        }
+        self.may_act_on(grants)
+    }
+}
+
+impl Operator<RolesManage> {
+    /// An administrator cannot take the built-in role from themselves (there would be no
+    /// one left to give it back).
+    fn may_remove_own_role(&self, id: UserId, role: &str, assign: bool) -> AuthResult<()> {
         if !assign && role == ADMIN_ROLE && id == self.caller.user_id {
             return Err(AuthError::Conflict("cannot_target_self"));
         }
         Ok(())
     }
+}
+
+/// Who did an administrative action, for its audit row.
+#[derive(Clone, Copy)]
+struct Actor<'a> {
+    user_id: UserId,
+    client: &'a ClientInfo,
 }
 
 /// A new account created by an administrator.
@@ -397,14 +552,13 @@ pub fn parse_audit_cursor(s: &str) -> AuthResult<(DateTime<Utc>, Uuid)> {
 
 impl AuthService {
     /// Authenticate an access token and check that the caller's current roles grant
-    /// `capability`: [`AuthError::InvalidToken`] without a live session,
-    /// [`AuthError::Forbidden`] without the capability.
-    pub async fn authorize(
+    /// `C`: [`AuthError::InvalidToken`] without a live session, [`AuthError::Forbidden`]
+    /// without the capability. The only way to make an [`Operator`].
+    pub async fn authorize<C: Capability>(
         &self,
         access_token: &str,
-        capability: &str,
         client: ClientInfo,
-    ) -> AuthResult<Operator> {
+    ) -> AuthResult<Operator<C>> {
         let caller = self.authenticate(access_token).await?;
         let account = self
             .ports
@@ -416,20 +570,84 @@ impl AuthService {
             return Err(AuthError::InvalidToken("account disabled"));
         }
         let roles = self.ports.operators.roles().await?;
-        let granted = roles
-            .iter()
-            .filter(|r| account.user.roles.contains(&r.name))
-            .any(|r| r.grants(capability));
-        if !granted {
+        let grants = Grants::of(&roles, &account.user.roles);
+        if !grants.contains(C::NAME) {
             return Err(AuthError::Forbidden);
         }
-        Ok(Operator { caller, client })
+        Ok(Operator {
+            caller,
+            client,
+            grants,
+            _proof: PhantomData,
+        })
+    }
+
+    /// The chokepoint of every administrative change to an account (update, disable,
+    /// enable, delete, lock, unlock, session revocation, role change): the account, if it
+    /// exists ([`AuthError::NotFound`]) and its roles grant nothing `operator` lacks
+    /// ([`Operator::may_act_on`]).
+    pub async fn target_account<C: Capability>(
+        &self,
+        operator: &Operator<C>,
+        id: UserId,
+    ) -> AuthResult<ManagedUser> {
+        let account = self.managed(id).await?;
+        let roles = self.ports.operators.roles().await?;
+        operator.may_act_on(&Grants::of(&roles, &account.user.roles))?;
+        Ok(account)
+    }
+
+    /// The chokepoint of giving roles (account creation with roles, role assignment):
+    /// each named role must exist ([`AuthError::NotFound`] otherwise) and be one
+    /// `operator` may give ([`Operator::may_grant`]).
+    pub async fn may_grant_roles<C: Capability>(
+        &self,
+        operator: &Operator<C>,
+        names: &[String],
+    ) -> AuthResult<()> {
+        let roles = self.ports.operators.roles().await?;
+        for name in names {
+            let role = roles
+                .iter()
+                .find(|r| &r.name == name)
+                .ok_or(AuthError::NotFound)?;
+            operator.may_grant(&role.grant_set())?;
+        }
+        Ok(())
+    }
+
+    /// Whether `operator` may give (`assign`) or take away `role` on account `id`, before
+    /// anything changes: the account must be one they may act on
+    /// ([`AuthService::target_account`]), a role given one they may give
+    /// ([`AuthService::may_grant_roles`]), and an administrator cannot take the built-in
+    /// role from themselves.
+    pub async fn may_change_role(
+        &self,
+        operator: &Operator<RolesManage>,
+        id: UserId,
+        role: &str,
+        assign: bool,
+    ) -> AuthResult<()> {
+        operator.may_remove_own_role(id, role, assign)?;
+        self.target_account(operator, id).await?;
+        if assign {
+            self.may_grant_roles(operator, &[role.to_owned()]).await?;
+        }
+        Ok(())
+    }
+
+    async fn managed(&self, id: UserId) -> AuthResult<ManagedUser> {
+        self.ports
+            .operators
+            .managed_user(id)
+            .await?
+            .ok_or(AuthError::NotFound)
     }
 
     /// The audit row of an administrative action, and its log line.
     fn admin_event(
         &self,
-        operator: Option<&Operator>,
+        operator: Option<Actor<'_>>,
         kind: EventKind,
         user_id: Option<UserId>,
         session_id: Option<SessionId>,
@@ -442,7 +660,7 @@ impl AuthService {
             session_id,
             client: operator.map(|o| o.client.clone()),
             detail: detail.map(|d| d.to_string()),
-            actor: operator.map(|o| o.caller.user_id),
+            actor: operator.map(|o| o.user_id),
         };
         (AuditRecord::from_event(&event), event)
     }
@@ -462,7 +680,7 @@ impl AuthService {
 
     async fn create_account(
         &self,
-        operator: Option<&Operator>,
+        operator: Option<Actor<'_>>,
         account: NewAccount,
         extra_roles: &[&str],
     ) -> AuthResult<User> {
@@ -515,7 +733,7 @@ impl AuthService {
     /// Insert a new account with its `user_created` audit row in one transaction.
     async fn insert_account(
         &self,
-        operator: Option<&Operator>,
+        operator: Option<Actor<'_>>,
         new_user: NewUser,
         by: &str,
     ) -> AuthResult<User> {
@@ -575,7 +793,7 @@ impl AuthService {
     /// A page of accounts, optionally those whose email contains `search`.
     pub async fn admin_list_users(
         &self,
-        _operator: &Operator,
+        _operator: &Operator<impl ReadsAccounts>,
         search: Option<String>,
         cursor: Option<String>,
         limit: Option<usize>,
@@ -607,23 +825,25 @@ impl AuthService {
     /// One account.
     pub async fn admin_get_user(
         &self,
-        _operator: &Operator,
+        _operator: &Operator<impl ReadsAccounts>,
         id: UserId,
     ) -> AuthResult<ManagedUser> {
-        self.ports
-            .operators
-            .managed_user(id)
-            .await?
-            .ok_or(AuthError::NotFound)
+        self.managed(id).await
     }
 
-    /// Create an account.
+    /// Create an account. Naming roles needs `roles:manage` and only roles the operator
+    /// may give ([`AuthService::may_grant_roles`]); without any, the configured default
+    /// roles are given as sign-up gives them.
     pub async fn admin_create_user(
         &self,
-        operator: &Operator,
+        operator: &Operator<UsersWrite>,
         account: NewAccount,
     ) -> AuthResult<ManagedUser> {
-        let user = self.create_account(Some(operator), account, &[]).await?;
+        self.known_roles(&account.roles).await?;
+        self.may_grant_roles(operator, &account.roles).await?;
+        let user = self
+            .create_account(Some(operator.actor()), account, &[])
+            .await?;
         Ok(ManagedUser {
             user,
             disabled_at: None,
@@ -634,7 +854,7 @@ impl AuthService {
     /// unless the same request says otherwise.
     pub async fn admin_update_user(
         &self,
-        operator: &Operator,
+        operator: &Operator<UsersWrite>,
         id: UserId,
         email: Option<String>,
         name: Option<Option<String>>,
@@ -659,8 +879,9 @@ impl AuthService {
         .into_iter()
         .flatten()
         .collect();
+        self.target_account(operator, id).await?;
         let (row, event) = self.admin_event(
-            Some(operator),
+            Some(operator.actor()),
             EventKind::UserUpdated,
             Some(id),
             None,
@@ -681,20 +902,21 @@ impl AuthService {
     /// account cannot sign in by any means.
     pub async fn admin_set_disabled(
         &self,
-        operator: &Operator,
+        operator: &Operator<UsersWrite>,
         id: UserId,
         disabled: bool,
     ) -> AuthResult<ManagedUser> {
         if disabled && id == operator.caller.user_id {
             return Err(AuthError::Conflict("cannot_target_self"));
         }
+        self.target_account(operator, id).await?;
         let kind = if disabled {
             EventKind::UserDisabled
         } else {
             EventKind::UserEnabled
         };
         let now = self.ports.clock.now();
-        let (mut row, event) = self.admin_event(Some(operator), kind, Some(id), None, None);
+        let (mut row, event) = self.admin_event(Some(operator.actor()), kind, Some(id), None, None);
         if disabled {
             // The count is known only inside the transaction; the row says what was asked.
             row.detail = Some(json!({ "sessions_revoked": "all" }));
@@ -705,17 +927,26 @@ impl AuthService {
             .await?
             .ok_or(AuthError::NotFound)?;
         self.published(event).await;
-        self.admin_get_user(operator, id).await
+        self.managed(id).await
     }
 
     /// Delete an account: its personal data goes; the audit trail keeps its id only.
-    pub async fn admin_delete_user(&self, operator: &Operator, id: UserId) -> AuthResult<()> {
+    pub async fn admin_delete_user(
+        &self,
+        operator: &Operator<UsersWrite>,
+        id: UserId,
+    ) -> AuthResult<()> {
         if id == operator.caller.user_id {
             return Err(AuthError::Conflict("cannot_target_self"));
         }
-        let account = self.admin_get_user(operator, id).await?;
-        let (row, event) =
-            self.admin_event(Some(operator), EventKind::UserDeleted, Some(id), None, None);
+        let account = self.target_account(operator, id).await?;
+        let (row, event) = self.admin_event(
+            Some(operator.actor()),
+            EventKind::UserDeleted,
+            Some(id),
+            None,
+            None,
+        );
         if !self.ports.operators.delete_user(id, &row).await? {
             return Err(AuthError::NotFound);
         }
@@ -732,14 +963,14 @@ impl AuthService {
     /// default); answers when the lock ends.
     pub async fn admin_lock_user(
         &self,
-        operator: &Operator,
+        operator: &Operator<UsersWrite>,
         id: UserId,
         duration: Option<Duration>,
     ) -> AuthResult<DateTime<Utc>> {
         if !self.settings.guard.lockout.enabled {
             return Err(AuthError::NotEnabled("lockout"));
         }
-        let account = self.admin_get_user(operator, id).await?;
+        let account = self.target_account(operator, id).await?;
         let freeze = duration.unwrap_or(self.settings.guard.lockout.freeze);
         if freeze <= Duration::zero() || freeze > Duration::days(366) {
             return Err(AuthError::InvalidField {
@@ -757,7 +988,7 @@ impl AuthService {
             .await?;
         let until = state.locked_until.unwrap_or(now + freeze);
         let (row, event) = self.admin_event(
-            Some(operator),
+            Some(operator.actor()),
             EventKind::UserLocked,
             Some(id),
             None,
@@ -769,11 +1000,15 @@ impl AuthService {
     }
 
     /// Lift an account's sign-in lock and forget its failed attempts.
-    pub async fn admin_unlock_user(&self, operator: &Operator, id: UserId) -> AuthResult<()> {
-        let account = self.admin_get_user(operator, id).await?;
+    pub async fn admin_unlock_user(
+        &self,
+        operator: &Operator<UsersWrite>,
+        id: UserId,
+    ) -> AuthResult<()> {
+        let account = self.target_account(operator, id).await?;
         self.unlock(&account.user.email).await?;
         let (row, event) = self.admin_event(
-            Some(operator),
+            Some(operator.actor()),
             EventKind::UserUnlocked,
             Some(id),
             None,
@@ -787,7 +1022,7 @@ impl AuthService {
     /// An account's live sessions, newest first.
     pub async fn admin_user_sessions(
         &self,
-        operator: &Operator,
+        operator: &Operator<impl ReadsAccounts>,
         id: UserId,
     ) -> AuthResult<Vec<Session>> {
         self.admin_get_user(operator, id).await?;
@@ -806,11 +1041,11 @@ impl AuthService {
     /// Revoke one session of an account, or all of them; answers how many.
     pub async fn admin_revoke_sessions(
         &self,
-        operator: &Operator,
+        operator: &Operator<SessionsRevoke>,
         id: UserId,
         only: Option<SessionId>,
     ) -> AuthResult<u64> {
-        self.admin_get_user(operator, id).await?;
+        self.target_account(operator, id).await?;
         if let Some(sid) = only {
             match self.ports.sessions.session(sid).await? {
                 Some(s) if s.user_id == id && s.revoked_at.is_none() => {}
@@ -819,7 +1054,7 @@ impl AuthService {
         }
         let scope = if only.is_some() { "session" } else { "all" };
         let (row, event) = self.admin_event(
-            Some(operator),
+            Some(operator.actor()),
             EventKind::SessionRevoked,
             Some(id),
             only,
@@ -836,14 +1071,15 @@ impl AuthService {
     }
 
     /// Every role.
-    pub async fn list_roles(&self, _operator: &Operator) -> AuthResult<Vec<Role>> {
+    pub async fn list_roles(&self, _operator: &Operator<RolesManage>) -> AuthResult<Vec<Role>> {
         self.ports.operators.roles().await
     }
 
-    /// Create a role.
+    /// Create a role. Its capabilities must be ones the operator holds
+    /// ([`Operator::may_grant`]): a role is how capabilities are given.
     pub async fn create_role(
         &self,
-        operator: &Operator,
+        operator: &Operator<RolesManage>,
         name: String,
         input: RoleInput,
     ) -> AuthResult<Role> {
@@ -857,8 +1093,9 @@ impl AuthService {
             created_at: now,
             updated_at: now,
         };
+        operator.may_grant(&role.grant_set())?;
         let (row, event) = self.admin_event(
-            Some(operator),
+            Some(operator.actor()),
             EventKind::RoleCreated,
             None,
             None,
@@ -880,10 +1117,11 @@ impl AuthService {
     }
 
     /// Change a role's capabilities (replaced as a whole) and description; `None` leaves
-    /// a field as is. The built-in role cannot change.
+    /// a field as is. The built-in role cannot change; the new capabilities must be ones
+    /// the operator holds ([`Operator::may_grant`]), since every holder gets them.
     pub async fn update_role(
         &self,
-        operator: &Operator,
+        operator: &Operator<RolesManage>,
         name: &str,
         capabilities: Option<Vec<String>>,
         description: Option<Option<String>>,
@@ -904,8 +1142,9 @@ impl AuthService {
             updated_at: self.ports.clock.now(),
             ..current
         };
+        operator.may_grant(&role.grant_set())?;
         let (row, event) = self.admin_event(
-            Some(operator),
+            Some(operator.actor()),
             EventKind::RoleUpdated,
             None,
             None,
@@ -919,12 +1158,16 @@ impl AuthService {
     }
 
     /// Delete a role no user holds. The built-in role cannot be deleted.
-    pub async fn delete_role(&self, operator: &Operator, name: &str) -> AuthResult<()> {
+    pub async fn delete_role(
+        &self,
+        operator: &Operator<RolesManage>,
+        name: &str,
+    ) -> AuthResult<()> {
         if self.role_named(name).await?.built_in {
             return Err(AuthError::Conflict("built_in_role"));
         }
         let (row, event) = self.admin_event(
-            Some(operator),
+            Some(operator.actor()),
             EventKind::RoleDeleted,
             None,
             None,
@@ -940,23 +1183,23 @@ impl AuthService {
         }
     }
 
-    /// Give a role to an account, or take it away, as [`Operator::may_change_role`]
+    /// Give a role to an account, or take it away, as [`AuthService::may_change_role`]
     /// allows.
     pub async fn change_user_role(
         &self,
-        operator: &Operator,
+        operator: &Operator<RolesManage>,
         id: UserId,
         role: &str,
         assign: bool,
     ) -> AuthResult<ManagedUser> {
-        operator.may_change_role(id, role, assign)?;
+        self.may_change_role(operator, id, role, assign).await?;
         let kind = if assign {
             EventKind::RoleAssigned
         } else {
             EventKind::RoleRemoved
         };
         let (row, event) = self.admin_event(
-            Some(operator),
+            Some(operator.actor()),
             kind,
             Some(id),
             None,
@@ -999,7 +1242,7 @@ impl AuthService {
     /// The audit trail, newest first, filtered.
     pub async fn audit_log(
         &self,
-        _operator: &Operator,
+        _operator: &Operator<capability::AuditRead>,
         query: AuditQuery,
         cursor: Option<String>,
         limit: Option<usize>,

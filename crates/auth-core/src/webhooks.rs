@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::audit::AuditRecord;
 use crate::error::{AuthError, AuthResult};
 use crate::events::{EventKind, SecurityEvent};
+use crate::operators::capability::WebhooksManage;
 use crate::operators::{ADMIN_ROLE, Operator};
 use crate::outbox::OutboxJob;
 use crate::random::random_bytes;
@@ -415,7 +416,7 @@ impl AuthService {
 
     fn webhook_event(
         &self,
-        operator: Option<&Operator>,
+        operator: Option<&Operator<WebhooksManage>>,
         kind: EventKind,
         endpoint: Uuid,
         extra: serde_json::Value,
@@ -429,20 +430,27 @@ impl AuthService {
             at: self.ports.clock.now(),
             user_id: None,
             session_id: None,
-            client: operator.map(|o| o.client.clone()),
+            client: operator.map(|o| o.client().clone()),
             detail: Some(detail.to_string()),
-            actor: operator.map(|o| o.caller.user_id),
+            actor: operator.map(|o| o.caller().user_id),
         };
         (AuditRecord::from_event(&event), event)
     }
 
     /// Every endpoint.
-    pub async fn list_webhooks(&self, _operator: &Operator) -> AuthResult<Vec<WebhookEndpoint>> {
+    pub async fn list_webhooks(
+        &self,
+        _operator: &Operator<WebhooksManage>,
+    ) -> AuthResult<Vec<WebhookEndpoint>> {
         self.ports.webhooks.endpoints().await
     }
 
     /// One endpoint.
-    pub async fn get_webhook(&self, _operator: &Operator, id: Uuid) -> AuthResult<WebhookEndpoint> {
+    pub async fn get_webhook(
+        &self,
+        _operator: &Operator<WebhooksManage>,
+        id: Uuid,
+    ) -> AuthResult<WebhookEndpoint> {
         self.ports
             .webhooks
             .endpoint(id)
@@ -453,7 +461,7 @@ impl AuthService {
     /// Create an endpoint; its secret is in the answer and nowhere else.
     pub async fn create_webhook(
         &self,
-        operator: &Operator,
+        operator: &Operator<WebhooksManage>,
         input: EndpointInput,
     ) -> AuthResult<EndpointWithSecret> {
         let s = &self.settings.webhooks;
@@ -500,7 +508,7 @@ impl AuthService {
     /// Change an endpoint. Enabling it again forgets its failure streak.
     pub async fn update_webhook(
         &self,
-        operator: &Operator,
+        operator: &Operator<WebhooksManage>,
         id: Uuid,
         input: EndpointInput,
     ) -> AuthResult<WebhookEndpoint> {
@@ -536,7 +544,11 @@ impl AuthService {
     }
 
     /// Delete an endpoint and its delivery history; pending deliveries are dropped.
-    pub async fn delete_webhook(&self, operator: &Operator, id: Uuid) -> AuthResult<()> {
+    pub async fn delete_webhook(
+        &self,
+        operator: &Operator<WebhooksManage>,
+        id: Uuid,
+    ) -> AuthResult<()> {
         let (row, event) =
             self.webhook_event(Some(operator), EventKind::WebhookDeleted, id, json!({}));
         if !self.ports.webhooks.delete_endpoint(id, &row).await? {
@@ -549,7 +561,7 @@ impl AuthService {
     /// A new secret; the previous one keeps signing (a second signature) for the overlap.
     pub async fn rotate_webhook_secret(
         &self,
-        operator: &Operator,
+        operator: &Operator<WebhooksManage>,
         id: Uuid,
     ) -> AuthResult<EndpointWithSecret> {
         let mut endpoint = self.get_webhook(operator, id).await?;
@@ -575,7 +587,7 @@ impl AuthService {
     /// The newest delivery attempts of an endpoint.
     pub async fn webhook_deliveries(
         &self,
-        operator: &Operator,
+        operator: &Operator<WebhooksManage>,
         id: Uuid,
         limit: Option<usize>,
     ) -> AuthResult<Vec<DeliveryAttempt>> {

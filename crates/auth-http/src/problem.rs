@@ -243,6 +243,12 @@ impl From<AuthError> for ApiError {
                 "Forbidden",
                 "the caller's roles do not grant this",
             ),
+            AuthError::InsufficientCapability => Self::new(
+                S::FORBIDDEN,
+                "insufficient_capability",
+                "Insufficient capability",
+                "the account or role holds a capability the caller's roles do not grant",
+            ),
             AuthError::AccountDisabled => Self::new(
                 S::FORBIDDEN,
                 "account_disabled",

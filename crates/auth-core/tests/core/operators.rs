@@ -7,6 +7,7 @@ use auth_core::clock::Clock as _;
 use auth_core::events::{EventKind, EventSink, SecurityEvent};
 use auth_core::flows::SignupOutcome;
 use auth_core::model::ClientInfo;
+use auth_core::operators::capability::{Capability, RolesManage, UsersRead, UsersWrite};
 use auth_core::operators::{Operator, RoleInput};
 use auth_core::ports::SessionStore;
 use auth_core::service::{IssuedTokens, SignupRequest};
@@ -35,7 +36,15 @@ async fn signed_in(h: &Harness, email: &str) -> IssuedTokens {
     }
 }
 
-async fn operator(h: &Harness) -> Operator {
+/// An application-defined capability, as an embedder declares one.
+struct AppReports;
+
+impl Capability for AppReports {
+    const NAME: &'static str = "app:reports";
+}
+
+/// The access token of a freshly created administrator.
+async fn root(h: &Harness) -> String {
     h.service
         .create_admin("root@example.com", s(PASSWORD))
         .await
@@ -52,8 +61,12 @@ async fn operator(h: &Harness) -> Operator {
         .unwrap()
         .tokens()
         .unwrap();
+    t.access_token
+}
+
+async fn operator<C: Capability>(h: &Harness, token: &str) -> Operator<C> {
     h.service
-        .authorize(&t.access_token, "users:write", ClientInfo::default())
+        .authorize::<C>(token, ClientInfo::default())
         .await
         .unwrap()
 }
@@ -61,7 +74,7 @@ async fn operator(h: &Harness) -> Operator {
 #[tokio::test]
 async fn a_disabled_user_cannot_open_a_session_by_any_means() {
     let h = harness();
-    let admin = operator(&h).await;
+    let admin = operator::<UsersWrite>(&h, &root(&h).await).await;
     let t = signed_in(&h, "ada@example.com").await;
     h.service
         .admin_set_disabled(&admin, t.user.id, true)
@@ -132,11 +145,11 @@ async fn a_disabled_user_cannot_open_a_session_by_any_means() {
 #[tokio::test]
 async fn capabilities_come_from_the_current_roles() {
     let h = harness();
-    let admin = operator(&h).await;
+    let admin = operator::<RolesManage>(&h, &root(&h).await).await;
     let t = signed_in(&h, "ada@example.com").await;
     let forbidden = h
         .service
-        .authorize(&t.access_token, "app:reports", ClientInfo::default())
+        .authorize::<AppReports>(&t.access_token, ClientInfo::default())
         .await;
     assert!(matches!(forbidden, Err(AuthError::Forbidden)));
     h.service
@@ -156,7 +169,7 @@ async fn capabilities_come_from_the_current_roles() {
         .unwrap();
     // The same token: the check reads the user record, not the token's claims.
     h.service
-        .authorize(&t.access_token, "app:reports", ClientInfo::default())
+        .authorize::<AppReports>(&t.access_token, ClientInfo::default())
         .await
         .unwrap();
     h.service
@@ -165,13 +178,13 @@ async fn capabilities_come_from_the_current_roles() {
         .unwrap();
     assert!(matches!(
         h.service
-            .authorize(&t.access_token, "app:reports", ClientInfo::default())
+            .authorize::<AppReports>(&t.access_token, ClientInfo::default())
             .await,
         Err(AuthError::Forbidden)
     ));
     assert!(matches!(
         h.service
-            .authorize("junk", "users:read", ClientInfo::default())
+            .authorize::<UsersRead>("junk", ClientInfo::default())
             .await,
         Err(AuthError::InvalidToken(_))
     ));

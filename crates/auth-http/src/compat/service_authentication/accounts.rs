@@ -13,7 +13,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use auth_core::AuthError;
 use auth_core::audit::{AuditQuery, AuditRecord};
 use auth_core::model::{ProfileUpdate, User, UserId};
-use auth_core::operators::{ManagedUser, NewAccount, Operator, capability};
+use auth_core::operators::capability::{
+    AuditRead, Capability, RolesManage, UsersRead, UsersWrite, WebhooksManage,
+};
+use auth_core::operators::{ManagedUser, NewAccount, Operator};
 use auth_core::service::{AuthService, Authenticated};
 use auth_core::webhooks::{EndpointInput, WebhookEndpoint};
 use chrono::{DateTime, Utc};
@@ -60,15 +63,14 @@ fn presented_jwt(state: &ServiceAuth, req: &HttpRequest) -> Result<String, actix
 }
 
 /// The caller, whose current roles grant `capability` (the canonical admin check).
-async fn operator(
+async fn operator<C: Capability>(
     state: &ServiceAuth,
     req: &HttpRequest,
-    capability: &str,
-) -> Result<Operator, actix_web::Error> {
+) -> Result<Operator<C>, actix_web::Error> {
     let token = presented_jwt(state, req)?;
     state
         .auth
-        .authorize(&token, capability, client_info(req))
+        .authorize::<C>(&token, client_info(req))
         .await
         .map_err(admin_error)
 }
@@ -85,6 +87,10 @@ async fn signed_in(
 fn admin_error(e: AuthError) -> actix_web::Error {
     match e {
         AuthError::Forbidden => error(StatusCode::FORBIDDEN, "Forbidden"),
+        AuthError::InsufficientCapability => error(
+            StatusCode::FORBIDDEN,
+            "The account or role holds a capability the caller does not hold",
+        ),
         AuthError::NotFound => error(StatusCode::NOT_FOUND, "Not found"),
         AuthError::InvalidRequest(detail) => error(StatusCode::BAD_REQUEST, &detail),
         AuthError::Conflict("cannot_target_self") => error(
@@ -185,7 +191,7 @@ pub(super) async fn create_user(
     req: HttpRequest,
     bytes: web::Bytes,
 ) -> Reply {
-    let op = operator(&state, &req, capability::USERS_WRITE).await?;
+    let op = operator::<UsersWrite>(&state, &req).await?;
     let b: CreateUserBody = parse(&bytes)?;
     let email = b
         .email
@@ -220,8 +226,8 @@ pub(super) async fn create_user(
 
 /// Queue the reset mail of a freshly created account. The account exists already: a
 /// refusal (the password-reset rate limit) is reported in the answer, not as an error.
-async fn reset_mail(auth: &AuthService, email: &str, op: &Operator) -> bool {
-    match auth.forgot_password(email, &op.client, None).await {
+async fn reset_mail(auth: &AuthService, email: &str, op: &Operator<UsersWrite>) -> bool {
+    match auth.forgot_password(email, op.client(), None).await {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "password reset mail of a created account not queued");
@@ -242,7 +248,7 @@ async fn get_user(
         let user = state.auth.me(&caller).await.map_err(admin_error)?;
         return Ok(ok(account_json(user, None)));
     }
-    let op = operator(&state, &req, capability::USERS_READ).await?;
+    let op = operator::<UsersRead>(&state, &req).await?;
     let user = state
         .auth
         .admin_get_user(&op, id.ok_or_else(not_found)?)
@@ -299,7 +305,7 @@ async fn update_user(
     if !b.admin_fields(is_self) {
         if !is_self {
             // Nothing to change, but reading another account still needs the capability.
-            let op = operator(&state, &req, capability::USERS_WRITE).await?;
+            let op = operator::<UsersWrite>(&state, &req).await?;
             let user = state
                 .auth
                 .admin_get_user(&op, id.ok_or_else(not_found)?)
@@ -324,9 +330,9 @@ async fn update_user(
         return Ok(ok(account_json(user, None)));
     }
 
-    let op = operator(&state, &req, capability::USERS_WRITE).await?;
+    let op = operator::<UsersWrite>(&state, &req).await?;
     let roles_op = match &b.roles {
-        Some(_) => Some(operator(&state, &req, capability::ROLES_MANAGE).await?),
+        Some(_) => Some(operator::<RolesManage>(&state, &req).await?),
         None => None,
     };
     let id = id.ok_or_else(not_found)?;
@@ -345,7 +351,10 @@ async fn update_user(
         (Some(wanted), Some(rop)) => {
             let changes = role_changes(&state.auth, rop, &current, wanted).await?;
             for (role, assign) in &changes {
-                rop.may_change_role(id, role, *assign)
+                state
+                    .auth
+                    .may_change_role(rop, id, role, *assign)
+                    .await
                     .map_err(admin_error)?;
             }
             changes
@@ -406,7 +415,7 @@ fn avatar_refused() -> actix_web::Error {
 /// `wanted`; every wanted role must exist (checked before anything changes).
 async fn role_changes(
     auth: &AuthService,
-    op: &Operator,
+    op: &Operator<RolesManage>,
     current: &ManagedUser,
     wanted: &[String],
 ) -> Result<Vec<(String, bool)>, actix_web::Error> {
@@ -477,7 +486,7 @@ impl From<EndpointBody> for EndpointInput {
 
 /// `GET /webhooks` (capability `webhooks:manage`).
 async fn list_webhooks(state: web::Data<ServiceAuth>, req: HttpRequest) -> Reply {
-    let op = operator(&state, &req, capability::WEBHOOKS_MANAGE).await?;
+    let op = operator::<WebhooksManage>(&state, &req).await?;
     let list: Vec<Value> = state
         .auth
         .list_webhooks(&op)
@@ -495,7 +504,7 @@ async fn create_webhook(
     req: HttpRequest,
     bytes: web::Bytes,
 ) -> Reply {
-    let op = operator(&state, &req, capability::WEBHOOKS_MANAGE).await?;
+    let op = operator::<WebhooksManage>(&state, &req).await?;
     let b: EndpointBody = parse(&bytes)?;
     let created = state
         .auth
@@ -520,7 +529,7 @@ async fn update_webhook(
     raw: web::Path<String>,
     bytes: web::Bytes,
 ) -> Reply {
-    let op = operator(&state, &req, capability::WEBHOOKS_MANAGE).await?;
+    let op = operator::<WebhooksManage>(&state, &req).await?;
     let id = webhook_id(&raw)?;
     let b: EndpointBody = parse(&bytes)?;
     let e = state
@@ -537,7 +546,7 @@ async fn delete_webhook(
     req: HttpRequest,
     raw: web::Path<String>,
 ) -> Reply {
-    let op = operator(&state, &req, capability::WEBHOOKS_MANAGE).await?;
+    let op = operator::<WebhooksManage>(&state, &req).await?;
     let id = webhook_id(&raw)?;
     state
         .auth
@@ -577,7 +586,7 @@ fn audit_json(r: AuditRecord) -> Value {
 
 /// `GET /audit/logs` (capability `audit:read`): `{items, next_cursor}`, newest first.
 async fn audit_logs(state: web::Data<ServiceAuth>, req: HttpRequest) -> Reply {
-    let op = operator(&state, &req, capability::AUDIT_READ).await?;
+    let op = operator::<AuditRead>(&state, &req).await?;
     let q: AuditLogQuery = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("Invalid query: {e}")))?;
     let user_id = q
