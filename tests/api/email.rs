@@ -21,7 +21,7 @@ on_both_backends!(
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn with_smtp(backend: Backend, sink: &SmtpSink) -> TestAppBuilder {
+pub(crate) fn with_smtp(backend: Backend, sink: &SmtpSink) -> TestAppBuilder {
     TestApp::builder(backend)
         .var("AUTH__MAIL__TRANSPORT", "smtp")
         .var("AUTH__MAIL__FROM", "Auth <auth@example.com>")
@@ -36,7 +36,7 @@ fn with_smtp(backend: Backend, sink: &SmtpSink) -> TestAppBuilder {
         .var("AUTH__APP__REDIRECT_ALLOW_LIST", "https://shop.example.com")
 }
 
-async fn mail_to(sink: &SmtpSink, to: &str, subject_has: &str) -> ReceivedMail {
+pub(crate) async fn mail_to(sink: &SmtpSink, to: &str, subject_has: &str) -> ReceivedMail {
     let (want_to, want_subject) = (to.to_owned(), subject_has.to_lowercase());
     sink.wait_for(
         move |m| {
@@ -48,7 +48,7 @@ async fn mail_to(sink: &SmtpSink, to: &str, subject_has: &str) -> ReceivedMail {
     .unwrap_or_else(|| panic!("no mail to {to} about {subject_has:?}"))
 }
 
-fn token_in(mail: &ReceivedMail, path: &str) -> String {
+pub(crate) fn token_in(mail: &ReceivedMail, path: &str) -> String {
     let at = mail
         .text_body
         .find(&format!("https://app.example.com{path}?token="))

@@ -5,16 +5,19 @@ use std::collections::HashSet;
 
 use auth_core::audit::{AuditQuery, AuditRecord, AuditStore};
 use auth_core::events::{EventKind, SecurityEvent};
+use auth_core::mfa::{time_step, totp_code};
 use auth_core::model::UserId;
 use auth_core::operators::{OperatorStore, RoleChange};
 use auth_core::ports::{SessionStore, UserStore};
 use auth_e2e::{Backend, PASSWORD, TestApp, app, on_both_backends, problem};
+use auth_notify::testing::SmtpSink;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 on_both_backends!(
     every_admin_route_checks_its_capability,
     a_disabled_user_is_signed_out_and_cannot_sign_in,
+    a_disabled_user_with_a_second_factor_gets_no_mfa_token_and_no_session,
     deleting_a_user_removes_personal_data_and_keeps_the_id_in_the_audit_trail,
     roles_are_managed_and_taking_one_away_acts_at_once,
     users_are_searched_and_paged_by_cursor,
@@ -474,6 +477,77 @@ async fn a_disabled_user_is_signed_out_and_cannot_sign_in(backend: Backend) {
     .await;
     assert!(all["items"][0]["actor_id"].is_string());
     assert_eq!(all["items"][0]["ip"], "127.0.0.1");
+}
+
+/// Issue 14 hole 1: the second-factor path opened sessions without the disabled check.
+/// A sign-in already waiting for its second factor, a new password sign-in and a magic
+/// link sent before the account was disabled all end without a session.
+async fn a_disabled_user_with_a_second_factor_gets_no_mfa_token_and_no_session(backend: Backend) {
+    let sink = SmtpSink::start();
+    let app = app!(crate::email::with_smtp(backend, &sink), start);
+    let (_, root) = admin(&app, "root@example.com").await;
+    let u = app.signup("ada@example.com").await;
+    let user_id: UserId = uid(&u).parse().unwrap();
+    let (secret, _) = crate::mfa::enrol_totp(&app, token(&u)).await;
+    let credentials = json!({"email": "ada@example.com", "password": PASSWORD});
+    let login = || app.post("/api/v1/auth/login", &credentials);
+    let pending = json_of(login().await, StatusCode::OK).await;
+    let mfa_token = pending["mfa_token"].as_str().unwrap().to_owned();
+    let res = app
+        .post(
+            "/api/v1/auth/magic-link",
+            &json!({"email": "ada@example.com"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let mail = crate::email::mail_to(&sink, "ada@example.com", "sign-in link").await;
+    let link = crate::email::token_in(&mail, "/magic-link");
+
+    let res = app
+        .post_auth(
+            &format!("/api/v1/admin/users/{user_id}/disable"),
+            &root,
+            &json!({}),
+        )
+        .await;
+    json_of(res, StatusCode::OK).await;
+
+    // The pending sign-in: a right code, and still no session.
+    let code = totp_code(&secret, time_step(chrono::Utc::now()) + 1);
+    let res = app
+        .post(
+            "/api/v1/auth/mfa/verify",
+            &json!({"mfa_token": mfa_token, "factor": "totp", "code": code}),
+        )
+        .await;
+    problem(res, StatusCode::FORBIDDEN, "account_disabled").await;
+    // A new password sign-in gets no mfa_token.
+    let body = problem(login().await, StatusCode::FORBIDDEN, "account_disabled").await;
+    assert!(body.get("mfa_token").is_none(), "{body}");
+    // Nor does the magic link sent before.
+    let res = app
+        .post("/api/v1/auth/magic-link/verify", &json!({"token": link}))
+        .await;
+    problem(res, StatusCode::FORBIDDEN, "account_disabled").await;
+    assert!(
+        app.db
+            .unrevoked_sessions_of(user_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Enabled again, the password sign-in asks for the second factor as before.
+    let res = app
+        .post_auth(
+            &format!("/api/v1/admin/users/{user_id}/enable"),
+            &root,
+            &json!({}),
+        )
+        .await;
+    json_of(res, StatusCode::OK).await;
+    let pending = json_of(login().await, StatusCode::OK).await;
+    assert_eq!(pending["mfa_required"], true, "{pending}");
 }
 
 async fn deleting_a_user_removes_personal_data_and_keeps_the_id_in_the_audit_trail(

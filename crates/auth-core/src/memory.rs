@@ -60,7 +60,24 @@ struct OutboxEntry {
 }
 
 impl State {
-    fn insert_session(&mut self, new: &NewSession, first_refresh: &TokenHash) -> Session {
+    /// The one disabled-account check of every operation that signs someone in (opening
+    /// a session, storing an MFA challenge): a missing account is `NotFound`, a disabled
+    /// one `AccountDisabled`. Callers check before their writes, so a refusal leaves no
+    /// change behind.
+    fn require_enabled(&self, user_id: UserId) -> AuthResult<()> {
+        if !self.users.contains_key(&user_id) {
+            return Err(AuthError::NotFound);
+        }
+        if self.disabled.contains_key(&user_id) {
+            return Err(AuthError::AccountDisabled);
+        }
+        Ok(())
+    }
+
+    /// The one way this store opens a session, whichever sign-in asks
+    /// ([`State::require_enabled`] first).
+    fn open_session(&mut self, new: &NewSession, first_refresh: &TokenHash) -> AuthResult<Session> {
+        self.require_enabled(new.user_id)?;
         let session = Session {
             id: new.id,
             user_id: new.user_id,
@@ -83,7 +100,7 @@ impl State {
                 sealed_successor: None,
             },
         );
-        session
+        Ok(session)
     }
 
     fn revoke_sessions_of(
@@ -320,14 +337,7 @@ impl SessionStore for MemoryStore {
         new: &NewSession,
         first_refresh: &TokenHash,
     ) -> AuthResult<Session> {
-        let mut s = self.state();
-        if !s.users.contains_key(&new.user_id) {
-            return Err(AuthError::NotFound);
-        }
-        if s.disabled.contains_key(&new.user_id) {
-            return Err(AuthError::AccountDisabled);
-        }
-        Ok(s.insert_session(new, first_refresh))
+        self.state().open_session(new, first_refresh)
     }
 
     async fn session(&self, id: SessionId) -> AuthResult<Option<Session>> {
@@ -533,16 +543,18 @@ impl OneTimeTokenStore for MemoryStore {
     ) -> AuthResult<Session> {
         let mut s = self.state();
         let now = new_session.created_at;
-        let creds = s.users.get_mut(&user_id).ok_or(AuthError::NotFound)?;
-        creds.password_hash = Some(password_hash.to_owned());
-        creds.user.updated_at = now;
+        let session = s.open_session(new_session, first_refresh)?;
+        if let Some(creds) = s.users.get_mut(&user_id) {
+            creds.password_hash = Some(password_hash.to_owned());
+            creds.user.updated_at = now;
+        }
         s.retire_tokens(
             OneTimeTokenKind::PasswordReset,
             |t| t.user_id == Some(user_id),
             now,
         );
-        s.revoke_sessions_of(user_id, None, now);
-        let session = s.insert_session(new_session, first_refresh);
+        // Every session, the caller's included: the new session replaces it.
+        s.revoke_sessions_of(user_id, Some(session.id), now);
         s.enqueue(notice);
         Ok(session)
     }

@@ -350,7 +350,8 @@ pub trait MfaStore: Send + Sync {
     ) -> AuthResult<bool>;
     /// How many unused recovery codes the user has.
     async fn remaining_recovery_codes(&self, user_id: UserId) -> AuthResult<u64>;
-    /// Store a challenge.
+    /// Store a challenge. Fails with [`crate::AuthError::AccountDisabled`] (and writes
+    /// nothing) when the user is disabled: a disabled account gets no `mfa_token`.
     async fn insert_challenge(&self, challenge: &NewMfaChallenge) -> AuthResult<()>;
     /// A challenge by hash, used or not.
     async fn challenge(&self, hash: &TokenHash) -> AuthResult<Option<MfaChallenge>>;
@@ -364,6 +365,8 @@ pub trait MfaStore: Send + Sync {
     ) -> AuthResult<i32>;
     /// Atomically: if the challenge is unused, unexpired at `now` and has fewer than `max`
     /// failures, mark it used and open `session` with `first_refresh`. `None` otherwise.
+    /// Like [`crate::ports::SessionStore::create_session`], fails with
+    /// [`crate::AuthError::AccountDisabled`] (and writes nothing) for a disabled user.
     async fn complete_challenge(
         &self,
         hash: &TokenHash,

@@ -149,7 +149,8 @@ pub trait OneTimeTokenStore: Send + Sync {
     ) -> AuthResult<bool>;
     /// Change a password while signed in: set the hash, retire the user's reset tokens,
     /// revoke every session of the user, open `new_session` with `first_refresh`, and write
-    /// `notice` to the outbox.
+    /// `notice` to the outbox. Fails with [`crate::AuthError::AccountDisabled`] (and writes
+    /// nothing) for a disabled user, as every session-opening operation does.
     async fn change_password(
         &self,
         user_id: UserId,

@@ -192,12 +192,50 @@ macro_rules! set_password {
     }};
 }
 
-/// `open_session!(conn, &SessionRow, &TokenRow)`: insert a session and its first refresh
-/// token.
+/// `lock_enabled_user!(conn, &user_id)`: lock the user's row until the end of the
+/// transaction and refuse a disabled or missing account: the one disabled-account check
+/// of every operation that signs someone in ([`open_session!`], storing an MFA
+/// challenge). A disabled account fails the whole transaction with
+/// `DieselError::RollbackTransaction`, a missing one with `DieselError::NotFound`; the
+/// transaction maps both with [`enabled_user_error`].
+macro_rules! lock_enabled_user {
+    ($conn:expr, $user_id:expr) => {
+        async {
+            use $crate::schema::users as u;
+            let user_id: &String = $user_id;
+            // A no-op update locks the user row: a concurrent disable (which updates the
+            // same row, then revokes the user's sessions) either sees what this transaction
+            // wrote or makes this statement see the account disabled.
+            let enabled = diesel_async::RunQueryDsl::execute(
+                diesel::update(u::table.find(user_id).filter(u::disabled_at.is_null()))
+                    .set(u::disabled_at.eq(u::disabled_at)),
+                &mut *$conn,
+            )
+            .await?;
+            if enabled == 1 {
+                return Ok(());
+            }
+            let exists: i64 =
+                diesel_async::RunQueryDsl::get_result(u::table.find(user_id).count(), &mut *$conn)
+                    .await?;
+            Err(if exists == 0 {
+                diesel::result::Error::NotFound
+            } else {
+                diesel::result::Error::RollbackTransaction
+            })
+        }
+    };
+}
+
+/// `open_session!(conn, &SessionRow, &TokenRow)`: the one statement sequence that opens a
+/// session, whichever sign-in opened it: [`lock_enabled_user!`], then insert the session
+/// and its first refresh token. Every store operation that creates a session goes
+/// through it, inside its transaction.
 macro_rules! open_session {
     ($conn:expr, $session:expr, $token:expr) => {
         async {
             let (session, token): (&SessionRow, &TokenRow) = ($session, $token);
+            lock_enabled_user!($conn, &session.user_id).await?;
             diesel_async::RunQueryDsl::execute(
                 diesel::insert_into($crate::schema::sessions::table).values(session),
                 &mut *$conn,
@@ -481,6 +519,16 @@ fn concerns_table(info: &dyn DatabaseErrorInformation, table: &str) -> bool {
 /// Error mapping of the calls that name a user who must exist: a foreign key violation (a
 /// session or token of no user) and diesel's `NotFound` (raised by a transaction body to
 /// roll back) are [`AuthError::NotFound`].
+/// The error mapping of every transaction that runs [`lock_enabled_user!`] (so every
+/// [`open_session!`]): the account it named is missing (`NotFound`) or disabled
+/// (`AccountDisabled`).
+fn enabled_user_error(e: DieselError) -> AuthError {
+    match e {
+        DieselError::RollbackTransaction => AuthError::AccountDisabled,
+        e => unknown_user_as_not_found(e),
+    }
+}
+
 fn unknown_user_as_not_found(e: DieselError) -> AuthError {
     match e {
         DieselError::NotFound
@@ -642,34 +690,10 @@ impl SessionStore for Database {
     ) -> AuthResult<Session> {
         let session = SessionRow::new(new)?;
         let token = TokenRow::current(first_refresh, &session.id, session.created_at);
-        write_tx!(self, unknown_user_as_not_found, |conn| {
-            // A no-op update locks the user row: a concurrent disable (which updates the
-            // same row, then revokes the user's sessions) either sees this session or
-            // makes this statement see the account disabled.
-            let enabled = diesel::update(
-                users::table
-                    .find(&session.user_id)
-                    .filter(users::disabled_at.is_null()),
-            )
-            .set(users::disabled_at.eq(users::disabled_at))
-            .execute(conn)
-            .await?;
-            if enabled == 0 {
-                let exists: i64 = users::table
-                    .find(&session.user_id)
-                    .count()
-                    .get_result(conn)
-                    .await?;
-                return if exists == 0 {
-                    Err(DieselError::NotFound)
-                } else {
-                    Ok(None)
-                };
-            }
+        write_tx!(self, enabled_user_error, |conn| {
             open_session!(conn, &session, &token).await?;
-            Ok(Some(session))
+            Ok(session)
         })?
-        .ok_or(AuthError::AccountDisabled)?
         .into_session()
     }
 

@@ -205,7 +205,10 @@ impl MfaStore for MemoryStore {
     }
 
     async fn insert_challenge(&self, c: &NewMfaChallenge) -> AuthResult<()> {
-        self.state().mfa.challenges.insert(
+        let mut s = self.state();
+        // A disabled account gets no challenge (so no `mfa_token`).
+        s.require_enabled(c.user_id)?;
+        s.mfa.challenges.insert(
             c.token_hash.clone(),
             MfaChallenge {
                 token_hash: c.token_hash.clone(),
@@ -253,16 +256,20 @@ impl MfaStore for MemoryStore {
         now: DateTime<Utc>,
     ) -> AuthResult<Option<Session>> {
         let mut s = self.state();
-        match s.mfa.challenges.get_mut(hash) {
-            Some(c) if c.used_at.is_none() && now < c.expires_at && c.failed_attempts < max => {
-                c.used_at = Some(now);
-            }
-            _ => return Ok(None),
-        }
-        if !s.users.contains_key(&session.user_id) {
+        let open = s.mfa.challenges.get(hash).is_some_and(|c| {
+            c.user_id == session.user_id
+                && c.used_at.is_none()
+                && now < c.expires_at
+                && c.failed_attempts < max
+        });
+        if !open {
             return Ok(None);
         }
-        Ok(Some(s.insert_session(session, first_refresh)))
+        let opened = s.open_session(session, first_refresh)?;
+        if let Some(c) = s.mfa.challenges.get_mut(hash) {
+            c.used_at = Some(now);
+        }
+        Ok(Some(opened))
     }
 
     async fn step_up_session(

@@ -13,7 +13,8 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::{
-    OutboxRow, SessionRow, TokenRow, db_time, from_json, parse, to_json, unknown_user_as_not_found,
+    OutboxRow, SessionRow, TokenRow, db_time, enabled_user_error, from_json, parse, to_json,
+    unknown_user_as_not_found,
 };
 use crate::database::{
     Database, DbPool, PgConn, SqliteConn, detach, pool_error, query_error, unavailable,
@@ -380,7 +381,9 @@ impl MfaStore for Database {
             used_at: None,
             failed_attempts: 0,
         };
-        with_conn!(self, unknown_user_as_not_found, |conn| {
+        // A disabled account gets no challenge (so no `mfa_token`).
+        write_tx!(self, enabled_user_error, |conn| {
+            lock_enabled_user!(conn, &row.user_id).await?;
             diesel::insert_into(mfa_challenges::table)
                 .values(&row)
                 .execute(conn)
@@ -447,7 +450,7 @@ impl MfaStore for Database {
         let now = db_time(now);
         let session = SessionRow::new(session)?;
         let token = TokenRow::current(first_refresh, &session.id, session.created_at);
-        let opened = write_tx!(self, |conn| {
+        let opened = write_tx!(self, enabled_user_error, |conn| {
             let completed = diesel::update(
                 mfa_challenges::table
                     .find(&hash)

@@ -13,7 +13,10 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::{OneTimeTokenRow, OutboxRow, SessionRow, TokenRow, db_time, unknown_user_as_not_found};
+use super::{
+    OneTimeTokenRow, OutboxRow, SessionRow, TokenRow, db_time, enabled_user_error,
+    unknown_user_as_not_found,
+};
 use crate::database::{
     Database, DbPool, PgConn, SqliteConn, detach, pool_error, query_error, unavailable,
 };
@@ -189,7 +192,7 @@ impl OneTimeTokenStore for Database {
         let token = TokenRow::current(first_refresh, &session.id, session.created_at);
         let notice = OutboxRow::new(notice);
         let now = session.created_at;
-        write_tx!(self, unknown_user_as_not_found, |conn| {
+        write_tx!(self, enabled_user_error, |conn| {
             if set_password!(conn, &user_id, &password_hash, now).await? == 0 {
                 // Rolls back (nothing was written anyway) and maps to `NotFound`.
                 return Err(DieselError::NotFound);

@@ -3,6 +3,7 @@
 
 use auth_core::audit::{AuditQuery, AuditRecord, AuditStore};
 use auth_core::events::{EventKind, SecurityEvent};
+use auth_core::mfa::{MfaStore, NewMfaChallenge};
 use auth_core::operators::{
     AccountUpdate, OperatorStore, Role, RoleChange, RoleDeletion, UserQuery,
 };
@@ -10,8 +11,8 @@ use auth_core::webhooks::{DeliveryAttempt, WebhookEndpoint, WebhookStore};
 
 use super::*;
 
-trait Ops: Store + OperatorStore + AuditStore + WebhookStore {}
-impl<T: Store + OperatorStore + AuditStore + WebhookStore> Ops for T {}
+trait Ops: Store + OperatorStore + AuditStore + WebhookStore + MfaStore {}
+impl<T: Store + OperatorStore + AuditStore + WebhookStore + MfaStore> Ops for T {}
 
 type Op = Arc<dyn Ops>;
 
@@ -210,6 +211,11 @@ async fn disabling_revokes_sessions_and_refuses_new_ones(store: Op) {
         .create_session(&new_session(u.id, at(1)), &random_hash())
         .await
         .unwrap();
+    // A sign-in waiting for its second factor when the account is disabled.
+    store
+        .insert_challenge(&challenge(u.id, "before-disable", at(1)))
+        .await
+        .unwrap();
     let audit = || row(EventKind::UserDisabled, Some(u.id), at(2));
     assert_eq!(
         store
@@ -227,6 +233,7 @@ async fn disabling_revokes_sessions_and_refuses_new_ones(store: Op) {
         "{refused:?}"
     );
     assert!(store.unrevoked_sessions_of(u.id).await.unwrap().is_empty());
+    disabled_account_opens_nothing(&store, u.id).await;
     let m = store.managed_user(u.id).await.unwrap().unwrap();
     assert_eq!(m.disabled_at, Some(at(2)));
     assert_eq!(
@@ -251,6 +258,90 @@ async fn disabling_revokes_sessions_and_refuses_new_ones(store: Op) {
         .create_session(&new_session(UserId::new(), at(5)), &random_hash())
         .await;
     assert!(matches!(unknown, Err(AuthError::NotFound)));
+}
+
+fn challenge(user_id: UserId, token: &str, created_at: DateTime<Utc>) -> NewMfaChallenge {
+    NewMfaChallenge {
+        token_hash: TokenHash(token.into()),
+        user_id,
+        amr: vec!["pwd".into()],
+        created_at,
+        expires_at: created_at + Span::minutes(5),
+    }
+}
+
+/// Every other store operation that signs someone in refuses the disabled account too, and
+/// leaves nothing behind: no MFA challenge (so no `mfa_token`), no session from a
+/// challenge issued before the account was disabled, no session or new password from a
+/// password change.
+async fn disabled_account_opens_nothing(store: &Op, user_id: UserId) {
+    let refused = store
+        .insert_challenge(&challenge(user_id, "after-disable", at(3)))
+        .await;
+    assert!(
+        matches!(refused, Err(AuthError::AccountDisabled)),
+        "{refused:?}"
+    );
+    assert!(
+        store
+            .challenge(&TokenHash("after-disable".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let refused = store
+        .complete_challenge(
+            &TokenHash("before-disable".into()),
+            5,
+            &new_session(user_id, at(3)),
+            &random_hash(),
+            at(3),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(AuthError::AccountDisabled)),
+        "{refused:?}"
+    );
+    let before = store
+        .challenge(&TokenHash("before-disable".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(before.used_at, None);
+    let hash_before = store
+        .credentials_by_email("ada@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash;
+    let backlog = store.backlog().await.unwrap();
+    let refused = store
+        .change_password(
+            user_id,
+            "$argon2id$new",
+            &new_session(user_id, at(3)),
+            &random_hash(),
+            &message("mail", at(3)),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(AuthError::AccountDisabled)),
+        "{refused:?}"
+    );
+    let after = store
+        .credentials_by_email("ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.password_hash, hash_before);
+    assert_eq!(store.backlog().await.unwrap(), backlog, "no notice queued");
+    assert!(
+        store
+            .unrevoked_sessions_of(user_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn deleting_a_user_strips_addresses_from_its_audit_rows(store: Op) {
