@@ -67,6 +67,24 @@ fn uid(t: &Value) -> String {
     t["user"]["id"].as_str().unwrap().to_owned()
 }
 
+/// Disable or enable account `id` as the operator holding `token`; the 200 answer's body.
+async fn set_disabled(
+    app: &TestApp,
+    token: &str,
+    id: impl std::fmt::Display,
+    disabled: bool,
+) -> Value {
+    let action = if disabled { "disable" } else { "enable" };
+    let res = app
+        .post_auth(
+            &format!("/api/v1/admin/users/{id}/{action}"),
+            token,
+            &json!({}),
+        )
+        .await;
+    json_of(res, StatusCode::OK).await
+}
+
 async fn send(
     app: &TestApp,
     method: Method,
@@ -379,14 +397,7 @@ async fn a_disabled_user_is_signed_out_and_cannot_sign_in(backend: Backend) {
     let u = app.signup("ada@example.com").await;
     let second = app.login("ada@example.com").await;
     let id = uid(&u);
-    let res = app
-        .post_auth(
-            &format!("/api/v1/admin/users/{id}/disable"),
-            &root,
-            &json!({}),
-        )
-        .await;
-    let body = json_of(res, StatusCode::OK).await;
+    let body = set_disabled(&app, &root, &id, true).await;
     assert_eq!(body["disabled"], true);
     assert!(body["disabled_at"].is_string());
     // Every session ended at once: access tokens and refresh tokens are refused.
@@ -442,14 +453,7 @@ async fn a_disabled_user_is_signed_out_and_cannot_sign_in(backend: Backend) {
         .await;
     problem(res, StatusCode::CONFLICT, "cannot_target_self").await;
     // Enabled again: sign-in works.
-    let res = app
-        .post_auth(
-            &format!("/api/v1/admin/users/{id}/enable"),
-            &root,
-            &json!({}),
-        )
-        .await;
-    let body = json_of(res, StatusCode::OK).await;
+    let body = set_disabled(&app, &root, &id, false).await;
     assert_eq!(body["disabled"], false);
     let back = app.login("ada@example.com").await;
     // The user sees what was done to the account, not who did it or from where.
@@ -503,14 +507,7 @@ async fn a_disabled_user_with_a_second_factor_gets_no_mfa_token_and_no_session(b
     let mail = crate::email::mail_to(&sink, "ada@example.com", "sign-in link").await;
     let link = crate::email::token_in(&mail, "/magic-link");
 
-    let res = app
-        .post_auth(
-            &format!("/api/v1/admin/users/{user_id}/disable"),
-            &root,
-            &json!({}),
-        )
-        .await;
-    json_of(res, StatusCode::OK).await;
+    set_disabled(&app, &root, user_id, true).await;
 
     // The pending sign-in: a right code, and still no session.
     let code = totp_code(&secret, time_step(chrono::Utc::now()) + 1);
@@ -538,14 +535,7 @@ async fn a_disabled_user_with_a_second_factor_gets_no_mfa_token_and_no_session(b
     );
 
     // Enabled again, the password sign-in asks for the second factor as before.
-    let res = app
-        .post_auth(
-            &format!("/api/v1/admin/users/{user_id}/enable"),
-            &root,
-            &json!({}),
-        )
-        .await;
-    json_of(res, StatusCode::OK).await;
+    set_disabled(&app, &root, user_id, false).await;
     let pending = json_of(login().await, StatusCode::OK).await;
     assert_eq!(pending["mfa_required"], true, "{pending}");
 }
@@ -1121,12 +1111,7 @@ async fn admin_actions_are_audited_with_the_acting_admin(backend: Backend) {
         )
         .await;
     json_of(res, StatusCode::OK).await;
-    app.post_auth(
-        &format!("/api/v1/admin/users/{id}/disable"),
-        &root,
-        &json!({}),
-    )
-    .await;
+    set_disabled(&app, &root, &id, true).await;
     let rows = all_audit_rows(&app).await;
     let user_id: UserId = id.parse().unwrap();
     for kind in ["user_created", "user_updated", "user_disabled"] {
