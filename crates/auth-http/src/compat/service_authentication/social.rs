@@ -68,11 +68,7 @@ fn social_error(e: AuthError) -> actix_web::Error {
         ),
         AuthError::LinkRequired => error(
             StatusCode::CONFLICT,
-            "An account uses this email but has not verified it: sign in and verify it first",
-        ),
-        AuthError::LinkNeedsVerifiedEmail => error(
-            StatusCode::FORBIDDEN,
-            "Verify your email address before linking a provider",
+            "An account uses this email: sign in and link the provider",
         ),
         AuthError::ProviderEmailMissing => error(
             StatusCode::BAD_REQUEST,
