@@ -336,6 +336,8 @@ async fn service_authentication_links_a_provider_identity(backend: Backend) {
     assert_eq!(res.status(), StatusCode::CREATED);
     let jwt = cookie_value(&set_cookies(&res), "jwt").unwrap();
     let id = user_id_of(&app, "ada@example.com").await;
+    // Linking needs a verified address (pre-account hijacking, docs/security.md).
+    app.verify_email("ada@example.com").await;
 
     // No JWT, no link; a body with both credentials is refused.
     let token = peer
@@ -398,6 +400,7 @@ async fn service_authentication_links_a_provider_identity(backend: Backend) {
         .await
         .unwrap();
     let eve: Value = res.json().await.unwrap();
+    app.verify_email("eve@example.com").await;
     let fresh = peer
         .id_token("native-app", "native-secret", "ada-at-op", None)
         .await;
@@ -428,6 +431,8 @@ async fn service_authentication_magic_link_story(backend: Backend) {
     };
     // An account made through the canonical API.
     let canonical = app.signup("ada@example.com").await;
+    // Verified by its own sign-up link: the mailbox sign-in below is not an adoption.
+    app.verify_email("ada@example.com").await;
 
     // The same answer for a known and an unknown address; nothing is created for the
     // unknown one by asking.

@@ -413,6 +413,8 @@ async fn timelapseme_refuses_second_factor_accounts(backend: Backend) {
         .await,
     )
     .await;
+    // Linking needs a verified address (pre-account hijacking, docs/security.md).
+    app.verify_email("ada@example.com").await;
     let canonical = app.login("ada@example.com").await;
     let bearer = canonical["access_token"].as_str().unwrap();
     let user_id: UserId = canonical["user"]["id"].as_str().unwrap().parse().unwrap();

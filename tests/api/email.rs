@@ -61,7 +61,7 @@ pub(crate) fn token_in(mail: &ReceivedMail, path: &str) -> String {
         .collect()
 }
 
-fn code_in(mail: &ReceivedMail) -> String {
+pub(crate) fn code_in(mail: &ReceivedMail) -> String {
     mail.text_body
         .split(|c: char| !c.is_ascii_digit())
         .find(|w| w.len() == 6)

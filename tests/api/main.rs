@@ -24,6 +24,7 @@ mod operators;
 mod passkeys;
 mod password_sessions;
 mod peers;
+mod pre_accounts;
 mod refresh;
 mod resource_servers;
 mod revoke_introspect;

@@ -19,7 +19,7 @@ on_both_backends!(
     unknown_and_unreachable_providers,
     redirect_flow_with_pkce_end_to_end,
     verified_emails_on_both_sides_link_automatically,
-    an_unverified_side_requires_an_explicit_link,
+    an_unverified_side_links_nothing_until_verified,
     strict_mode_requires_a_separate_signup,
     unlinking_the_last_way_to_sign_in_is_refused,
     github_signs_in_with_the_primary_verified_email,
@@ -463,11 +463,7 @@ async fn password_account(app: &TestApp, email: &str, verified: bool) -> (UserId
     let t = app.signup(email).await;
     let id: UserId = t["user"]["id"].as_str().unwrap().parse().unwrap();
     if verified {
-        app.db
-            .mark_email_verified(id, email, chrono::Utc::now())
-            .await
-            .unwrap()
-            .unwrap();
+        app.verify_email(email).await;
     }
     (id, t["access_token"].as_str().unwrap().to_owned())
 }
@@ -491,7 +487,7 @@ async fn verified_emails_on_both_sides_link_automatically(backend: Backend) {
     app.login("ada@example.com").await;
 }
 
-async fn an_unverified_side_requires_an_explicit_link(backend: Backend) {
+async fn an_unverified_side_links_nothing_until_verified(backend: Backend) {
     let peer = OidcPeer::start().await;
     let app = app!(with_peer(backend, &peer), start);
 
@@ -508,7 +504,26 @@ async fn an_unverified_side_requires_an_explicit_link(backend: Backend) {
             .is_none()
     );
 
-    // Signed in, the user links it; then it signs them in.
+    // Signed in, the account cannot link it either while its address is unverified (an
+    // identity linked to a pre-hijacked account would outlive its adoption) ...
+    let res = app
+        .post_auth(
+            "/api/v1/auth/oauth/testop/link",
+            &access,
+            &json!({"id_token": token}),
+        )
+        .await;
+    problem(res, StatusCode::FORBIDDEN, "link_requires_verified_email").await;
+    assert!(
+        app.db
+            .identity_by_subject("testop", "ada")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // ... and once it is verified, the user links it; then it signs them in.
+    app.verify_email("ada@example.com").await;
     let res = app
         .post_auth(
             "/api/v1/auth/oauth/testop/link",
@@ -531,7 +546,7 @@ async fn an_unverified_side_requires_an_explicit_link(backend: Backend) {
     assert_eq!(t["user"]["id"], id.to_string());
 
     // The identity cannot be linked to a second account.
-    let (_, other) = password_account(&app, "bob@example.com", false).await;
+    let (_, other) = password_account(&app, "bob@example.com", true).await;
     let res = app
         .post_auth(
             "/api/v1/auth/oauth/testop/link",
@@ -698,7 +713,7 @@ async fn unlinking_the_last_way_to_sign_in_is_refused(backend: Backend) {
     assert_eq!(left[0].subject, "erin-work");
 
     // An account with a password may drop its only identity.
-    let (_, pw_access) = password_account(&app, "frank@example.com", false).await;
+    let (_, pw_access) = password_account(&app, "frank@example.com", true).await;
     let res = app
         .post_auth(
             "/api/v1/auth/oauth/testop/link",
@@ -845,7 +860,7 @@ async fn x_oauth2_and_oauth1_tokens_reach_the_same_identity(backend: Backend) {
     )
     .await;
 
-    let (id, access) = password_account(&app, "ada@example.com", false).await;
+    let (id, access) = password_account(&app, "ada@example.com", true).await;
     let res = app
         .post_auth(
             "/api/v1/auth/oauth/twitter/link",

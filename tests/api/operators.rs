@@ -491,6 +491,8 @@ async fn a_disabled_user_with_a_second_factor_gets_no_mfa_token_and_no_session(b
     let app = app!(crate::email::with_smtp(backend, &sink), start);
     let (_, root) = admin(&app, "root@example.com").await;
     let u = app.signup("ada@example.com").await;
+    // Verified by its own sign-up link: the mailbox sign-in below is not an adoption.
+    app.verify_email("ada@example.com").await;
     let user_id: UserId = uid(&u).parse().unwrap();
     let (secret, _) = crate::mfa::enrol_totp(&app, token(&u)).await;
     let credentials = json!({"email": "ada@example.com", "password": PASSWORD});

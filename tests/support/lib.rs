@@ -242,6 +242,30 @@ impl TestApp {
     }
 
     /// Log in `email` with [`PASSWORD`]; returns the TokenResponse.
+    /// Mark `email`'s account verified as its own sign-up link would (the account keeps
+    /// its password, sessions and factors; a later mailbox sign-in adopts nothing).
+    pub async fn verify_email(&self, email: &str) {
+        use auth_core::ports::UserStore as _;
+        let canonical = email.to_lowercase();
+        let user = self
+            .db
+            .credentials_by_email(&canonical)
+            .await
+            .expect("user lookup")
+            .unwrap_or_else(|| panic!("no account {email}"))
+            .user;
+        self.db
+            .mark_email_verified(
+                user.id,
+                &canonical,
+                auth_core::model::MailboxProof::SignupLink,
+                chrono::Utc::now(),
+            )
+            .await
+            .expect("mark verified")
+            .expect("same address");
+    }
+
     pub async fn login(&self, email: &str) -> Value {
         let res = self
             .post(

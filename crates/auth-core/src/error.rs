@@ -113,9 +113,14 @@ pub enum AuthError {
     /// The external identity is already linked (to this or another account).
     #[error("identity already linked")]
     IdentityExists,
-    /// An account has this email, but not both sides have verified it: sign in and link.
-    #[error("account exists; link the identity while signed in")]
+    /// An account has this email but has not verified it: its owner signs in, verifies
+    /// the address, then signs in with the provider (or links it).
+    #[error("account exists; verify its address, then link the identity")]
     LinkRequired,
+    /// Linking an identity needs an account whose address is verified: an identity linked
+    /// to an unverified (possibly pre-hijacked) account would outlive its adoption.
+    #[error("verify the account's email address before linking an identity")]
+    LinkNeedsVerifiedEmail,
     /// The provider gave no email address and a new account needs one.
     #[error("the provider gave no email address")]
     ProviderEmailMissing,

@@ -20,8 +20,8 @@ use crate::guard::{LimitGroup, lockout_identifier};
 
 use crate::mail::{DeliveryError, MailIntent, MailTemplate};
 use crate::model::{
-    ClientInfo, NewOneTimeToken, NewSession, NewUser, OneTimeTokenKind, SessionId, TokenHash, User,
-    UserId,
+    ClientInfo, MailboxProof, NewOneTimeToken, NewSession, NewUser, OneTimeTokenKind, SessionId,
+    TokenHash, User, UserId,
 };
 use crate::opaque;
 use crate::outbox::{NewOutboxMessage, OutboxJob, OutboxMessage};
@@ -368,15 +368,15 @@ impl AuthService {
             .await?;
         let user_id = record.user_id.ok_or(AuthError::InvalidOneTimeToken)?;
         let now = self.ports.clock.now();
-        let user = self
+        let proven = self
             .ports
             .users
-            .mark_email_verified(user_id, &record.email, now)
+            .mark_email_verified(user_id, &record.email, MailboxProof::SignupLink, now)
             .await?
             .ok_or(AuthError::InvalidOneTimeToken)?;
-        self.emit(EventKind::EmailVerified, Some(user.id), None, None, None)
+        self.emit(EventKind::EmailVerified, Some(user_id), None, None, None)
             .await;
-        Ok(user)
+        Ok(proven.user)
     }
 
     async fn consume(
@@ -718,21 +718,17 @@ impl AuthService {
     }
 
     /// The account a passwordless sign-in acts on: the known user (now verified), or a
-    /// new one when the token was issued for a sign-up.
+    /// new one when the token was issued for a sign-up. The mailbox owner adopts an
+    /// account that was still unverified ([`MailboxProof::Adoption`]).
     async fn passwordless_user(
         &self,
         user_id: Option<UserId>,
         canonical_email: &str,
     ) -> AuthResult<User> {
-        let now = self.ports.clock.now();
         if let Some(id) = user_id {
-            return self
-                .ports
-                .users
-                .mark_email_verified(id, canonical_email, now)
-                .await?
-                .ok_or(AuthError::InvalidOneTimeToken);
+            return self.adopt(id, canonical_email).await;
         }
+        let now = self.ports.clock.now();
         let email = Email::parse(canonical_email).map_err(|_| AuthError::InvalidOneTimeToken)?;
         let new_user = NewUser {
             id: UserId::new(),
@@ -763,14 +759,29 @@ impl AuthService {
                     .credentials_by_email(&email.canonical())
                     .await?
                     .ok_or(AuthError::InvalidOneTimeToken)?;
-                self.ports
-                    .users
-                    .mark_email_verified(existing.user.id, &email.canonical(), now)
-                    .await?
-                    .ok_or(AuthError::InvalidOneTimeToken)
+                self.adopt(existing.user.id, &email.canonical()).await
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Verify `id`'s address for someone who just proved they read its mailbox; an
+    /// unverified account is adopted (see [`MailboxProof::Adoption`]) and the audit trail
+    /// says so.
+    async fn adopt(&self, id: UserId, canonical_email: &str) -> AuthResult<User> {
+        let now = self.ports.clock.now();
+        let proven = self
+            .ports
+            .users
+            .mark_email_verified(id, canonical_email, MailboxProof::Adoption, now)
+            .await?
+            .ok_or(AuthError::InvalidOneTimeToken)?;
+        if proven.adopted {
+            let detail = Some("adopted".into());
+            self.emit(EventKind::EmailVerified, Some(id), None, None, detail)
+                .await;
+        }
+        Ok(proven.user)
     }
 
     /// Carry out up to `limit` due outbox entries; returns how many were claimed.

@@ -14,9 +14,9 @@ mod identity;
 
 use crate::guard::{LockoutState, LockoutStore, RateLimitStore};
 use crate::model::{
-    NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind, ProfileUpdate,
-    RefreshTokenRecord, RotateOutcome, Session, SessionId, StoredSigningKey, TokenHash, User,
-    UserCredentials, UserId,
+    MailboxProof, NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind,
+    ProfileUpdate, ProvenMailbox, RefreshTokenRecord, RotateOutcome, Session, SessionId,
+    StoredSigningKey, TokenHash, User, UserCredentials, UserId,
 };
 use crate::outbox::{NewOutboxMessage, OutboxMessage};
 use crate::ports::{
@@ -101,6 +101,36 @@ impl State {
             },
         );
         Ok(session)
+    }
+
+    /// Verify `id`'s address if it still is `canonical_email`. With
+    /// [`MailboxProof::Adoption`] an unverified account loses what its creator set up
+    /// (password, sessions, identities, passkeys, second factors); see the port.
+    fn prove_mailbox(
+        &mut self,
+        id: UserId,
+        canonical_email: &str,
+        proof: MailboxProof,
+        now: DateTime<Utc>,
+    ) -> Option<ProvenMailbox> {
+        let c = self
+            .users
+            .get_mut(&id)
+            .filter(|c| c.user.email.to_lowercase() == canonical_email)?;
+        let adopted = proof == MailboxProof::Adoption && !c.user.email_verified;
+        c.user.email_verified = true;
+        c.user.updated_at = now;
+        if adopted {
+            c.password_hash = None;
+        }
+        let user = c.user.clone();
+        if adopted {
+            self.revoke_sessions_of(id, None, now);
+            self.identities.retain(|i| i.user_id != id);
+            self.mfa.forget_user(id);
+            self.passkeys.forget_user(id);
+        }
+        Some(ProvenMailbox { user, adopted })
     }
 
     fn revoke_sessions_of(
@@ -268,17 +298,10 @@ impl UserStore for MemoryStore {
         &self,
         id: UserId,
         canonical_email: &str,
+        proof: MailboxProof,
         now: DateTime<Utc>,
-    ) -> AuthResult<Option<User>> {
-        let mut s = self.state();
-        match s.users.get_mut(&id) {
-            Some(c) if c.user.email.to_lowercase() == canonical_email => {
-                c.user.email_verified = true;
-                c.user.updated_at = now;
-                Ok(Some(c.user.clone()))
-            }
-            _ => Ok(None),
-        }
+    ) -> AuthResult<Option<ProvenMailbox>> {
+        Ok(self.state().prove_mailbox(id, canonical_email, proof, now))
     }
 
     async fn user_by_id(&self, id: UserId) -> AuthResult<Option<User>> {
@@ -519,6 +542,8 @@ impl OneTimeTokenStore for MemoryStore {
         if !usable || !s.users.contains_key(&user_id) {
             return Ok(false);
         }
+        let mailbox = s.one_time_tokens[hash].email.clone();
+        s.prove_mailbox(user_id, &mailbox, MailboxProof::Adoption, now);
         s.retire_tokens(
             OneTimeTokenKind::PasswordReset,
             |t| t.user_id == Some(user_id),

@@ -90,6 +90,31 @@ impl User {
     }
 }
 
+/// How someone proved they read an account's mailbox, for
+/// [`crate::ports::UserStore::mark_email_verified`]. It decides what happens to an account
+/// whose address was not verified yet (pre-account hijacking: anyone can sign up with an
+/// address they do not own, set a password and link things, then wait for the owner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailboxProof {
+    /// The verification link mailed for this account (at sign-up or re-sent to its
+    /// signed-in user): the end of its creator's own sign-up, so the account stays as it is.
+    SignupLink,
+    /// A flow the account's creator did not complete: a magic link, an email code or a
+    /// password reset. The mailbox owner adopts an unverified account: its password, its
+    /// sessions, its linked identities, passkeys and second factors (all set up by whoever
+    /// created it) are removed in the same transaction that marks the address verified.
+    Adoption,
+}
+
+/// The account after [`crate::ports::UserStore::mark_email_verified`].
+#[derive(Debug, Clone)]
+pub struct ProvenMailbox {
+    /// The account, now verified.
+    pub user: User,
+    /// The account was unverified and adopted: what its creator set up was removed.
+    pub adopted: bool,
+}
+
 /// A user together with the stored password hash, for sign-in only.
 #[derive(Clone)]
 pub struct UserCredentials {

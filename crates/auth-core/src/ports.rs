@@ -8,9 +8,9 @@ use uuid::Uuid;
 
 use crate::error::AuthResult;
 use crate::model::{
-    NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind, ProfileUpdate,
-    RefreshTokenRecord, RotateOutcome, Session, SessionId, StoredSigningKey, TokenHash, User,
-    UserCredentials, UserId,
+    MailboxProof, NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind,
+    ProfileUpdate, ProvenMailbox, RefreshTokenRecord, RotateOutcome, Session, SessionId,
+    StoredSigningKey, TokenHash, User, UserCredentials, UserId,
 };
 use crate::outbox::{NewOutboxMessage, OutboxMessage};
 
@@ -27,13 +27,18 @@ pub trait UserStore: Send + Sync {
         verification: Option<(&NewOneTimeToken, &NewOutboxMessage)>,
     ) -> AuthResult<User>;
     /// Mark the user's email verified if it still is `canonical_email`; `None` when the
-    /// user does not exist or changed address meanwhile.
+    /// user does not exist or changed address meanwhile. With [`MailboxProof::Adoption`]
+    /// an account that was unverified loses, in the same transaction, its password hash,
+    /// its sessions (revoked), its linked identities, passkeys, second factors, recovery
+    /// codes and pending MFA challenges; `adopted` says so. A verified account, or
+    /// [`MailboxProof::SignupLink`], changes nothing but the flag.
     async fn mark_email_verified(
         &self,
         id: UserId,
         canonical_email: &str,
+        proof: MailboxProof,
         now: DateTime<Utc>,
-    ) -> AuthResult<Option<User>>;
+    ) -> AuthResult<Option<ProvenMailbox>>;
     /// A user by id.
     async fn user_by_id(&self, id: UserId) -> AuthResult<Option<User>>;
     /// A user and their password hash by canonical (lowercased) email.
@@ -137,8 +142,11 @@ pub trait OneTimeTokenStore: Send + Sync {
     ) -> AuthResult<i32>;
     /// Redeem a password reset token: if `hash` is an unused, unexpired reset token of
     /// `user_id`, consume it, set the password hash, retire the user's other reset tokens,
-    /// revoke every session of the user and write `notice` to the outbox. `false` (and no
-    /// change) otherwise.
+    /// revoke every session of the user and write `notice` to the outbox. The reset proves
+    /// the mailbox the token was sent to: when that is still the account's address and it
+    /// was unverified, the account is verified and adopted as by
+    /// [`UserStore::mark_email_verified`] with [`MailboxProof::Adoption`], in the same
+    /// transaction. `false` (and no change) otherwise.
     async fn redeem_password_reset(
         &self,
         hash: &TokenHash,

@@ -536,6 +536,9 @@ impl SocialService {
         client: ClientInfo,
     ) -> AuthResult<User> {
         let entry = self.provider(provider)?;
+        if !self.auth.me(caller).await?.email_verified {
+            return Err(AuthError::LinkNeedsVerifiedEmail);
+        }
         let external = self
             .verify(provider, entry.provider.verify(credential).await, &client)
             .await?;

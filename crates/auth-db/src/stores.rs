@@ -9,9 +9,9 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use auth_core::model::{
-    ClientInfo, NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind,
-    ProfileUpdate, RefreshTokenRecord, RotateOutcome, Session, SessionId, StoredSigningKey,
-    TokenHash, User, UserCredentials, UserId,
+    ClientInfo, MailboxProof, NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind,
+    ProfileUpdate, ProvenMailbox, RefreshTokenRecord, RotateOutcome, Session, SessionId,
+    StoredSigningKey, TokenHash, User, UserCredentials, UserId,
 };
 use auth_core::outbox::NewOutboxMessage;
 use auth_core::ports::{HealthCheck, SessionStore, SigningKeyStore, UserStore};
@@ -190,6 +190,71 @@ macro_rules! set_password {
             &mut *$conn,
         )
     }};
+}
+
+/// `prove_mailbox!(conn, &user_id, &canonical_email, adopt, now)`: someone proved they read
+/// the mailbox of `canonical_email`; mark it verified if it still is the user's address.
+/// With `adopt` (a flow the account's creator did not complete: see
+/// [`auth_core::model::MailboxProof`]) an account that was unverified also loses its
+/// password hash, its sessions, linked identities, passkeys (and registration ceremonies),
+/// second factors, recovery codes and pending challenges. Answers `Some(adopted)`, or
+/// `None` when the user does not exist or has another address.
+macro_rules! prove_mailbox {
+    ($conn:expr, $user_id:expr, $email:expr, $adopt:expr, $now:expr) => {
+        async {
+            use diesel_async::RunQueryDsl as _;
+            use $crate::schema::{
+                identities, mfa_challenges, mfa_factors, mfa_recovery_codes, passkey_ceremonies,
+                passkeys, users as u,
+            };
+            let (user_id, email, now): (&String, &String, chrono::NaiveDateTime) =
+                ($user_id, $email, $now);
+            let target = u::table.find(user_id).filter(u::email_canonical.eq(email));
+            // The conditional update decides (and locks the row): only the first proof of an
+            // unverified account adopts it.
+            let adopted = $adopt
+                && diesel::update(target.filter(u::email_verified.eq(false)))
+                    .set((
+                        u::email_verified.eq(true),
+                        u::password_hash.eq(None::<String>),
+                        u::updated_at.eq(now),
+                    ))
+                    .execute(&mut *$conn)
+                    .await?
+                    == 1;
+            if adopted {
+                revoke_all_sessions!($conn, user_id, now).await?;
+                diesel::delete(identities::table.filter(identities::user_id.eq(user_id)))
+                    .execute(&mut *$conn)
+                    .await?;
+                diesel::delete(passkeys::table.filter(passkeys::user_id.eq(user_id)))
+                    .execute(&mut *$conn)
+                    .await?;
+                diesel::delete(
+                    passkey_ceremonies::table.filter(passkey_ceremonies::user_id.eq(user_id)),
+                )
+                .execute(&mut *$conn)
+                .await?;
+                diesel::delete(mfa_factors::table.filter(mfa_factors::user_id.eq(user_id)))
+                    .execute(&mut *$conn)
+                    .await?;
+                diesel::delete(
+                    mfa_recovery_codes::table.filter(mfa_recovery_codes::user_id.eq(user_id)),
+                )
+                .execute(&mut *$conn)
+                .await?;
+                diesel::delete(mfa_challenges::table.filter(mfa_challenges::user_id.eq(user_id)))
+                    .execute(&mut *$conn)
+                    .await?;
+                return Ok::<_, DieselError>(Some(true));
+            }
+            let updated = diesel::update(target)
+                .set((u::email_verified.eq(true), u::updated_at.eq(now)))
+                .execute(&mut *$conn)
+                .await?;
+            Ok((updated == 1).then_some(false))
+        }
+    };
 }
 
 /// `lock_enabled_user!(conn, &user_id)`: lock the user's row until the end of the
@@ -634,26 +699,32 @@ impl UserStore for Database {
         &self,
         id: UserId,
         canonical_email: &str,
+        proof: MailboxProof,
         now: DateTime<Utc>,
-    ) -> AuthResult<Option<User>> {
+    ) -> AuthResult<Option<ProvenMailbox>> {
         let id = id.to_string();
         let email = canonical_email.to_owned();
-        let row = with_conn!(self, |conn| {
-            diesel::update(
-                users::table
-                    .find(&id)
-                    .filter(users::email_canonical.eq(&email)),
-            )
-            .set((
-                users::email_verified.eq(true),
-                users::updated_at.eq(db_time(now)),
-            ))
-            .returning(UserRow::as_returning())
-            .get_result(conn)
-            .await
-            .optional()
+        let adopt = proof == MailboxProof::Adoption;
+        let proven = write_tx!(self, |conn| {
+            let Some(adopted) = prove_mailbox!(conn, &id, &email, adopt, db_time(now)).await?
+            else {
+                return Ok(None);
+            };
+            let row = users::table
+                .find(&id)
+                .select(UserRow::as_select())
+                .get_result(conn)
+                .await?;
+            Ok(Some((row, adopted)))
         })?;
-        row.map(UserRow::into_user).transpose()
+        proven
+            .map(|(row, adopted)| {
+                Ok(ProvenMailbox {
+                    user: row.into_user()?,
+                    adopted,
+                })
+            })
+            .transpose()
     }
 
     async fn set_password_hash(

@@ -323,7 +323,13 @@ impl From<AuthError> for ApiError {
                 S::CONFLICT,
                 "link_required",
                 "Link required",
-                "an account uses this email address; sign in to it and link this identity",
+                "an account uses this email address but has not verified it; sign in to it, verify the address, then sign in with this provider",
+            ),
+            AuthError::LinkNeedsVerifiedEmail => Self::new(
+                S::FORBIDDEN,
+                "link_requires_verified_email",
+                "Email address not verified",
+                "verify this account's email address before linking an identity to it",
             ),
             AuthError::ProviderEmailMissing => Self::new(
                 S::UNPROCESSABLE_ENTITY,

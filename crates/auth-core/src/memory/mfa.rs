@@ -27,6 +27,16 @@ pub(super) struct MfaState {
     challenges: HashMap<TokenHash, MfaChallenge>,
 }
 
+impl MfaState {
+    /// Remove every factor, recovery code and pending challenge of `user_id`.
+    pub(super) fn forget_user(&mut self, user_id: UserId) {
+        self.factors.retain(|f| f.user_id != user_id);
+        self.recovery_codes
+            .retain(|(owner, _), _| *owner != user_id);
+        self.challenges.retain(|_, c| c.user_id != user_id);
+    }
+}
+
 #[async_trait]
 impl MfaStore for MemoryStore {
     async fn insert_pending_factor(&self, factor: &MfaFactor) -> AuthResult<()> {

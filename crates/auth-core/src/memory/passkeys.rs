@@ -19,6 +19,14 @@ pub(super) struct PasskeyState {
     ceremonies: HashMap<TokenHash, PasskeyCeremony>,
 }
 
+impl PasskeyState {
+    /// Remove every passkey and registration ceremony of `user_id`.
+    pub(super) fn forget_user(&mut self, user_id: UserId) {
+        self.passkeys.retain(|p| p.user_id != user_id);
+        self.ceremonies.retain(|_, c| c.user_id != Some(user_id));
+    }
+}
+
 #[async_trait]
 impl PasskeyStore for MemoryStore {
     async fn insert_ceremony(&self, ceremony: &PasskeyCeremony) -> AuthResult<()> {

@@ -170,6 +170,15 @@ impl OneTimeTokenStore for Database {
             if consumed == 0 {
                 return Ok(false);
             }
+            // The reset proves the mailbox the token went to: an unverified account is
+            // adopted (its creator's identities, passkeys and factors go) before the new
+            // password is set.
+            let mailbox: String = one_time_tokens::table
+                .find(&hash)
+                .select(one_time_tokens::email)
+                .get_result(conn)
+                .await?;
+            prove_mailbox!(conn, &user_id, &mailbox, true, now).await?;
             retire_reset_tokens!(conn, &user_id, now).await?;
             set_password!(conn, &user_id, &password_hash, now).await?;
             revoke_all_sessions!(conn, &user_id, now).await?;

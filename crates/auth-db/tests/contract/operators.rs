@@ -3,16 +3,25 @@
 
 use auth_core::audit::{AuditQuery, AuditRecord, AuditStore};
 use auth_core::events::{EventKind, SecurityEvent};
-use auth_core::mfa::{MfaStore, NewMfaChallenge};
+use auth_core::identity::{Identity, IdentityId, IdentityStore};
+use auth_core::mfa::{FactorKind, MfaFactor, MfaStore, NewMfaChallenge};
+use auth_core::model::MailboxProof;
 use auth_core::operators::{
     AccountUpdate, OperatorStore, Role, RoleChange, RoleDeletion, UserQuery,
 };
+use auth_core::passkeys::{PasskeyStore, StoredPasskey};
 use auth_core::webhooks::{DeliveryAttempt, WebhookEndpoint, WebhookStore};
 
 use super::*;
 
-trait Ops: Store + OperatorStore + AuditStore + WebhookStore + MfaStore {}
-impl<T: Store + OperatorStore + AuditStore + WebhookStore + MfaStore> Ops for T {}
+trait Ops:
+    Store + OperatorStore + AuditStore + WebhookStore + MfaStore + IdentityStore + PasskeyStore
+{
+}
+impl<T> Ops for T where
+    T: Store + OperatorStore + AuditStore + WebhookStore + MfaStore + IdentityStore + PasskeyStore
+{
+}
 
 type Op = Arc<dyn Ops>;
 
@@ -55,6 +64,8 @@ macro_rules! operator_contract {
 operator_contract!(
     roles_are_created_changed_and_deleted_only_when_unused,
     disabling_revokes_sessions_and_refuses_new_ones,
+    adopting_an_unverified_account_removes_what_its_creator_set_up,
+    a_reset_adopts_an_unverified_account,
     deleting_a_user_strips_addresses_from_its_audit_rows,
     users_are_listed_by_search_and_cursor,
     audit_rows_filter_page_and_prune,
@@ -258,6 +269,185 @@ async fn disabling_revokes_sessions_and_refuses_new_ones(store: Op) {
         .create_session(&new_session(UserId::new(), at(5)), &random_hash())
         .await;
     assert!(matches!(unknown, Err(AuthError::NotFound)));
+}
+
+/// An unverified account as someone who does not own its address leaves it: a password, a
+/// live session, an identity, a passkey, an active TOTP factor, recovery codes and a
+/// sign-in waiting for its second factor.
+async fn pre_hijacked(store: &Op, email: &str) -> User {
+    let mut new = new_user(email);
+    new.roles = Vec::new();
+    new.email_verified = false;
+    new.password_hash = Some("$argon2id$creator".into());
+    let u = store.insert_user(&new, None).await.unwrap();
+    store
+        .create_session(&new_session(u.id, at(0)), &random_hash())
+        .await
+        .unwrap();
+    store
+        .link_identity(&Identity {
+            id: IdentityId::new(),
+            user_id: u.id,
+            provider: "google".into(),
+            subject: format!("creator-of-{email}"),
+            email: None,
+            created_at: at(0),
+        })
+        .await
+        .unwrap();
+    store
+        .insert_passkey(
+            &StoredPasskey {
+                id: Uuid::now_v7(),
+                user_id: u.id,
+                credential_id: email.as_bytes().to_vec(),
+                credential: "{}".into(),
+                counter: 0,
+                name: None,
+                created_at: at(0),
+                last_used_at: None,
+            },
+            &message("passkey-added", at(0)),
+        )
+        .await
+        .unwrap();
+    let factor = MfaFactor {
+        id: Uuid::now_v7(),
+        user_id: u.id,
+        kind: FactorKind::Totp,
+        label: None,
+        sealed_secret: vec![1, 2, 3],
+        created_at: at(0),
+        activated_at: None,
+        last_used_step: None,
+        last_used_at: None,
+        lookup_hash: None,
+    };
+    store.insert_pending_factor(&factor).await.unwrap();
+    let codes = [random_hash(), random_hash()];
+    let notice = message("factor-added", at(0));
+    let activated = store.activate_factor(u.id, factor.id, 1, &codes, &notice, at(0));
+    assert!(activated.await.unwrap());
+    store
+        .insert_challenge(&challenge(u.id, &format!("pending-{email}"), at(0)))
+        .await
+        .unwrap();
+    u
+}
+
+/// What `pre_hijacked` left is there (`kept`) or gone.
+async fn assert_creators_setup(store: &Op, u: &User, kept: bool) {
+    let n = usize::from(kept);
+    assert_eq!(store.unrevoked_sessions_of(u.id).await.unwrap().len(), n);
+    assert_eq!(store.identities_of(u.id).await.unwrap().len(), n);
+    assert_eq!(store.passkeys_of(u.id).await.unwrap().len(), n);
+    assert_eq!(store.factors_of(u.id).await.unwrap().len(), n);
+    assert_eq!(
+        store.remaining_recovery_codes(u.id).await.unwrap(),
+        2 * n as u64
+    );
+    let pending = TokenHash(format!("pending-{}", u.email));
+    assert_eq!(store.challenge(&pending).await.unwrap().is_some(), kept);
+}
+
+/// The first proof of the mailbox by a flow its creator did not complete adopts the
+/// account in one transaction; the sign-up link, a second proof or a stale address does
+/// not.
+async fn adopting_an_unverified_account_removes_what_its_creator_set_up(store: Op) {
+    // The creator's own sign-up link keeps everything.
+    let kept = pre_hijacked(&store, "kept@example.com").await;
+    let proven = store
+        .mark_email_verified(kept.id, "kept@example.com", MailboxProof::SignupLink, at(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!proven.adopted && proven.user.email_verified);
+    assert_creators_setup(&store, &kept, true).await;
+    let creds = store
+        .credentials_by_email("kept@example.com")
+        .await
+        .unwrap();
+    assert_eq!(
+        creds.unwrap().password_hash.as_deref(),
+        Some("$argon2id$creator")
+    );
+    // Verified now: a later mailbox sign-in adopts nothing.
+    let again = store
+        .mark_email_verified(kept.id, "kept@example.com", MailboxProof::Adoption, at(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!again.adopted);
+    assert_creators_setup(&store, &kept, true).await;
+
+    let u = pre_hijacked(&store, "ada@example.com").await;
+    // An address the account no longer has proves nothing and changes nothing.
+    assert!(
+        store
+            .mark_email_verified(u.id, "old@example.com", MailboxProof::Adoption, at(1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_creators_setup(&store, &u, true).await;
+    let proven = store
+        .mark_email_verified(u.id, "ada@example.com", MailboxProof::Adoption, at(3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(proven.adopted && proven.user.email_verified);
+    assert_eq!(proven.user.updated_at, at(3));
+    assert_creators_setup(&store, &u, false).await;
+    let creds = store.credentials_by_email("ada@example.com").await.unwrap();
+    assert_eq!(creds.unwrap().password_hash, None);
+    assert!(
+        store
+            .mark_email_verified(
+                UserId::new(),
+                "ada@example.com",
+                MailboxProof::Adoption,
+                at(3)
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// A password reset proves the mailbox too: the unverified account is verified and loses
+/// its creator's identities, passkeys and factors with the reset's own changes.
+async fn a_reset_adopts_an_unverified_account(store: Op) {
+    let u = pre_hijacked(&store, "ada@example.com").await;
+    let reset = one_time(
+        OneTimeTokenKind::PasswordReset,
+        "ada@example.com",
+        Some(u.id),
+        at(1),
+    );
+    store
+        .issue_one_time_token(&reset, &message("mail", at(1)))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .redeem_password_reset(
+                &reset.token_hash,
+                u.id,
+                "$argon2id$owner",
+                &message("notice", at(2)),
+                at(2)
+            )
+            .await
+            .unwrap()
+    );
+    assert_creators_setup(&store, &u, false).await;
+    let creds = store
+        .credentials_by_email("ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(creds.user.email_verified);
+    assert_eq!(creds.password_hash.as_deref(), Some("$argon2id$owner"));
 }
 
 fn challenge(user_id: UserId, token: &str, created_at: DateTime<Utc>) -> NewMfaChallenge {

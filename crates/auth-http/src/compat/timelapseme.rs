@@ -297,7 +297,7 @@ fn provider_error(e: AuthError) -> actix_web::Error {
         }
         AuthError::LinkRequired => plain(
             StatusCode::CONFLICT,
-            "Sign in with your password to link this provider",
+            "Sign in with your password and verify your email to use this provider",
         ),
         AuthError::SignupRequired => plain(StatusCode::NOT_FOUND, "User does not exist"),
         AuthError::SignupDisabled => plain(StatusCode::FORBIDDEN, "Sign-up is disabled"),

@@ -68,7 +68,11 @@ fn social_error(e: AuthError) -> actix_web::Error {
         ),
         AuthError::LinkRequired => error(
             StatusCode::CONFLICT,
-            "An account uses this email: sign in and link the provider",
+            "An account uses this email but has not verified it: sign in and verify it first",
+        ),
+        AuthError::LinkNeedsVerifiedEmail => error(
+            StatusCode::FORBIDDEN,
+            "Verify your email address before linking a provider",
         ),
         AuthError::ProviderEmailMissing => error(
             StatusCode::BAD_REQUEST,
