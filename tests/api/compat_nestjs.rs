@@ -728,6 +728,7 @@ async fn nestjs_boilerplate_provider_sign_in(backend: Backend) {
         json!({"accessTokenSecret": "accessTokenSecret should not be empty"})
     );
     let password = app.signup("ada.x@example.com").await;
+    app.verify_email("ada.x@example.com").await;
     let res = app
         .post_auth(
             "/api/v1/auth/oauth/twitter/link",
@@ -791,6 +792,7 @@ async fn nestjs_boilerplate_refuses_second_factor_accounts(backend: Backend) {
     let signup = app.signup("ada@example.com").await;
     let bearer = signup["access_token"].as_str().unwrap();
     let user_id: UserId = signup["user"]["id"].as_str().unwrap().parse().unwrap();
+    app.verify_email("ada@example.com").await;
     let res = app
         .post_auth(
             "/api/v1/auth/oauth/google/link",

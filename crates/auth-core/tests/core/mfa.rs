@@ -498,6 +498,7 @@ async fn removing_a_factor_or_regenerating_codes_needs_a_fresh_second_factor() {
 async fn magic_links_and_email_codes_also_stop_at_the_second_factor() {
     let h = harness();
     let (caller, _) = signed_up(&h).await;
+    h.verify_email(caller.user_id, EMAIL).await;
     let (secret, _) = with_totp(&h, &caller).await;
     let c = ClientInfo::default();
 

@@ -76,6 +76,7 @@ async fn a_disabled_user_cannot_open_a_session_by_any_means() {
     let h = harness();
     let admin = operator::<UsersWrite>(&h, &root(&h).await).await;
     let t = signed_in(&h, "ada@example.com").await;
+    h.verify_email(t.user.id, "ada@example.com").await;
     h.service
         .admin_set_disabled(&admin, t.user.id, true)
         .await
