@@ -31,7 +31,7 @@ const APP_URL: &str = "https://app.example.com";
 
 /// The profile, the SMTP sink and the peer as provider `testop`; the app's return
 /// addresses (and `app.url`) on the allow-list.
-fn with_provider(backend: Backend, sink: &SmtpSink, peer: &OidcPeer) -> TestAppBuilder {
+pub(crate) fn with_provider(backend: Backend, sink: &SmtpSink, peer: &OidcPeer) -> TestAppBuilder {
     with_profile(backend, sink)
         .var("AUTH__PROVIDERS__TESTOP__ISSUER", &peer.issuer)
         .var(

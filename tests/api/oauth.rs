@@ -29,10 +29,10 @@ on_both_backends!(
     a_provider_sign_in_stops_at_the_second_factor,
 );
 
-const DONE: &str = "http://app.test/done";
+pub(crate) const DONE: &str = "http://app.test/done";
 
 /// An app whose provider `testop` is the peer; the native apps' client id is allowed.
-fn with_peer(backend: Backend, peer: &OidcPeer) -> TestAppBuilder {
+pub(crate) fn with_peer(backend: Backend, peer: &OidcPeer) -> TestAppBuilder {
     TestApp::builder(backend)
         .var("AUTH__PROVIDERS__TESTOP__ISSUER", &peer.issuer)
         .var(
@@ -317,6 +317,18 @@ async fn unknown_and_unreachable_providers(backend: Backend) {
 
 /// Drive the browser flow from `authorize` to the app's `redirect_to`; returns that URL.
 async fn browser_flow(app: &TestApp, login: &str, challenge: &str, intent: &str) -> String {
+    browser_flow_with_callback(app, login, challenge, intent)
+        .await
+        .1
+}
+
+/// [`browser_flow`], also returning the provider's callback URL (its `code` and `state`).
+pub(crate) async fn browser_flow_with_callback(
+    app: &TestApp,
+    login: &str,
+    challenge: &str,
+    intent: &str,
+) -> (String, String) {
     let res = app
         .client
         .get(app.url(&format!(
@@ -348,10 +360,11 @@ async fn browser_flow(app: &TestApp, login: &str, challenge: &str, intent: &str)
     let callback = callback.replacen("http://auth.test", &app.address, 1);
     let res = browser.get(&callback).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::FOUND);
-    res.headers()["location"].to_str().unwrap().to_owned()
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    (callback, location)
 }
 
-fn code_of(location: &str) -> String {
+pub(crate) fn code_of(location: &str) -> String {
     assert!(location.starts_with(&format!("{DONE}?")), "{location}");
     reqwest::Url::parse(location)
         .unwrap()
@@ -361,7 +374,7 @@ fn code_of(location: &str) -> String {
         .unwrap_or_else(|| panic!("no code in {location}"))
 }
 
-async fn exchange(app: &TestApp, code: &str, verifier: &str) -> reqwest::Response {
+pub(crate) async fn exchange(app: &TestApp, code: &str, verifier: &str) -> reqwest::Response {
     app.post(
         "/api/v1/auth/oauth/exchange",
         &json!({"code": code, "code_verifier": verifier}),

@@ -709,7 +709,7 @@ fn http_server(
                 Ok(res)
             }
         })
-        .wrap(TracingLogger::default())
+        .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
     })
     .disable_signals()
     .listen(listener)?
