@@ -277,6 +277,65 @@ async fn metrics_can_require_a_token_or_move_to_an_admin_port() {
     assert!(text.contains("db_pool_max_connections"), "{text}");
 }
 
+on_both_backends!(metrics_behind_a_proxy_admit_the_forwarded_client_not_the_proxy);
+
+/// A reverse proxy on the same host: its requests come from 127.0.0.1, inside the default
+/// `allow_from`. The client it forwards for is what counts; a forwarded request from a proxy
+/// nobody declared is refused.
+async fn metrics_behind_a_proxy_admit_the_forwarded_client_not_the_proxy(backend: Backend) {
+    let scrape = |app: &TestApp, forwarded_for: Option<&'static str>| {
+        let mut req = app.client.get(app.url("/metrics"));
+        if let Some(ip) = forwarded_for {
+            req = req.header("x-forwarded-for", ip);
+        }
+        async move { req.send().await.unwrap().status() }
+    };
+    // The proxy is declared: the forwarded address is judged.
+    let app = app!(
+        TestApp::builder(backend).var("AUTH__SERVER__TRUSTED_PROXIES", "127.0.0.1/32"),
+        start
+    );
+    assert_eq!(
+        scrape(&app, Some("203.0.113.9")).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(scrape(&app, Some("127.0.0.1")).await, StatusCode::OK);
+    assert_eq!(scrape(&app, None).await, StatusCode::OK, "a local scraper");
+    app.stop().await;
+
+    // Not declared: a forwarded request says nothing about its client and is refused.
+    let app = app!(backend);
+    assert_eq!(
+        scrape(&app, Some("203.0.113.9")).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(scrape(&app, Some("127.0.0.1")).await, StatusCode::NOT_FOUND);
+    assert_eq!(scrape(&app, None).await, StatusCode::OK);
+    app.stop().await;
+
+    // Scraping from anywhere through the declared proxy: the bearer token decides.
+    let app = app!(
+        TestApp::builder(backend)
+            .var("AUTH__SERVER__TRUSTED_PROXIES", "127.0.0.1/32")
+            .var("AUTH__METRICS__ALLOW_FROM", "0.0.0.0/0,::/0")
+            .var("AUTH__METRICS__BEARER_TOKEN", "scrape-token-0123456789"),
+        start
+    );
+    assert_eq!(
+        scrape(&app, Some("203.0.113.9")).await,
+        StatusCode::NOT_FOUND
+    );
+    let res = app
+        .client
+        .get(app.url("/metrics"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .bearer_auth("scrape-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
 on_both_backends!(a_rotated_key_is_picked_up_without_restart_and_old_tokens_stay_valid);
 
 /// `keys rotate` on a running deployment: the new key is published, then signs, on every

@@ -299,11 +299,26 @@ pub struct MetricsAccess {
 }
 
 impl MetricsAccess {
+    /// `allow_from` judges the client, not the socket: behind a trusted proxy the address it
+    /// forwarded for ([`crate::extract::client_ip`]). A request that carries forwarding
+    /// headers from a peer that is not a trusted proxy came through a proxy nobody declared,
+    /// so its peer address says nothing about the client: `allow_from` refuses it. (To scrape
+    /// through a proxy, list it in `server.trusted_proxies`, or use `metrics.port`.)
     fn allows(&self, req: &HttpRequest) -> bool {
-        let peer_ok = self.allow_from.is_empty()
-            || req
-                .peer_addr()
-                .is_some_and(|a| self.allow_from.iter().any(|n| n.contains(a.ip())));
+        let peer_ok = self.allow_from.is_empty() || {
+            let proxies = req
+                .app_data::<web::Data<crate::state::AppState>>()
+                .map(|s| s.trusted_proxies.as_slice())
+                .unwrap_or_default();
+            let peer = req.peer_addr().map(|a| a.ip());
+            let from_trusted_proxy = peer.is_some_and(|ip| proxies.iter().any(|p| p.contains(ip)));
+            let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
+                .iter()
+                .any(|h| req.headers().contains_key(*h));
+            (from_trusted_proxy || !forwarded)
+                && crate::extract::client_ip(peer, req.headers(), proxies)
+                    .is_some_and(|ip| self.allow_from.iter().any(|n| n.contains(ip)))
+        };
         let token_ok = self.bearer_token.as_deref().is_none_or(|expected| {
             crate::extract::bearer_token(req).is_some_and(|given| {
                 use subtle_eq::eq;

@@ -307,15 +307,19 @@ async fn logs_carry_no_secrets_and_sigterm_stops_cleanly() {
 
 /// Start `serve` in `dir` on a free port; answers the child and its base URL.
 async fn serve(dir: &Workdir) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::from(dir.command(
-        &["serve"],
-        &[("AUTH__SERVER__PORT", "0"), ("AUTH__LOG__FORMAT", "json")],
-    ))
-    .stderr(Stdio::piped())
-    .stdout(Stdio::null())
-    .kill_on_drop(true)
-    .spawn()
-    .unwrap();
+    serve_with(dir, &[]).await
+}
+
+/// [`serve`] with more environment variables.
+async fn serve_with(dir: &Workdir, vars: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    let mut all = vec![("AUTH__SERVER__PORT", "0"), ("AUTH__LOG__FORMAT", "json")];
+    all.extend_from_slice(vars);
+    let mut child = tokio::process::Command::from(dir.command(&["serve"], &all))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
     let base = listening(&mut child).await;
     (child, base)
 }
@@ -664,4 +668,122 @@ async fn users_import_brings_bcrypt_accounts_that_sign_in_with_their_old_passwor
     assert_eq!(res.status(), reqwest::StatusCode::OK);
     let res = login("/api/v1/auth/login", "bob@example.com", "U*V").await;
     assert_eq!(res.status(), reqwest::StatusCode::UNAUTHORIZED);
+}
+
+/// A loopback HTTP listener that answers every request 200 and counts them: a webhook
+/// receiver, or a forward proxy that would deliver anything it is handed.
+struct Counter {
+    port: u16,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Counter {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    // Read the head and the body its Content-Length announces, then answer.
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let Ok(n) = stream.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&seen).to_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length = text[..end]
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if seen.len() >= end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        Self { port, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The webhook client pins the address it checked; a proxy from the environment would
+/// resolve the host itself (a rebinding to an internal address would pass), so deliveries
+/// ignore `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_deliveries_ignore_proxy_variables() {
+    let dir = Workdir::new();
+    let password = "Root-Passphrase-4b8e1d";
+    let out = create_admin(&dir, "root@example.com", Some(&format!("{password}\n")));
+    assert!(out.status.success());
+    let receiver = Counter::start().await;
+    let proxy = Counter::start().await;
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let (_child, base) = serve_with(
+        &dir,
+        &[
+            ("HTTP_PROXY", &proxy_url),
+            ("http_proxy", &proxy_url),
+            ("HTTPS_PROXY", &proxy_url),
+            ("ALL_PROXY", &proxy_url),
+            ("AUTH__WEBHOOKS__ALLOW_HTTP", "true"),
+            ("AUTH__WEBHOOKS__ALLOW_PRIVATE_ADDRESSES", "true"),
+            ("AUTH__OUTBOX__POLL_INTERVAL_MS", "50"),
+        ],
+    )
+    .await;
+    let http = http_client();
+    let login = |password: &str| {
+        http.post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"email": "root@example.com", "password": password}))
+            .send()
+    };
+    let t: Value = login(password).await.unwrap().json().await.unwrap();
+    let res = http
+        .post(format!("{base}/api/v1/admin/webhooks"))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .json(&json!({
+            "url": format!("http://127.0.0.1:{}/hook", receiver.port),
+            "event_types": ["login_failed"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::CREATED);
+    let res = login("not the password at all").await.unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::UNAUTHORIZED);
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while receiver.hits() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no delivery reached the receiver; the proxy saw {}",
+            proxy.hits()
+        )
+    });
+    assert_eq!(proxy.hits(), 0, "a delivery went through the proxy");
 }

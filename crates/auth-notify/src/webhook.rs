@@ -58,7 +58,10 @@ impl WebhookSender for HttpWebhookSender {
                 "refused: the host resolves to a private, loopback or link-local address".into(),
             );
         }
+        // No proxy from the environment (`HTTP_PROXY`, `ALL_PROXY` ...): a proxy would resolve
+        // the host itself and the address check above would not hold.
         let client = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(self.timeout)
             .resolve_to_addrs(&host, &addrs)
