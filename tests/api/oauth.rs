@@ -815,6 +815,17 @@ async fn github_signs_in_with_the_primary_verified_email(backend: Backend) {
 
     let res = sign_in(&app, "github", &json!({"access_token": "revoked"})).await;
     problem(res, StatusCode::UNAUTHORIZED, "provider_rejected").await;
+    // A live token issued to another GitHub app: /user would answer it, the check does not.
+    let res = sign_in(&app, "github", &json!({"access_token": "gh-token-mallory"})).await;
+    problem(res, StatusCode::UNAUTHORIZED, "provider_rejected").await;
+    assert_eq!(user_count(&app, "mallory@github.example").await, 0);
+    assert!(
+        app.db
+            .identity_by_subject("github", "6666")
+            .await
+            .unwrap()
+            .is_none()
+    );
     let res = sign_in(&app, "github", &json!({"id_token": "a.b.c"})).await;
     problem(res, StatusCode::BAD_REQUEST, "invalid_request").await;
 }
@@ -863,7 +874,29 @@ async fn facebook_checks_the_app_and_the_appsecret_proof(backend: Backend) {
 
 async fn x_oauth2_and_oauth1_tokens_reach_the_same_identity(backend: Backend) {
     let fakes = SocialFakes::start().await;
-    let app = app!(with_fakes(backend, &fakes), start);
+    // By default an OAuth 2.0 token an app hands in is refused: X cannot tell us which client
+    // it was issued to. Signing in and linking alike.
+    let strict = app!(with_fakes(backend, &fakes), start);
+    let res = sign_in(&strict, "twitter", &json!({"access_token": "x-token-ada"})).await;
+    problem(res, StatusCode::UNAUTHORIZED, "provider_rejected").await;
+    let (_, access) = password_account(&strict, "ada@example.com", true).await;
+    let res = strict
+        .post_auth(
+            "/api/v1/auth/oauth/twitter/link",
+            &access,
+            &json!({"access_token": "x-token-ada"}),
+        )
+        .await;
+    problem(res, StatusCode::UNAUTHORIZED, "provider_rejected").await;
+    strict.stop().await;
+
+    let app = app!(
+        with_fakes(backend, &fakes).var(
+            "AUTH__PROVIDERS__TWITTER__ACCEPT_UNBOUND_ACCESS_TOKENS",
+            "true"
+        ),
+        start
+    );
     // X shares no email address: a new account cannot be made from it alone.
     let res = sign_in(&app, "twitter", &json!({"access_token": "x-token-ada"})).await;
     problem(

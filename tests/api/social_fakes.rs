@@ -27,29 +27,81 @@ fn bearer(req: &HttpRequest) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// GitHub users by token: `gh-token-ada` was issued to our app `gh-client`,
+/// `gh-token-mallory` to another app; both are live tokens the user API accepts.
+fn github_account(token: Option<&str>) -> Option<(u64, &'static str, &'static str)> {
+    match token? {
+        "gh-token-ada" => Some((4242, "ada", "Ada GitHub")),
+        "gh-token-mallory" => Some((6666, "mallory", "Mallory")),
+        _ => None,
+    }
+}
+
 async fn github_user(req: HttpRequest) -> HttpResponse {
-    if bearer(&req).as_deref() != Some("gh-token-ada") {
+    let Some((id, login, name)) = github_account(bearer(&req).as_deref()) else {
         return HttpResponse::Unauthorized().json(json!({
             "message": "Bad credentials",
             "documentation_url": "https://docs.github.com/rest",
             "status": "401"
         }));
-    }
+    };
     HttpResponse::Ok().json(json!({
-        "login": "ada", "id": 4242, "node_id": "MDQ6VXNlcjQyNDI=",
-        "avatar_url": "https://avatars.githubusercontent.com/u/4242?v=4",
-        "type": "User", "name": "Ada GitHub", "email": null
+        "login": login, "id": id, "node_id": "MDQ6VXNlcjQyNDI=",
+        "avatar_url": format!("https://avatars.githubusercontent.com/u/{id}?v=4"),
+        "type": "User", "name": name, "email": null
     }))
 }
 
 async fn github_emails(req: HttpRequest) -> HttpResponse {
-    if bearer(&req).as_deref() != Some("gh-token-ada") {
+    let Some((_, login, _)) = github_account(bearer(&req).as_deref()) else {
         return HttpResponse::Unauthorized().json(json!({"message": "Bad credentials"}));
-    }
+    };
     HttpResponse::Ok().json(json!([
         {"email": "old@github.example", "primary": false, "verified": false, "visibility": null},
-        {"email": "ada@github.example", "primary": true, "verified": true, "visibility": "private"}
+        {"email": format!("{login}@github.example"), "primary": true, "verified": true, "visibility": "private"}
     ]))
+}
+
+/// GitHub's "check a token" (`POST /applications/{client_id}/token`): HTTP Basic with the
+/// app's client id and secret; 404 for a token that is not a live token of that app.
+async fn github_check_token(
+    req: HttpRequest,
+    client_id: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> HttpResponse {
+    use base64::Engine as _;
+    let not_found = || {
+        HttpResponse::NotFound().json(json!({
+            "message": "Not Found",
+            "documentation_url": "https://docs.github.com/rest/apps/oauth-applications#check-a-token",
+            "status": "404"
+        }))
+    };
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("gh-client:gh-secret")
+    );
+    let authorized = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        == Some(basic.as_str());
+    if !authorized || client_id.as_str() != "gh-client" {
+        return not_found();
+    }
+    let token = body["access_token"].as_str();
+    match (token, github_account(token)) {
+        (Some(token @ "gh-token-ada"), Some((id, login, _))) => HttpResponse::Ok().json(json!({
+            "id": 1, "url": "https://api.github.com/authorizations/1",
+            "scopes": ["read:user", "user:email"], "token": token,
+            "token_last_eight": &token[token.len() - 8..], "hashed_token": "25f94a2a5c7fbaf499c665bc73d67c1c87e496da8985131633ee0a95819db2e8",
+            "app": {"url": "http://app.test", "name": "Our app", "client_id": "gh-client"},
+            "note": null, "note_url": null, "updated_at": "2026-11-01T00:00:00Z",
+            "created_at": "2026-11-01T00:00:00Z", "fingerprint": null, "expires_at": null,
+            "user": {"login": login, "id": id, "type": "User", "site_admin": false}
+        })),
+        _ => not_found(),
+    }
 }
 
 fn graph_error(message: &str, code: u32) -> HttpResponse {
@@ -328,6 +380,10 @@ impl SocialFakes {
                 .route(
                     "/login/oauth/access_token",
                     web::post().to(github_access_token),
+                )
+                .route(
+                    "/applications/{client_id}/token",
+                    web::post().to(github_check_token),
                 )
                 .route("/user", web::get().to(github_user))
                 .route("/user/emails", web::get().to(github_emails))

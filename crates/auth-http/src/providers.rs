@@ -113,6 +113,10 @@ pub struct ProviderSettings {
     /// OAuth 1.0a consumer secret.
     #[serde(default, serialize_with = "redact")]
     pub consumer_secret: Option<SecretString>,
+    /// X: accept OAuth 2.0 access tokens handed in by apps, which X offers no way to check
+    /// against our client id (a token issued to any other X app would sign its user in).
+    #[serde(default)]
+    pub accept_unbound_access_tokens: bool,
     /// Timeout of each call to the provider, seconds.
     #[serde(default = "ten")]
     pub timeout_secs: u64,
@@ -220,6 +224,7 @@ pub fn provider_config(id: &str, p: &ProviderSettings) -> Result<ProviderConfig,
         nonce_hashing,
         consumer_key: p.consumer_key.clone(),
         consumer_secret: p.consumer_secret.clone(),
+        accept_unbound_access_tokens: p.accept_unbound_access_tokens,
         timeout: Duration::from_secs(p.timeout_secs),
         cache_ttl: Duration::from_secs(p.cache_ttl_secs),
         jwks_refresh_min_interval: Duration::from_secs(p.jwks_refresh_min_interval_secs),

@@ -94,6 +94,9 @@ pub struct ProviderConfig {
     pub consumer_key: Option<String>,
     /// OAuth 1.0a consumer secret.
     pub consumer_secret: Option<SecretString>,
+    /// X: accept OAuth 2.0 access tokens an app hands in, although nothing proves they were
+    /// issued to our client (X has no token check). Off by default.
+    pub accept_unbound_access_tokens: bool,
     /// Timeout of each call to the provider.
     pub timeout: Duration,
     /// How long discovery documents and key sets are cached.
@@ -120,6 +123,7 @@ impl ProviderConfig {
             nonce_hashing: None,
             consumer_key: None,
             consumer_secret: None,
+            accept_unbound_access_tokens: false,
             timeout: Duration::from_secs(10),
             cache_ttl: Duration::from_secs(3600),
             jwks_refresh_min_interval: Duration::from_secs(10),

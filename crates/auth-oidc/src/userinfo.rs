@@ -132,8 +132,15 @@ pub struct Github {
 }
 
 impl Github {
-    /// Build with the GitHub presets.
+    /// Build with the GitHub presets; the client secret is required (the code exchange and
+    /// the check of app-supplied tokens authenticate with it).
     pub fn new(config: ProviderConfig) -> Result<Self, String> {
+        if config.client_secret.is_none() {
+            return Err(format!(
+                "providers.{}.client_secret: the GitHub OAuth app's client secret is required",
+                config.id
+            ));
+        }
         let endpoints = endpoints(
             &config,
             [
@@ -148,6 +155,70 @@ impl Github {
             config,
             endpoints,
         })
+    }
+
+    /// A token an app hands us must have been issued to one of our client ids: GitHub's
+    /// "check a token" (`POST /applications/{client_id}/token`, HTTP Basic with the client
+    /// credentials) answers 404 for a token of any other app. Answers the token's user id.
+    async fn issued_to_us(&self, token: &str) -> Result<u64, ProviderError> {
+        #[derive(Deserialize)]
+        struct Check {
+            app: App,
+            user: Owner,
+        }
+        #[derive(Deserialize)]
+        struct App {
+            client_id: String,
+        }
+        #[derive(Deserialize)]
+        struct Owner {
+            id: u64,
+        }
+        let secret = self
+            .config
+            .client_secret
+            .as_ref()
+            .map(|s| s.expose_secret().to_owned())
+            .unwrap_or_default();
+        for client_id in &self.config.client_ids {
+            let response = self
+                .http
+                .post(join(
+                    &self.endpoints.api,
+                    &format!("/applications/{client_id}/token"),
+                ))
+                .basic_auth(client_id, Some(&secret))
+                .header(reqwest::header::ACCEPT, "application/vnd.github+json")
+                .header("X-GitHub-Api-Version", "2022-11-28")
+                .json(&serde_json::json!({ "access_token": token }))
+                .send()
+                .await;
+            // 404: not a live token of this app; 422: not a token at all.
+            if let Ok(r) = &response
+                && matches!(r.status().as_u16(), 404 | 422)
+            {
+                continue;
+            }
+            let check: Check = json_answer(response, "GitHub token check").await?;
+            if check.app.client_id == *client_id {
+                return Ok(check.user.id);
+            }
+        }
+        Err(ProviderError::Rejected(
+            "the access token is invalid or was issued to another app".into(),
+        ))
+    }
+
+    /// The identity behind an app-supplied token: checked to be ours first.
+    async fn app_token_user(&self, token: &str) -> Result<ExternalIdentity, ProviderError> {
+        let owner = self.issued_to_us(token).await?;
+        let identity = self.user(token).await?;
+        if identity.subject != owner.to_string() {
+            return Err(ProviderError::Rejected(
+                "the token check and /user name different users".into(),
+            ));
+        }
+        Ok(identity)
     }
 
     async fn user(&self, token: &str) -> Result<ExternalIdentity, ProviderError> {
@@ -196,10 +267,11 @@ impl Github {
     }
 }
 
-/// The [`IdentityProvider`] of an OAuth2 provider known by its user API: the access token
-/// (from the app, or from the code exchange) is checked by fetching the user with it.
+/// The [`IdentityProvider`] of an OAuth2 provider known by its user API: an access token
+/// an app hands in goes through `$app_token` (which proves it was issued to our app), the
+/// browser flow's token (from our own code exchange) through `user`.
 macro_rules! user_api_provider {
-    ($provider:ty) => {
+    ($provider:ty, $app_token:ident) => {
         #[async_trait]
         impl IdentityProvider for $provider {
             async fn verify(
@@ -207,7 +279,7 @@ macro_rules! user_api_provider {
                 credential: &ProviderCredential,
             ) -> Result<ExternalIdentity, ProviderError> {
                 let (token, _) = access_token(credential)?;
-                self.user(token.expose_secret()).await
+                self.$app_token(token.expose_secret()).await
             }
 
             async fn authorization_url(
@@ -235,7 +307,7 @@ macro_rules! user_api_provider {
     };
 }
 
-user_api_provider!(Github);
+user_api_provider!(Github, app_token_user);
 
 // ---- Facebook --------------------------------------------------------------------------
 
@@ -366,7 +438,8 @@ impl Facebook {
     }
 }
 
-user_api_provider!(Facebook);
+// Facebook's `user` proves the app with `debug_token` on every path.
+user_api_provider!(Facebook, user);
 
 // ---- X / Twitter -----------------------------------------------------------------------
 
@@ -519,6 +592,15 @@ impl IdentityProvider for Twitter {
             (token, Some(secret)) => {
                 self.user_v1(token.expose_secret(), secret.expose_secret())
                     .await
+            }
+            // X offers no check of which client an OAuth 2.0 token was issued to: a token
+            // another app obtained would sign its user in here. Refused unless the operator
+            // accepts that (the redirect flow and OAuth 1.0a tokens are bound to our client).
+            (_, None) if !self.config.accept_unbound_access_tokens => {
+                Err(ProviderError::Rejected(format!(
+                    "X OAuth 2.0 access tokens from apps are refused (providers.{}.accept_unbound_access_tokens is off)",
+                    self.config.id
+                )))
             }
             (token, None) => self.user_v2(token.expose_secret()).await,
         }
