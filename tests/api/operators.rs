@@ -30,6 +30,7 @@ on_both_backends!(
     created_users_get_the_default_roles_unless_roles_are_named,
     a_users_write_operator_cannot_create_or_change_an_administrator,
     nobody_grants_a_capability_they_do_not_hold,
+    an_address_change_tells_the_old_address_and_signs_the_account_out,
 );
 
 /// Give `role` to `id` straight in the store (the test's setup, not the API under test).
@@ -1679,5 +1680,88 @@ async fn nobody_grants_a_capability_they_do_not_hold(backend: Backend) {
             .unwrap()
             .contains(&json!("reader")),
         "{assigned}"
+    );
+}
+
+/// An operator replaces an account's address (to take it over, say, then reset its
+/// password): the old address is told, and every session of the account ends at once, on
+/// the admin API and on the service-authentication profile's `PUT /user/:id` alike.
+async fn an_address_change_tells_the_old_address_and_signs_the_account_out(backend: Backend) {
+    let sink = SmtpSink::start();
+    let app = app!(crate::email::with_smtp(backend, &sink), start);
+    let (_, root) = admin(&app, "root@example.com").await;
+    let u = app.signup("ada@example.com").await;
+    let id = uid(&u);
+    let user_id: UserId = id.parse().unwrap();
+    let second = app.login("ada@example.com").await;
+
+    // A change that keeps the address (other letters, a new name) is not an address change.
+    let res = send(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/admin/users/{id}"),
+        Some(&root),
+        Some(&json!({"email": "Ada@example.com", "name": "Ada"})),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        app.db.unrevoked_sessions_of(user_id).await.unwrap().len(),
+        2
+    );
+
+    let res = send(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/admin/users/{id}"),
+        Some(&root),
+        Some(&json!({"email": "mallory@example.net"})),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["email"], "mallory@example.net");
+    assert_eq!(body["email_verified"], false);
+    let notice = crate::email::mail_to(&sink, "Ada@example.com", "email address").await;
+    assert!(
+        notice.text_body.contains("was just changed"),
+        "{}",
+        notice.text_body
+    );
+    assert!(
+        !notice.text_body.contains("mallory@example.net"),
+        "the new address is not disclosed"
+    );
+    assert!(
+        app.db
+            .unrevoked_sessions_of(user_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for t in [&u, &second] {
+        let res = app.get_auth("/api/v1/me", token(t)).await;
+        problem(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
+        let res = app
+            .post(
+                "/api/v1/auth/refresh",
+                &json!({"refresh_token": t["refresh_token"]}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let audit: Value = app
+        .get_auth("/api/v1/admin/audit-log?event_type=user_updated", &root)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["detail"]["email_changed"] == true),
+        "{audit}"
     );
 }

@@ -33,11 +33,13 @@ pub enum MailTemplate {
     MfaFactorRemoved,
     /// A recovery code was used (`remaining`).
     RecoveryCodeUsed,
+    /// The account's address was changed (sent to the old address).
+    EmailChanged,
 }
 
 impl MailTemplate {
     /// Every template, for renderers that load them all at start.
-    pub const ALL: [MailTemplate; 11] = [
+    pub const ALL: [MailTemplate; 12] = [
         Self::VerifyEmail,
         Self::PasswordReset,
         Self::MagicLink,
@@ -49,6 +51,7 @@ impl MailTemplate {
         Self::MfaFactorAdded,
         Self::MfaFactorRemoved,
         Self::RecoveryCodeUsed,
+        Self::EmailChanged,
     ];
 
     /// File-name stem of the template (`verify_email`).
@@ -65,6 +68,7 @@ impl MailTemplate {
             Self::MfaFactorAdded => "mfa_factor_added",
             Self::MfaFactorRemoved => "mfa_factor_removed",
             Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::EmailChanged => "email_changed",
         }
     }
 }

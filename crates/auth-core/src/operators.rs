@@ -21,7 +21,9 @@ use crate::audit::{AuditQuery, AuditRecord};
 use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
 use crate::events::{EventKind, SecurityEvent};
+use crate::mail::MailTemplate;
 use crate::model::{ClientInfo, NewUser, Session, SessionId, User, UserId};
+use crate::outbox::NewOutboxMessage;
 use crate::service::{AuthService, Authenticated, normalise_name};
 
 /// The capabilities the server itself checks. Roles may also hold application-defined ones.
@@ -224,6 +226,9 @@ pub struct AccountUpdate {
     pub name: Option<Option<String>>,
     /// New verified flag.
     pub email_verified: Option<bool>,
+    /// Queued, in the same transaction, when the address really changes: the notice to the
+    /// old address. Every session of the account is revoked then too.
+    pub old_address_notice: Option<NewOutboxMessage>,
 }
 
 /// Outcome of [`OperatorStore::change_user_role`].
@@ -851,7 +856,8 @@ impl AuthService {
     }
 
     /// Change an account's email, name or verified flag. A new address is unverified
-    /// unless the same request says otherwise.
+    /// unless the same request says otherwise. A changed address is never silent: the old
+    /// address is told and every session of the account ends, in the change's transaction.
     pub async fn admin_update_user(
         &self,
         operator: &Operator<UsersWrite>,
@@ -860,16 +866,31 @@ impl AuthService {
         name: Option<Option<String>>,
         email_verified: Option<bool>,
     ) -> AuthResult<ManagedUser> {
-        let changes_email = email.is_some();
+        let email = email
+            .map(|e| Email::parse(&e).map_err(AuthError::InvalidEmail))
+            .transpose()?;
+        let target = self.target_account(operator, id).await?.user;
+        let now = self.ports.clock.now();
+        let changes_email = email.as_ref().is_some_and(|e| {
+            Email::parse(&target.email).map_or(true, |old| old.canonical() != e.canonical())
+        });
+        let old_address_notice = match changes_email {
+            true => Some(self.mail(
+                &target.email,
+                MailTemplate::EmailChanged,
+                &[("name", target.name.clone().unwrap_or_default())],
+                now,
+            )?),
+            false => None,
+        };
         let update = AccountUpdate {
-            email: email
-                .map(|e| Email::parse(&e).map_err(AuthError::InvalidEmail))
-                .transpose()?,
-            name: name.map(normalise_name).transpose()?,
             email_verified: match (changes_email, email_verified) {
                 (true, None) => Some(false),
                 (_, flag) => flag,
             },
+            email,
+            name: name.map(normalise_name).transpose()?,
+            old_address_notice,
         };
         let fields: Vec<&str> = [
             update.email.as_ref().map(|_| "email"),
@@ -879,15 +900,13 @@ impl AuthService {
         .into_iter()
         .flatten()
         .collect();
-        self.target_account(operator, id).await?;
         let (row, event) = self.admin_event(
             Some(operator.actor()),
             EventKind::UserUpdated,
             Some(id),
             None,
-            Some(json!({ "fields": fields })),
+            Some(json!({ "fields": fields, "email_changed": changes_email })),
         );
-        let now = self.ports.clock.now();
         let user = self
             .ports
             .operators

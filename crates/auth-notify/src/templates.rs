@@ -22,7 +22,8 @@ fn allowed_keys(template: MailTemplate) -> Vec<&'static str> {
         MailTemplate::RecoveryCodeUsed => &["remaining"],
         MailTemplate::PasswordChanged
         | MailTemplate::PasswordWasReset
-        | MailTemplate::SignupAttempted => &[],
+        | MailTemplate::SignupAttempted
+        | MailTemplate::EmailChanged => &[],
     };
     COMMON_KEYS.iter().chain(extra).copied().collect()
 }
@@ -93,6 +94,7 @@ fn shipped(template: MailTemplate) -> [&'static str; 3] {
         MailTemplate::MfaFactorAdded => shipped!("mfa_factor_added"),
         MailTemplate::MfaFactorRemoved => shipped!("mfa_factor_removed"),
         MailTemplate::RecoveryCodeUsed => shipped!("recovery_code_used"),
+        MailTemplate::EmailChanged => shipped!("email_changed"),
     }
 }
 

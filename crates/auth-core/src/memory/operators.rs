@@ -143,6 +143,10 @@ impl OperatorStore for MemoryStore {
         let Some(old_email) = s.users.get(&id).map(|c| c.user.email.clone()) else {
             return Ok(None);
         };
+        let changed = update.email.as_ref().is_some_and(|e| {
+            crate::email::Email::parse(&old_email)
+                .map_or(true, |old| old.canonical() != e.canonical())
+        });
         if let Some(email) = &update.email {
             let key = email.canonical();
             if s.by_email.get(&key).is_some_and(|owner| *owner != id) {
@@ -153,6 +157,12 @@ impl OperatorStore for MemoryStore {
                 .unwrap_or(old_email);
             s.by_email.remove(&old_key);
             s.by_email.insert(key, id);
+        }
+        if changed {
+            s.revoke_sessions_of(id, None, now);
+            if let Some(notice) = &update.old_address_notice {
+                s.enqueue(notice);
+            }
         }
         if let Some(c) = s.users.get_mut(&id) {
             if let Some(email) = &update.email {

@@ -13,7 +13,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::{UserRow, concerns_table, db_time, from_json, parse, to_json};
+use super::{OutboxRow, UserRow, concerns_table, db_time, from_json, parse, to_json};
 use crate::database::{
     Database, DbPool, PgConn, SqliteConn, detach, pool_error, query_error, unavailable,
 };
@@ -342,13 +342,30 @@ impl OperatorStore for Database {
             updated_at: db_time(now),
         };
         let audit = AuditRow::new(audit);
+        let notice = update.old_address_notice.as_ref().map(OutboxRow::new);
         let row = write_tx!(self, email_taken, |conn| {
-            let n = diesel::update(users::table.find(&id))
+            // The row is locked, so the address compared is the one being replaced.
+            if lock_user!(conn, &id).await? == 0 {
+                return Ok(None);
+            }
+            let old: String = users::table
+                .find(&id)
+                .select(users::email_canonical)
+                .first(conn)
+                .await?;
+            let changes_email = changes
+                .email_canonical
+                .as_ref()
+                .is_some_and(|new| *new != old);
+            diesel::update(users::table.find(&id))
                 .set(&changes)
                 .execute(conn)
                 .await?;
-            if n == 0 {
-                return Ok(None);
+            if changes_email {
+                revoke_all_sessions!(conn, &id, db_time(now)).await?;
+                if let Some(notice) = &notice {
+                    enqueue!(conn, notice).await?;
+                }
             }
             append_audit!(conn, &audit).await?;
             select_managed!(conn, &id).await.map(Some)

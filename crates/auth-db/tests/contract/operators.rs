@@ -64,6 +64,7 @@ macro_rules! operator_contract {
 operator_contract!(
     roles_are_created_changed_and_deleted_only_when_unused,
     disabling_revokes_sessions_and_refuses_new_ones,
+    an_address_change_ends_the_sessions_and_tells_the_old_address,
     adopting_an_unverified_account_removes_what_its_creator_set_up,
     a_reset_adopts_an_unverified_account,
     deleting_a_user_strips_addresses_from_its_audit_rows,
@@ -274,6 +275,50 @@ async fn disabling_revokes_sessions_and_refuses_new_ones(store: Op) {
 /// An unverified account as someone who does not own its address leaves it: a password, a
 /// live session, an identity, a passkey, an active TOTP factor, recovery codes and a
 /// sign-in waiting for its second factor.
+/// Replacing an account's address revokes every session and queues the notice to the old
+/// address in the same transaction; a refused change (the address is taken) and an update
+/// that keeps the address touch neither.
+async fn an_address_change_ends_the_sessions_and_tells_the_old_address(store: Op) {
+    let u = user_in(&store, "ada@example.com").await;
+    user_in(&store, "taken@example.com").await;
+    for i in 0..2 {
+        store
+            .create_session(&new_session(u.id, at(i)), &random_hash())
+            .await
+            .unwrap();
+    }
+    let audit = || row(EventKind::UserUpdated, Some(u.id), at(3));
+    let to = |email: &str| AccountUpdate {
+        email: Some(Email::parse(email).unwrap()),
+        old_address_notice: Some(message("mail", at(3))),
+        ..AccountUpdate::default()
+    };
+    let backlog = store.backlog().await.unwrap();
+    let taken = store
+        .update_user(u.id, &to("taken@example.com"), at(3), &audit())
+        .await;
+    assert!(matches!(taken, Err(AuthError::EmailTaken)));
+    // The same address in other letters is no change.
+    store
+        .update_user(u.id, &to("ADA@example.com"), at(3), &audit())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.unrevoked_sessions_of(u.id).await.unwrap().len(), 2);
+    assert_eq!(store.backlog().await.unwrap(), backlog);
+
+    let m = store
+        .update_user(u.id, &to("ada@new.example"), at(3), &audit())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.user.email, "ada@new.example");
+    assert!(store.unrevoked_sessions_of(u.id).await.unwrap().is_empty());
+    assert_eq!(store.backlog().await.unwrap(), backlog + 1);
+    let due = store.claim_due(at(4), at(5), 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+}
+
 async fn pre_hijacked(store: &Op, email: &str) -> User {
     let mut new = new_user(email);
     new.roles = Vec::new();
@@ -620,6 +665,7 @@ async fn users_are_listed_by_search_and_cursor(store: Op) {
         email: Some(Email::parse("renamed@list.test").unwrap()),
         name: Some(None),
         email_verified: Some(true),
+        old_address_notice: None,
     };
     let m = store
         .update_user(ids[0], &update, at(1), &audit())
