@@ -16,6 +16,7 @@ mod email;
 mod errors;
 mod guard;
 mod health;
+mod keys_at_rest;
 mod logs;
 mod mfa;
 mod oauth;

@@ -54,6 +54,7 @@ pub struct TestAppBuilder {
     vars: Vec<(String, String)>,
     shared: Option<(std::sync::Arc<TestDatabase>, PathBuf)>,
     proxy: Option<std::sync::Arc<proxy::TcpProxy>>,
+    environment: Option<String>,
 }
 
 impl TestAppBuilder {
@@ -77,8 +78,22 @@ impl TestAppBuilder {
         self
     }
 
+    /// Load the `AUTH_ENV=<name>` overlay of `config/` as well.
+    pub fn environment(mut self, name: &str) -> Self {
+        self.environment = Some(name.to_owned());
+        self
+    }
+
     /// Start the server; `None` when PostgreSQL is unavailable and skipping was asked for.
     pub async fn start(self) -> Option<TestApp> {
+        self.try_start()
+            .await
+            .map(|started| started.expect("application starts"))
+    }
+
+    /// [`TestAppBuilder::start`], answering why the server refused to start instead of
+    /// failing the test.
+    pub async fn try_start(self) -> Option<Result<TestApp, String>> {
         let (test_db, data_dir) = match self.shared {
             Some(shared) => shared,
             None => {
@@ -117,13 +132,14 @@ impl TestAppBuilder {
                 env!("CARGO_MANIFEST_DIR"),
                 "/../config"
             ))),
-            environment: None,
+            environment: self.environment.clone(),
             vars: Some(vars.into_iter().collect()),
         })
         .expect("test settings");
-        let app = Application::build(settings.clone())
-            .await
-            .expect("application starts");
+        let app = match Application::build(settings.clone()).await {
+            Ok(app) => app,
+            Err(e) => return Some(Err(e.to_string())),
+        };
         let address = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         let server = std::sync::Mutex::new(Some(tokio::spawn(app.run_until_stopped())));
@@ -135,7 +151,7 @@ impl TestAppBuilder {
             .build()
             .expect("client");
         let db = test_db.database().await;
-        Some(TestApp {
+        Some(Ok(TestApp {
             address,
             client,
             db,
@@ -144,7 +160,7 @@ impl TestAppBuilder {
             server,
             test_db,
             data_dir,
-        })
+        }))
     }
 }
 
@@ -156,6 +172,7 @@ impl TestApp {
             vars: Vec::new(),
             shared: None,
             proxy: None,
+            environment: None,
         }
     }
 

@@ -11,7 +11,10 @@ use auth_core::jwt::{KeySet, SigningAlgorithm, generate_ed25519_pem};
 use auth_core::model::StoredSigningKey;
 use auth_core::ports::SigningKeyStore;
 use auth_core::random::OsRandom;
+use auth_core::secret_box::SecretBox;
 use auth_db::Database;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -143,6 +146,76 @@ pub fn sealing_keys(settings: &Settings, derived: [u8; 32]) -> Result<Vec<(u8, [
     Ok(out)
 }
 
+/// How a generated private key sealed with `secrets.encryption_key` is stored (PostgreSQL):
+/// this prefix, then the base64 of the sealed PEM. A stored value without it is a clear PEM
+/// (written before a key was configured), sealed in place at the next start.
+const SEALED_PEM: &str = "sealed:v1:";
+/// What a sealed key is bound to: it cannot be moved into another sealed column.
+const KEY_CONTEXT: &[u8] = b"signing_keys.private_pem";
+
+/// Seals stored private keys with the configured encryption keys only (the derived key comes
+/// from those private keys and cannot protect them).
+struct KeySealer {
+    sealer: SecretBox,
+    /// Id of the key new seals use (`secrets.encryption_key`).
+    current: u8,
+}
+
+impl KeySealer {
+    /// `None` when no `secrets.encryption_key` is set.
+    fn of(settings: &Settings) -> Result<Option<Self>, String> {
+        let keys: Vec<(u8, [u8; 32])> = sealing_keys(settings, [0; 32])?
+            .into_iter()
+            .filter(|(id, _)| *id != 0)
+            .collect();
+        let Some((current, _)) = keys.first().copied() else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            sealer: SecretBox::new(&keys)?,
+            current,
+        }))
+    }
+}
+
+/// A private PEM as it is stored: sealed when an encryption key is configured.
+fn stored_pem(sealer: Option<&KeySealer>, pem: &SecretString) -> Result<SecretString, String> {
+    let Some(s) = sealer else {
+        return Ok(pem.clone());
+    };
+    let sealed = s
+        .sealer
+        .seal(&OsRandom, KEY_CONTEXT, pem.expose_secret().as_bytes())
+        .map_err(|e| format!("sealing the signing key: {e}"))?;
+    Ok(SecretString::from(format!(
+        "{SEALED_PEM}{}",
+        B64.encode(sealed)
+    )))
+}
+
+/// A stored private key in clear, and whether it should be sealed again (stored in clear, or
+/// sealed under a previous encryption key).
+fn clear_pem(
+    sealer: Option<&KeySealer>,
+    stored: &SecretString,
+) -> Result<(SecretString, bool), String> {
+    let Some(body) = stored.expose_secret().strip_prefix(SEALED_PEM) else {
+        return Ok((stored.clone(), sealer.is_some()));
+    };
+    let Some(s) = sealer else {
+        return Err("a stored signing key is sealed but secrets.encryption_key is not set".into());
+    };
+    let sealed = B64
+        .decode(body)
+        .map_err(|_| "a stored signing key is corrupt (bad base64)".to_owned())?;
+    let pem = s.sealer.open(KEY_CONTEXT, &sealed).map_err(|_| {
+        "a stored signing key cannot be opened: it was sealed with a key that is neither secrets.encryption_key nor in secrets.previous_encryption_keys".to_owned()
+    })?;
+    let pem = String::from_utf8(pem).map_err(|_| "a stored signing key is corrupt".to_owned())?;
+    // A sealed value is [version, key id, nonce, ciphertext].
+    Ok((SecretString::from(pem), sealed.get(1) != Some(&s.current)))
+}
+
 /// `data_dir/keys/ed25519.pem`, created once (atomically, mode 0600) and reused after.
 fn generated_key_file(data_dir: &Path) -> Result<SecretString, String> {
     let dir = data_dir.join("keys");
@@ -180,10 +253,13 @@ fn generated_key_file(data_dir: &Path) -> Result<SecretString, String> {
     }
 }
 
-async fn generated_key_in_database(store: &dyn SigningKeyStore) -> Result<SecretString, String> {
+async fn generated_key_in_database(
+    store: &dyn SigningKeyStore,
+    sealer: Option<&KeySealer>,
+) -> Result<SecretString, String> {
     let candidate = StoredSigningKey {
         algorithm: SigningAlgorithm::EdDSA.as_str().to_owned(),
-        private_pem: generate_ed25519_pem(&OsRandom)?,
+        private_pem: stored_pem(sealer, &generate_ed25519_pem(&OsRandom)?)?,
         created_at: SystemClock.now(),
     };
     let stored = store
@@ -321,21 +397,33 @@ pub async fn key_ring(
             Ok(ring)
         }
         GeneratedKeyHome::Database(db) => {
-            generated_key_in_database(*db).await?;
+            let sealer = KeySealer::of(settings)?;
+            generated_key_in_database(*db, sealer.as_ref()).await?;
             let stored = db
                 .signing_key_ring()
                 .await
                 .map_err(|e| format!("signing key store: {e}"))?;
-            let mut ring: Vec<RingEntry> = stored
-                .into_iter()
-                .filter(|k| k.key.algorithm == SigningAlgorithm::EdDSA.as_str())
-                .map(|k| RingEntry {
+            let mut ring = Vec::new();
+            for k in stored {
+                if k.key.algorithm != SigningAlgorithm::EdDSA.as_str() {
+                    continue;
+                }
+                let (pem, reseal) = clear_pem(sealer.as_ref(), &k.key.private_pem)?;
+                if reseal {
+                    // Stored in clear (before a key was configured) or under a previous
+                    // encryption key: sealed with the current one now.
+                    let sealed = stored_pem(sealer.as_ref(), &pem)?;
+                    db.reseal_signing_key(&k.slot, &k.key.private_pem, &sealed)
+                        .await
+                        .map_err(|e| format!("signing key store: {e}"))?;
+                }
+                ring.push(RingEntry {
                     first: k.slot == "generated",
                     id: k.slot,
-                    pem: k.key.private_pem,
+                    pem,
                     created_at: k.key.created_at,
-                })
-                .collect();
+                });
+            }
             // The first key is the oldest whatever its timestamp says.
             ring.sort_by_key(|k| (!k.first, k.created_at));
             Ok(ring)
@@ -375,7 +463,7 @@ pub async fn rotate(settings: &Settings, home: &GeneratedKeyHome<'_>) -> Result<
         GeneratedKeyHome::Database(db) => {
             db.add_signing_key(&StoredSigningKey {
                 algorithm: SigningAlgorithm::EdDSA.as_str().to_owned(),
-                private_pem: pem,
+                private_pem: stored_pem(KeySealer::of(settings)?.as_ref(), &pem)?,
                 created_at: now,
             })
             .await

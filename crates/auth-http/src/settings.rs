@@ -33,6 +33,9 @@ fn redact_required<S: Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Er
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// The `AUTH_ENV` overlay these settings were loaded with (`production` ...); not a key.
+    #[serde(skip)]
+    pub environment: Option<String>,
     /// Directory for generated keys and local state.
     pub data_dir: PathBuf,
     /// HTTP listener.
@@ -884,11 +887,12 @@ impl Settings {
             .with_list_parse_key("webhooks.allowed_hosts")
             .with_list_parse_key("passkeys.origins")
             .source(source.vars.clone());
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .add_source(env)
             .build()
             .and_then(Config::try_deserialize)
             .map_err(|e| format!("configuration: {e}"))?;
+        settings.environment.clone_from(&source.environment);
         settings.validate()?;
         Ok(settings)
     }

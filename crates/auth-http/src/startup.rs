@@ -366,6 +366,17 @@ async fn prepare(
     } else if let Err(e) = auth_core::ports::HealthCheck::ping(database.as_ref()).await {
         return Err(PrepareError::Unreachable(e.to_string()));
     }
+    // In production a database dump must not be enough to forge tokens or unseal secrets:
+    // on PostgreSQL the generated private keys live in the database, sealed only with a
+    // configured encryption key.
+    if settings.environment.as_deref() == Some("production")
+        && database.backend() == Backend::Postgres
+        && settings.secrets.encryption_key.is_empty()
+    {
+        return Err(PrepareError::Fatal(StartupError(
+            "AUTH_ENV=production on PostgreSQL requires secrets.encryption_key (AUTH__SECRETS__ENCRYPTION_KEY, 32 bytes in base64, e.g. `openssl rand -base64 32`): without it the signing keys and sealed secrets in the database are readable by anyone holding a dump".into(),
+        )));
+    }
     let home = match database.backend() {
         Backend::Sqlite => GeneratedKeyHome::DataDir,
         Backend::Postgres => GeneratedKeyHome::Database(database.as_ref()),
@@ -382,7 +393,7 @@ async fn prepare(
         .map_err(fatal)?;
     if settings.secrets.encryption_key.is_empty() && database.backend() == Backend::Postgres {
         tracing::warn!(
-            "secrets.encryption_key is not set: pending mail is sealed with a key derived from the signing key, which lives in the same database"
+            "secrets.encryption_key is not set: the generated signing keys are stored in clear in the database and pending mail and TOTP secrets are sealed with a key derived from them; AUTH_ENV=production refuses this"
         );
     }
     let tokens = Arc::new(JwtIssuer::new(

@@ -66,6 +66,32 @@ impl Database {
         Ok(slot)
     }
 
+    /// Replace the stored form of the key in `slot` (sealed again under another encryption
+    /// key) when it is still `old`: concurrent starts re-sealing the same key do not fight.
+    pub async fn reseal_signing_key(
+        &self,
+        slot: &str,
+        old: &SecretString,
+        new: &SecretString,
+    ) -> AuthResult<bool> {
+        let (slot, old, new) = (
+            slot.to_owned(),
+            old.expose_secret().to_owned(),
+            new.expose_secret().to_owned(),
+        );
+        let n = with_conn!(self, |conn| {
+            diesel::update(
+                signing_keys::table
+                    .find(&slot)
+                    .filter(signing_keys::private_pem.eq(&old)),
+            )
+            .set(signing_keys::private_pem.eq(&new))
+            .execute(conn)
+            .await
+        })?;
+        Ok(n > 0)
+    }
+
     /// Remove the key in `slot`; answers whether it was there.
     pub async fn remove_signing_key(&self, slot: &str) -> AuthResult<bool> {
         let slot = slot.to_owned();
