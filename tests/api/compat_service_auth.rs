@@ -3,12 +3,17 @@
 
 use std::time::Duration;
 
+use auth_core::ports::SessionStore as _;
+
 use auth_e2e::{Backend, PASSWORD, TestApp, TestAppBuilder, app, on_both_backends};
 use auth_notify::testing::{ReceivedMail, SmtpSink};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
-on_both_backends!(service_authentication_client_story);
+on_both_backends!(
+    service_authentication_client_story,
+    cross_site_requests_change_nothing
+);
 
 pub(crate) const SECRET: &str = "service-authentication-jwt-secret-0123456789ab";
 pub(crate) const PREFIX: &str = "/compat/service-authentication";
@@ -42,6 +47,23 @@ pub(crate) async fn link_token(sink: &SmtpSink, to: &str, subject: &str, path: &
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect()
 }
+
+/// What a page of the app sends with the profile's cookies: the `cookies` and the readable
+/// `csrf_token` cookie, repeated in `X-CSRF-Token` (the double submit every
+/// cookie-authenticated unsafe request needs).
+pub(crate) trait ProfileCookies {
+    fn profile_cookies(self, cookies: &str) -> Self;
+}
+
+impl ProfileCookies for reqwest::RequestBuilder {
+    fn profile_cookies(self, cookies: &str) -> Self {
+        self.header("cookie", format!("{cookies}; csrf_token={E2E_CSRF}"))
+            .header("x-csrf-token", E2E_CSRF)
+    }
+}
+
+/// The double-submit value the tests' pages use.
+pub(crate) const E2E_CSRF: &str = "e2e-csrf-value";
 
 /// `name=value` of the `Set-Cookie` headers.
 pub(crate) fn set_cookies(res: &Response) -> Vec<String> {
@@ -78,11 +100,14 @@ async fn service_authentication_client_story(backend: Backend) {
     assert_eq!(res.status(), StatusCode::CREATED);
     let cookies = set_cookies(&res);
     let jwt = cookie_value(&cookies, "jwt").expect("jwt cookie");
+    // The tokens are HttpOnly; the double-submit value is for the page's script.
+    assert!(cookies.iter().all(|c| c.contains("Secure")));
     assert!(
         cookies
             .iter()
-            .all(|c| c.contains("HttpOnly") && c.contains("Secure"))
+            .all(|c| c.starts_with("csrf_token=") != c.contains("HttpOnly"))
     );
+    assert!(cookie_value(&cookies, "csrf_token").is_some());
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["user"]["email"], "ada@example.com");
 
@@ -90,7 +115,7 @@ async fn service_authentication_client_story(backend: Backend) {
     let res = app
         .client
         .get(url("/user"))
-        .header("cookie", format!("jwt={jwt}"))
+        .profile_cookies(&format!("jwt={jwt}"))
         .send()
         .await
         .unwrap();
@@ -144,7 +169,7 @@ async fn service_authentication_client_story(backend: Backend) {
     let res = app
         .client
         .get(url("/token/refresh"))
-        .header("cookie", format!("refresh_token={refresh}"))
+        .profile_cookies(&format!("refresh_token={refresh}"))
         .send()
         .await
         .unwrap();
@@ -159,7 +184,7 @@ async fn service_authentication_client_story(backend: Backend) {
     let res = app
         .client
         .get(url("/token/revoke"))
-        .header("cookie", format!("jwt={jwt2}; refresh_token={refresh2}"))
+        .profile_cookies(&format!("jwt={jwt2}; refresh_token={refresh2}"))
         .send()
         .await
         .unwrap();
@@ -173,7 +198,7 @@ async fn service_authentication_client_story(backend: Backend) {
     let res = app
         .client
         .get(url("/user"))
-        .header("cookie", format!("jwt={jwt2}"))
+        .profile_cookies(&format!("jwt={jwt2}"))
         .send()
         .await
         .unwrap();
@@ -224,5 +249,125 @@ async fn service_authentication_client_story(backend: Backend) {
     assert_eq!(
         known.json::<Value>().await.unwrap(),
         unknown.json::<Value>().await.unwrap()
+    );
+}
+
+/// The attacks of a page on another site, against a victim's browser holding the profile's
+/// cookies: a `text/plain` login (login CSRF), a forged unsafe request carrying the cookies
+/// without the double-submit value, and top-level navigations to the seed's state-changing
+/// GET routes. Each is refused and changes nothing; the same requests from the app work.
+async fn cross_site_requests_change_nothing(backend: Backend) {
+    let sink = SmtpSink::start();
+    let app = app!(with_profile(backend, &sink), start);
+    let url = |route: &str| app.url(&format!("{PREFIX}{route}"));
+    let mallory = app.signup("mallory@example.com").await;
+    let ada = app.signup("ada@example.com").await;
+    let ada_id: auth_core::model::UserId = ada["user"]["id"].as_str().unwrap().parse().unwrap();
+
+    // Login CSRF: a form post of the attacker's credentials as text/plain.
+    let res = app
+        .client
+        .post(url("/login"))
+        .header("origin", "https://evil.example")
+        .header("content-type", "text/plain")
+        .body(format!(
+            r#"{{"email":"mallory@example.com","password":"{PASSWORD}"}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(set_cookies(&res).is_empty());
+    // JSON from a foreign origin (a CORS-approved fetch would be needed) is refused too.
+    let res = app
+        .client
+        .post(url("/login"))
+        .header("origin", "https://evil.example")
+        .json(&json!({"email": "mallory@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(set_cookies(&res).is_empty());
+    let _ = mallory;
+
+    // The victim signed in through the app: cookies in the browser.
+    let res = app
+        .client
+        .post(url("/login"))
+        .header("origin", "https://app.example.com")
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let cookies = set_cookies(&res);
+    let jwt = cookie_value(&cookies, "jwt").unwrap();
+    let refresh = cookie_value(&cookies, "refresh_token").unwrap();
+    let csrf = cookie_value(&cookies, "csrf_token").unwrap();
+    let sessions = app.db.unrevoked_sessions_of(ada_id).await.unwrap().len();
+
+    // A forged unsafe request: the cookies ride along, the double-submit value cannot.
+    let res = app
+        .client
+        .post(url("/email/verify"))
+        .header("cookie", format!("jwt={jwt}; refresh_token={refresh}"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // Top-level navigations from another site to the state-changing GET routes.
+    for route in ["/token/revoke", "/token/refresh"] {
+        let res = app
+            .client
+            .get(url(route))
+            .header("cookie", format!("jwt={jwt}; refresh_token={refresh}"))
+            .header("sec-fetch-site", "cross-site")
+            .header("referer", "https://evil.example/page")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{route}");
+        assert!(set_cookies(&res).is_empty());
+    }
+    assert_eq!(
+        app.db.unrevoked_sessions_of(ada_id).await.unwrap().len(),
+        sessions,
+        "nothing was revoked"
+    );
+
+    // The app itself: the double submit passes, the same-site navigation revokes.
+    let res = app
+        .client
+        .post(url("/email/verify"))
+        .header(
+            "cookie",
+            format!("jwt={jwt}; refresh_token={refresh}; csrf_token={csrf}"),
+        )
+        .header("x-csrf-token", &csrf)
+        .header("origin", "https://app.example.com")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let res = app
+        .client
+        .get(url("/token/revoke"))
+        .header("cookie", format!("jwt={jwt}; refresh_token={refresh}"))
+        .header("sec-fetch-site", "same-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .any(|c| c.starts_with("csrf_token=;"))
+    );
+    assert_eq!(
+        app.db.unrevoked_sessions_of(ada_id).await.unwrap().len(),
+        sessions - 1
     );
 }

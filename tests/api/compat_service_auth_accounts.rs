@@ -9,7 +9,9 @@ use auth_notify::testing::SmtpSink;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::compat_service_auth::{PREFIX, cookie_value, link_token, set_cookies, with_profile};
+use crate::compat_service_auth::{
+    PREFIX, ProfileCookies, cookie_value, link_token, set_cookies, with_profile,
+};
 
 on_both_backends!(
     service_auth_admin_routes_check_capabilities_and_self_access,
@@ -39,7 +41,7 @@ async fn call(
     match auth {
         Auth::None => {}
         Auth::Bearer(t) => req = req.bearer_auth(t),
-        Auth::Cookie(t) => req = req.header("cookie", format!("jwt={t}")),
+        Auth::Cookie(t) => req = req.profile_cookies(&format!("jwt={t}")),
     }
     if let Some(b) = body {
         req = req.json(&b);

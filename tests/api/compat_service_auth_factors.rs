@@ -14,7 +14,7 @@ use base64::Engine as _;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::compat_service_auth::{PREFIX, cookie_value, set_cookies, with_profile};
+use crate::compat_service_auth::{PREFIX, ProfileCookies, cookie_value, set_cookies, with_profile};
 
 on_both_backends!(
     authenticator_app_guards_the_profile_login_and_the_canonical_one,
@@ -57,7 +57,7 @@ impl Profile<'_> {
         self.app
             .client
             .post(self.app.url(&format!("{PREFIX}{route}")))
-            .header("cookie", format!("jwt={jwt}"))
+            .profile_cookies(&format!("jwt={jwt}"))
             .json(body)
             .send()
             .await
@@ -68,7 +68,7 @@ impl Profile<'_> {
         self.app
             .client
             .get(self.app.url(&format!("{PREFIX}/user")))
-            .header("cookie", format!("jwt={jwt}"))
+            .profile_cookies(&format!("jwt={jwt}"))
             .send()
             .await
             .unwrap()

@@ -11,7 +11,9 @@ use auth_notify::testing::SmtpSink;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::compat_service_auth::{PREFIX, cookie_value, link_token, set_cookies, with_profile};
+use crate::compat_service_auth::{
+    PREFIX, ProfileCookies, cookie_value, link_token, set_cookies, with_profile,
+};
 
 on_both_backends!(
     service_authentication_oauth_browser_story,
@@ -55,7 +57,7 @@ fn url(app: &TestApp, route: &str) -> String {
 async fn get(app: &TestApp, route: &str, jwt: Option<&str>) -> Response {
     let mut req = app.client.get(url(app, route));
     if let Some(jwt) = jwt {
-        req = req.header("cookie", format!("jwt={jwt}"));
+        req = req.profile_cookies(&format!("jwt={jwt}"));
     }
     req.send().await.unwrap()
 }
@@ -193,10 +195,14 @@ async fn service_authentication_oauth_browser_story(backend: Backend) {
         .into_iter()
         .filter(|c| !c.starts_with("jwt_oauth_state="))
         .collect();
-    assert_eq!(cookies.len(), 2);
-    assert!(cookies.iter().all(|c| c.contains("HttpOnly")
-        && c.contains("SameSite=Lax")
-        && c.contains(&format!("Path={PREFIX}"))));
+    assert_eq!(cookies.len(), 3, "the tokens and the double-submit value");
+    assert!(
+        cookies
+            .iter()
+            .all(|c| (c.contains("HttpOnly") != c.starts_with("csrf_token="))
+                && c.contains("SameSite=Lax")
+                && c.contains(&format!("Path={PREFIX}")))
+    );
     let jwt = cookie_value(&cookies, "jwt").expect("jwt cookie");
     let refresh = cookie_value(&cookies, "refresh_token").expect("refresh cookie");
 
@@ -225,7 +231,7 @@ async fn service_authentication_oauth_browser_story(backend: Backend) {
     let res = app
         .client
         .get(url(&app, "/token/refresh"))
-        .header("cookie", format!("refresh_token={refresh}"))
+        .profile_cookies(&format!("refresh_token={refresh}"))
         .send()
         .await
         .unwrap();
@@ -317,7 +323,7 @@ async fn service_authentication_links_a_provider_identity(backend: Backend) {
     let link = |credential: Value, jwt: Option<String>, bearer: Option<String>| {
         let mut req = app.client.post(url(&app, "/oauth/link")).json(&credential);
         if let Some(jwt) = jwt {
-            req = req.header("cookie", format!("jwt={jwt}"));
+            req = req.profile_cookies(&format!("jwt={jwt}"));
         }
         if let Some(bearer) = bearer {
             req = req.bearer_auth(bearer);

@@ -69,15 +69,7 @@ impl CookieMode {
     /// From the settings: allowed origins are `cors.allowed_origins` plus the origins of
     /// `server.public_url` and `app.url`.
     pub fn new(settings: &Settings) -> Self {
-        let mut allowed_origins = settings.cors.allowed_origins.clone();
-        for url in [
-            settings.server.public_url.as_str(),
-            settings.app.effective_url(&settings.server),
-        ] {
-            if let Some(origin) = auth_core::flows::origin_of(url) {
-                allowed_origins.push(origin);
-            }
-        }
+        let allowed_origins = allowed_origins(settings);
         Self {
             enabled: settings.cookies.enabled,
             same_site: match settings.cookies.same_site {
@@ -112,6 +104,21 @@ impl CookieMode {
                 .any(|a| a.eq_ignore_ascii_case(&o))
         })
     }
+}
+
+/// Origins a cookie-authenticated request may come from: `cors.allowed_origins` plus the
+/// origins of `server.public_url` and `app.url`.
+pub fn allowed_origins(settings: &Settings) -> Vec<String> {
+    let mut allowed = settings.cors.allowed_origins.clone();
+    for url in [
+        settings.server.public_url.as_str(),
+        settings.app.effective_url(&settings.server),
+    ] {
+        if let Some(origin) = auth_core::flows::origin_of(url) {
+            allowed.push(origin);
+        }
+    }
+    allowed
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.

@@ -26,13 +26,13 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Reply, ServiceAuth, cookie, error, path, random_password, service_error};
+use super::{Reply, ServiceAuth, cookie, error, random_password, service_error};
 use crate::compat::own_format;
 use crate::extract::{bearer_token, client_info};
 use crate::views::UserView;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig, data: &web::Data<ServiceAuth>) {
-    let at = |route: &str| web::resource(path(&data.prefix, route)).app_data(data.clone());
+    let at = |route: &str| csrf_resource!(data, route);
     // `POST /user` shares its resource with `GET /user` (mod.rs): it calls `create_user`.
     cfg.service(
         at("/user/{user_id}")

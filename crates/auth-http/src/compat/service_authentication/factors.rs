@@ -16,12 +16,12 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::{Reply, ServiceAuth, body, caller, error, option, service_error, sign_in_reply, text};
-use crate::compat::{own_format, path};
+use crate::compat::own_format;
 use crate::extract::{bearer_token, client_info};
 use crate::routes::auth::no_store;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig, data: &web::Data<ServiceAuth>) {
-    let at = |route: &str| web::resource(path(&data.prefix, route)).app_data(data.clone());
+    let at = |route: &str| csrf_resource!(data, route);
     cfg.service(at("/authenticator/setup").route(web::post().to(authenticator_setup)))
         .service(at("/authenticator/verify").route(web::post().to(authenticator_verify)))
         .service(at("/mfa/setup").route(web::post().to(mfa_setup)))

@@ -21,6 +21,8 @@ use serde_json::{Map, Value, json};
 
 use super::{ServiceAuthSettings, fail, own_format, path, profile_service};
 
+#[macro_use]
+mod csrf;
 mod accounts;
 mod factors;
 mod social;
@@ -40,6 +42,8 @@ pub struct ServiceAuth {
     cookie: String,
     refresh_cookie: String,
     secure: bool,
+    /// The cross-site defences every resource of the profile is wrapped in.
+    guard: csrf::Guard,
 }
 
 impl ServiceAuth {
@@ -74,6 +78,11 @@ impl ServiceAuth {
             cookie: s.cookie_name.clone(),
             refresh_cookie: s.refresh_cookie_name.clone(),
             secure: s.cookie_secure,
+            guard: csrf::Guard::new(
+                crate::cookies::allowed_origins(settings),
+                &s.cookie_name,
+                &s.refresh_cookie_name,
+            ),
         })
     }
 
@@ -92,8 +101,14 @@ impl ServiceAuth {
         value: &str,
         max_age: Option<i64>,
     ) {
+        // The double-submit cookie is read by the page's script; the tokens never are.
+        let http_only = if name == csrf::CSRF_COOKIE {
+            ""
+        } else {
+            " HttpOnly;"
+        };
         let mut cookie = format!(
-            "{name}={value}; Path={}; HttpOnly; SameSite=Lax",
+            "{name}={value}; Path={};{http_only} SameSite=Lax",
             self.cookie_path()
         );
         if self.secure {
@@ -113,10 +128,15 @@ impl ServiceAuth {
             t.refresh_token.expose_secret(),
             None,
         );
+        let csrf = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            auth_core::random::random_bytes::<32>(&auth_core::random::OsRandom),
+        );
+        self.set_cookie(res, csrf::CSRF_COOKIE, &csrf, None);
     }
 
     fn clear_cookies(&self, res: &mut HttpResponseBuilder) {
-        for name in [&self.cookie, &self.refresh_cookie] {
+        for name in [&self.cookie, &self.refresh_cookie, csrf::CSRF_COOKIE] {
             self.set_cookie(res, name, "", Some(0));
         }
     }
@@ -137,7 +157,7 @@ fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
 type Reply = std::result::Result<HttpResponse, actix_web::Error>;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig, data: &web::Data<ServiceAuth>) {
-    let at = |route: &str| web::resource(path(&data.prefix, route)).app_data(data.clone());
+    let at = |route: &str| csrf_resource!(data, route);
     cfg.service(at("/register").route(web::post().to(register)))
         .service(at("/login").route(web::post().to(login)))
         .service(at("/token/refresh").route(web::get().to(refresh)))

@@ -29,7 +29,7 @@ use crate::routes::auth::no_store;
 use crate::views::IdentityView;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig, data: &web::Data<ServiceAuth>) {
-    let at = |route: &str| web::resource(path(&data.prefix, route)).app_data(data.clone());
+    let at = |route: &str| csrf_resource!(data, route);
     // `/oauth/link` before `/oauth/{provider}`, which would take it (no provider is `link`).
     cfg.service(at("/oauth/link").route(web::post().to(link)))
         .service(at("/oauth/{provider}").route(web::get().to(authorize)))
