@@ -123,7 +123,12 @@ pub fn allowed_origins(settings: &Settings) -> Vec<String> {
 
 /// The value of cookie `name` in the request's `Cookie` headers.
 fn cookie_value(req: &ServiceRequest, name: &str) -> Option<String> {
-    req.headers()
+    cookie_in(req.headers(), name)
+}
+
+/// The value of cookie `name` in `Cookie` headers (empty values count as absent).
+pub fn cookie_in(headers: &header::HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
@@ -133,7 +138,8 @@ fn cookie_value(req: &ServiceRequest, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Constant-time comparison of two byte strings (length may leak).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

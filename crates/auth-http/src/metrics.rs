@@ -321,18 +321,10 @@ impl MetricsAccess {
         };
         let token_ok = self.bearer_token.as_deref().is_none_or(|expected| {
             crate::extract::bearer_token(req).is_some_and(|given| {
-                use subtle_eq::eq;
-                eq(given.as_bytes(), expected.as_bytes())
+                crate::cookies::constant_time_eq(given.as_bytes(), expected.as_bytes())
             })
         });
         peer_ok && token_ok
-    }
-}
-
-mod subtle_eq {
-    /// Constant-time comparison of two byte strings (length may leak).
-    pub fn eq(a: &[u8], b: &[u8]) -> bool {
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 }
 

@@ -36,6 +36,15 @@ fn endpoints(config: &ProviderConfig, preset: [&str; 3], scopes: &[&str]) -> End
     }
 }
 
+/// The configured client secret (required by the providers that use it), or empty.
+fn client_secret(config: &ProviderConfig) -> String {
+    config
+        .client_secret
+        .as_ref()
+        .map(|s| s.expose_secret().to_owned())
+        .unwrap_or_default()
+}
+
 fn access_token(
     credential: &ProviderCredential,
 ) -> Result<(&SecretString, Option<&SecretString>), ProviderError> {
@@ -174,12 +183,7 @@ impl Github {
         struct Owner {
             id: u64,
         }
-        let secret = self
-            .config
-            .client_secret
-            .as_ref()
-            .map(|s| s.expose_secret().to_owned())
-            .unwrap_or_default();
+        let secret = client_secret(&self.config);
         for client_id in &self.config.client_ids {
             let response = self
                 .http
@@ -380,12 +384,7 @@ impl Facebook {
         struct PictureData {
             url: Option<String>,
         }
-        let secret = self
-            .config
-            .client_secret
-            .as_ref()
-            .map(|s| s.expose_secret().to_owned())
-            .unwrap_or_default();
+        let secret = client_secret(&self.config);
         let app_id = self.config.client_ids.first().cloned().unwrap_or_default();
         let app_token = format!("{app_id}|{secret}");
         let debug: Debug = json_answer(

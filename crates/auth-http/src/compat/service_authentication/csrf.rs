@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::header;
+
+use crate::cookies::{constant_time_eq, cookie_in as cookie};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 
@@ -66,21 +68,6 @@ pub(super) async fn run<B: MessageBody>(
         Some(refusal) => Err(refusal),
         None => next.call(req).await,
     }
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn check(guard: &Guard, req: &ServiceRequest) -> Option<actix_web::Error> {

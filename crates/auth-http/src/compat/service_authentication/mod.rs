@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{COOKIE, SET_COOKIE};
+use actix_web::http::header::SET_COOKIE;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use auth_core::AuthError;
 use auth_core::flows::SignupOutcome;
@@ -144,14 +144,7 @@ impl ServiceAuth {
 
 /// The value of the request cookie `name`.
 fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
-    req.headers()
-        .get_all(COOKIE)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    crate::cookies::cookie_in(req.headers(), name)
 }
 
 type Reply = std::result::Result<HttpResponse, actix_web::Error>;
