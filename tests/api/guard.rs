@@ -7,6 +7,7 @@ use serde_json::json;
 on_both_backends!(
     login_rate_limit_gives_429_with_retry_after,
     spoofed_forwarded_for_is_ignored_unless_the_peer_is_trusted,
+    ipv6_clients_are_limited_by_their_64_network,
     lockout_story_over_http,
     captcha_is_required_and_checked_against_siteverify,
     breached_passwords_are_refused_when_the_check_is_on,
@@ -318,4 +319,38 @@ async fn redis_backend_shares_counters_between_nodes() {
         "invalid_credentials",
     )
     .await;
+}
+
+/// An IPv6 client holds a whole /64 and could rotate addresses inside it to reset its
+/// per-IP counter: the counter is the network's. Another network has its own.
+async fn ipv6_clients_are_limited_by_their_64_network(backend: Backend) {
+    let app = app!(
+        TestApp::builder(backend)
+            .var("AUTH__SERVER__TRUSTED_PROXIES", "127.0.0.1/32")
+            .var("AUTH__RATE_LIMITS__LOGIN__PER_IP", "3")
+            .var("AUTH__RATE_LIMITS__LOGIN__PER_IDENTIFIER", "0")
+            .var("AUTH__LOCKOUT__ENABLED", "false"),
+        start
+    );
+    app.signup("ada@example.com").await;
+    for host in 1..=3 {
+        let res = login(
+            &app,
+            "ada@example.com",
+            PASSWORD,
+            Some(&format!("2001:db8:1:2::{host:x}")),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let res = login(
+        &app,
+        "ada@example.com",
+        PASSWORD,
+        Some("2001:db8:1:2:ffff::9"),
+    )
+    .await;
+    problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    let res = login(&app, "ada@example.com", PASSWORD, Some("2001:db8:1:3::1")).await;
+    assert_eq!(res.status(), StatusCode::OK, "another /64 counts apart");
 }

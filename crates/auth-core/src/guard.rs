@@ -169,6 +169,26 @@ pub struct GuardSettings {
     pub captcha: CaptchaSettings,
     /// Minimum zxcvbn score (0 to 4) of new passwords; 0 disables the check.
     pub min_password_score: u8,
+    /// Per-IP limits count IPv6 clients by this prefix (64: one household or server gets
+    /// a whole /64 and could otherwise rotate addresses inside it); 128 counts addresses.
+    pub ipv6_prefix_len: u8,
+}
+
+/// The per-IP counter key of `ip`: IPv4 addresses (and IPv4-mapped IPv6) as they are, IPv6
+/// addresses by their `prefix_len` network. What does not parse is counted as given.
+pub fn ip_group(ip: &str, prefix_len: u8) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let prefix = u32::from(prefix_len.min(128));
+            let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+            let network = std::net::Ipv6Addr::from(u128::from(v6) & mask);
+            format!("{network}/{prefix}")
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or_else(|| ip.to_owned(), |v4| v4.to_string()),
+        _ => ip.to_owned(),
+    }
 }
 
 fn limit(max: u32, secs: i64) -> Option<Limit> {
@@ -240,6 +260,7 @@ impl Default for GuardSettings {
             lockout: LockoutSettings::default(),
             captcha: CaptchaSettings::default(),
             min_password_score: 0,
+            ipv6_prefix_len: 64,
         }
     }
 }
@@ -285,10 +306,13 @@ impl crate::service::AuthService {
         let keyed = [
             (
                 limits.per_ip,
-                client
-                    .ip
-                    .as_ref()
-                    .map(|ip| format!("{}:ip:{ip}", group.as_str())),
+                client.ip.as_ref().map(|ip| {
+                    format!(
+                        "{}:ip:{}",
+                        group.as_str(),
+                        ip_group(ip, guard.ipv6_prefix_len)
+                    )
+                }),
             ),
             (
                 limits.per_identifier,
@@ -443,4 +467,22 @@ pub fn lockout_identifier(email: &str) -> String {
     crate::email::Email::parse(email)
         .map(|e| e.canonical())
         .unwrap_or_else(|_| email.trim().to_lowercase())
+}
+
+#[cfg(test)]
+mod ip_group_tests {
+    use super::ip_group;
+
+    #[test]
+    fn ipv6_clients_count_by_their_network() {
+        assert_eq!(ip_group("2001:db8:1:2:aaaa::1", 64), "2001:db8:1:2::/64");
+        assert_eq!(ip_group("2001:db8:1:2:ffff:1:2:3", 64), "2001:db8:1:2::/64");
+        assert_eq!(ip_group("2001:db8:1:3::1", 64), "2001:db8:1:3::/64");
+        assert_eq!(ip_group("2001:db8:1:2::1", 128), "2001:db8:1:2::1/128");
+        assert_eq!(ip_group("2001:db8:1:2::1", 48), "2001:db8:1::/48");
+        assert_eq!(ip_group("2001:db8::1", 0), "::/0");
+        assert_eq!(ip_group("203.0.113.9", 64), "203.0.113.9");
+        assert_eq!(ip_group("::ffff:203.0.113.9", 64), "203.0.113.9");
+        assert_eq!(ip_group("not an ip", 64), "not an ip");
+    }
 }

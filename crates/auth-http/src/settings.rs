@@ -656,6 +656,13 @@ pub struct RateLimitSettings {
     pub mfa_verify: GroupLimitSetting,
     /// Introspection.
     pub introspection: GroupLimitSetting,
+    /// Per-IP limits count IPv6 clients by this network prefix (1 to 128).
+    #[serde(default = "sixty_four")]
+    pub ipv6_prefix_len: u8,
+}
+
+fn sixty_four() -> u8 {
+    64
 }
 
 /// `[lockout]`
@@ -995,6 +1002,9 @@ impl Settings {
             if value == 0 {
                 return Err(format!("{key} must be greater than 0"));
             }
+        }
+        if !(1..=128).contains(&self.rate_limits.ipv6_prefix_len) {
+            return Err("rate_limits.ipv6_prefix_len must be between 1 and 128".into());
         }
         if !self.secrets.encryption_key.is_empty() {
             decode_key(&self.secrets.encryption_key, "secrets.encryption_key")?;

@@ -1055,6 +1055,7 @@ fn guard_settings(settings: &Settings) -> GuardSettings {
             passwordless: c.on_passwordless,
         },
         min_password_score: settings.password_checks.min_score,
+        ipv6_prefix_len: r.ipv6_prefix_len,
     }
 }
 
