@@ -68,6 +68,24 @@ fn uid(t: &Value) -> String {
     t["user"]["id"].as_str().unwrap().to_owned()
 }
 
+/// Every session of `user_id` has ended: none is live in the store, and the access and
+/// refresh tokens of each of `issued` are refused.
+async fn signed_out(app: &TestApp, user_id: UserId, issued: &[&Value]) {
+    assert!(
+        app.db
+            .unrevoked_sessions_of(user_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for t in issued {
+        let res = app.get_auth("/api/v1/me", token(t)).await;
+        problem(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
+        let res = app.refresh(t["refresh_token"].as_str().unwrap()).await;
+        problem(res, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+    }
+}
+
 /// Disable or enable account `id` as the operator holding `token`; the 200 answer's body.
 async fn set_disabled(
     app: &TestApp,
@@ -403,19 +421,7 @@ async fn a_disabled_user_is_signed_out_and_cannot_sign_in(backend: Backend) {
     assert!(body["disabled_at"].is_string());
     // Every session ended at once: access tokens and refresh tokens are refused.
     let user_id: UserId = id.parse().unwrap();
-    assert!(
-        app.db
-            .unrevoked_sessions_of(user_id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    for t in [&u, &second] {
-        let res = app.get_auth("/api/v1/me", token(t)).await;
-        problem(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
-        let res = app.refresh(t["refresh_token"].as_str().unwrap()).await;
-        problem(res, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
-    }
+    signed_out(&app, user_id, &[&u, &second]).await;
     // No new sign-in, and a wrong password still says only "invalid credentials".
     let res = app
         .post(
@@ -1732,24 +1738,7 @@ async fn an_address_change_tells_the_old_address_and_signs_the_account_out(backe
         !notice.text_body.contains("mallory@example.net"),
         "the new address is not disclosed"
     );
-    assert!(
-        app.db
-            .unrevoked_sessions_of(user_id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    for t in [&u, &second] {
-        let res = app.get_auth("/api/v1/me", token(t)).await;
-        problem(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
-        let res = app
-            .post(
-                "/api/v1/auth/refresh",
-                &json!({"refresh_token": t["refresh_token"]}),
-            )
-            .await;
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    }
+    signed_out(&app, user_id, &[&u, &second]).await;
     let audit: Value = app
         .get_auth("/api/v1/admin/audit-log?event_type=user_updated", &root)
         .await

@@ -125,24 +125,32 @@ pub async fn load_key_set(
 
 /// The sealing keys: configured ones (the first encrypts), else the derived one.
 pub fn sealing_keys(settings: &Settings, derived: [u8; 32]) -> Result<Vec<(u8, [u8; 32])>, String> {
+    let mut keys = configured_keys(settings)?;
+    // 0 is the derived key, still accepted for what was sealed before a key was configured.
+    keys.push((0, derived));
+    Ok(keys)
+}
+
+/// `secrets.encryption_key` then `secrets.previous_encryption_keys`, with their ids; empty
+/// when no key is configured.
+fn configured_keys(settings: &Settings) -> Result<Vec<(u8, [u8; 32])>, String> {
     let s = &settings.secrets;
     if s.encryption_key.is_empty() {
-        return Ok(vec![(0, derived)]);
+        return Ok(Vec::new());
     }
     let mut out = Vec::new();
     let configured = std::iter::once(s.encryption_key.as_str())
         .chain(s.previous_encryption_keys.iter().map(String::as_str));
     for (i, value) in configured.enumerate() {
         let key = crate::settings::decode_key(value, &format!("secrets key #{i}"))?;
-        // Key ids come from the key itself, so a rotation needs no bookkeeping; 0 is the
-        // derived key, still accepted for what was sealed before a key was configured.
+        // Key ids come from the key itself, so a rotation needs no bookkeeping (0 is taken
+        // by the derived key).
         let id = 1 + Sha256::digest(key)[0] % 255;
         if out.iter().any(|(other, _)| *other == id) {
             return Err("secrets: two encryption keys share an id; generate a new key".into());
         }
         out.push((id, key));
     }
-    out.push((0, derived));
     Ok(out)
 }
 
@@ -164,10 +172,7 @@ struct KeySealer {
 impl KeySealer {
     /// `None` when no `secrets.encryption_key` is set.
     fn of(settings: &Settings) -> Result<Option<Self>, String> {
-        let keys: Vec<(u8, [u8; 32])> = sealing_keys(settings, [0; 32])?
-            .into_iter()
-            .filter(|(id, _)| *id != 0)
-            .collect();
+        let keys = configured_keys(settings)?;
         let Some((current, _)) = keys.first().copied() else {
             return Ok(None);
         };
