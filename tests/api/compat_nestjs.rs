@@ -465,6 +465,9 @@ fn with_oidc_providers(builder: TestAppBuilder, peer: &OidcPeer) -> TestAppBuild
         .var("AUTH__PROVIDERS__APPLE__ISSUER", &peer.issuer)
         .var("AUTH__PROVIDERS__APPLE__JWKS_URI", &jwks)
         .var("AUTH__PROVIDERS__APPLE__CLIENT_IDS", "native-app")
+        // The boilerplate's apps post `{idToken}` alone: the operator allows no nonce.
+        .var("AUTH__PROVIDERS__GOOGLE__ALLOW_MISSING_NONCE", "true")
+        .var("AUTH__PROVIDERS__APPLE__ALLOW_MISSING_NONCE", "true")
 }
 
 /// The canonical providers `facebook` and `twitter` on the stand-ins of their APIs.

@@ -250,6 +250,15 @@ async fn sails_jwt_locks_after_five_failures(backend: Backend) {
         StatusCode::FORBIDDEN,
     )
     .await;
+    // The profile's own (stricter, hour-long) lock does not lock the canonical API: its
+    // failures are counted apart (issue 14, hole 9).
+    let res = app
+        .post(
+            "/api/v1/auth/login",
+            &json!({"email": "ada@example.com", "password": "kq7w2z9"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
 }
 
 async fn sails_jwt_users_are_shared_with_the_canonical_api(backend: Backend) {

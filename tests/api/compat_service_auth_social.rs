@@ -44,6 +44,7 @@ pub(crate) fn with_provider(backend: Backend, sink: &SmtpSink, peer: &OidcPeer) 
             "AUTH__PROVIDERS__TESTOP__CLIENT_SECRET",
             "auth-server-secret",
         )
+        .var("AUTH__PROVIDERS__TESTOP__ALLOW_MISSING_NONCE", "true")
         .var(
             "AUTH__APP__REDIRECT_ALLOW_LIST",
             &format!("{DONE},{APP_URL}"),

@@ -16,6 +16,7 @@ on_both_backends!(
     change_password_replaces_every_session,
     magic_link_signs_in_and_honours_the_allow_list,
     email_code_signs_in_and_dies_after_five_wrong_tries,
+    six_digit_codes_have_a_daily_cap_per_account,
     mail_survives_an_smtp_outage,
 );
 
@@ -445,4 +446,94 @@ async fn two_nodes_send_each_mail_once() {
     assert_eq!(mails.len(), 20, "10 confirmations and 10 resets, each once");
     let entries = a.db.outbox_entries().await.unwrap();
     assert!(entries.iter().all(|e| e.done_at.is_some()), "{entries:?}");
+}
+
+/// Issue 14, hole 10: besides the short limits (per code, per 10 minutes), wrong 6-digit
+/// codes of an account are capped per day, from every client and every code together;
+/// past the cap even the right code is refused (429 with Retry-After) until the day is
+/// over, and the account's authenticator codes are capped with it. Other accounts go on.
+async fn six_digit_codes_have_a_daily_cap_per_account(backend: Backend) {
+    use auth_core::mfa::{time_step, totp_code};
+    let sink = SmtpSink::start();
+    let app = app!(
+        with_smtp(backend, &sink)
+            .var("AUTH__LOCKOUT__CODE_FAILURES_PER_DAY", "3")
+            .var("AUTH__SERVER__TRUSTED_PROXIES", "127.0.0.1,::1"),
+        start
+    );
+    let t = app.signup("ada@example.com").await;
+    let (secret, _) = crate::mfa::enrol_totp(&app, t["access_token"].as_str().unwrap()).await;
+    let send = |email: &'static str| {
+        let app = &app;
+        async move {
+            let res = app
+                .post("/api/v1/auth/otp/send", &json!({"email": email}))
+                .await;
+            assert_eq!(res.status(), StatusCode::ACCEPTED);
+        }
+    };
+    let verify = |code: String, from: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/api/v1/auth/otp/verify"))
+                .header("x-forwarded-for", from)
+                .json(&json!({"email": "ada@example.com", "code": code}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    send("ada@example.com").await;
+    let code = code_in(&mail_to(&sink, "ada@example.com", "code").await);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    // Three wrong codes from three addresses: each code lives on (5 tries), the day's cap
+    // of the account is reached.
+    for from in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        problem(
+            verify(wrong.to_owned(), from).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_code",
+        )
+        .await;
+    }
+    let res = verify(code, "198.51.100.7").await;
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((86_000..=86_400).contains(&retry), "{retry}");
+    problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // The authenticator app's codes of the same account are capped with them.
+    let res = app
+        .post(
+            "/api/v1/auth/login",
+            &json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await;
+    let body: Value = res.json().await.unwrap();
+    let res = app
+        .post(
+            "/api/v1/auth/mfa/verify",
+            &json!({
+                "mfa_token": body["mfa_token"],
+                "factor": "totp",
+                "code": totp_code(&secret, time_step(chrono::Utc::now())),
+            }),
+        )
+        .await;
+    problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Another account is not affected.
+    app.signup("bob@example.com").await;
+    sink.clear();
+    send("bob@example.com").await;
+    let code = code_in(&mail_to(&sink, "bob@example.com", "code").await);
+    let res = app
+        .post(
+            "/api/v1/auth/otp/verify",
+            &json!({"email": "bob@example.com", "code": code}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
 }

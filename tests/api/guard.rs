@@ -1,6 +1,7 @@
 //! Abuse protection over HTTP: rate limits, trusted proxies, lockout, CAPTCHA, breached passwords.
 
 use auth_e2e::{Backend, FakeApi, PASSWORD, TestApp, app, on_both_backends, problem};
+use auth_notify::testing::SmtpSink;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -11,6 +12,8 @@ on_both_backends!(
     lockout_story_over_http,
     captcha_is_required_and_checked_against_siteverify,
     breached_passwords_are_refused_when_the_check_is_on,
+    a_full_hashing_queue_answers_503_and_clients_that_left_cost_no_hash,
+    failures_lock_an_account_for_the_failing_client_only,
 );
 
 async fn login(app: &TestApp, email: &str, password: &str, xff: Option<&str>) -> reqwest::Response {
@@ -353,4 +356,184 @@ async fn ipv6_clients_are_limited_by_their_64_network(backend: Backend) {
     problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     let res = login(&app, "ada@example.com", PASSWORD, Some("2001:db8:1:3::1")).await;
     assert_eq!(res.status(), StatusCode::OK, "another /64 counts apart");
+}
+
+/// A figure of `/metrics` (the test server allows loopback scrapers).
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
+/// Waits (bounded) until `metric` reaches `value`.
+async fn wait_for_metric(app: &TestApp, name: &str, value: f64) {
+    for _ in 0..600 {
+        if metric(app, name).await == value {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{name} never reached {value}: {}", metric(app, name).await);
+}
+
+/// Hole 9: one hashing thread and room for two waiting; slow hashes. A sign-in beyond the
+/// queue is answered 503 with Retry-After at once; queued sign-ins whose clients closed
+/// their connection are dropped without hashing.
+async fn a_full_hashing_queue_answers_503_and_clients_that_left_cost_no_hash(backend: Backend) {
+    use tokio::io::AsyncWriteExt;
+    let app = app!(
+        TestApp::builder(backend)
+            .var("AUTH__PASSWORD_HASHING__MAX_CONCURRENT", "1")
+            .var("AUTH__PASSWORD_HASHING__MAX_WAITING", "2")
+            .var("AUTH__PASSWORD_HASHING__MEMORY_KIB", "65536")
+            .var("AUTH__PASSWORD_HASHING__ITERATIONS", "64")
+            .var("AUTH__RATE_LIMITS__ENABLED", "false")
+            .var("AUTH__LOCKOUT__ENABLED", "false"),
+        start
+    );
+    let body = json!({"email": "nobody@example.com", "password": "some password 1"}).to_string();
+    let request = format!(
+        "POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let host = app.address.trim_start_matches("http://").to_owned();
+    // Three sign-ins: as the thread takes a job whenever it is idle, two waiting means
+    // one is being hashed. The queue is full.
+    let mut leaving = Vec::new();
+    for _ in 0..3 {
+        let mut tcp = tokio::net::TcpStream::connect(&host).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        leaving.push(tcp);
+    }
+    wait_for_metric(&app, "auth_password_hash_queue_depth", 2.0).await;
+    let res = login(&app, "nobody@example.com", "some password 1", None).await;
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    problem(res, StatusCode::SERVICE_UNAVAILABLE, "overloaded").await;
+    assert_eq!(metric(&app, "auth_password_hash_refused_total").await, 1.0);
+    // The three clients give up and close their connections normally.
+    for tcp in leaving {
+        drop(tcp);
+    }
+    wait_for_metric(&app, "auth_password_hash_queue_depth", 0.0).await;
+    wait_for_metric(&app, "auth_password_hash_abandoned_total", 2.0).await;
+    // The one already hashing finished; the two waiting ones were never hashed.
+    let completed = metric(&app, "auth_password_hash_total").await;
+    // The queue is free again: a sign-in is answered.
+    problem(
+        login(&app, "nobody@example.com", "some password 1", None).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+    assert_eq!(
+        metric(&app, "auth_password_hash_total").await,
+        completed + 1.0
+    );
+    assert!(completed <= 1.0, "{completed} hashes for clients that left");
+}
+
+/// Hole 9: an attacker failing from one address locks the account for that address only;
+/// the owner signs in from theirs. An administrator's lock holds for every address, and
+/// the administrator's unlock lifts the attacker's lock too.
+async fn failures_lock_an_account_for_the_failing_client_only(backend: Backend) {
+    let sink = SmtpSink::start();
+    let app = app!(
+        crate::email::with_smtp(backend, &sink)
+            .var("AUTH__LOCKOUT__THRESHOLD", "3")
+            .var("AUTH__RATE_LIMITS__LOGIN__PER_IDENTIFIER", "50")
+            .var("AUTH__SERVER__TRUSTED_PROXIES", "127.0.0.1,::1"),
+        start
+    );
+    let (_, admin) = crate::operators::admin(&app, "root@example.com").await;
+    let ada = app.signup("ada@example.com").await["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let attacker = Some("203.0.113.66");
+    for _ in 0..3 {
+        problem(
+            login(&app, "ada@example.com", "wrong password!", attacker).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        )
+        .await;
+    }
+    problem(
+        login(&app, "ada@example.com", PASSWORD, attacker).await,
+        StatusCode::FORBIDDEN,
+        "account_locked",
+    )
+    .await;
+    let owner = Some("198.51.100.7");
+    let res = login(&app, "ada@example.com", PASSWORD, owner).await;
+    assert_eq!(res.status(), StatusCode::OK, "the owner is not locked out");
+    // The owner's success does not lift the attacker's lock.
+    problem(
+        login(&app, "ada@example.com", PASSWORD, attacker).await,
+        StatusCode::FORBIDDEN,
+        "account_locked",
+    )
+    .await;
+    // One lock notice, however many clients lock themselves out.
+    let other = Some("192.0.2.9");
+    for _ in 0..3 {
+        login(&app, "ada@example.com", "wrong password!", other).await;
+    }
+    // Mail goes out oldest first: once the reset mail asked for now has arrived, every
+    // lock notice has too.
+    let forgot = app
+        .post(
+            "/api/v1/auth/password/forgot",
+            &json!({"email": "ada@example.com"}),
+        )
+        .await;
+    assert_eq!(forgot.status(), StatusCode::ACCEPTED);
+    crate::email::mail_to(&sink, "ada@example.com", "reset").await;
+    let notices = sink
+        .messages()
+        .iter()
+        .filter(|m| m.subject.contains("was locked"))
+        .count();
+    assert_eq!(notices, 1);
+
+    let lock = app
+        .post_auth(
+            &format!("/api/v1/admin/users/{ada}/lock"),
+            &admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(lock.status(), StatusCode::OK);
+    problem(
+        login(&app, "ada@example.com", PASSWORD, owner).await,
+        StatusCode::FORBIDDEN,
+        "account_locked",
+    )
+    .await;
+    let unlock = app
+        .post_auth(
+            &format!("/api/v1/admin/users/{ada}/unlock"),
+            &admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(unlock.status(), StatusCode::NO_CONTENT);
+    for client in [owner, attacker, other] {
+        let res = login(&app, "ada@example.com", PASSWORD, client).await;
+        assert_eq!(res.status(), StatusCode::OK, "{client:?}");
+    }
 }

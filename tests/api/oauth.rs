@@ -15,6 +15,7 @@ use crate::social_fakes::SocialFakes;
 on_both_backends!(
     id_token_sign_in_creates_the_account_then_signs_it_in,
     foreign_expired_forged_and_wrong_nonce_tokens_are_refused,
+    id_tokens_need_a_nonce_unless_the_provider_allows_none,
     a_rotated_signing_key_is_fetched_on_its_unknown_kid,
     unknown_and_unreachable_providers,
     redirect_flow_with_pkce_end_to_end,
@@ -47,6 +48,9 @@ pub(crate) fn with_peer(backend: Backend, peer: &OidcPeer) -> TestAppBuilder {
             "AUTH__PROVIDERS__TESTOP__JWKS_REFRESH_MIN_INTERVAL_SECS",
             "0",
         )
+        // Most tests hand in tokens without a nonce (an app that cannot send one);
+        // `id_tokens_need_a_nonce_unless_the_provider_allows_none` tests the default.
+        .var("AUTH__PROVIDERS__TESTOP__ALLOW_MISSING_NONCE", "true")
         .var("AUTH__APP__REDIRECT_ALLOW_LIST", DONE)
 }
 
@@ -301,7 +305,7 @@ async fn unknown_and_unreachable_providers(backend: Backend) {
             b64.encode(b"sig")
         )
     };
-    let res = sign_in(&app, "down", &json!({"id_token": token})).await;
+    let res = sign_in(&app, "down", &json!({"id_token": token, "nonce": "n"})).await;
     problem(res, StatusCode::BAD_GATEWAY, "provider_unavailable").await;
     let (_, challenge) = pkce();
     let res = app
@@ -1084,4 +1088,50 @@ async fn a_provider_sign_in_stops_at_the_second_factor(backend: Backend) {
     assert_eq!(claims["amr"], json!(["oauth", "otp"]));
     assert_eq!(claims["aal"], "aal2");
     assert_eq!(done["user"]["email"], "ada@example.com");
+}
+
+/// Issue 14, hole 10: a native ID token is bound to its sign-in by the app's nonce. By
+/// default one handed in without a nonce is refused (422 `invalid_field` `nonce`) and
+/// creates nothing, whichever provider; `providers.<id>.allow_missing_nonce` lets a provider
+/// whose apps cannot send one through.
+async fn id_tokens_need_a_nonce_unless_the_provider_allows_none(backend: Backend) {
+    let peer = OidcPeer::start().await;
+    let app = app!(
+        with_peer(backend, &peer).var("AUTH__PROVIDERS__TESTOP__ALLOW_MISSING_NONCE", "false"),
+        start
+    );
+    let bare = native_token(&peer, "eve").await;
+    for body in [
+        json!({"id_token": bare}),
+        json!({"id_token": bare, "nonce": ""}),
+    ] {
+        let res = sign_in(&app, "testop", &body).await;
+        let problem = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("nonce required"),
+            "{problem}"
+        );
+    }
+    assert_eq!(
+        user_count(&app, "eve@example.com").await,
+        0,
+        "nothing created"
+    );
+    // The app's nonce in the token and in the request: signed in.
+    let bound = peer
+        .id_token("native-app", "native-secret", "eve", Some("n-1"))
+        .await;
+    let res = sign_in(&app, "testop", &json!({"id_token": bound, "nonce": "n-1"})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let lenient = app!(with_peer(backend, &peer), start);
+    let res = sign_in(&lenient, "testop", &json!({"id_token": bare})).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "allowed by the provider setting"
+    );
 }

@@ -53,7 +53,7 @@ pub(crate) async fn grant(app: &TestApp, id: UserId, role: &str) {
 }
 
 /// Sign up `email` and make them an administrator; returns (user id, access token).
-async fn admin(app: &TestApp, email: &str) -> (UserId, String) {
+pub(crate) async fn admin(app: &TestApp, email: &str) -> (UserId, String) {
     let t = app.signup(email).await;
     let id: UserId = t["user"]["id"].as_str().unwrap().parse().unwrap();
     grant(app, id, "admin").await;

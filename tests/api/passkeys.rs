@@ -24,6 +24,7 @@ on_both_backends!(
     a_wrong_origin_is_refused,
     a_sign_counter_regression_is_refused,
     passkeys_are_off_unless_configured,
+    adding_a_passkey_needs_aal2_once_the_user_has_a_factor,
 );
 
 const ORIGIN: &str = "https://app.example.com";
@@ -280,4 +281,105 @@ async fn passkeys_are_off_unless_configured(backend: Backend) {
         .post("/api/v1/auth/passkeys/login/start", &json!({}))
         .await;
     problem(res, StatusCode::BAD_REQUEST, "not_enabled").await;
+}
+
+/// Issue 14, hole 10. A session that never passed the second factor (here the sign-up
+/// session, from before TOTP was added) cannot plant a passkey, which would then sign in at
+/// `aal2` by itself; after a step-up it can. An assertion without user verification does
+/// not sign in (webauthn-rs requires it; the core would also ask for the second factor).
+async fn adding_a_passkey_needs_aal2_once_the_user_has_a_factor(backend: Backend) {
+    use auth_core::mfa::{time_step, totp_code};
+    let Some(app) = passkey_app(backend).await else {
+        return;
+    };
+    let t = app.signup("ada@example.com").await;
+    let user_id: uuid::Uuid = t["user"]["id"].as_str().unwrap().parse().unwrap();
+    let (secret, _) = crate::mfa::enrol_totp(&app, bearer(&t)).await;
+    let start = |token: String| {
+        let app = &app;
+        async move {
+            app.post_auth("/api/v1/auth/passkeys/register/start", &token, &json!({}))
+                .await
+        }
+    };
+    problem(
+        start(bearer(&t).to_owned()).await,
+        StatusCode::FORBIDDEN,
+        "step_up_required",
+    )
+    .await;
+    let res = app
+        .post_auth(
+            "/api/v1/auth/mfa/verify",
+            bearer(&t),
+            &json!({"factor": "totp", "code": totp_code(&secret, time_step(chrono::Utc::now()) + 1)}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let stepped: Value = res.json().await.unwrap();
+    let res = start(bearer(&stepped).to_owned()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let begun: Value = res.json().await.unwrap();
+    let options: CreationChallengeResponse =
+        serde_json::from_value(begun["options"].clone()).unwrap();
+    let mut authenticator = SoftPasskey::new(true);
+    let credential = authenticator
+        .do_registration(Url::parse(ORIGIN).unwrap(), options)
+        .unwrap();
+    let body = json!({"ceremony_id": begun["ceremony_id"], "credential": credential});
+    // Finishing with the aal1 token is refused too, and leaves the ceremony unspent.
+    problem(
+        app.post_auth("/api/v1/auth/passkeys/register/finish", bearer(&t), &body)
+            .await,
+        StatusCode::FORBIDDEN,
+        "step_up_required",
+    )
+    .await;
+    let res = app
+        .post_auth(
+            "/api/v1/auth/passkeys/register/finish",
+            bearer(&stepped),
+            &body,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let credential_id = credential.raw_id.to_vec();
+
+    // An assertion without user verification: no sign-in, no session.
+    let res = app
+        .post("/api/v1/auth/passkeys/login/start", &json!({}))
+        .await;
+    let begun: Value = res.json().await.unwrap();
+    let mut options: RequestChallengeResponse =
+        serde_json::from_value(begun["options"].clone()).unwrap();
+    options.public_key.user_verification = webauthn_rs_proto::UserVerificationPolicy::Preferred;
+    options.public_key.allow_credentials = vec![AllowCredentials {
+        type_: "public-key".into(),
+        id: credential_id.clone(),
+        transports: None,
+    }];
+    let mut response = authenticator
+        .do_authentication(Url::parse(ORIGIN).unwrap(), options)
+        .unwrap();
+    response.response.user_handle = Some(user_id.as_bytes().to_vec());
+    let sessions = crate::mfa::session_count(&app, bearer(&stepped)).await;
+    problem(
+        finish(&app, &begun["ceremony_id"], &response).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_passkey",
+    )
+    .await;
+    assert_eq!(
+        crate::mfa::session_count(&app, bearer(&stepped)).await,
+        sessions
+    );
+    // With user verification: two factors, aal2.
+    let (ceremony_id, response) =
+        assertion(&app, &mut authenticator, &credential_id, user_id).await;
+    let tokens: Value = finish(&app, &ceremony_id, &response)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(decode_claims(bearer(&tokens))["aal"], "aal2");
 }

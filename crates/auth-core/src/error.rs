@@ -71,6 +71,12 @@ pub enum AuthError {
     /// The thing asked for does not exist (or is not the caller's).
     #[error("not found")]
     NotFound,
+    /// Too much work is queued (password hashing); retry after this many seconds.
+    #[error("overloaded")]
+    Overloaded {
+        /// About how long the queue needs to drain.
+        retry_after_secs: u64,
+    },
     /// A dependency (the database) is unreachable; the request may be retried.
     #[error("service unavailable: {0}")]
     Unavailable(String),

@@ -672,6 +672,7 @@ impl AuthService {
             .one_time
             .current_one_time_token(OneTimeTokenKind::EmailOtp, &email, now)
             .await?;
+        self.refuse_if_codes_capped(&email).await?;
         let Some(current) = current else {
             return Err(AuthError::InvalidCode);
         };
@@ -682,6 +683,7 @@ impl AuthService {
                 .as_bytes()
                 .ct_eq(current.token_hash.0.as_bytes()),
         ) {
+            self.count_code_failure(&email).await?;
             let max = self.email_settings().otp_max_attempts;
             let failures = self
                 .ports

@@ -47,8 +47,11 @@ pub trait LockoutStore: Send + Sync {
         threshold: u32,
         freeze: Duration,
     ) -> AuthResult<LockoutState>;
-    /// Forget failures and any lock (successful sign-in, administrator unlock).
+    /// Forget the failures and any lock of exactly `identifier` (a successful sign-in).
     async fn clear(&self, identifier: &str) -> AuthResult<()>;
+    /// Forget `identifier` and every identifier under it (`identifier#...`): an account's
+    /// lock and its failures from every client and surface (administrator unlock, deletion).
+    async fn clear_all(&self, identifier: &str) -> AuthResult<()>;
 }
 
 /// Port: a CAPTCHA provider's siteverify API (hCaptcha, Turnstile, reCAPTCHA).
@@ -120,25 +123,41 @@ pub struct GroupLimits {
 }
 
 /// Account lockout after repeated failed password sign-ins.
+///
+/// Failures are counted per account, per client (its address, an IPv6 client by its
+/// network) and per surface (`scope`): a client that fails `threshold` times locks the
+/// account for itself only, so nobody can lock an owner out from their own address, and
+/// a compatibility profile's stricter lock does not lock the canonical API. Guessing from
+/// many addresses is bounded by the per-account rate limit instead. An administrator's
+/// lock holds for every client and surface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutSettings {
     /// Whether failures lock accounts.
     pub enabled: bool,
+    /// The surface whose failures these are (`api` for the canonical API, a profile's
+    /// name for its own rules).
+    pub scope: &'static str,
     /// Failures that lock.
     pub threshold: u32,
     /// Within this window.
     pub window: Duration,
     /// For this long.
     pub freeze: Duration,
+    /// Wrong one-time codes (the 6-digit email, SMS and authenticator codes) an account
+    /// may get in 24 hours, from every client together; then codes are refused for the
+    /// rest of the day whatever they are. 0 turns the cap off.
+    pub code_failures_per_day: u32,
 }
 
 impl Default for LockoutSettings {
     fn default() -> Self {
         Self {
             enabled: true,
+            scope: "api",
             threshold: 5,
             window: Duration::minutes(2),
             freeze: Duration::minutes(15),
+            code_failures_per_day: 50,
         }
     }
 }
@@ -393,24 +412,56 @@ impl crate::service::AuthService {
         Ok(())
     }
 
-    /// Refuse a sign-in while `identifier` is locked.
-    pub(crate) async fn refuse_if_locked(&self, identifier: &str) -> AuthResult<()> {
+    /// The counter of `identifier`'s failures from `client` on this surface.
+    fn lockout_key(&self, identifier: &str, client: &crate::model::ClientInfo) -> String {
+        let guard = &self.settings.guard;
+        let from = client
+            .ip
+            .as_deref()
+            .map_or_else(|| "-".to_owned(), |ip| ip_group(ip, guard.ipv6_prefix_len));
+        format!("{identifier}#{}#{from}", guard.lockout.scope)
+    }
+
+    /// Refuse a sign-in while `identifier` is locked for `client`: by its own failures on
+    /// this surface, or by an administrator (for everyone).
+    pub(crate) async fn refuse_if_locked(
+        &self,
+        identifier: &str,
+        client: &crate::model::ClientInfo,
+    ) -> AuthResult<()> {
         if !self.settings.guard.lockout.enabled {
             return Ok(());
         }
         let now = self.ports.clock.now();
-        match self.ports.lockouts.locked_until(identifier, now).await? {
-            Some(until) => Err(crate::AuthError::AccountLocked {
-                retry_after_secs: seconds_until(until, now),
-            }),
-            None => Ok(()),
+        for key in [identifier.to_owned(), self.lockout_key(identifier, client)] {
+            if let Some(until) = self.ports.lockouts.locked_until(&key, now).await? {
+                return Err(crate::AuthError::AccountLocked {
+                    retry_after_secs: seconds_until(until, now),
+                });
+            }
         }
+        Ok(())
     }
 
-    /// Count a failed sign-in; when it locks an existing account, mail its owner.
+    /// Forget `client`'s failures after it signed in.
+    pub(crate) async fn clear_failures(
+        &self,
+        identifier: &str,
+        client: &crate::model::ClientInfo,
+    ) -> AuthResult<()> {
+        if !self.settings.guard.lockout.enabled {
+            return Ok(());
+        }
+        let key = self.lockout_key(identifier, client);
+        self.ports.lockouts.clear(&key).await
+    }
+
+    /// Count a failed sign-in of `client`; when it locks an existing account, mail its
+    /// owner (once per freeze period, however many clients lock themselves out).
     pub(crate) async fn count_failure(
         &self,
         identifier: &str,
+        client: &crate::model::ClientInfo,
         account: Option<&crate::model::User>,
     ) -> AuthResult<()> {
         let lockout = self.settings.guard.lockout;
@@ -422,7 +473,7 @@ impl crate::service::AuthService {
             .ports
             .lockouts
             .register_failure(
-                identifier,
+                &self.lockout_key(identifier, client),
                 now,
                 lockout.window,
                 lockout.threshold,
@@ -435,11 +486,23 @@ impl crate::service::AuthService {
                 crate::events::EventKind::AccountLocked,
                 user_id,
                 None,
-                None,
+                Some(client),
                 None,
             )
             .await;
-            if let Some(user) = account {
+            let Some(user) = account else {
+                return Ok(());
+            };
+            let notice_key = format!(
+                "lock_notice:{}",
+                identifier_key(LimitGroup::Login, identifier)
+            );
+            let notices = self
+                .ports
+                .rate_limits
+                .hit(&notice_key, window_start(now, lockout.freeze))
+                .await?;
+            if notices == 1 {
                 let minutes = lockout.freeze.num_minutes().max(1).to_string();
                 let name = user.name.clone().unwrap_or_default();
                 let values = [("locked_minutes", minutes), ("name", name)];
@@ -455,10 +518,48 @@ impl crate::service::AuthService {
         Ok(())
     }
 
-    /// Lift a lock (administrators; also what a successful sign-in does).
+    /// Refuse a one-time code for `identifier` (the account's lockout identifier) once it
+    /// reached its daily cap of wrong codes, before the code is looked at (no oracle).
+    pub(crate) async fn refuse_if_codes_capped(&self, identifier: &str) -> AuthResult<()> {
+        let lockout = self.settings.guard.lockout;
+        if !lockout.enabled || lockout.code_failures_per_day == 0 {
+            return Ok(());
+        }
+        let now = self.ports.clock.now();
+        let key = format!("{identifier}#codes");
+        match self.ports.lockouts.locked_until(&key, now).await? {
+            Some(until) => {
+                tracing::info!("one-time codes capped for the day");
+                Err(crate::AuthError::RateLimited {
+                    retry_after_secs: seconds_until(until, now),
+                })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Count a wrong one-time code against the account's daily cap. A right code does not
+    /// reset it: the owner's sign-ins give a guesser no fresh tries.
+    pub(crate) async fn count_code_failure(&self, identifier: &str) -> AuthResult<()> {
+        let lockout = self.settings.guard.lockout;
+        if !lockout.enabled || lockout.code_failures_per_day == 0 {
+            return Ok(());
+        }
+        let day = Duration::days(1);
+        let now = self.ports.clock.now();
+        let key = format!("{identifier}#codes");
+        self.ports
+            .lockouts
+            .register_failure(&key, now, day, lockout.code_failures_per_day, day)
+            .await
+            .map(drop)
+    }
+
+    /// Lift every lock of an account and forget its failures, from every client and
+    /// surface (administrators).
     pub async fn unlock(&self, email: &str) -> AuthResult<()> {
         let identifier = lockout_identifier(email);
-        self.ports.lockouts.clear(&identifier).await
+        self.ports.lockouts.clear_all(&identifier).await
     }
 }
 

@@ -73,6 +73,10 @@ pub enum ProviderError {
     /// The provider does not support this way in (e.g. an ID token at GitHub).
     #[error("not supported by this provider: {0}")]
     Unsupported(&'static str),
+    /// An ID token was handed in without the nonce that binds it to this sign-in, and the
+    /// provider is not set to accept that.
+    #[error("an ID token without a nonce")]
+    NonceRequired,
 }
 
 /// What the provider needs to start a browser sign-in.

@@ -731,6 +731,14 @@ impl LockoutStore for MemoryStore {
         self.state().lockouts.remove(identifier);
         Ok(())
     }
+
+    async fn clear_all(&self, identifier: &str) -> AuthResult<()> {
+        let under = format!("{identifier}#");
+        self.state()
+            .lockouts
+            .retain(|key, _| key != identifier && !key.starts_with(&under));
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -606,7 +606,7 @@ impl AuthService {
         self.ports.mfa.as_ref()
     }
 
-    async fn active_factors(&self, user_id: UserId) -> AuthResult<Vec<MfaFactor>> {
+    pub(crate) async fn active_factors(&self, user_id: UserId) -> AuthResult<Vec<MfaFactor>> {
         Ok(self
             .mfa_store()
             .factors_of(user_id)
@@ -688,7 +688,29 @@ impl AuthService {
     /// Check a second factor of `user`. `Some(amr)` when it is right (and now spent: the
     /// TOTP step is recorded, the recovery code consumed), `None` when it is wrong or
     /// replayed.
+    /// The 6-digit codes also count against the account's daily cap of wrong codes
+    /// (refused once it is reached, before the code is looked at); recovery codes (long, and
+    /// the owner's way back in) do not.
     async fn check_second_factor(
+        &self,
+        user: &User,
+        factor: SecondFactor,
+        code: &str,
+        now: DateTime<Utc>,
+    ) -> AuthResult<Option<&'static str>> {
+        let capped = (factor != SecondFactor::RecoveryCode)
+            .then(|| crate::guard::lockout_identifier(&user.email));
+        if let Some(identifier) = &capped {
+            self.refuse_if_codes_capped(identifier).await?;
+        }
+        let checked = self.match_second_factor(user, factor, code, now).await?;
+        if let (None, Some(identifier)) = (checked, &capped) {
+            self.count_code_failure(identifier).await?;
+        }
+        Ok(checked)
+    }
+
+    async fn match_second_factor(
         &self,
         user: &User,
         factor: SecondFactor,

@@ -972,7 +972,7 @@ impl AuthService {
         // Failed sign-ins are counted by address: forget them too.
         self.ports
             .lockouts
-            .clear(&crate::guard::lockout_identifier(&account.user.email))
+            .clear_all(&crate::guard::lockout_identifier(&account.user.email))
             .await?;
         self.published(event).await;
         Ok(())

@@ -19,10 +19,11 @@ use crate::error::{AuthError, AuthResult};
 use crate::events::EventKind;
 use crate::guard::LimitGroup;
 use crate::mail::MailTemplate;
+use crate::mfa::SignInOutcome;
 use crate::model::{ClientInfo, NewSession, SessionId, TokenHash, User, UserId};
 use crate::opaque;
 use crate::outbox::NewOutboxMessage;
-use crate::service::{AuthService, Authenticated, IssuedTokens};
+use crate::service::{AuthService, Authenticated};
 
 /// Lifetime of a ceremony between its start and its finish.
 pub const CEREMONY_TTL_SECS: i64 = 300;
@@ -266,7 +267,18 @@ impl AuthService {
         Ok((ceremony, state))
     }
 
-    /// Start registering a passkey for the signed-in caller.
+    /// Adding a passkey to an account with a second factor needs an `aal2` session: a
+    /// session that never passed the factor (one opened before it was added, a stolen
+    /// `aal1` token) must not plant a passkey, which would then sign in at `aal2` by itself.
+    async fn require_aal2_with_factors(&self, caller: &Authenticated) -> AuthResult<()> {
+        if caller.claims.aal != "aal2" && !self.active_factors(caller.user_id).await?.is_empty() {
+            return Err(AuthError::StepUpRequired);
+        }
+        Ok(())
+    }
+
+    /// Start registering a passkey for the signed-in caller. Needs `aal2` when the user
+    /// has a second factor.
     pub async fn passkey_registration_start(
         &self,
         caller: &Authenticated,
@@ -281,6 +293,7 @@ impl AuthService {
             .into_iter()
             .map(|p| p.credential_id)
             .collect();
+        self.require_aal2_with_factors(caller).await?;
         let (options, state) = ceremonies.start_registration(&user, &existing)?;
         self.start_ceremony(CeremonyKind::Registration, Some(user.id), options, state)
             .await
@@ -306,6 +319,7 @@ impl AuthService {
             other => other,
         };
         let user = self.me(caller).await?;
+        self.require_aal2_with_factors(caller).await?;
         let (ceremony, state) = self
             .take_ceremony(ceremony_id, CeremonyKind::Registration)
             .await?;
@@ -370,15 +384,17 @@ impl AuthService {
             .await
     }
 
-    /// Finish a passkey sign-in. The session is `aal2` when the authenticator verified
-    /// the user (`amr` `["hwk", "user"]`, else `["hwk"]` at `aal1`). A sign counter that
-    /// does not move forward is refused.
+    /// Finish a passkey sign-in. When the authenticator verified the user the session is
+    /// `aal2` (`amr` `["hwk", "user"]`); without user verification the passkey is one
+    /// factor and goes through the same second-factor step as a password
+    /// ([`AuthService::finish_first_factor`]: `mfa_required` for a user with a factor, else
+    /// `["hwk"]` at `aal1`). A sign counter that does not move forward is refused.
     pub async fn passkey_login_finish(
         &self,
         ceremony_id: &SecretString,
         response: &Value,
         client: ClientInfo,
-    ) -> AuthResult<IssuedTokens> {
+    ) -> AuthResult<SignInOutcome> {
         let ceremonies = self.ceremonies()?;
         self.limit(LimitGroup::Login, &client, None).await?;
         let (_, state) = self
@@ -434,11 +450,18 @@ impl AuthService {
             .user_by_id(passkey.user_id)
             .await?
             .ok_or(AuthError::InvalidPasskey)?;
-        let (amr, aal) = if verified.user_verified {
-            (vec!["hwk".to_owned(), "user".to_owned()], "aal2")
-        } else {
-            (vec!["hwk".to_owned()], "aal1")
-        };
+        let user_id = user.id;
+        if !verified.user_verified {
+            // Possession alone is one factor, like a password: the same second-factor step.
+            let outcome = self
+                .finish_first_factor(user, client.clone(), "hwk", now)
+                .await?;
+            self.signed_in_event(EventKind::PasskeySignIn, user_id, &client, &outcome)
+                .await;
+            return Ok(outcome);
+        }
+        // The authenticator verified the user (PIN or biometric) besides proving possession:
+        // two factors, `aal2`.
         let refresh_token = opaque::generate(self.ports.rng.as_ref());
         let session = self
             .ports
@@ -446,25 +469,26 @@ impl AuthService {
             .create_session(
                 &NewSession {
                     id: SessionId::new(),
-                    user_id: user.id,
+                    user_id,
                     created_at: now,
                     expires_at: now + self.settings.sessions.absolute_ttl,
                     client: client.clone(),
-                    amr,
-                    aal: aal.into(),
+                    amr: vec!["hwk".to_owned(), "user".to_owned()],
+                    aal: "aal2".into(),
                 },
                 &opaque::hash(refresh_token.expose_secret()),
             )
             .await?;
         self.emit(
             EventKind::PasskeySignIn,
-            Some(user.id),
+            Some(user_id),
             Some(session.id),
             Some(&client),
             None,
         )
         .await;
-        self.issue(user, &session, refresh_token, now)
+        let tokens = self.issue(user, &session, refresh_token, now)?;
+        Ok(SignInOutcome::SignedIn(Box::new(tokens)))
     }
 
     /// The caller's passkeys.

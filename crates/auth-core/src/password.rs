@@ -195,6 +195,9 @@ pub struct HashingConfig {
     pub parallelism: u32,
     /// How many hashes may run at once; 0 means one per CPU core.
     pub max_concurrent: usize,
+    /// How many hash requests may wait for a free hashing thread; one more is refused at
+    /// once ([`AuthError::Overloaded`], 503 with `Retry-After`) instead of queueing.
+    pub max_waiting: usize,
 }
 
 impl Default for HashingConfig {
@@ -204,6 +207,7 @@ impl Default for HashingConfig {
             iterations: 2,
             parallelism: 1,
             max_concurrent: 0,
+            max_waiting: 64,
         }
     }
 }
@@ -216,6 +220,9 @@ impl HashingConfig {
 
     /// Check the parameters; the message names the offending key.
     pub fn validate(&self) -> Result<(), String> {
+        if self.max_waiting == 0 {
+            return Err("password_hashing.max_waiting: must be at least 1".to_owned());
+        }
         self.params().map(|_| ())
     }
 }
@@ -225,6 +232,8 @@ pub struct Argon2Hasher {
     argon2: Argon2<'static>,
     jobs: std::sync::mpsc::Sender<HashJob>,
     waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
+    threads: usize,
     dummy_hash: String,
     stats: Arc<HashCounters>,
 }
@@ -235,6 +244,8 @@ struct HashCounters {
     completed: AtomicU64,
     busy_nanos: AtomicU64,
     waited_nanos: AtomicU64,
+    refused: AtomicU64,
+    abandoned: AtomicU64,
 }
 
 /// What the hashing threads did so far (see [`Argon2Hasher::stats`]).
@@ -248,6 +259,10 @@ pub struct HashingStats {
     pub busy_nanos: u64,
     /// Total time requests waited in the queue, in nanoseconds.
     pub waited_nanos: u64,
+    /// Requests refused because the queue was full.
+    pub refused: u64,
+    /// Queued requests dropped unhashed because their caller had gone away.
+    pub abandoned: u64,
 }
 
 /// Work for a hashing thread: the hasher and the thread's own working memory.
@@ -305,6 +320,8 @@ impl Argon2Hasher {
             argon2,
             jobs,
             waiting,
+            max_waiting: config.max_waiting.max(1),
+            threads: slots,
             dummy_hash,
             stats: Arc::default(),
         })
@@ -317,6 +334,8 @@ impl Argon2Hasher {
             completed: self.stats.completed.load(Ordering::Relaxed),
             busy_nanos: self.stats.busy_nanos.load(Ordering::Relaxed),
             waited_nanos: self.stats.waited_nanos.load(Ordering::Relaxed),
+            refused: self.stats.refused.load(Ordering::Relaxed),
+            abandoned: self.stats.abandoned.load(Ordering::Relaxed),
         }
     }
 
@@ -333,9 +352,26 @@ impl Argon2Hasher {
         let span = tracing::Span::current();
         let stats = self.stats.clone();
         let queued_at = std::time::Instant::now();
-        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let ahead = self.waiting.fetch_add(1, Ordering::Relaxed);
+        if ahead >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                waiting = ahead,
+                "password hashing queue full; request refused"
+            );
+            return Err(AuthError::Overloaded {
+                retry_after_secs: self.drain_secs(ahead),
+            });
+        }
         let queued = self.jobs.send(Box::new(
             move |argon2: &Argon2<'static>, memory: &mut [Block]| {
+                // Whoever asked stopped waiting (the client went away and its request
+                // was dropped): no hash for nobody.
+                if done.is_closed() {
+                    stats.abandoned.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
                 let _entered = span.enter();
                 let started = std::time::Instant::now();
                 let nanos =
@@ -359,6 +395,20 @@ impl Argon2Hasher {
         result
             .await
             .map_err(|_| AuthError::internal("a hashing thread failed"))
+    }
+
+    /// About how long the hashing threads need for `waiting` queued requests (at the
+    /// average hash time so far), in whole seconds from 1 to 60: the `Retry-After` of a
+    /// refusal.
+    fn drain_secs(&self, waiting: usize) -> u64 {
+        let completed = self.stats.completed.load(Ordering::Relaxed);
+        let busy = self.stats.busy_nanos.load(Ordering::Relaxed);
+        // Before any hash completed: a tenth of a second, about one hash at the defaults.
+        let per_hash = busy.checked_div(completed).unwrap_or(100_000_000);
+        let queued = u64::try_from(waiting).unwrap_or(u64::MAX);
+        let threads = u64::try_from(self.threads).unwrap_or(1).max(1);
+        let nanos = queued.saturating_mul(per_hash) / threads;
+        nanos.div_ceil(1_000_000_000).clamp(1, 60)
     }
 }
 
@@ -518,7 +568,18 @@ mod tests {
             iterations: 1,
             parallelism: 1,
             max_concurrent: 2,
+            max_waiting: 64,
         }
+    }
+
+    #[test]
+    fn an_empty_queue_bound_is_refused() {
+        let none = HashingConfig {
+            max_waiting: 0,
+            ..fast()
+        };
+        let e = none.validate().unwrap_err();
+        assert!(e.contains("password_hashing.max_waiting"), "{e}");
     }
 
     #[test]

@@ -338,14 +338,14 @@ impl AuthService {
         self.captcha(self.settings.guard.captcha.login, captcha_token, &client)
             .await?;
         // While locked, no password is checked: the lock is no oracle.
-        if let Err(locked) = self.refuse_if_locked(&identifier).await {
+        if let Err(locked) = self.refuse_if_locked(&identifier, &client).await {
             let detail = Some("locked".to_owned());
             self.emit(EventKind::LoginFailed, None, None, Some(&client), detail)
                 .await;
             return Err(locked);
         }
         if password.expose_secret().len() > MAX_PASSWORD_BYTES {
-            self.count_failure(&identifier, None).await?;
+            self.count_failure(&identifier, &client, None).await?;
             return Err(AuthError::InvalidCredentials);
         }
         let found = match Email::parse(email) {
@@ -369,7 +369,7 @@ impl AuthService {
                 Some("unknown_account".into()),
             )
             .await;
-            self.count_failure(&identifier, None).await?;
+            self.count_failure(&identifier, &client, None).await?;
             return Err(AuthError::InvalidCredentials);
         };
         let PasswordMatch::Match { needs_rehash } =
@@ -384,7 +384,8 @@ impl AuthService {
                 Some("wrong_password".into()),
             )
             .await;
-            self.count_failure(&identifier, Some(&creds.user)).await?;
+            self.count_failure(&identifier, &client, Some(&creds.user))
+                .await?;
             return Err(AuthError::InvalidCredentials);
         };
         let confirmation = self.settings.email.confirmation;
@@ -420,9 +421,7 @@ impl AuthService {
             }
         }
         let user_id = creds.user.id;
-        if self.settings.guard.lockout.enabled {
-            self.ports.lockouts.clear(&identifier).await?;
-        }
+        self.clear_failures(&identifier, &client).await?;
         let outcome = self
             .finish_first_factor(creds.user, client.clone(), "pwd", now)
             .await?;
@@ -908,7 +907,7 @@ impl AuthService {
         }
         self.ports
             .lockouts
-            .clear(&crate::guard::lockout_identifier(&user.email))
+            .clear_all(&crate::guard::lockout_identifier(&user.email))
             .await?;
         self.published(event).await;
         Ok(())

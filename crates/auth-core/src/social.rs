@@ -168,6 +168,10 @@ fn provider_error(e: ProviderError) -> AuthError {
         ProviderError::Unsupported(what) => {
             AuthError::InvalidRequest(format!("this provider does not support {what}"))
         }
+        ProviderError::NonceRequired => AuthError::InvalidField {
+            field: "nonce",
+            reason: "required with an ID token: the nonce the app put in its ID token request",
+        },
     }
 }
 
@@ -355,6 +359,7 @@ impl SocialService {
                     ProviderError::Rejected(_) => "provider_rejected",
                     ProviderError::Unavailable(_) => "provider_unavailable",
                     ProviderError::Unsupported(_) => "unsupported",
+                    ProviderError::NonceRequired => "nonce_required",
                 };
                 tracing::info!(provider, error = %e, "provider credential refused");
                 let detail = Some(format!("provider={provider},reason={reason}"));

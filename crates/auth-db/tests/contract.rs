@@ -179,6 +179,7 @@ contract!(
     concurrent_hits_on_one_key_are_all_counted,
     purge_windows_removes_only_older_windows,
     failures_count_and_lock_at_the_threshold,
+    clear_all_forgets_an_identifier_and_everything_under_it,
     an_expired_window_restarts_the_count_and_keeps_the_lock,
     clear_forgets_failures_and_the_lock,
     concurrent_failures_are_all_counted,
@@ -2302,6 +2303,44 @@ async fn failures_count_and_lock_at_the_threshold(store: Shared) {
     // Once the lock has passed, failures report no lock.
     assert_eq!(fail(&store, who, later, 3).await, state(1, None));
     assert_eq!(store.locked_until(who, later).await.unwrap(), None);
+}
+
+async fn clear_all_forgets_an_identifier_and_everything_under_it(store: Shared) {
+    // An address with the pattern characters of LIKE, which must match only themselves.
+    let who = "a_b%c@example.com";
+    let keys = [
+        who.to_owned(),
+        format!("{who}#api#198.51.100.7"),
+        format!("{who}#sails_jwt#-"),
+    ];
+    let others = [
+        "a_b%c@example.comx".to_owned(),
+        "axb%c@example.com#api#198.51.100.7".to_owned(),
+        "a_bxc@example.com#api#-".to_owned(),
+        "ba_b%c@example.com#api#-".to_owned(),
+    ];
+    for key in keys.iter().chain(&others) {
+        fail(&store, key, at(0), 1).await;
+        assert!(
+            store.locked_until(key, at(1)).await.unwrap().is_some(),
+            "{key}"
+        );
+    }
+    // `clear` forgets exactly one identifier.
+    store.clear(&keys[1]).await.unwrap();
+    assert_eq!(store.locked_until(&keys[1], at(1)).await.unwrap(), None);
+    assert!(store.locked_until(&keys[0], at(1)).await.unwrap().is_some());
+    fail(&store, &keys[1], at(0), 1).await;
+    store.clear_all(who).await.unwrap();
+    for key in &keys {
+        assert_eq!(store.locked_until(key, at(1)).await.unwrap(), None, "{key}");
+    }
+    for key in &others {
+        assert!(
+            store.locked_until(key, at(1)).await.unwrap().is_some(),
+            "{key}"
+        );
+    }
 }
 
 async fn an_expired_window_restarts_the_count_and_keeps_the_lock(store: Shared) {

@@ -5,6 +5,7 @@
 
 pub mod authorize;
 pub mod cli;
+pub mod client_gone;
 pub mod compat;
 pub mod cookies;
 pub mod extract;

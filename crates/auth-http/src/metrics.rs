@@ -222,6 +222,18 @@ impl Metrics {
                 s.completed.to_string(),
             );
             gauge(
+                "auth_password_hash_refused_total",
+                "counter",
+                "Password hashing requests refused because the queue was full",
+                s.refused.to_string(),
+            );
+            gauge(
+                "auth_password_hash_abandoned_total",
+                "counter",
+                "Queued password hashing requests dropped because the client went away",
+                s.abandoned.to_string(),
+            );
+            gauge(
                 "auth_password_hash_seconds_total",
                 "counter",
                 "Time spent hashing passwords",

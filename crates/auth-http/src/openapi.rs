@@ -196,7 +196,7 @@ impl Modify for CommonResponses {
                 add(
                     "503",
                     problem_response(
-                        "`unavailable`: a dependency (the database) does not answer; retry after `Retry-After` seconds.",
+                        "`unavailable`: a dependency (the database) does not answer; `overloaded`: the password hashing queue is full. Retry after `Retry-After` seconds.",
                         true,
                     ),
                 );

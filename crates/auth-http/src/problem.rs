@@ -218,6 +218,13 @@ impl From<AuthError> for ApiError {
                 "the CAPTCHA was not solved",
             ),
             AuthError::NotFound => Self::not_found(),
+            AuthError::Overloaded { retry_after_secs } => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Overloaded",
+                "the server is busy hashing passwords; retry after the delay given",
+            )
+            .with_retry_after(retry_after_secs),
             AuthError::Unavailable(reason) => {
                 tracing::warn!(%reason, "dependency unavailable");
                 Self::new(

@@ -107,6 +107,10 @@ pub struct ProviderSettings {
     /// `plain` or `sha256` (how the ID token carries the app's nonce); preset by kind.
     #[serde(default)]
     pub nonce: Option<String>,
+    /// Accept ID tokens handed in by apps without a `nonce` (apps that cannot send one);
+    /// off by default, a token without one could be replayed from anywhere it leaked.
+    #[serde(default)]
+    pub allow_missing_nonce: bool,
     /// OAuth 1.0a consumer key (X legacy tokens).
     #[serde(default, deserialize_with = "lenient_string")]
     pub consumer_key: Option<String>,
@@ -222,6 +226,7 @@ pub fn provider_config(id: &str, p: &ProviderSettings) -> Result<ProviderConfig,
         api_base_url: p.api_base_url.clone(),
         scopes: p.scopes.clone(),
         nonce_hashing,
+        allow_missing_nonce: p.allow_missing_nonce,
         consumer_key: p.consumer_key.clone(),
         consumer_secret: p.consumer_secret.clone(),
         accept_unbound_access_tokens: p.accept_unbound_access_tokens,

@@ -677,6 +677,8 @@ pub struct LockoutSettingsFile {
     pub window_secs: u64,
     /// Lock length.
     pub freeze_secs: u64,
+    /// Wrong one-time codes an account may get per 24 hours (every client together); 0 off.
+    pub code_failures_per_day: u32,
 }
 
 /// `[captcha]`

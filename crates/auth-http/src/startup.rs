@@ -682,6 +682,26 @@ fn http_server(
         app.default_service(web::to(routes::docs::fallback))
         .wrap_fn(move |req, srv| crate::cookies::layer(&cookie_mode, req, srv))
         .wrap(ErrorHandlers::new().default_handler(as_problem))
+        .wrap_fn(|req, srv| {
+            let peer = req
+                .conn_data::<crate::client_gone::PeerSocket>()
+                .cloned();
+            let fut = srv.call(req);
+            async move {
+                let Some(peer) = peer else { return fut.await };
+                tokio::select! {
+                    res = fut => res,
+                    () = crate::client_gone::until_gone(peer) => {
+                        tracing::info!("client went away; request dropped");
+                        Err(actix_web::error::InternalError::new(
+                            "client closed the connection",
+                            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+                        )
+                        .into())
+                    }
+                }
+            }
+        })
         .wrap_fn(move |req, srv| {
             let started = std::time::Instant::now();
             let method = req.method().to_string();
@@ -722,6 +742,7 @@ fn http_server(
         })
         .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
     })
+    .on_connect(crate::client_gone::on_connect)
     .disable_signals()
     .listen(listener)?
     .shutdown_timeout(settings.lifecycle.drain_timeout_secs);
@@ -1044,9 +1065,11 @@ fn guard_settings(settings: &Settings) -> GuardSettings {
         limits,
         lockout: LockoutSettings {
             enabled: l.enabled,
+            scope: "api",
             threshold: l.threshold,
             window: secs(l.window_secs),
             freeze: secs(l.freeze_secs),
+            code_failures_per_day: l.code_failures_per_day,
         },
         captcha: CaptchaSettings {
             signup: c.on_signup,

@@ -90,6 +90,10 @@ pub struct ProviderConfig {
     pub scopes: Vec<String>,
     /// Nonce comparison; `None` takes the preset (SHA-256 for Apple).
     pub nonce_hashing: Option<NonceHashing>,
+    /// Accept ID tokens an app hands in without a nonce. Off by default: without one,
+    /// nothing binds the token to this sign-in, and a token leaked from anywhere (another
+    /// app's logs, a relying party of the same client id) can be replayed until it expires.
+    pub allow_missing_nonce: bool,
     /// OAuth 1.0a consumer key (X legacy tokens).
     pub consumer_key: Option<String>,
     /// OAuth 1.0a consumer secret.
@@ -121,6 +125,7 @@ impl ProviderConfig {
             api_base_url: None,
             scopes: Vec::new(),
             nonce_hashing: None,
+            allow_missing_nonce: false,
             consumer_key: None,
             consumer_secret: None,
             accept_unbound_access_tokens: false,

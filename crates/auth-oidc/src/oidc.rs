@@ -311,6 +311,10 @@ impl IdentityProvider for OidcProvider {
     ) -> Result<ExternalIdentity, ProviderError> {
         match credential {
             ProviderCredential::IdToken { id_token, nonce } => {
+                // Without the app's nonce nothing binds the token to this sign-in.
+                if nonce.as_deref().is_none_or(str::is_empty) && !self.config.allow_missing_nonce {
+                    return Err(ProviderError::NonceRequired);
+                }
                 let hashing = self.config.nonce_hashing.unwrap_or(NonceHashing::Plain);
                 self.verify_id_token(
                     id_token.expose_secret(),

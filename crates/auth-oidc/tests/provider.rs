@@ -77,7 +77,7 @@ fn token(issuer: &str, kid: &str) -> ProviderCredential {
             "{header}.{claims}.{}",
             URL_SAFE_NO_PAD.encode("sig")
         )),
-        nonce: None,
+        nonce: Some("n".into()),
     }
 }
 
@@ -131,8 +131,39 @@ async fn a_failing_issuer_is_unavailable_not_a_bad_token() {
     let err = p
         .verify(&ProviderCredential::IdToken {
             id_token: SecretString::from("garbage".to_owned()),
-            nonce: None,
+            nonce: Some("n".into()),
         })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::InvalidIdToken(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_id_token_without_a_nonce_is_refused_unless_allowed() {
+    let op = issuer(false).await;
+    let p = provider(&op, Duration::ZERO);
+    let bare = |token: ProviderCredential| match token {
+        ProviderCredential::IdToken { id_token, .. } => ProviderCredential::IdToken {
+            id_token,
+            nonce: None,
+        },
+        other => other,
+    };
+    let err = p.verify(&bare(token(&op.url, "k"))).await.unwrap_err();
+    assert_eq!(err, ProviderError::NonceRequired);
+    assert_eq!(
+        op.discovery_hits.load(Ordering::SeqCst),
+        0,
+        "refused before any call"
+    );
+    let mut config = ProviderConfig::new("op", ProviderKind::Oidc);
+    config.issuer = Some(op.url.clone());
+    config.client_ids = vec!["app".into()];
+    config.allow_missing_nonce = true;
+    let lenient = auth_oidc::build(config).unwrap();
+    // Allowed: checked as any token (this one is not signed by the issuer's key).
+    let err = lenient
+        .verify(&bare(token(&op.url, "k")))
         .await
         .unwrap_err();
     assert!(matches!(err, ProviderError::InvalidIdToken(_)), "{err:?}");

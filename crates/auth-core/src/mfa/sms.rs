@@ -372,10 +372,13 @@ impl AuthService {
             .await?
             .ok_or(AuthError::InvalidCode)?;
         let now = self.ports.clock.now();
+        let identifier = crate::guard::lockout_identifier(&user.email);
+        self.refuse_if_codes_capped(&identifier).await?;
         if !self
             .check_sms_code(&user, std::slice::from_ref(&factor), code, now)
             .await?
         {
+            self.count_code_failure(&identifier).await?;
             self.emit(
                 EventKind::MfaFailed,
                 Some(user.id),

@@ -701,3 +701,165 @@ async fn the_pending_enrolment_of_a_kind_is_found_until_it_is_activated_or_expir
         None
     );
 }
+
+/// An embedder's WebAuthn adapter whose assertions say whether the authenticator verified
+/// the user: `{"user": <id>, "uv": bool, "counter": n}` (the signature checks are the
+/// adapter's business; the rule tested here is the core's).
+struct Ceremonies;
+
+impl auth_core::passkeys::PasskeyCeremonies for Ceremonies {
+    fn start_registration(
+        &self,
+        _: &auth_core::model::User,
+        _: &[Vec<u8>],
+    ) -> auth_core::error::AuthResult<(serde_json::Value, Vec<u8>)> {
+        Ok((serde_json::json!({}), b"registration".to_vec()))
+    }
+    fn finish_registration(
+        &self,
+        _: &serde_json::Value,
+        _: &[u8],
+    ) -> auth_core::error::AuthResult<auth_core::passkeys::RegisteredCredential> {
+        Ok(auth_core::passkeys::RegisteredCredential {
+            credential_id: b"credential-1".to_vec(),
+            credential: "credential".into(),
+            counter: 0,
+        })
+    }
+    fn start_authentication(&self) -> auth_core::error::AuthResult<(serde_json::Value, Vec<u8>)> {
+        Ok((serde_json::json!({}), b"authentication".to_vec()))
+    }
+    fn identify(
+        &self,
+        response: &serde_json::Value,
+    ) -> auth_core::error::AuthResult<auth_core::passkeys::AssertionIdentity> {
+        Ok(auth_core::passkeys::AssertionIdentity {
+            user_handle: response["user"].as_str().unwrap().parse().unwrap(),
+            credential_id: b"credential-1".to_vec(),
+        })
+    }
+    fn finish_authentication(
+        &self,
+        response: &serde_json::Value,
+        _: &[u8],
+        _: &str,
+    ) -> auth_core::error::AuthResult<auth_core::passkeys::VerifiedAssertion> {
+        Ok(auth_core::passkeys::VerifiedAssertion {
+            counter: u32::try_from(response["counter"].as_u64().unwrap()).unwrap(),
+            user_verified: response["uv"].as_bool().unwrap(),
+            credential: "credential".into(),
+        })
+    }
+}
+
+/// Issue 14, hole 10: a passkey without user verification is one factor. A user with TOTP
+/// who presents it is asked for the second factor, like after a password; with user
+/// verification the passkey is two factors (`aal2`). Adding a passkey needs `aal2` once
+/// the user has a factor.
+#[tokio::test]
+async fn a_passkey_without_user_verification_goes_through_the_second_factor() {
+    let h = crate::support::harness_with_ceremonies(
+        std::sync::Arc::new(auth_core::memory::MemoryStore::new()),
+        auth_core::service::AuthSettings::default(),
+        crate::support::fast_hashing(),
+        Some(std::sync::Arc::new(Ceremonies)),
+    );
+    let (caller, _) = signed_up(&h).await;
+    let (secret, _) = with_totp(&h, &caller).await;
+    // The sign-up session (aal1, from before the factor) cannot plant a passkey.
+    assert!(matches!(
+        h.service.passkey_registration_start(&caller).await,
+        Err(AuthError::StepUpRequired)
+    ));
+    h.clock.advance(Duration::seconds(30));
+    let stepped = h
+        .service
+        .step_up(
+            &caller,
+            SecondFactor::Totp,
+            &current_code(&h, &secret),
+            &ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    let aal2 = h.service.authenticate(&stepped.access_token).await.unwrap();
+    let start = h.service.passkey_registration_start(&aal2).await.unwrap();
+    // Started at aal2, finished with the aal1 token: refused as well.
+    assert!(matches!(
+        h.service
+            .passkey_registration_finish(
+                &caller,
+                &start.ceremony_id,
+                &serde_json::json!({}),
+                None,
+                &ClientInfo::default()
+            )
+            .await,
+        Err(AuthError::StepUpRequired)
+    ));
+    let start = h.service.passkey_registration_start(&aal2).await.unwrap();
+    h.service
+        .passkey_registration_finish(
+            &aal2,
+            &start.ceremony_id,
+            &serde_json::json!({}),
+            None,
+            &ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+
+    let user = caller.user_id.to_string();
+    let sign_in = |uv: bool, counter: u32| {
+        let user = user.clone();
+        let h = &h;
+        async move {
+            let start = h
+                .service
+                .passkey_login_start(&ClientInfo::default())
+                .await
+                .unwrap();
+            h.service
+                .passkey_login_finish(
+                    &start.ceremony_id,
+                    &serde_json::json!({"user": user, "uv": uv, "counter": counter}),
+                    ClientInfo::default(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let SignInOutcome::MfaRequired(challenge) = sign_in(false, 1).await else {
+        panic!("a passkey without user verification signed in past the second factor")
+    };
+    assert!(challenge.factors.contains(&"totp".to_owned()));
+    h.clock.advance(Duration::seconds(30));
+    let tokens = verify(
+        &h,
+        &challenge,
+        SecondFactor::Totp,
+        &current_code(&h, &secret),
+    )
+    .await
+    .unwrap();
+    let claims = h
+        .service
+        .authenticate(&tokens.access_token)
+        .await
+        .unwrap()
+        .claims;
+    assert_eq!(claims.aal, "aal2");
+    assert_eq!(claims.amr, vec!["hwk".to_owned(), "otp".to_owned()]);
+
+    let SignInOutcome::SignedIn(verified) = sign_in(true, 2).await else {
+        panic!("a user-verifying passkey is two factors")
+    };
+    let claims = h
+        .service
+        .authenticate(&verified.access_token)
+        .await
+        .unwrap()
+        .claims;
+    assert_eq!(claims.aal, "aal2");
+    assert_eq!(claims.amr, vec!["hwk".to_owned(), "user".to_owned()]);
+}

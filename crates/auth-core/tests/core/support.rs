@@ -42,6 +42,7 @@ pub fn fast_hashing() -> HashingConfig {
         iterations: 1,
         parallelism: 1,
         max_concurrent: 4,
+        max_waiting: 64,
     }
 }
 
@@ -191,6 +192,16 @@ pub fn harness_on(
     settings: AuthSettings,
     hashing: HashingConfig,
 ) -> Harness {
+    harness_with_ceremonies(store, settings, hashing, None)
+}
+
+/// A harness whose passkey ceremonies are `ceremonies` (an embedder's adapter).
+pub fn harness_with_ceremonies(
+    store: Arc<MemoryStore>,
+    settings: AuthSettings,
+    hashing: HashingConfig,
+    ceremonies: Option<Arc<dyn auth_core::passkeys::PasskeyCeremonies>>,
+) -> Harness {
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap(),
     ));
@@ -220,7 +231,7 @@ pub fn harness_on(
         webhook_sender: Arc::new(UnreachableWebhooks),
         mfa: store.clone(),
         passkeys: store.clone(),
-        passkey_ceremonies: None,
+        passkey_ceremonies: ceremonies,
         sms: Some(sms.clone()),
     };
     Harness {

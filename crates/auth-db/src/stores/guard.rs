@@ -184,6 +184,31 @@ impl LockoutStore for Database {
                 .map(drop)
         })
     }
+
+    async fn clear_all(&self, identifier: &str) -> AuthResult<()> {
+        let exact = identifier.to_owned();
+        // `identifier#` followed by anything, the pattern's own wildcards escaped.
+        let mut under = String::with_capacity(identifier.len() + 2);
+        for c in identifier.chars() {
+            if matches!(c, '\\' | '%' | '_') {
+                under.push('\\');
+            }
+            under.push(c);
+        }
+        under.push_str("#%");
+        with_conn!(self, |conn| {
+            diesel::delete(
+                login_lockouts::table.filter(
+                    login_lockouts::identifier
+                        .eq(&exact)
+                        .or(login_lockouts::identifier.like(&under).escape('\\')),
+                ),
+            )
+            .execute(conn)
+            .await
+            .map(drop)
+        })
+    }
 }
 
 /// A stored count as the ports answer it.

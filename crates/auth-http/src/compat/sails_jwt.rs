@@ -53,11 +53,14 @@ impl Sails {
             require_digit: false,
             require_symbol: false,
         };
+        // Its own counters: its stricter lock does not lock the canonical API.
         let lockout = LockoutSettings {
             enabled: true,
+            scope: "sails_jwt",
             threshold: s.lockout_threshold,
             window: secs(s.lockout_window_secs),
             freeze: secs(s.lockout_freeze_secs),
+            code_failures_per_day: base.settings().guard.lockout.code_failures_per_day,
         };
         Ok(Self {
             auth: profile_service(

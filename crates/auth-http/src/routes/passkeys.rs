@@ -1,7 +1,6 @@
 //! Passkeys (WebAuthn): registration while signed in, passwordless sign-in, list, delete.
 //! The rules live in `auth_core::passkeys`; the ceremonies in `auth-passkeys`.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use auth_core::passkeys::{CeremonyStart, StoredPasskey};
 use base64::Engine as _;
@@ -16,7 +15,7 @@ use uuid::Uuid;
 use crate::extract::{Caller, JsonBody, client_info};
 use crate::openapi::{CeremonyDoc, ProblemDoc};
 use crate::problem::ApiError;
-use crate::routes::auth::{no_store, tokens};
+use crate::routes::auth::no_store;
 use crate::state::AppState;
 use crate::views::TokenResponse;
 
@@ -72,6 +71,7 @@ fn ceremony(start: CeremonyStart) -> HttpResponse {
     responses(
         (status = 200, description = "The ceremony", body = CeremonyDoc),
         (status = 400, description = "`not_enabled`: passkeys not configured", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`step_up_required`: the user has a second factor and the session is not `aal2`", body = ProblemDoc, content_type = "application/problem+json"),
     )
 )]
 pub async fn registration_start(
@@ -102,6 +102,7 @@ pub struct RegistrationFinishBody {
         (status = 201, description = "Registered", body = PasskeyItem),
         (status = 400, description = "`invalid_request`, `not_enabled`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_token`, `invalid_passkey`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`step_up_required`: the user has a second factor and the session is not `aal2`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "`passkey_taken`", body = ProblemDoc, content_type = "application/problem+json"),
     )
 )]
@@ -157,7 +158,7 @@ pub struct LoginFinishBody {
 #[utoipa::path(
     post, path = "/api/v1/auth/passkeys/login/finish", tag = "passkeys", request_body = LoginFinishBody,
     responses(
-        (status = 200, description = "Signed in (`aal2`)", body = TokenResponse),
+        (status = 200, description = "Signed in (`aal2` when the authenticator verified the user), or `{\"mfa_required\": true, \"mfa_token\", \"factors\", \"expires_at\"}` when it did not and the user has a second factor", body = TokenResponse),
         (status = 400, description = "`invalid_request`, `not_enabled`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_passkey`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "`account_disabled`", body = ProblemDoc, content_type = "application/problem+json"),
@@ -169,11 +170,11 @@ pub async fn login_finish(
     req: HttpRequest,
     body: JsonBody<LoginFinishBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let issued = state
+    let outcome = state
         .auth
         .passkey_login_finish(&body.ceremony_id, &body.credential, client_info(&req))
         .await?;
-    Ok(tokens(StatusCode::OK, issued.into()))
+    super::mfa::sign_in_response(outcome, None)
 }
 
 /// The caller's passkeys.
