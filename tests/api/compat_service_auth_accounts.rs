@@ -18,6 +18,7 @@ on_both_backends!(
     service_auth_admin_creates_and_updates_users_seen_by_the_canonical_api,
     service_auth_webhooks_are_the_canonical_endpoints,
     service_auth_admin_writes_are_in_the_audit_trail,
+    service_auth_put_user_is_one_change_or_none,
 );
 
 /// Who calls: no credential, a bearer token, or the profile's cookie.
@@ -1103,4 +1104,64 @@ async fn service_auth_admin_writes_are_in_the_audit_trail(backend: Backend) {
     assert_eq!(page["items"][0]["user_id"], eve.to_string());
     let res = call(&app, Method::GET, "/webhooks", Auth::Bearer(&eve_jwt), None).await;
     expect_error(res, StatusCode::FORBIDDEN, "Forbidden").await;
+}
+
+/// `PUT /user/:user_id` is one core use case in one transaction (issue 15, item 6): an
+/// address, a name and roles together, with their audit rows and the old address's notice;
+/// a request refused for one of them (here a role that does not exist) changes nothing and
+/// writes no audit row.
+async fn service_auth_put_user_is_one_change_or_none(backend: Backend) {
+    let sink = SmtpSink::start();
+    let app = app!(with_profile(backend, &sink), start);
+    let (root_id, root, root_canonical) = first_admin(&app).await;
+    role(&app, &root_canonical, "support", "users:read").await;
+    let (grace, _) = register(&app, "grace@example.com").await;
+    let audit_rows = || async {
+        app.db
+            .query(&AuditQuery {
+                limit: 10_000,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.user_id == Some(grace) && r.actor_id == Some(root_id))
+            .map(|r| r.event_type)
+            .collect::<Vec<_>>()
+    };
+    let before = app.db.managed_user(grace).await.unwrap().unwrap().user;
+    let res = call(
+        &app,
+        Method::PUT,
+        &format!("/user/{grace}"),
+        Auth::Bearer(&root),
+        Some(json!({"email": "hopper@example.com", "name": "Grace Hopper", "roles": ["support", "no-such-role"]})),
+    )
+    .await;
+    assert!(res.status().is_client_error(), "{}", res.status());
+    assert_eq!(
+        app.db.managed_user(grace).await.unwrap().unwrap().user,
+        before
+    );
+    assert!(audit_rows().await.is_empty());
+
+    let res = call(
+        &app,
+        Method::PUT,
+        &format!("/user/{grace}"),
+        Auth::Bearer(&root),
+        Some(json!({"email": "hopper@example.com", "name": "Grace Hopper", "roles": ["support"]})),
+    )
+    .await;
+    let updated = expect(res, StatusCode::OK).await;
+    assert_eq!(updated["email"], "hopper@example.com");
+    assert_eq!(updated["roles"], json!(["support"]));
+    let mut rows = audit_rows().await;
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec!["role_assigned".to_owned(), "user_updated".to_owned()]
+    );
+    // The old address is told.
+    crate::email::mail_to(&sink, "grace@example.com", "changed").await;
 }

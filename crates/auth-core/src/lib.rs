@@ -35,3 +35,4 @@ pub mod operators;
 pub mod sms;
 pub mod social;
 pub mod webhooks;
+mod worker;

@@ -217,7 +217,8 @@ pub struct UserQuery {
     pub limit: usize,
 }
 
-/// An administrator's change to an account. `None` leaves a field as is.
+/// An administrator's change to an account, applied by [`OperatorStore::update_user`] in
+/// one transaction. `None` leaves a field as is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountUpdate {
     /// New email address.
@@ -226,9 +227,30 @@ pub struct AccountUpdate {
     pub name: Option<Option<String>>,
     /// New verified flag.
     pub email_verified: Option<bool>,
+    /// New avatar URL (`Some(None)` clears it).
+    pub avatar_url: Option<Option<String>>,
+    /// The account's whole new set of roles. Each must exist when the transaction runs
+    /// (checked and locked in it, like [`OperatorStore::change_user_role`]).
+    pub roles: Option<Vec<String>>,
     /// Queued, in the same transaction, when the address really changes: the notice to the
     /// old address. Every session of the account is revoked then too.
     pub old_address_notice: Option<NewOutboxMessage>,
+}
+
+/// What an administrator asks to change on an account ([`AuthService::admin_update_user`]).
+/// `None` leaves a field as is.
+#[derive(Debug, Clone, Default)]
+pub struct AccountEdit<'a> {
+    /// New email address.
+    pub email: Option<String>,
+    /// New display name (`Some(None)` clears it).
+    pub name: Option<Option<String>>,
+    /// New verified flag (a new address is unverified unless this says otherwise).
+    pub email_verified: Option<bool>,
+    /// New avatar URL (`Some(None)` clears it).
+    pub avatar_url: Option<Option<String>>,
+    /// The whole new set of roles, with the proof that the operator manages roles.
+    pub roles: Option<(&'a Operator<RolesManage>, Vec<String>)>,
 }
 
 /// Outcome of [`OperatorStore::change_user_role`].
@@ -272,14 +294,15 @@ pub trait OperatorStore: Send + Sync {
     async fn list_users(&self, query: &UserQuery) -> AuthResult<Vec<ManagedUser>>;
     /// Insert an account; [`AuthError::EmailTaken`] when the canonical email is registered.
     async fn insert_managed_user(&self, user: &NewUser, audit: &AuditRecord) -> AuthResult<User>;
-    /// Apply `update`; `None` when there is no such account, [`AuthError::EmailTaken`] when
-    /// the new address belongs to another.
+    /// Apply `update` and append `audit`, all in one transaction; `None` when there is no
+    /// such account, [`AuthError::EmailTaken`] when the new address belongs to another,
+    /// [`AuthError::NotFound`] when a role of the new set does not exist (nothing changed).
     async fn update_user(
         &self,
         id: UserId,
         update: &AccountUpdate,
         now: DateTime<Utc>,
-        audit: &AuditRecord,
+        audit: &[AuditRecord],
     ) -> AuthResult<Option<ManagedUser>>;
     /// Give (`assign`) or take away a role. Assigning checks, in the same transaction,
     /// that the role exists.
@@ -855,21 +878,46 @@ impl AuthService {
         })
     }
 
-    /// Change an account's email, name or verified flag. A new address is unverified
-    /// unless the same request says otherwise. A changed address is never silent: the old
-    /// address is told and every session of the account ends, in the change's transaction.
+    /// Change an account: address, name, verified flag, avatar and roles in one
+    /// transaction, with their audit rows; every rule is checked before anything changes.
+    /// The account must be one the operator may act on; a role given must be one they may
+    /// give and a role taken away not their own built-in one. A new address revokes every
+    /// session of the account and notifies the old address, in the same transaction.
     pub async fn admin_update_user(
         &self,
         operator: &Operator<UsersWrite>,
         id: UserId,
-        email: Option<String>,
-        name: Option<Option<String>>,
-        email_verified: Option<bool>,
+        edit: AccountEdit<'_>,
     ) -> AuthResult<ManagedUser> {
-        let email = email
+        let email = edit
+            .email
             .map(|e| Email::parse(&e).map_err(AuthError::InvalidEmail))
             .transpose()?;
+        let name = edit.name.map(normalise_name).transpose()?;
+        let avatar_url = edit
+            .avatar_url
+            .map(|url| {
+                crate::model::ProfileUpdate {
+                    name: None,
+                    avatar_url: Some(url),
+                }
+                .normalised()
+                .map(|p| p.avatar_url.flatten())
+            })
+            .transpose()?;
         let target = self.target_account(operator, id).await?.user;
+        let role_changes = match &edit.roles {
+            Some((roles_operator, wanted)) => {
+                self.known_roles(wanted).await?;
+                let changes = role_changes(&target.roles, wanted);
+                for (role, assign) in &changes {
+                    self.may_change_role(roles_operator, id, role, *assign)
+                        .await?;
+                }
+                changes
+            }
+            None => Vec::new(),
+        };
         let now = self.ports.clock.now();
         let changes_email = email.as_ref().is_some_and(|e| {
             Email::parse(&target.email).map_or(true, |old| old.canonical() != e.canonical())
@@ -884,36 +932,63 @@ impl AuthService {
             false => None,
         };
         let update = AccountUpdate {
-            email_verified: match (changes_email, email_verified) {
+            email_verified: match (changes_email, edit.email_verified) {
                 (true, None) => Some(false),
                 (_, flag) => flag,
             },
             email,
-            name: name.map(normalise_name).transpose()?,
+            name,
+            avatar_url,
+            roles: edit.roles.map(|(_, wanted)| dedup(wanted)),
             old_address_notice,
         };
         let fields: Vec<&str> = [
             update.email.as_ref().map(|_| "email"),
             update.name.as_ref().map(|_| "name"),
             update.email_verified.map(|_| "email_verified"),
+            update.avatar_url.as_ref().map(|_| "avatar_url"),
         ]
         .into_iter()
         .flatten()
         .collect();
-        let (row, event) = self.admin_event(
-            Some(operator.actor()),
-            EventKind::UserUpdated,
-            Some(id),
-            None,
-            Some(json!({ "fields": fields, "email_changed": changes_email })),
-        );
+        let mut audit = Vec::new();
+        let mut events = Vec::new();
+        if !fields.is_empty() {
+            let (row, event) = self.admin_event(
+                Some(operator.actor()),
+                EventKind::UserUpdated,
+                Some(id),
+                None,
+                Some(json!({ "fields": fields, "email_changed": changes_email })),
+            );
+            audit.push(row);
+            events.push(event);
+        }
+        for (role, assign) in &role_changes {
+            let kind = if *assign {
+                EventKind::RoleAssigned
+            } else {
+                EventKind::RoleRemoved
+            };
+            let (row, event) = self.admin_event(
+                Some(operator.actor()),
+                kind,
+                Some(id),
+                None,
+                Some(json!({ "role": role })),
+            );
+            audit.push(row);
+            events.push(event);
+        }
         let user = self
             .ports
             .operators
-            .update_user(id, &update, now, &row)
+            .update_user(id, &update, now, &audit)
             .await?
             .ok_or(AuthError::NotFound)?;
-        self.published(event).await;
+        for event in events {
+            self.published(event).await;
+        }
         Ok(user)
     }
 
@@ -1295,4 +1370,31 @@ impl AuthService {
         let cutoff = self.ports.clock.now() - self.settings.operators.audit_retention;
         self.ports.audit.prune_before(cutoff).await
     }
+}
+
+/// The roles to give (`true`) and to take away (`false`) to go from `held` to `wanted`.
+fn role_changes(held: &[String], wanted: &[String]) -> Vec<(String, bool)> {
+    let mut changes: Vec<(String, bool)> = Vec::new();
+    for w in wanted {
+        if !held.contains(w) && !changes.iter().any(|(r, _)| r == w) {
+            changes.push((w.clone(), true));
+        }
+    }
+    changes.extend(
+        held.iter()
+            .filter(|h| !wanted.contains(h))
+            .map(|h| (h.clone(), false)),
+    );
+    changes
+}
+
+/// `names` without repeats, in their first order.
+fn dedup(names: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for n in names {
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use auth_core::flows::{EmailConfirmation, TokenPlacement};
 use auth_core::jwt::SigningAlgorithm;
 use auth_core::password::{HashingConfig, PasswordPolicy};
 use config::{Config, Environment, File, FileFormat};
@@ -398,16 +399,6 @@ impl std::fmt::Debug for TokenSettings {
     }
 }
 
-/// `auth.email_confirmation`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EmailConfirmation {
-    /// Sign-up returns tokens; the address can be confirmed later.
-    Optional,
-    /// Sign-in waits for the confirmation link.
-    Required,
-}
-
 /// `[auth]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -430,16 +421,6 @@ pub struct AuthRules {
     pub email_otp_max_attempts: u32,
 }
 
-/// `app.token_placement`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TokenPlacementSetting {
-    /// `?token=`
-    Query,
-    /// `#token=`
-    Fragment,
-}
-
 /// `[app]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -451,7 +432,7 @@ pub struct AppSettings {
     /// Allowed magic-link destinations (origins).
     pub redirect_allow_list: Vec<String>,
     /// Where the token goes in links.
-    pub token_placement: TokenPlacementSetting,
+    pub token_placement: TokenPlacement,
     /// Path of the verification page.
     pub verify_path: String,
     /// Path of the reset page.

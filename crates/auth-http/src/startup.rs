@@ -13,7 +13,7 @@ use actix_web::middleware::{Condition, ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{App, HttpMessage as _, HttpServer, ResponseError as _, web};
 use auth_core::audit::AuditTrail;
 use auth_core::clock::{Clock as _, SystemClock};
-use auth_core::flows::{EmailConfirmation, EmailSettings, TokenPlacement};
+use auth_core::flows::EmailSettings;
 use auth_core::guard::{
     BreachedPasswords, CaptchaSettings, CaptchaVerifier, GroupLimits, GuardSettings, Limit,
     LimitGroup, LockoutSettings, RateLimitStore,
@@ -41,8 +41,7 @@ use crate::metrics::{Metrics, MetricsAccess, MetricsEventSink};
 use crate::problem::ApiError;
 use crate::routes;
 use crate::settings::{
-    EmailConfirmation as SettingConfirmation, GroupLimitSetting, IpNet, MailTransport,
-    RateLimitBackend, Settings, SmtpTlsSetting, TokenPlacementSetting,
+    GroupLimitSetting, IpNet, MailTransport, RateLimitBackend, Settings, SmtpTlsSetting,
 };
 use crate::state::AppState;
 
@@ -991,10 +990,7 @@ fn webhook_settings(settings: &Settings) -> WebhookSettings {
 fn email_settings(settings: &Settings) -> EmailSettings {
     let (a, app, o) = (&settings.auth, &settings.app, &settings.outbox);
     EmailSettings {
-        confirmation: match a.email_confirmation {
-            SettingConfirmation::Optional => EmailConfirmation::Optional,
-            SettingConfirmation::Required => EmailConfirmation::Required,
-        },
+        confirmation: a.email_confirmation,
         passwordless_signup: a.passwordless_signup,
         verification_ttl: secs(a.verification_ttl_secs),
         reset_ttl: secs(a.reset_ttl_secs),
@@ -1006,10 +1002,7 @@ fn email_settings(settings: &Settings) -> EmailSettings {
         verify_path: app.verify_path.clone(),
         reset_path: app.reset_path.clone(),
         magic_link_path: app.magic_link_path.clone(),
-        token_placement: match app.token_placement {
-            TokenPlacementSetting::Query => TokenPlacement::Query,
-            TokenPlacementSetting::Fragment => TokenPlacement::Fragment,
-        },
+        token_placement: app.token_placement,
         redirect_allow_list: app.redirect_allow_list.clone(),
         retry_base_delay: chrono::Duration::milliseconds(
             i64::try_from(o.retry_base_delay_ms).unwrap_or(i64::MAX),

@@ -137,12 +137,18 @@ impl OperatorStore for MemoryStore {
         id: UserId,
         update: &AccountUpdate,
         now: DateTime<Utc>,
-        audit: &AuditRecord,
+        audit: &[AuditRecord],
     ) -> AuthResult<Option<ManagedUser>> {
         let mut s = self.state();
         let Some(old_email) = s.users.get(&id).map(|c| c.user.email.clone()) else {
             return Ok(None);
         };
+        if let Some(roles) = &update.roles {
+            let known = s.roles_seeded();
+            if roles.iter().any(|r| !known.contains_key(r)) {
+                return Err(AuthError::NotFound);
+            }
+        }
         let changed = update.email.as_ref().is_some_and(|e| {
             crate::email::Email::parse(&old_email)
                 .map_or(true, |old| old.canonical() != e.canonical())
@@ -174,9 +180,15 @@ impl OperatorStore for MemoryStore {
             if let Some(v) = update.email_verified {
                 c.user.email_verified = v;
             }
+            if let Some(avatar_url) = &update.avatar_url {
+                c.user.avatar_url = avatar_url.clone();
+            }
+            if let Some(roles) = &update.roles {
+                c.user.roles = roles.clone();
+            }
             c.user.updated_at = now;
         }
-        s.audit.push(audit.clone());
+        s.audit.extend(audit.iter().cloned());
         Ok(s.managed(id))
     }
 

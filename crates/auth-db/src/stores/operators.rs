@@ -112,6 +112,8 @@ struct AccountChanges {
     email_canonical: Option<String>,
     name: Option<Option<String>>,
     email_verified: Option<bool>,
+    avatar_url: Option<Option<String>>,
+    roles: Option<String>,
     updated_at: NaiveDateTime,
 }
 
@@ -331,22 +333,46 @@ impl OperatorStore for Database {
         id: UserId,
         update: &AccountUpdate,
         now: DateTime<Utc>,
-        audit: &AuditRecord,
+        audit: &[AuditRecord],
     ) -> AuthResult<Option<ManagedUser>> {
         let id = id.to_string();
+        let roles = update
+            .roles
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(AuthError::internal)?;
         let changes = AccountChanges {
             email: update.email.as_ref().map(|e| e.as_str().to_owned()),
             email_canonical: update.email.as_ref().map(|e| e.canonical()),
             name: update.name.clone(),
             email_verified: update.email_verified,
+            avatar_url: update.avatar_url.clone(),
+            roles,
             updated_at: db_time(now),
         };
-        let audit = AuditRow::new(audit);
+        // Roles are locked in name order (and after the user, as `change_user_role` does),
+        // so that two updates never wait on each other's locks.
+        let mut new_roles = update.roles.clone().unwrap_or_default();
+        new_roles.sort();
+        let audit: Vec<AuditRow> = audit.iter().map(AuditRow::new).collect();
         let notice = update.old_address_notice.as_ref().map(OutboxRow::new);
-        let row = write_tx!(self, email_taken, |conn| {
+        enum Step {
+            Done(Box<ManagedRow>),
+            UnknownUser,
+            UnknownRole,
+        }
+        let step = write_tx!(self, email_taken, |conn| {
             // The row is locked, so the address compared is the one being replaced.
             if lock_user!(conn, &id).await? == 0 {
-                return Ok(None);
+                return Ok(Step::UnknownUser);
+            }
+            // A role of the new set must exist; locking it makes a concurrent deletion of
+            // the role wait for this change (and then see a holder).
+            for role in &new_roles {
+                if lock_role!(conn, role).await? == 0 {
+                    return Ok(Step::UnknownRole);
+                }
             }
             let old: String = users::table
                 .find(&id)
@@ -367,10 +393,18 @@ impl OperatorStore for Database {
                     enqueue!(conn, notice).await?;
                 }
             }
-            append_audit!(conn, &audit).await?;
-            select_managed!(conn, &id).await.map(Some)
+            for row in &audit {
+                append_audit!(conn, row).await?;
+            }
+            select_managed!(conn, &id)
+                .await
+                .map(|row| Step::Done(Box::new(row)))
         })?;
-        row.map(into_managed).transpose()
+        match step {
+            Step::Done(row) => into_managed(*row).map(Some),
+            Step::UnknownUser => Ok(None),
+            Step::UnknownRole => Err(AuthError::NotFound),
+        }
     }
 
     async fn change_user_role(

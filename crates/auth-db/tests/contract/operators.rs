@@ -65,6 +65,7 @@ operator_contract!(
     roles_are_created_changed_and_deleted_only_when_unused,
     disabling_revokes_sessions_and_refuses_new_ones,
     an_address_change_ends_the_sessions_and_tells_the_old_address,
+    an_account_update_changes_every_field_with_its_audit_rows_or_nothing,
     adopting_an_unverified_account_removes_what_its_creator_set_up,
     a_reset_adopts_an_unverified_account,
     deleting_a_user_strips_addresses_from_its_audit_rows,
@@ -295,12 +296,12 @@ async fn an_address_change_ends_the_sessions_and_tells_the_old_address(store: Op
     };
     let backlog = store.backlog().await.unwrap();
     let taken = store
-        .update_user(u.id, &to("taken@example.com"), at(3), &audit())
+        .update_user(u.id, &to("taken@example.com"), at(3), &[audit()])
         .await;
     assert!(matches!(taken, Err(AuthError::EmailTaken)));
     // The same address in other letters is no change.
     store
-        .update_user(u.id, &to("ADA@example.com"), at(3), &audit())
+        .update_user(u.id, &to("ADA@example.com"), at(3), &[audit()])
         .await
         .unwrap()
         .unwrap();
@@ -308,7 +309,7 @@ async fn an_address_change_ends_the_sessions_and_tells_the_old_address(store: Op
     assert_eq!(store.backlog().await.unwrap(), backlog);
 
     let m = store
-        .update_user(u.id, &to("ada@new.example"), at(3), &audit())
+        .update_user(u.id, &to("ada@new.example"), at(3), &[audit()])
         .await
         .unwrap()
         .unwrap();
@@ -317,6 +318,81 @@ async fn an_address_change_ends_the_sessions_and_tells_the_old_address(store: Op
     assert_eq!(store.backlog().await.unwrap(), backlog + 1);
     let due = store.claim_due(at(4), at(5), 10).await.unwrap();
     assert_eq!(due.len(), 1);
+}
+
+/// `update_user` is one transaction: address, name, avatar, roles and every audit row
+/// together; a role of the new set that does not exist changes nothing at all.
+async fn an_account_update_changes_every_field_with_its_audit_rows_or_nothing(store: Op) {
+    let u = user_in(&store, "ada@example.com").await;
+    store
+        .insert_role(
+            &role("support", &["users:read"]),
+            &row(EventKind::RoleCreated, None, at(0)),
+        )
+        .await
+        .unwrap();
+    let rows = all_rows(&store).await.len();
+    let backlog = store.backlog().await.unwrap();
+    let update = |roles: &[&str]| AccountUpdate {
+        email: Some(Email::parse("ada@new.example").unwrap()),
+        name: Some(Some("Ada".into())),
+        avatar_url: Some(Some("https://img.example/ada.png".into())),
+        roles: Some(roles.iter().map(|r| (*r).to_owned()).collect()),
+        old_address_notice: Some(message("mail", at(1))),
+        ..AccountUpdate::default()
+    };
+    let audit = [
+        row(EventKind::UserUpdated, Some(u.id), at(1)),
+        row(EventKind::RoleAssigned, Some(u.id), at(1)),
+    ];
+    let refused = store
+        .update_user(u.id, &update(&["support", "no-such-role"]), at(1), &audit)
+        .await;
+    assert!(matches!(refused, Err(AuthError::NotFound)), "{refused:?}");
+    let same = store.managed_user(u.id).await.unwrap().unwrap();
+    assert_eq!(same.user.email, "ada@example.com");
+    assert_eq!(same.user.name, u.name);
+    assert_eq!(same.user.avatar_url, None);
+    assert!(same.user.roles.is_empty());
+    assert_eq!(all_rows(&store).await.len(), rows, "no audit row");
+    assert_eq!(store.backlog().await.unwrap(), backlog, "no notice");
+
+    let m = store
+        .update_user(u.id, &update(&["support"]), at(1), &audit)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.user.email, "ada@new.example");
+    assert_eq!(m.user.name.as_deref(), Some("Ada"));
+    assert_eq!(
+        m.user.avatar_url.as_deref(),
+        Some("https://img.example/ada.png")
+    );
+    assert_eq!(m.user.roles, vec!["support".to_owned()]);
+    assert_eq!(store.managed_user(u.id).await.unwrap().unwrap(), m);
+    assert_eq!(all_rows(&store).await.len(), rows + 2, "both audit rows");
+    assert_eq!(store.backlog().await.unwrap(), backlog + 1);
+    // The role is now held: it cannot be deleted.
+    let deletion = store
+        .delete_role("support", &row(EventKind::RoleDeleted, None, at(2)))
+        .await
+        .unwrap();
+    assert_eq!(deletion, RoleDeletion::InUse);
+    // Taking every role away.
+    let m = store
+        .update_user(
+            u.id,
+            &AccountUpdate {
+                roles: Some(Vec::new()),
+                ..AccountUpdate::default()
+            },
+            at(2),
+            &[row(EventKind::RoleRemoved, Some(u.id), at(2))],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(m.user.roles.is_empty());
 }
 
 async fn pre_hijacked(store: &Op, email: &str) -> User {
@@ -659,16 +735,16 @@ async fn users_are_listed_by_search_and_cursor(store: Op) {
         email: Some(Email::parse("u1@list.test").unwrap()),
         ..AccountUpdate::default()
     };
-    let taken = store.update_user(ids[0], &update, at(1), &audit()).await;
+    let taken = store.update_user(ids[0], &update, at(1), &[audit()]).await;
     assert!(matches!(taken, Err(AuthError::EmailTaken)));
     let update = AccountUpdate {
         email: Some(Email::parse("renamed@list.test").unwrap()),
         name: Some(None),
         email_verified: Some(true),
-        old_address_notice: None,
+        ..AccountUpdate::default()
     };
     let m = store
-        .update_user(ids[0], &update, at(1), &audit())
+        .update_user(ids[0], &update, at(1), &[audit()])
         .await
         .unwrap()
         .unwrap();

@@ -288,9 +288,12 @@ pub async fn update_user(
         .admin_update_user(
             &admin.operator,
             user_id(&id)?,
-            b.email,
-            b.name,
-            b.email_verified,
+            auth_core::operators::AccountEdit {
+                email: b.email,
+                name: b.name,
+                email_verified: b.email_verified,
+                ..Default::default()
+            },
         )
         .await?;
     Ok(HttpResponse::Ok().json(AdminUserView::from(user)))

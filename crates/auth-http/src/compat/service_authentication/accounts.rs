@@ -16,7 +16,7 @@ use auth_core::model::{ProfileUpdate, User, UserId};
 use auth_core::operators::capability::{
     AuditRead, Capability, RolesManage, UsersRead, UsersWrite, WebhooksManage,
 };
-use auth_core::operators::{ManagedUser, NewAccount, Operator};
+use auth_core::operators::{AccountEdit, ManagedUser, NewAccount, Operator};
 use auth_core::service::{AuthService, Authenticated};
 use auth_core::webhooks::{EndpointInput, WebhookEndpoint};
 use chrono::{DateTime, Utc};
@@ -336,69 +336,27 @@ async fn update_user(
         None => None,
     };
     let id = id.ok_or_else(not_found)?;
-    let current = state
-        .auth
-        .admin_get_user(&op, id)
-        .await
-        .map_err(admin_error)?;
     if b.avatar_url.is_some() && !is_self {
         return Err(avatar_refused());
     }
-    // Everything the request could be refused for is checked before the first change, and
-    // the change that depends on other accounts (the address) goes first: a refused
-    // request changes nothing.
-    let changes = match (&b.roles, &roles_op) {
-        (Some(wanted), Some(rop)) => {
-            let changes = role_changes(&state.auth, rop, &current, wanted).await?;
-            for (role, assign) in &changes {
-                state
-                    .auth
-                    .may_change_role(rop, id, role, *assign)
-                    .await
-                    .map_err(admin_error)?;
-            }
-            changes
-        }
-        _ => Vec::new(),
+    // One use case, one transaction: every rule is checked before anything changes.
+    let roles = match (b.roles, &roles_op) {
+        (Some(wanted), Some(rop)) => Some((rop, wanted)),
+        _ => None,
     };
-    let avatar = match b.avatar_url {
-        Some(avatar_url) => Some(
-            ProfileUpdate {
-                name: None,
-                avatar_url: Some(avatar_url),
-            }
-            .normalised()
-            .map_err(admin_error)?,
-        ),
-        None => None,
-    };
-    if b.email.is_some() || b.name.is_some() || b.email_verified.is_some() {
-        state
-            .auth
-            .admin_update_user(&op, id, b.email, b.name, b.email_verified)
-            .await
-            .map_err(admin_error)?;
-    }
-    if let Some(rop) = &roles_op {
-        for (role, assign) in changes {
-            state
-                .auth
-                .change_user_role(rop, id, &role, assign)
-                .await
-                .map_err(admin_error)?;
-        }
-    }
-    if let Some(update) = avatar {
-        // Only for the caller's own account (checked above).
-        state
-            .auth
-            .update_me(&caller, update)
-            .await
-            .map_err(admin_error)?;
-    }
     let user = state
         .auth
-        .admin_get_user(&op, id)
+        .admin_update_user(
+            &op,
+            id,
+            AccountEdit {
+                email: b.email,
+                name: b.name,
+                email_verified: b.email_verified,
+                avatar_url: b.avatar_url,
+                roles,
+            },
+        )
         .await
         .map_err(admin_error)?;
     Ok(ok(managed_json(user)))
@@ -409,36 +367,6 @@ fn avatar_refused() -> actix_web::Error {
         StatusCode::BAD_REQUEST,
         "avatar_url is changed by the user themselves",
     )
-}
-
-/// The roles to give (`true`) and to take (`false`) so that the account holds exactly
-/// `wanted`; every wanted role must exist (checked before anything changes).
-async fn role_changes(
-    auth: &AuthService,
-    op: &Operator<RolesManage>,
-    current: &ManagedUser,
-    wanted: &[String],
-) -> Result<Vec<(String, bool)>, actix_web::Error> {
-    let known = auth.list_roles(op).await.map_err(admin_error)?;
-    if let Some(unknown) = wanted.iter().find(|w| !known.iter().any(|r| &r.name == *w)) {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            &format!("Unknown role: {unknown}"),
-        ));
-    }
-    let held = &current.user.roles;
-    let mut changes: Vec<(String, bool)> = Vec::new();
-    for w in wanted {
-        if !held.contains(w) && !changes.iter().any(|(r, _)| r == w) {
-            changes.push((w.clone(), true));
-        }
-    }
-    changes.extend(
-        held.iter()
-            .filter(|h| !wanted.contains(h))
-            .map(|h| (h.clone(), false)),
-    );
-    Ok(changes)
 }
 
 // ---- webhooks ---------------------------------------------------------------------------
