@@ -237,3 +237,47 @@ mod tests {
         );
     }
 }
+
+/// Instantiates storage scenarios on every backend: `mod memory`, `mod sqlite` and
+/// `mod postgres`, one `#[tokio::test]` per scenario in each. A scenario is an `async fn`
+/// of the invoking module that takes the store as an `Arc` (of `MemoryStore` or
+/// `Database`, coerced to the scenario's own trait object). The one copy of this loop for
+/// every contract file.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($scenario:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(::std::sync::Arc::new(
+                        ::auth_core::memory::MemoryStore::new(),
+                    ))
+                    .await;
+                }
+            )*
+        }
+
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let db = $crate::testing::TestDatabase::sqlite();
+                    super::$scenario(::std::sync::Arc::new(db.database().await)).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let Some(db) = $crate::testing::TestDatabase::postgres() else {
+                        return;
+                    };
+                    super::$scenario(::std::sync::Arc::new(db.database().await)).await;
+                }
+            )*
+        }
+    };
+}

@@ -101,44 +101,7 @@ impl Inspect for Database {
     }
 }
 
-/// Instantiates every scenario for the three backends.
-macro_rules! contract {
-    ($($scenario:ident),* $(,)?) => {
-        mod memory {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(Arc::new(MemoryStore::new())).await;
-                }
-            )*
-        }
-
-        mod sqlite {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    let db = TestDatabase::sqlite();
-                    super::$scenario(Arc::new(db.database().await)).await;
-                }
-            )*
-        }
-
-        mod postgres {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    let Some(db) = TestDatabase::postgres() else { return };
-                    super::$scenario(Arc::new(db.database().await)).await;
-                }
-            )*
-        }
-    };
-}
-
-contract!(
+auth_db::on_every_store!(
     insert_and_fetch_user,
     duplicate_canonical_email_is_taken,
     update_profile_sets_and_clears_fields,
@@ -2527,43 +2490,7 @@ mod identities {
     impl<T: UserStore + IdentityStore + PasskeyStore + 'static> IdentityContract for T {}
     type Ids = Arc<dyn IdentityContract>;
 
-    macro_rules! identity_contract {
-        ($($scenario:ident),* $(,)?) => {
-            mod memory {
-                use super::*;
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $scenario() {
-                        super::$scenario(Arc::new(MemoryStore::new())).await;
-                    }
-                )*
-            }
-
-            mod sqlite {
-                use super::*;
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $scenario() {
-                        let db = TestDatabase::sqlite();
-                        super::$scenario(Arc::new(db.database().await)).await;
-                    }
-                )*
-            }
-
-            mod postgres {
-                use super::*;
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $scenario() {
-                        let Some(db) = TestDatabase::postgres() else { return };
-                        super::$scenario(Arc::new(db.database().await)).await;
-                    }
-                )*
-            }
-        };
-    }
-
-    identity_contract!(
+    auth_db::on_every_store!(
         insert_user_with_identity_writes_both_or_nothing,
         an_identity_links_to_one_user_only,
         unlink_keeps_the_last_way_to_sign_in,

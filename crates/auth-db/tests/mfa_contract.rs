@@ -9,13 +9,11 @@ use std::sync::Arc;
 
 use auth_core::AuthError;
 use auth_core::email::Email;
-use auth_core::memory::MemoryStore;
 use auth_core::mfa::{FactorKind, MfaFactor, MfaStore, NewMfaChallenge};
 use auth_core::model::{ClientInfo, NewSession, NewUser, SessionId, TokenHash, UserId};
 use auth_core::outbox::NewOutboxMessage;
 use auth_core::passkeys::{CeremonyKind, PasskeyCeremony, PasskeyStore, StoredPasskey};
 use auth_core::ports::{SessionStore, UserStore};
-use auth_db::testing::TestDatabase;
 use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
 use uuid::Uuid;
 
@@ -23,40 +21,7 @@ trait Store: UserStore + SessionStore + MfaStore + PasskeyStore + 'static {}
 impl<T: UserStore + SessionStore + MfaStore + PasskeyStore + 'static> Store for T {}
 type Shared = Arc<dyn Store>;
 
-macro_rules! contract {
-    ($($scenario:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(std::sync::Arc::new(super::MemoryStore::new())).await;
-                }
-            )*
-        }
-
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    let db = super::TestDatabase::sqlite();
-                    super::$scenario(std::sync::Arc::new(db.database().await)).await;
-                }
-            )*
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    let Some(db) = super::TestDatabase::postgres() else { return };
-                    super::$scenario(std::sync::Arc::new(db.database().await)).await;
-                }
-            )*
-        }
-    };
-}
-
-contract!(
+auth_db::on_every_store!(
     totp_steps_only_move_forward_and_concurrent_uses_succeed_once,
     one_active_factor_of_a_kind_per_user,
     recovery_codes_are_consumed_once_and_go_with_the_last_factor,

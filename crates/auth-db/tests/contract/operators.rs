@@ -25,43 +25,7 @@ impl<T> Ops for T where
 
 type Op = Arc<dyn Ops>;
 
-macro_rules! operator_contract {
-    ($($scenario:ident),* $(,)?) => {
-        mod memory {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(Arc::new(MemoryStore::new())).await;
-                }
-            )*
-        }
-
-        mod sqlite {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    let db = TestDatabase::sqlite();
-                    super::$scenario(Arc::new(db.database().await)).await;
-                }
-            )*
-        }
-
-        mod postgres {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    let Some(db) = TestDatabase::postgres() else { return };
-                    super::$scenario(Arc::new(db.database().await)).await;
-                }
-            )*
-        }
-    };
-}
-
-operator_contract!(
+auth_db::on_every_store!(
     roles_are_created_changed_and_deleted_only_when_unused,
     disabling_revokes_sessions_and_refuses_new_ones,
     an_address_change_ends_the_sessions_and_tells_the_old_address,
