@@ -217,27 +217,6 @@ fn with_database_name(admin_url: &str, name: &str) -> String {
     format!("{server}/{name}{query}")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::with_database_name;
-
-    #[test]
-    fn database_name_is_replaced() {
-        assert_eq!(
-            with_database_name("postgres://u@h:5432/postgres", "t"),
-            "postgres://u@h:5432/t"
-        );
-        assert_eq!(
-            with_database_name("postgres://u@h", "t"),
-            "postgres://u@h/t"
-        );
-        assert_eq!(
-            with_database_name("postgresql://u:p@h/db?sslmode=disable", "t"),
-            "postgresql://u:p@h/t?sslmode=disable"
-        );
-    }
-}
-
 /// Instantiates storage scenarios on every backend: `mod memory`, `mod sqlite` and
 /// `mod postgres`, one `#[tokio::test]` per scenario in each. A scenario is an `async fn`
 /// of the invoking module that takes the store as an `Arc` (of `MemoryStore` or
@@ -280,4 +259,25 @@ macro_rules! on_every_store {
             )*
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database_name;
+
+    #[test]
+    fn database_name_is_replaced() {
+        assert_eq!(
+            with_database_name("postgres://u@h:5432/postgres", "t"),
+            "postgres://u@h:5432/t"
+        );
+        assert_eq!(
+            with_database_name("postgres://u@h", "t"),
+            "postgres://u@h/t"
+        );
+        assert_eq!(
+            with_database_name("postgresql://u:p@h/db?sslmode=disable", "t"),
+            "postgresql://u:p@h/t?sslmode=disable"
+        );
+    }
 }
