@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use auth_core::audit::{AuditQuery, AuditRecord, AuditStore};
+use auth_core::audit::{AuditQuery, AuditRecord, AuditStore, Recorded};
 use auth_core::events::{EventKind, SecurityEvent};
 use auth_core::mfa::{time_step, totp_code};
 use auth_core::model::UserId;
@@ -35,7 +35,7 @@ on_both_backends!(
 
 /// Give `role` to `id` straight in the store (the test's setup, not the API under test).
 pub(crate) async fn grant(app: &TestApp, id: UserId, role: &str) {
-    let row = AuditRecord::from_event(&SecurityEvent {
+    let row = Recorded::unpublished(SecurityEvent {
         kind: EventKind::RoleAssigned,
         at: chrono::Utc::now(),
         user_id: Some(id),

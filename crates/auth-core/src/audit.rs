@@ -1,8 +1,6 @@
-//! The audit trail: security events as stored rows, the port that keeps them, and the
-//! [`EventSink`] that appends to it. Rows carry identifiers, addresses and a small JSON
-//! detail; never a password, token or code.
-
-use std::sync::Arc;
+//! The audit trail: security events as stored rows, what a change writes about itself
+//! ([`Recorded`]), and the port that keeps the rows. Rows carry identifiers, addresses and
+//! a small JSON detail; never a password, token or code.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,8 +8,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::AuthResult;
-use crate::events::{EventSink, LogEventSink, SecurityEvent};
+use crate::events::SecurityEvent;
 use crate::model::{SessionId, UserId};
+use crate::outbox::NewOutboxMessage;
 
 /// One row of the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -84,45 +83,42 @@ pub struct AuditQuery {
     pub limit: usize,
 }
 
+/// What a security event writes, in the transaction of the change that causes it: its
+/// audit row and one webhook delivery (an outbox entry) per endpoint subscribed to its
+/// type. A store that takes `&[Recorded]` with a change writes all of it or nothing, so an
+/// event is never lost nor recorded for a change that did not happen.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The event, for the observers told once the change is committed (log, metrics).
+    pub event: SecurityEvent,
+    /// Its audit row.
+    pub row: AuditRecord,
+    /// Its webhook deliveries.
+    pub deliveries: Vec<NewOutboxMessage>,
+}
+
+impl Recorded {
+    /// The record of `event` with no webhook delivery (the core adds one per subscribed
+    /// endpoint; this is for adapters' tests and events no endpoint may hear of).
+    pub fn unpublished(event: SecurityEvent) -> Self {
+        Self {
+            row: AuditRecord::from_event(&event),
+            event,
+            deliveries: Vec::new(),
+        }
+    }
+}
+
 /// Storage of the audit trail.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
-    /// Append one row on its own (events that change nothing, or whose change was
-    /// written by another port).
-    async fn append(&self, record: &AuditRecord) -> AuthResult<()>;
+    /// Write one event on its own, row and deliveries in one transaction: for events that
+    /// change nothing else (a failed sign-in), or whose change lives in a store that cannot
+    /// share the transaction (a lock in the rate-limit store).
+    async fn append(&self, record: &Recorded) -> AuthResult<()>;
     /// Rows matching `query`, newest first (`at` then `id`, descending), at most
     /// `query.limit`.
     async fn query(&self, query: &AuditQuery) -> AuthResult<Vec<AuditRecord>>;
     /// Delete rows older than `cutoff`; returns how many.
     async fn prune_before(&self, cutoff: DateTime<Utc>) -> AuthResult<u64>;
-}
-
-/// The server's event sink: appends each event to the audit trail and logs it. A store
-/// failure is logged, never raised (recording must not fail the use case).
-pub struct AuditTrail {
-    store: Arc<dyn AuditStore>,
-}
-
-impl AuditTrail {
-    /// Sink over `store`.
-    pub fn new(store: Arc<dyn AuditStore>) -> Self {
-        Self { store }
-    }
-}
-
-impl std::fmt::Debug for AuditTrail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditTrail").finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl EventSink for AuditTrail {
-    async fn record(&self, event: SecurityEvent) {
-        let row = AuditRecord::from_event(&event);
-        if let Err(e) = self.store.append(&row).await {
-            tracing::error!(error = %e, event_type = %row.event_type, "could not append to the audit trail");
-        }
-        LogEventSink.record(event).await;
-    }
 }

@@ -125,10 +125,13 @@ pub struct SecurityEvent {
     pub actor: Option<UserId>,
 }
 
-/// Port: where security events go (the log today; the audit trail store later).
+/// Port: who hears of an event once the change that caused it is committed (the log,
+/// metrics). The durable record (audit row, webhook deliveries) is not written here: the
+/// stores write it in the change's transaction ([`crate::audit::Recorded`]). Observing
+/// must not fail the use case: sinks log their own errors.
 #[async_trait]
 pub trait EventSink: Send + Sync {
-    /// Record one event. Recording must not fail the use case: sinks log their own errors.
+    /// Observe one committed event.
     async fn record(&self, event: SecurityEvent);
 }
 

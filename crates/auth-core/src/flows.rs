@@ -306,7 +306,7 @@ impl AuthService {
                     Some(&client),
                     None,
                 )
-                .await;
+                .await?;
                 self.emit(
                     EventKind::VerificationSent,
                     Some(user.id),
@@ -314,7 +314,7 @@ impl AuthService {
                     Some(&client),
                     None,
                 )
-                .await;
+                .await?;
                 if required {
                     return Ok(SignupOutcome::VerificationSent);
                 }
@@ -361,7 +361,7 @@ impl AuthService {
             None,
             None,
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -379,7 +379,7 @@ impl AuthService {
             .await?
             .ok_or(AuthError::InvalidOneTimeToken)?;
         self.emit(EventKind::EmailVerified, Some(user_id), None, None, None)
-            .await;
+            .await?;
         Ok(proven.user)
     }
 
@@ -443,7 +443,7 @@ impl AuthService {
         .await?;
         // No user id: whether the account exists is the worker's business, not the log's.
         self.emit(EventKind::PasswordResetRequested, None, None, None, None)
-            .await;
+            .await?;
         Ok(())
     }
 
@@ -495,7 +495,7 @@ impl AuthService {
             return Err(AuthError::InvalidOneTimeToken);
         }
         self.emit(EventKind::PasswordReset, Some(user_id), None, None, None)
-            .await;
+            .await?;
         Ok(())
     }
 
@@ -564,7 +564,7 @@ impl AuthService {
             Some(&session.client),
             None,
         )
-        .await;
+        .await?;
         self.issue(user, &session, refresh, now)
     }
 
@@ -628,7 +628,7 @@ impl AuthService {
             .finish_first_factor(user, client.clone(), "email", now)
             .await?;
         self.signed_in_event(EventKind::MagicLinkSignIn, user_id, &client, &outcome)
-            .await;
+            .await?;
         Ok(MagicLinkSignIn {
             outcome,
             redirect_to: record.redirect_to,
@@ -702,7 +702,7 @@ impl AuthService {
                 Some(&client),
                 detail,
             )
-            .await;
+            .await?;
             return Err(AuthError::InvalidCode);
         }
         let record = self
@@ -719,7 +719,7 @@ impl AuthService {
             .finish_first_factor(user, client.clone(), "otp", now)
             .await?;
         self.signed_in_event(EventKind::EmailCodeSignIn, user_id, &client, &outcome)
-            .await;
+            .await?;
         Ok(outcome)
     }
 
@@ -754,7 +754,7 @@ impl AuthService {
                     None,
                     Some("passwordless".into()),
                 )
-                .await;
+                .await?;
                 Ok(user)
             }
             // Signed up some other way since the link was sent: the link proves the address.
@@ -785,7 +785,7 @@ impl AuthService {
         if proven.adopted {
             let detail = Some("adopted".into());
             self.emit(EventKind::EmailVerified, Some(id), None, None, detail)
-                .await;
+                .await?;
         }
         Ok(proven.user)
     }

@@ -489,7 +489,7 @@ impl crate::service::AuthService {
                 Some(client),
                 None,
             )
-            .await;
+            .await?;
             let Some(user) = account else {
                 return Ok(());
             };

@@ -18,6 +18,7 @@ pub mod model;
 pub mod password;
 pub mod ports;
 pub mod random;
+mod record;
 
 pub use error::{AuthError, AuthResult};
 pub mod identity;

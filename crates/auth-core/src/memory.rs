@@ -162,6 +162,16 @@ impl State {
         }
     }
 
+    /// The audit rows and webhook deliveries of a change, with it.
+    fn write_records(&mut self, records: &[crate::audit::Recorded]) {
+        for r in records {
+            self.audit.push(r.row.clone());
+            for delivery in &r.deliveries {
+                self.enqueue(delivery);
+            }
+        }
+    }
+
     fn enqueue(&mut self, m: &NewOutboxMessage) {
         self.outbox.push(OutboxEntry {
             message: OutboxMessage {

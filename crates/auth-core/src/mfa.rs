@@ -670,7 +670,7 @@ impl AuthService {
         user_id: UserId,
         client: &ClientInfo,
         outcome: &SignInOutcome,
-    ) {
+    ) -> AuthResult<()> {
         let detail = match outcome {
             SignInOutcome::SignedIn(_) => None,
             SignInOutcome::MfaRequired(_) => Some("mfa_required".to_owned()),
@@ -682,7 +682,7 @@ impl AuthService {
             Some(client),
             detail,
         )
-        .await;
+        .await
     }
 
     /// Check a second factor of `user`. `Some(amr)` when it is right (and now spent: the
@@ -768,7 +768,7 @@ impl AuthService {
                         None,
                         detail,
                     )
-                    .await;
+                    .await?;
                     return Ok(Some(factor.amr()));
                 }
                 Ok(None)
@@ -910,7 +910,7 @@ impl AuthService {
                 Some(client),
                 Some("factor=totp,activation".into()),
             )
-            .await;
+            .await?;
             return Err(AuthError::InvalidCode);
         };
         let (codes, hashes) = self.recovery_codes(user.id);
@@ -937,7 +937,7 @@ impl AuthService {
             Some(client),
             Some("factor=totp".into()),
         )
-        .await;
+        .await?;
         Ok(codes)
     }
 
@@ -1039,7 +1039,7 @@ impl AuthService {
                 Some(&client),
                 detail,
             )
-            .await;
+            .await?;
             return Err(AuthError::InvalidCode);
         };
         let mut amr = challenge.amr.clone();
@@ -1073,7 +1073,7 @@ impl AuthService {
             Some(&client),
             Some(format!("factor={}", factor.as_str())),
         )
-        .await;
+        .await?;
         self.issue(user, &session, refresh_token, now)
     }
 
@@ -1122,7 +1122,7 @@ impl AuthService {
             Some(client),
             Some(format!("factor={},step_up", factor.as_str())),
         )
-        .await;
+        .await?;
         // The refresh token of the session is not known here (stored hashed) and is not
         // handed out again: a placeholder fills the slot and is dropped.
         let issued = self.issue(user, &session, SecretString::from(String::new()), now)?;
@@ -1161,7 +1161,7 @@ impl AuthService {
                     Some(client),
                     Some(format!("factor={}", factor.as_str())),
                 )
-                .await;
+                .await?;
                 Err(AuthError::InvalidCode)
             }
         }
@@ -1217,7 +1217,7 @@ impl AuthService {
                 Some(client),
                 Some(format!("factor={}", factor.kind.as_str())),
             )
-            .await;
+            .await?;
         }
         Ok(())
     }
@@ -1244,7 +1244,7 @@ impl AuthService {
             Some(client),
             None,
         )
-        .await;
+        .await?;
         Ok(codes)
     }
 

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::audit::{AuditQuery, AuditRecord};
+use crate::audit::{AuditQuery, AuditRecord, Recorded};
 use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
 use crate::events::{EventKind, SecurityEvent};
@@ -276,25 +276,25 @@ pub enum RoleDeletion {
 }
 
 /// Storage of roles and of the administrative changes to accounts. Each write is one
-/// transaction that also appends `audit`.
+/// transaction that also writes its event's `record` (audit row and webhook deliveries).
 #[async_trait]
 pub trait OperatorStore: Send + Sync {
     /// Every role, by name.
     async fn roles(&self) -> AuthResult<Vec<Role>>;
     /// Insert a role; [`AuthError::Conflict`] `role_exists` when the name is taken.
-    async fn insert_role(&self, role: &Role, audit: &AuditRecord) -> AuthResult<()>;
+    async fn insert_role(&self, role: &Role, record: &Recorded) -> AuthResult<()>;
     /// Replace a role's capabilities and description; `false` when there is no such role
     /// that is not built in.
-    async fn update_role(&self, role: &Role, audit: &AuditRecord) -> AuthResult<bool>;
+    async fn update_role(&self, role: &Role, record: &Recorded) -> AuthResult<bool>;
     /// Delete a role that is not built in and that no user holds.
-    async fn delete_role(&self, name: &str, audit: &AuditRecord) -> AuthResult<RoleDeletion>;
+    async fn delete_role(&self, name: &str, record: &Recorded) -> AuthResult<RoleDeletion>;
     /// An account and its state.
     async fn managed_user(&self, id: UserId) -> AuthResult<Option<ManagedUser>>;
     /// A page of accounts in creation order (identifiers are time ordered).
     async fn list_users(&self, query: &UserQuery) -> AuthResult<Vec<ManagedUser>>;
     /// Insert an account; [`AuthError::EmailTaken`] when the canonical email is registered.
-    async fn insert_managed_user(&self, user: &NewUser, audit: &AuditRecord) -> AuthResult<User>;
-    /// Apply `update` and append `audit`, all in one transaction; `None` when there is no
+    async fn insert_managed_user(&self, user: &NewUser, record: &Recorded) -> AuthResult<User>;
+    /// Apply `update` and write `records`, all in one transaction; `None` when there is no
     /// such account, [`AuthError::EmailTaken`] when the new address belongs to another,
     /// [`AuthError::NotFound`] when a role of the new set does not exist (nothing changed).
     async fn update_user(
@@ -302,7 +302,7 @@ pub trait OperatorStore: Send + Sync {
         id: UserId,
         update: &AccountUpdate,
         now: DateTime<Utc>,
-        audit: &[AuditRecord],
+        records: &[Recorded],
     ) -> AuthResult<Option<ManagedUser>>;
     /// Give (`assign`) or take away a role. Assigning checks, in the same transaction,
     /// that the role exists.
@@ -312,7 +312,7 @@ pub trait OperatorStore: Send + Sync {
         role: &str,
         assign: bool,
         now: DateTime<Utc>,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<RoleChange>;
     /// Disable (`Some(time)`) or enable (`None`) an account. Disabling revokes every
     /// session of the account in the same transaction. `None` when there is no such
@@ -322,19 +322,19 @@ pub trait OperatorStore: Send + Sync {
         id: UserId,
         disabled_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<Option<u64>>;
     /// Delete an account with its sessions and one-time tokens, and strip the addresses
     /// from its audit rows (they keep the user id only). `false` when there is no such
     /// account.
-    async fn delete_user(&self, id: UserId, audit: &AuditRecord) -> AuthResult<bool>;
+    async fn delete_user(&self, id: UserId, record: &Recorded) -> AuthResult<bool>;
     /// Revoke one session of the account (`only`) or all of them; returns how many.
     async fn revoke_user_sessions(
         &self,
         user_id: UserId,
         only: Option<SessionId>,
         now: DateTime<Utc>,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<u64>;
 }
 
@@ -673,14 +673,14 @@ impl AuthService {
     }
 
     /// The audit row of an administrative action, and its log line.
-    fn admin_event(
+    async fn admin_event(
         &self,
         operator: Option<Actor<'_>>,
         kind: EventKind,
         user_id: Option<UserId>,
         session_id: Option<SessionId>,
         detail: Option<serde_json::Value>,
-    ) -> (AuditRecord, SecurityEvent) {
+    ) -> AuthResult<Recorded> {
         let event = SecurityEvent {
             kind,
             at: self.ports.clock.now(),
@@ -690,7 +690,7 @@ impl AuthService {
             detail: detail.map(|d| d.to_string()),
             actor: operator.map(|o| o.user_id),
         };
-        (AuditRecord::from_event(&event), event)
+        self.recorded(event).await
     }
 
     async fn known_roles(&self, names: &[String]) -> AuthResult<()> {
@@ -766,19 +766,21 @@ impl AuthService {
         by: &str,
     ) -> AuthResult<User> {
         let detail = json!({ "roles": new_user.roles, "by": by });
-        let (row, event) = self.admin_event(
-            operator,
-            EventKind::UserCreated,
-            Some(new_user.id),
-            None,
-            Some(detail),
-        );
+        let record = self
+            .admin_event(
+                operator,
+                EventKind::UserCreated,
+                Some(new_user.id),
+                None,
+                Some(detail),
+            )
+            .await?;
         let user = self
             .ports
             .operators
-            .insert_managed_user(&new_user, &row)
+            .insert_managed_user(&new_user, &record)
             .await?;
-        self.published(event).await;
+        self.committed([record]).await;
         Ok(user)
     }
 
@@ -952,17 +954,17 @@ impl AuthService {
         .flatten()
         .collect();
         let mut audit = Vec::new();
-        let mut events = Vec::new();
         if !fields.is_empty() {
-            let (row, event) = self.admin_event(
-                Some(operator.actor()),
-                EventKind::UserUpdated,
-                Some(id),
-                None,
-                Some(json!({ "fields": fields, "email_changed": changes_email })),
-            );
-            audit.push(row);
-            events.push(event);
+            let record = self
+                .admin_event(
+                    Some(operator.actor()),
+                    EventKind::UserUpdated,
+                    Some(id),
+                    None,
+                    Some(json!({ "fields": fields, "email_changed": changes_email })),
+                )
+                .await?;
+            audit.push(record);
         }
         for (role, assign) in &role_changes {
             let kind = if *assign {
@@ -970,15 +972,16 @@ impl AuthService {
             } else {
                 EventKind::RoleRemoved
             };
-            let (row, event) = self.admin_event(
-                Some(operator.actor()),
-                kind,
-                Some(id),
-                None,
-                Some(json!({ "role": role })),
-            );
-            audit.push(row);
-            events.push(event);
+            let record = self
+                .admin_event(
+                    Some(operator.actor()),
+                    kind,
+                    Some(id),
+                    None,
+                    Some(json!({ "role": role })),
+                )
+                .await?;
+            audit.push(record);
         }
         let user = self
             .ports
@@ -986,9 +989,7 @@ impl AuthService {
             .update_user(id, &update, now, &audit)
             .await?
             .ok_or(AuthError::NotFound)?;
-        for event in events {
-            self.published(event).await;
-        }
+        self.committed(audit).await;
         Ok(user)
     }
 
@@ -1010,17 +1011,17 @@ impl AuthService {
             EventKind::UserEnabled
         };
         let now = self.ports.clock.now();
-        let (mut row, event) = self.admin_event(Some(operator.actor()), kind, Some(id), None, None);
-        if disabled {
-            // The count is known only inside the transaction; the row says what was asked.
-            row.detail = Some(json!({ "sessions_revoked": "all" }));
-        }
+        // The count is known only inside the transaction; the row says what was asked.
+        let detail = disabled.then(|| json!({ "sessions_revoked": "all" }));
+        let record = self
+            .admin_event(Some(operator.actor()), kind, Some(id), None, detail)
+            .await?;
         self.ports
             .operators
-            .set_disabled(id, disabled.then_some(now), now, &row)
+            .set_disabled(id, disabled.then_some(now), now, &record)
             .await?
             .ok_or(AuthError::NotFound)?;
-        self.published(event).await;
+        self.committed([record]).await;
         self.managed(id).await
     }
 
@@ -1034,14 +1035,16 @@ impl AuthService {
             return Err(AuthError::Conflict("cannot_target_self"));
         }
         let account = self.target_account(operator, id).await?;
-        let (row, event) = self.admin_event(
-            Some(operator.actor()),
-            EventKind::UserDeleted,
-            Some(id),
-            None,
-            None,
-        );
-        if !self.ports.operators.delete_user(id, &row).await? {
+        let record = self
+            .admin_event(
+                Some(operator.actor()),
+                EventKind::UserDeleted,
+                Some(id),
+                None,
+                None,
+            )
+            .await?;
+        if !self.ports.operators.delete_user(id, &record).await? {
             return Err(AuthError::NotFound);
         }
         // Failed sign-ins are counted by address: forget them too.
@@ -1049,7 +1052,7 @@ impl AuthService {
             .lockouts
             .clear_all(&crate::guard::lockout_identifier(&account.user.email))
             .await?;
-        self.published(event).await;
+        self.committed([record]).await;
         Ok(())
     }
 
@@ -1081,15 +1084,17 @@ impl AuthService {
             .register_failure(&identifier, now, freeze, 1, freeze)
             .await?;
         let until = state.locked_until.unwrap_or(now + freeze);
-        let (row, event) = self.admin_event(
-            Some(operator.actor()),
-            EventKind::UserLocked,
-            Some(id),
-            None,
-            Some(json!({ "locked_until": until.to_rfc3339() })),
-        );
-        self.ports.audit.append(&row).await?;
-        self.published(event).await;
+        let record = self
+            .admin_event(
+                Some(operator.actor()),
+                EventKind::UserLocked,
+                Some(id),
+                None,
+                Some(json!({ "locked_until": until.to_rfc3339() })),
+            )
+            .await?;
+        self.ports.audit.append(&record).await?;
+        self.committed([record]).await;
         Ok(until)
     }
 
@@ -1101,15 +1106,17 @@ impl AuthService {
     ) -> AuthResult<()> {
         let account = self.target_account(operator, id).await?;
         self.unlock(&account.user.email).await?;
-        let (row, event) = self.admin_event(
-            Some(operator.actor()),
-            EventKind::UserUnlocked,
-            Some(id),
-            None,
-            None,
-        );
-        self.ports.audit.append(&row).await?;
-        self.published(event).await;
+        let record = self
+            .admin_event(
+                Some(operator.actor()),
+                EventKind::UserUnlocked,
+                Some(id),
+                None,
+                None,
+            )
+            .await?;
+        self.ports.audit.append(&record).await?;
+        self.committed([record]).await;
         Ok(())
     }
 
@@ -1147,20 +1154,22 @@ impl AuthService {
             }
         }
         let scope = if only.is_some() { "session" } else { "all" };
-        let (row, event) = self.admin_event(
-            Some(operator.actor()),
-            EventKind::SessionRevoked,
-            Some(id),
-            only,
-            Some(json!({ "reason": "by_admin", "scope": scope })),
-        );
+        let record = self
+            .admin_event(
+                Some(operator.actor()),
+                EventKind::SessionRevoked,
+                Some(id),
+                only,
+                Some(json!({ "reason": "by_admin", "scope": scope })),
+            )
+            .await?;
         let now = self.ports.clock.now();
         let n = self
             .ports
             .operators
-            .revoke_user_sessions(id, only, now, &row)
+            .revoke_user_sessions(id, only, now, &record)
             .await?;
-        self.published(event).await;
+        self.committed([record]).await;
         Ok(n)
     }
 
@@ -1188,15 +1197,17 @@ impl AuthService {
             updated_at: now,
         };
         operator.may_grant(&role.grant_set())?;
-        let (row, event) = self.admin_event(
-            Some(operator.actor()),
-            EventKind::RoleCreated,
-            None,
-            None,
-            Some(json!({ "role": role.name, "capabilities": role.capabilities })),
-        );
-        self.ports.operators.insert_role(&role, &row).await?;
-        self.published(event).await;
+        let record = self
+            .admin_event(
+                Some(operator.actor()),
+                EventKind::RoleCreated,
+                None,
+                None,
+                Some(json!({ "role": role.name, "capabilities": role.capabilities })),
+            )
+            .await?;
+        self.ports.operators.insert_role(&role, &record).await?;
+        self.committed([record]).await;
         Ok(role)
     }
 
@@ -1237,17 +1248,19 @@ impl AuthService {
             ..current
         };
         operator.may_grant(&role.grant_set())?;
-        let (row, event) = self.admin_event(
-            Some(operator.actor()),
-            EventKind::RoleUpdated,
-            None,
-            None,
-            Some(json!({ "role": role.name, "capabilities": role.capabilities })),
-        );
-        if !self.ports.operators.update_role(&role, &row).await? {
+        let record = self
+            .admin_event(
+                Some(operator.actor()),
+                EventKind::RoleUpdated,
+                None,
+                None,
+                Some(json!({ "role": role.name, "capabilities": role.capabilities })),
+            )
+            .await?;
+        if !self.ports.operators.update_role(&role, &record).await? {
             return Err(AuthError::NotFound);
         }
-        self.published(event).await;
+        self.committed([record]).await;
         Ok(role)
     }
 
@@ -1260,16 +1273,18 @@ impl AuthService {
         if self.role_named(name).await?.built_in {
             return Err(AuthError::Conflict("built_in_role"));
         }
-        let (row, event) = self.admin_event(
-            Some(operator.actor()),
-            EventKind::RoleDeleted,
-            None,
-            None,
-            Some(json!({ "role": name })),
-        );
-        match self.ports.operators.delete_role(name, &row).await? {
+        let record = self
+            .admin_event(
+                Some(operator.actor()),
+                EventKind::RoleDeleted,
+                None,
+                None,
+                Some(json!({ "role": name })),
+            )
+            .await?;
+        match self.ports.operators.delete_role(name, &record).await? {
             RoleDeletion::Deleted => {
-                self.published(event).await;
+                self.committed([record]).await;
                 Ok(())
             }
             RoleDeletion::NotFound => Err(AuthError::NotFound),
@@ -1292,22 +1307,24 @@ impl AuthService {
         } else {
             EventKind::RoleRemoved
         };
-        let (row, event) = self.admin_event(
-            Some(operator.actor()),
-            kind,
-            Some(id),
-            None,
-            Some(json!({ "role": role })),
-        );
+        let record = self
+            .admin_event(
+                Some(operator.actor()),
+                kind,
+                Some(id),
+                None,
+                Some(json!({ "role": role })),
+            )
+            .await?;
         let now = self.ports.clock.now();
         match self
             .ports
             .operators
-            .change_user_role(id, role, assign, now, &row)
+            .change_user_role(id, role, assign, now, &record)
             .await?
         {
             RoleChange::Changed(user) => {
-                self.published(event).await;
+                self.committed([record]).await;
                 Ok(user)
             }
             RoleChange::UnknownUser | RoleChange::UnknownRole => Err(AuthError::NotFound),

@@ -336,7 +336,7 @@ impl AuthService {
                     Some(client),
                     Some("registration".into()),
                 )
-                .await;
+                .await?;
                 return Err(e);
             }
         };
@@ -371,7 +371,7 @@ impl AuthService {
             Some(client),
             None,
         )
-        .await;
+        .await?;
         Ok(passkey)
     }
 
@@ -419,7 +419,7 @@ impl AuthService {
                     Some(&client),
                     Some("assertion".into()),
                 )
-                .await;
+                .await?;
                 return Err(e);
             }
         };
@@ -441,7 +441,7 @@ impl AuthService {
                 Some(&client),
                 detail,
             )
-            .await;
+            .await?;
             return Err(AuthError::InvalidPasskey);
         }
         let user = self
@@ -457,7 +457,7 @@ impl AuthService {
                 .finish_first_factor(user, client.clone(), "hwk", now)
                 .await?;
             self.signed_in_event(EventKind::PasskeySignIn, user_id, &client, &outcome)
-                .await;
+                .await?;
             return Ok(outcome);
         }
         // The authenticator verified the user (PIN or biometric) besides proving possession:
@@ -486,7 +486,7 @@ impl AuthService {
             Some(&client),
             None,
         )
-        .await;
+        .await?;
         let tokens = self.issue(user, &session, refresh_token, now)?;
         Ok(SignInOutcome::SignedIn(Box::new(tokens)))
     }
@@ -533,7 +533,7 @@ impl AuthService {
             Some(client),
             None,
         )
-        .await;
+        .await?;
         Ok(())
     }
 

@@ -341,7 +341,7 @@ impl AuthService {
         if let Err(locked) = self.refuse_if_locked(&identifier, &client).await {
             let detail = Some("locked".to_owned());
             self.emit(EventKind::LoginFailed, None, None, Some(&client), detail)
-                .await;
+                .await?;
             return Err(locked);
         }
         if password.expose_secret().len() > MAX_PASSWORD_BYTES {
@@ -368,7 +368,7 @@ impl AuthService {
                 Some(&client),
                 Some("unknown_account".into()),
             )
-            .await;
+            .await?;
             self.count_failure(&identifier, &client, None).await?;
             return Err(AuthError::InvalidCredentials);
         };
@@ -383,7 +383,7 @@ impl AuthService {
                 Some(&client),
                 Some("wrong_password".into()),
             )
-            .await;
+            .await?;
             self.count_failure(&identifier, &client, Some(&creds.user))
                 .await?;
             return Err(AuthError::InvalidCredentials);
@@ -398,7 +398,7 @@ impl AuthService {
                 Some(&client),
                 Some("email_not_verified".into()),
             )
-            .await;
+            .await?;
             return Err(AuthError::EmailNotVerified);
         }
         let now = self.ports.clock.now();
@@ -426,36 +426,8 @@ impl AuthService {
             .finish_first_factor(creds.user, client.clone(), "pwd", now)
             .await?;
         self.signed_in_event(EventKind::LoginSucceeded, user_id, &client, &outcome)
-            .await;
+            .await?;
         Ok(outcome)
-    }
-
-    /// Record a security event.
-    pub(crate) async fn emit(
-        &self,
-        kind: EventKind,
-        user_id: Option<UserId>,
-        session_id: Option<SessionId>,
-        client: Option<&ClientInfo>,
-        detail: Option<String>,
-    ) {
-        let at = self.ports.clock.now();
-        let client = client.cloned();
-        let event = SecurityEvent {
-            kind,
-            at,
-            user_id,
-            session_id,
-            client,
-            detail,
-            actor: None,
-        };
-        let row = crate::audit::AuditRecord::from_event(&event);
-        self.ports.events.record(event).await;
-        // Webhook subscribers hear of it after it is recorded.
-        if let Err(e) = self.fan_out(&row).await {
-            tracing::error!(error = %e, event_type = %row.event_type, "could not queue webhook deliveries");
-        }
     }
 
     pub(crate) async fn open_session(
@@ -572,7 +544,7 @@ impl AuthService {
             tracing::warn!(user_id = %session.user_id, session_id = %session.id, "refresh token reused after rotation: session revoked");
             let (user, sid) = (Some(session.user_id), Some(session.id));
             self.emit(EventKind::RefreshTokenReuseDetected, user, sid, None, None)
-                .await;
+                .await?;
             return Err(AuthError::InvalidRefreshToken);
         }
         let current = self
@@ -670,7 +642,7 @@ impl AuthService {
         let detail = format!("scope={scope:?},revoked={revoked}").to_lowercase();
         let (user, sid) = (Some(caller.user_id), Some(caller.session_id));
         self.emit(EventKind::LoggedOut, user, sid, None, Some(detail))
-            .await;
+            .await?;
         Ok(())
     }
 
@@ -701,7 +673,7 @@ impl AuthService {
                 None,
                 Some("token_revocation".into()),
             )
-            .await;
+            .await?;
         }
         Ok(())
     }
@@ -834,7 +806,7 @@ impl AuthService {
                     None,
                     detail,
                 )
-                .await;
+                .await?;
                 Ok(())
             }
             _ => Err(AuthError::NotFound),
@@ -901,15 +873,15 @@ impl AuthService {
             detail: None,
             actor: Some(user.id),
         };
-        let row = crate::audit::AuditRecord::from_event(&event);
-        if !self.ports.operators.delete_user(user.id, &row).await? {
+        let record = self.recorded(event).await?;
+        if !self.ports.operators.delete_user(user.id, &record).await? {
             return Err(AuthError::InvalidToken("user no longer exists"));
         }
         self.ports
             .lockouts
             .clear_all(&crate::guard::lockout_identifier(&user.email))
             .await?;
-        self.published(event).await;
+        self.committed([record]).await;
         Ok(())
     }
 }

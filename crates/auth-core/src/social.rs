@@ -365,7 +365,7 @@ impl SocialService {
                 let detail = Some(format!("provider={provider},reason={reason}"));
                 self.auth
                     .emit(EventKind::LoginFailed, None, None, Some(client), detail)
-                    .await;
+                    .await?;
                 Err(provider_error(e))
             }
         }
@@ -424,7 +424,7 @@ impl SocialService {
                     Some(client),
                     Some(format!("provider={},by=verified_email", external.provider)),
                 )
-                .await;
+                .await?;
             return self.keep_name(existing.user, name).await;
         }
         match (signup, intent) {
@@ -464,7 +464,7 @@ impl SocialService {
                 Some(client),
                 Some(format!("provider={}", external.provider)),
             )
-            .await;
+            .await?;
         Ok(user)
     }
 
@@ -528,7 +528,7 @@ impl SocialService {
                 Some(&client),
                 Some(format!("provider={provider}")),
             )
-            .await;
+            .await?;
         Ok(outcome)
     }
 
@@ -568,7 +568,7 @@ impl SocialService {
                 Some(&client),
                 Some(format!("provider={provider},by=user")),
             )
-            .await;
+            .await?;
         self.auth.me(caller).await
     }
 
@@ -589,7 +589,7 @@ impl SocialService {
                         None,
                         Some(format!("identity={id}")),
                     )
-                    .await;
+                    .await?;
                 Ok(())
             }
             UnlinkOutcome::NotFound => Err(AuthError::NotFound),

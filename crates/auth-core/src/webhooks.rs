@@ -19,12 +19,11 @@ use serde_json::json;
 use sha2::Sha256;
 use uuid::Uuid;
 
-use crate::audit::AuditRecord;
+use crate::audit::Recorded;
 use crate::error::{AuthError, AuthResult};
 use crate::events::{EventKind, SecurityEvent};
 use crate::operators::capability::WebhooksManage;
 use crate::operators::{ADMIN_ROLE, Operator};
-use crate::outbox::OutboxJob;
 use crate::random::random_bytes;
 use crate::service::AuthService;
 
@@ -119,24 +118,24 @@ pub struct WebhookJob {
     pub body: String,
 }
 
-/// Storage of endpoints and delivery attempts. Writes that an administrator makes carry
-/// their audit row into the same transaction.
+/// Storage of endpoints and delivery attempts. Each write that causes an event writes its
+/// `record` (audit row and webhook deliveries) in the same transaction.
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
     /// Insert an endpoint.
     async fn insert_endpoint(
         &self,
         endpoint: &WebhookEndpoint,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<()>;
     /// Replace an endpoint's fields; `false` when there is no such endpoint.
     async fn update_endpoint(
         &self,
         endpoint: &WebhookEndpoint,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<bool>;
     /// Delete an endpoint and its attempts; `false` when there is no such endpoint.
-    async fn delete_endpoint(&self, id: Uuid, audit: &AuditRecord) -> AuthResult<bool>;
+    async fn delete_endpoint(&self, id: Uuid, record: &Recorded) -> AuthResult<bool>;
     /// One endpoint.
     async fn endpoint(&self, id: Uuid) -> AuthResult<Option<WebhookEndpoint>>;
     /// Every endpoint, oldest first.
@@ -151,7 +150,7 @@ pub trait WebhookStore: Send + Sync {
         id: Uuid,
         reason: &str,
         now: DateTime<Utc>,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<bool>;
     /// The newest attempts of an endpoint, newest first.
     async fn attempts(&self, endpoint_id: Uuid, limit: usize) -> AuthResult<Vec<DeliveryAttempt>>;
@@ -414,13 +413,13 @@ impl AuthService {
         String::from_utf8(plain).map_err(AuthError::internal)
     }
 
-    fn webhook_event(
+    async fn webhook_event(
         &self,
         operator: Option<&Operator<WebhooksManage>>,
         kind: EventKind,
         endpoint: Uuid,
         extra: serde_json::Value,
-    ) -> (AuditRecord, SecurityEvent) {
+    ) -> AuthResult<Recorded> {
         let mut detail = json!({ "endpoint_id": endpoint.to_string() });
         if let (Some(d), serde_json::Value::Object(more)) = (detail.as_object_mut(), extra) {
             d.extend(more);
@@ -434,7 +433,7 @@ impl AuthService {
             detail: Some(detail.to_string()),
             actor: operator.map(|o| o.caller().user_id),
         };
-        (AuditRecord::from_event(&event), event)
+        self.recorded(event).await
     }
 
     /// Every endpoint.
@@ -494,14 +493,19 @@ impl AuthService {
             created_at: now,
             updated_at: now,
         };
-        let (row, event) = self.webhook_event(
-            Some(operator),
-            EventKind::WebhookCreated,
-            endpoint.id,
-            json!({ "event_types": endpoint.event_types }),
-        );
-        self.ports.webhooks.insert_endpoint(&endpoint, &row).await?;
-        self.published(event).await;
+        let record = self
+            .webhook_event(
+                Some(operator),
+                EventKind::WebhookCreated,
+                endpoint.id,
+                json!({ "event_types": endpoint.event_types }),
+            )
+            .await?;
+        self.ports
+            .webhooks
+            .insert_endpoint(&endpoint, &record)
+            .await?;
+        self.committed([record]).await;
         Ok(EndpointWithSecret { endpoint, secret })
     }
 
@@ -530,16 +534,23 @@ impl AuthService {
             endpoint.enabled = enabled;
         }
         endpoint.updated_at = self.ports.clock.now();
-        let (row, event) = self.webhook_event(
-            Some(operator),
-            EventKind::WebhookUpdated,
-            id,
-            json!({ "enabled": endpoint.enabled }),
-        );
-        if !self.ports.webhooks.update_endpoint(&endpoint, &row).await? {
+        let record = self
+            .webhook_event(
+                Some(operator),
+                EventKind::WebhookUpdated,
+                id,
+                json!({ "enabled": endpoint.enabled }),
+            )
+            .await?;
+        if !self
+            .ports
+            .webhooks
+            .update_endpoint(&endpoint, &record)
+            .await?
+        {
             return Err(AuthError::NotFound);
         }
-        self.published(event).await;
+        self.committed([record]).await;
         Ok(endpoint)
     }
 
@@ -549,12 +560,13 @@ impl AuthService {
         operator: &Operator<WebhooksManage>,
         id: Uuid,
     ) -> AuthResult<()> {
-        let (row, event) =
-            self.webhook_event(Some(operator), EventKind::WebhookDeleted, id, json!({}));
-        if !self.ports.webhooks.delete_endpoint(id, &row).await? {
+        let record = self
+            .webhook_event(Some(operator), EventKind::WebhookDeleted, id, json!({}))
+            .await?;
+        if !self.ports.webhooks.delete_endpoint(id, &record).await? {
             return Err(AuthError::NotFound);
         }
-        self.published(event).await;
+        self.committed([record]).await;
         Ok(())
     }
 
@@ -571,16 +583,23 @@ impl AuthService {
             Some(std::mem::replace(&mut endpoint.secret_sealed, sealed));
         endpoint.previous_secret_expires_at = Some(now + self.settings.webhooks.secret_overlap);
         endpoint.updated_at = now;
-        let (row, event) = self.webhook_event(
-            Some(operator),
-            EventKind::WebhookSecretRotated,
-            id,
-            json!({}),
-        );
-        if !self.ports.webhooks.update_endpoint(&endpoint, &row).await? {
+        let record = self
+            .webhook_event(
+                Some(operator),
+                EventKind::WebhookSecretRotated,
+                id,
+                json!({}),
+            )
+            .await?;
+        if !self
+            .ports
+            .webhooks
+            .update_endpoint(&endpoint, &record)
+            .await?
+        {
             return Err(AuthError::NotFound);
         }
-        self.published(event).await;
+        self.committed([record]).await;
         Ok(EndpointWithSecret { endpoint, secret })
     }
 
@@ -596,51 +615,6 @@ impl AuthService {
             .webhooks
             .attempts(id, crate::operators::page_size(limit))
             .await
-    }
-
-    /// After an event is recorded: log it and queue one delivery per subscribed endpoint.
-    /// Failing to queue is logged, never raised (the change it reports is done).
-    pub(crate) async fn published(&self, event: SecurityEvent) {
-        let row = AuditRecord::from_event(&event);
-        crate::events::EventSink::record(&crate::events::LogEventSink, event).await;
-        if let Err(e) = self.fan_out(&row).await {
-            tracing::error!(error = %e, event_type = %row.event_type, "could not queue webhook deliveries");
-        }
-    }
-
-    /// Queue one delivery of `row` per enabled endpoint subscribed to its type.
-    pub(crate) async fn fan_out(&self, row: &AuditRecord) -> AuthResult<()> {
-        let endpoints = self.ports.webhooks.endpoints().await?;
-        let targets: Vec<&WebhookEndpoint> = endpoints
-            .iter()
-            .filter(|e| e.subscribes_to(&row.event_type))
-            .collect();
-        if targets.is_empty() {
-            return Ok(());
-        }
-        let body = json!({
-            "type": row.event_type,
-            "timestamp": row.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "data": {
-                "user_id": row.user_id.map(|u| u.to_string()),
-                "actor_id": row.actor_id.map(|u| u.to_string()),
-                "session_id": row.session_id.map(|s| s.to_string()),
-                "detail": row.detail,
-            },
-        })
-        .to_string();
-        let now = self.ports.clock.now();
-        for endpoint in targets {
-            let job = OutboxJob::Webhook(WebhookJob {
-                endpoint_id: endpoint.id,
-                message_id: Uuid::now_v7(),
-                event_type: row.event_type.clone(),
-                body: body.clone(),
-            });
-            let message = self.seal_job(&job, now)?;
-            self.ports.outbox.enqueue(&message).await?;
-        }
-        Ok(())
     }
 
     /// When a failed delivery after `attempts` attempts is tried again; `None` to give up.
@@ -736,21 +710,21 @@ impl AuthService {
             && now - since >= self.settings.webhooks.disable_after
         {
             let why = "failing since ".to_owned() + &since.to_rfc3339();
-            let (row, event) = self.webhook_event(
+            let record = self.webhook_event(
                 None,
                 EventKind::WebhookEndpointDisabled,
                 endpoint.id,
                 json!({ "reason": "failing", "failing_since": since.to_rfc3339(), "notify_role": ADMIN_ROLE }),
-            );
+            ).await.map_err(transient)?;
             if self
                 .ports
                 .webhooks
-                .disable_endpoint(endpoint.id, &why, now, &row)
+                .disable_endpoint(endpoint.id, &why, now, &record)
                 .await
                 .map_err(transient)?
             {
                 tracing::warn!(endpoint_id = %endpoint.id, "webhook endpoint disabled after failing for too long");
-                self.published(event).await;
+                self.committed([record]).await;
             }
             return Err((true, format!("{reason}; endpoint disabled")));
         }

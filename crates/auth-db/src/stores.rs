@@ -8,6 +8,7 @@
 use std::str::FromStr;
 
 use async_trait::async_trait;
+use auth_core::audit::{AuditRecord, Recorded};
 use auth_core::model::{
     ClientInfo, MailboxProof, NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind,
     ProfileUpdate, ProvenMailbox, RefreshTokenRecord, RotateOutcome, Session, SessionId,
@@ -171,12 +172,33 @@ macro_rules! revoke_all_sessions {
 /// `enqueue!(conn, &OutboxRow)`: write an outbox entry.
 macro_rules! enqueue {
     ($conn:expr, $row:expr) => {{
-        let row: &OutboxRow = $row;
+        let row: &$crate::stores::OutboxRow = $row;
         diesel_async::RunQueryDsl::execute(
             diesel::insert_into($crate::schema::outbox::table).values(row),
             &mut *$conn,
         )
     }};
+}
+
+/// `write_records!(conn, &RecordRows)`: write the audit rows and webhook deliveries of a
+/// change, in its transaction (the one write path of events: see `auth_core::audit::Recorded`).
+macro_rules! write_records {
+    ($conn:expr, $rows:expr) => {
+        async {
+            let rows: &$crate::stores::RecordRows = $rows;
+            for row in &rows.audit {
+                diesel_async::RunQueryDsl::execute(
+                    diesel::insert_into($crate::schema::audit_log::table).values(row),
+                    &mut *$conn,
+                )
+                .await?;
+            }
+            for delivery in &rows.deliveries {
+                enqueue!($conn, delivery).await?;
+            }
+            Ok::<(), diesel::result::Error>(())
+        }
+    };
 }
 
 /// `set_password!(conn, &user_id, &hash, now)`: replace the user's password hash; answers
@@ -521,10 +543,81 @@ impl OneTimeTokenRow {
     }
 }
 
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::schema::audit_log)]
+pub(crate) struct AuditRow {
+    id: String,
+    at: NaiveDateTime,
+    event_type: String,
+    actor_id: Option<String>,
+    user_id: Option<String>,
+    session_id: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    detail: Option<String>,
+}
+
+impl AuditRow {
+    pub(crate) fn new(r: &AuditRecord) -> Self {
+        Self {
+            id: r.id.to_string(),
+            at: db_time(r.at),
+            event_type: r.event_type.clone(),
+            actor_id: r.actor_id.map(|u| u.to_string()),
+            user_id: r.user_id.map(|u| u.to_string()),
+            session_id: r.session_id.map(|s| s.to_string()),
+            ip: r.ip.clone(),
+            user_agent: r.user_agent.clone(),
+            detail: r.detail.as_ref().map(ToString::to_string),
+        }
+    }
+
+    pub(crate) fn into_record(self) -> AuthResult<AuditRecord> {
+        Ok(AuditRecord {
+            id: parse(&self.id)?,
+            at: self.at.and_utc(),
+            event_type: self.event_type,
+            actor_id: self.actor_id.as_deref().map(parse).transpose()?,
+            user_id: self.user_id.as_deref().map(parse).transpose()?,
+            session_id: self.session_id.as_deref().map(parse).transpose()?,
+            ip: self.ip,
+            user_agent: self.user_agent,
+            detail: self
+                .detail
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|_| {
+                    AuthError::Internal("database: malformed audit detail in a stored row".into())
+                })?,
+        })
+    }
+}
+
+/// The audit rows and webhook deliveries of a change (its [`Recorded`] events), as written
+/// in its transaction by [`write_records!`].
+pub(crate) struct RecordRows {
+    audit: Vec<AuditRow>,
+    deliveries: Vec<OutboxRow>,
+}
+
+impl RecordRows {
+    pub(crate) fn new(records: &[Recorded]) -> Self {
+        Self {
+            audit: records.iter().map(|r| AuditRow::new(&r.row)).collect(),
+            deliveries: records
+                .iter()
+                .flat_map(|r| &r.deliveries)
+                .map(OutboxRow::new)
+                .collect(),
+        }
+    }
+}
+
 /// An outbox entry as written: due at once, never attempted.
 #[derive(Insertable)]
 #[diesel(table_name = crate::schema::outbox)]
-struct OutboxRow {
+pub(crate) struct OutboxRow {
     id: String,
     kind: String,
     payload: Option<Vec<u8>>,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use async_trait::async_trait;
-use auth_core::events::{EventKind, EventSink, SecurityEvent};
+use auth_core::events::{EventKind, EventSink, LogEventSink, SecurityEvent};
 use auth_core::password::Argon2Hasher;
 use auth_core::ports::OutboxStore;
 use auth_db::Database;
@@ -285,10 +285,9 @@ impl Metrics {
     }
 }
 
-/// Counts security events, then hands them on.
+/// The server's observer of committed security events: counts them, then logs them (the
+/// stores already wrote their audit rows and webhook deliveries with the change).
 pub struct MetricsEventSink {
-    /// The sink that records them.
-    pub inner: Arc<dyn EventSink>,
     /// Where they are counted.
     pub metrics: Arc<Metrics>,
 }
@@ -297,7 +296,7 @@ pub struct MetricsEventSink {
 impl EventSink for MetricsEventSink {
     async fn record(&self, event: SecurityEvent) {
         self.metrics.observe_event(event.kind);
-        self.inner.record(event).await;
+        LogEventSink.record(event).await;
     }
 }
 

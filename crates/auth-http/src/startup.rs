@@ -11,7 +11,6 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use actix_web::middleware::{Condition, ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{App, HttpMessage as _, HttpServer, ResponseError as _, web};
-use auth_core::audit::AuditTrail;
 use auth_core::clock::{Clock as _, SystemClock};
 use auth_core::flows::EmailSettings;
 use auth_core::guard::{
@@ -443,7 +442,6 @@ async fn prepare(
         renderer: adapters.renderer.clone(),
         mailer: adapters.mailer.clone(),
         events: Arc::new(MetricsEventSink {
-            inner: Arc::new(AuditTrail::new(database.clone())),
             metrics: metrics.clone(),
         }),
         rate_limits: adapters.rate_limits.clone(),

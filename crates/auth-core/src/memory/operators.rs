@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{MemoryStore, State};
-use crate::audit::{AuditQuery, AuditRecord, AuditStore};
+use crate::audit::{AuditQuery, AuditRecord, AuditStore, Recorded};
 use crate::error::{AuthError, AuthResult};
 use crate::model::{NewUser, SessionId, User, UserCredentials, UserId};
 use crate::operators::{
@@ -38,17 +38,17 @@ impl OperatorStore for MemoryStore {
         Ok(roles)
     }
 
-    async fn insert_role(&self, role: &Role, audit: &AuditRecord) -> AuthResult<()> {
+    async fn insert_role(&self, role: &Role, record: &Recorded) -> AuthResult<()> {
         let mut s = self.state();
         if s.roles_seeded().contains_key(&role.name) {
             return Err(AuthError::Conflict("role_exists"));
         }
         s.roles.insert(role.name.clone(), role.clone());
-        s.audit.push(audit.clone());
+        s.write_records(std::slice::from_ref(record));
         Ok(())
     }
 
-    async fn update_role(&self, role: &Role, audit: &AuditRecord) -> AuthResult<bool> {
+    async fn update_role(&self, role: &Role, record: &Recorded) -> AuthResult<bool> {
         let mut s = self.state();
         match s.roles_seeded().get_mut(&role.name) {
             Some(r) if !r.built_in => {
@@ -58,11 +58,11 @@ impl OperatorStore for MemoryStore {
             }
             _ => return Ok(false),
         }
-        s.audit.push(audit.clone());
+        s.write_records(std::slice::from_ref(record));
         Ok(true)
     }
 
-    async fn delete_role(&self, name: &str, audit: &AuditRecord) -> AuthResult<RoleDeletion> {
+    async fn delete_role(&self, name: &str, record: &Recorded) -> AuthResult<RoleDeletion> {
         let mut s = self.state();
         if s.roles_seeded().get(name).is_none_or(|r| r.built_in) {
             return Ok(RoleDeletion::NotFound);
@@ -74,7 +74,7 @@ impl OperatorStore for MemoryStore {
             return Ok(RoleDeletion::InUse);
         }
         s.roles.remove(name);
-        s.audit.push(audit.clone());
+        s.write_records(std::slice::from_ref(record));
         Ok(RoleDeletion::Deleted)
     }
 
@@ -104,7 +104,7 @@ impl OperatorStore for MemoryStore {
             .collect())
     }
 
-    async fn insert_managed_user(&self, new: &NewUser, audit: &AuditRecord) -> AuthResult<User> {
+    async fn insert_managed_user(&self, new: &NewUser, record: &Recorded) -> AuthResult<User> {
         let mut s = self.state();
         let key = new.email.canonical();
         if s.by_email.contains_key(&key) {
@@ -128,7 +128,7 @@ impl OperatorStore for MemoryStore {
                 password_hash: new.password_hash.clone(),
             },
         );
-        s.audit.push(audit.clone());
+        s.write_records(std::slice::from_ref(record));
         Ok(user)
     }
 
@@ -137,7 +137,7 @@ impl OperatorStore for MemoryStore {
         id: UserId,
         update: &AccountUpdate,
         now: DateTime<Utc>,
-        audit: &[AuditRecord],
+        records: &[Recorded],
     ) -> AuthResult<Option<ManagedUser>> {
         let mut s = self.state();
         let Some(old_email) = s.users.get(&id).map(|c| c.user.email.clone()) else {
@@ -188,7 +188,7 @@ impl OperatorStore for MemoryStore {
             }
             c.user.updated_at = now;
         }
-        s.audit.extend(audit.iter().cloned());
+        s.write_records(records);
         Ok(s.managed(id))
     }
 
@@ -198,7 +198,7 @@ impl OperatorStore for MemoryStore {
         role: &str,
         assign: bool,
         now: DateTime<Utc>,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<RoleChange> {
         let mut s = self.state();
         if !s.users.contains_key(&id) {
@@ -216,7 +216,7 @@ impl OperatorStore for MemoryStore {
             }
             c.user.updated_at = now;
         }
-        s.audit.push(audit.clone());
+        s.write_records(std::slice::from_ref(record));
         Ok(s.managed(id)
             .map_or(RoleChange::UnknownUser, RoleChange::Changed))
     }
@@ -226,7 +226,7 @@ impl OperatorStore for MemoryStore {
         id: UserId,
         disabled_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<Option<u64>> {
         let mut s = self.state();
         if !s.users.contains_key(&id) {
@@ -242,11 +242,11 @@ impl OperatorStore for MemoryStore {
                 0
             }
         };
-        s.audit.push(audit.clone());
+        s.write_records(std::slice::from_ref(record));
         Ok(Some(revoked))
     }
 
-    async fn delete_user(&self, id: UserId, audit: &AuditRecord) -> AuthResult<bool> {
+    async fn delete_user(&self, id: UserId, record: &Recorded) -> AuthResult<bool> {
         let mut s = self.state();
         let Some(creds) = s.users.remove(&id) else {
             return Ok(false);
@@ -271,7 +271,7 @@ impl OperatorStore for MemoryStore {
             row.ip = None;
             row.user_agent = None;
         }
-        s.audit.push(audit.clone());
+        s.write_records(std::slice::from_ref(record));
         Ok(true)
     }
 
@@ -280,7 +280,7 @@ impl OperatorStore for MemoryStore {
         user_id: UserId,
         only: Option<SessionId>,
         now: DateTime<Utc>,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<u64> {
         let mut s = self.state();
         let mut n = 0;
@@ -290,15 +290,15 @@ impl OperatorStore for MemoryStore {
                 n += 1;
             }
         }
-        s.audit.push(audit.clone());
+        s.write_records(std::slice::from_ref(record));
         Ok(n)
     }
 }
 
 #[async_trait]
 impl AuditStore for MemoryStore {
-    async fn append(&self, record: &AuditRecord) -> AuthResult<()> {
-        self.state().audit.push(record.clone());
+    async fn append(&self, record: &Recorded) -> AuthResult<()> {
+        self.state().write_records(std::slice::from_ref(record));
         Ok(())
     }
 

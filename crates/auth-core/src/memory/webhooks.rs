@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::MemoryStore;
-use crate::audit::AuditRecord;
+use crate::audit::Recorded;
 use crate::error::AuthResult;
 use crate::webhooks::{DeliveryAttempt, WebhookEndpoint, WebhookStore};
 
@@ -14,29 +14,29 @@ impl WebhookStore for MemoryStore {
     async fn insert_endpoint(
         &self,
         endpoint: &WebhookEndpoint,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<()> {
         let mut s = self.state();
         s.webhooks.push(endpoint.clone());
-        s.audit.push(audit.clone());
+        s.write_records(std::slice::from_ref(record));
         Ok(())
     }
 
     async fn update_endpoint(
         &self,
         endpoint: &WebhookEndpoint,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<bool> {
         let mut s = self.state();
         let Some(e) = s.webhooks.iter_mut().find(|e| e.id == endpoint.id) else {
             return Ok(false);
         };
         *e = endpoint.clone();
-        s.audit.push(audit.clone());
+        s.write_records(std::slice::from_ref(record));
         Ok(true)
     }
 
-    async fn delete_endpoint(&self, id: Uuid, audit: &AuditRecord) -> AuthResult<bool> {
+    async fn delete_endpoint(&self, id: Uuid, record: &Recorded) -> AuthResult<bool> {
         let mut s = self.state();
         let before = s.webhooks.len();
         s.webhooks.retain(|e| e.id != id);
@@ -44,7 +44,7 @@ impl WebhookStore for MemoryStore {
             return Ok(false);
         }
         s.webhook_attempts.retain(|a| a.endpoint_id != id);
-        s.audit.push(audit.clone());
+        s.write_records(std::slice::from_ref(record));
         Ok(true)
     }
 
@@ -76,7 +76,7 @@ impl WebhookStore for MemoryStore {
         id: Uuid,
         reason: &str,
         now: DateTime<Utc>,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<bool> {
         let mut s = self.state();
         let Some(e) = s.webhooks.iter_mut().find(|e| e.id == id && e.enabled) else {
@@ -85,7 +85,7 @@ impl WebhookStore for MemoryStore {
         e.enabled = false;
         e.disabled_reason = Some(reason.to_owned());
         e.updated_at = now;
-        s.audit.push(audit.clone());
+        s.write_records(std::slice::from_ref(record));
         Ok(true)
     }
 

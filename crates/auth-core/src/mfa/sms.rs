@@ -221,7 +221,7 @@ impl AuthService {
                 Some(client),
                 Some("factor=sms,activation".into()),
             )
-            .await;
+            .await?;
             return Err(AuthError::InvalidCode);
         }
         let (codes, hashes) = self.recovery_codes(user.id);
@@ -254,7 +254,7 @@ impl AuthService {
             Some(client),
             Some("factor=sms".into()),
         )
-        .await;
+        .await?;
         Ok(codes)
     }
 
@@ -386,7 +386,7 @@ impl AuthService {
                 Some(&client),
                 Some("factor=sms,sign_in".into()),
             )
-            .await;
+            .await?;
             return Err(AuthError::InvalidCode);
         }
         let user_id = user.id;
@@ -394,7 +394,7 @@ impl AuthService {
             .finish_first_factor(user, client.clone(), "sms", now)
             .await?;
         self.signed_in_event(EventKind::SmsCodeSignIn, user_id, &client, &outcome)
-            .await;
+            .await?;
         Ok(outcome)
     }
 }

@@ -2,9 +2,9 @@
 //! in-memory store.
 
 use auth_core::AuthError;
-use auth_core::audit::{AuditQuery, AuditRecord, AuditStore, AuditTrail};
+use auth_core::audit::{AuditQuery, AuditStore, Recorded};
 use auth_core::clock::Clock as _;
-use auth_core::events::{EventKind, EventSink, SecurityEvent};
+use auth_core::events::{EventKind, SecurityEvent};
 use auth_core::flows::SignupOutcome;
 use auth_core::model::ClientInfo;
 use auth_core::operators::capability::{Capability, RolesManage, UsersRead, UsersWrite};
@@ -205,12 +205,12 @@ async fn audit_rows_past_retention_are_pruned() {
     };
     let old = h.clock.now();
     h.store
-        .append(&AuditRecord::from_event(&event(old)))
+        .append(&Recorded::unpublished(event(old)))
         .await
         .unwrap();
     h.clock.advance(Duration::days(60));
     h.store
-        .append(&AuditRecord::from_event(&event(h.clock.now())))
+        .append(&Recorded::unpublished(event(h.clock.now())))
         .await
         .unwrap();
     h.clock.advance(Duration::days(31));
@@ -228,10 +228,9 @@ async fn audit_rows_past_retention_are_pruned() {
 }
 
 #[tokio::test]
-async fn the_audit_sink_stores_snake_case_types_and_json_details() {
+async fn audit_rows_store_snake_case_types_and_json_details() {
     let h = harness();
-    let sink = AuditTrail::new(h.store.clone());
-    sink.record(SecurityEvent {
+    let event = SecurityEvent {
         kind: EventKind::RefreshTokenReuseDetected,
         at: h.clock.now(),
         user_id: None,
@@ -242,8 +241,8 @@ async fn the_audit_sink_stores_snake_case_types_and_json_details() {
         }),
         detail: Some("scope=all".into()),
         actor: None,
-    })
-    .await;
+    };
+    h.store.append(&Recorded::unpublished(event)).await.unwrap();
     let rows = h
         .store
         .query(&AuditQuery {

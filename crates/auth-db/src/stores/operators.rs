@@ -1,8 +1,8 @@
 //! [`OperatorStore`] and [`AuditStore`] for [`Database`]: roles, administrative changes to
-//! accounts (each in one transaction with its audit row), and the audit trail.
+//! accounts (each in one transaction with its event's record), and the audit trail.
 
 use async_trait::async_trait;
-use auth_core::audit::{AuditQuery, AuditRecord, AuditStore};
+use auth_core::audit::{AuditQuery, AuditRecord, AuditStore, Recorded};
 use auth_core::model::{NewUser, SessionId, User, UserId};
 use auth_core::operators::{
     AccountUpdate, ManagedUser, OperatorStore, Role, RoleChange, RoleDeletion, UserQuery,
@@ -13,7 +13,9 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::{OutboxRow, UserRow, concerns_table, db_time, from_json, parse, to_json};
+use super::{
+    AuditRow, OutboxRow, RecordRows, UserRow, concerns_table, db_time, from_json, to_json,
+};
 use crate::database::{
     Database, DbPool, PgConn, SqliteConn, detach, pool_error, query_error, unavailable,
 };
@@ -54,57 +56,6 @@ impl RoleRow {
     }
 }
 
-#[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = audit_log)]
-struct AuditRow {
-    id: String,
-    at: NaiveDateTime,
-    event_type: String,
-    actor_id: Option<String>,
-    user_id: Option<String>,
-    session_id: Option<String>,
-    ip: Option<String>,
-    user_agent: Option<String>,
-    detail: Option<String>,
-}
-
-impl AuditRow {
-    fn new(r: &AuditRecord) -> Self {
-        Self {
-            id: r.id.to_string(),
-            at: db_time(r.at),
-            event_type: r.event_type.clone(),
-            actor_id: r.actor_id.map(|u| u.to_string()),
-            user_id: r.user_id.map(|u| u.to_string()),
-            session_id: r.session_id.map(|s| s.to_string()),
-            ip: r.ip.clone(),
-            user_agent: r.user_agent.clone(),
-            detail: r.detail.as_ref().map(ToString::to_string),
-        }
-    }
-
-    fn into_record(self) -> AuthResult<AuditRecord> {
-        Ok(AuditRecord {
-            id: parse(&self.id)?,
-            at: self.at.and_utc(),
-            event_type: self.event_type,
-            actor_id: self.actor_id.as_deref().map(parse).transpose()?,
-            user_id: self.user_id.as_deref().map(parse).transpose()?,
-            session_id: self.session_id.as_deref().map(parse).transpose()?,
-            ip: self.ip,
-            user_agent: self.user_agent,
-            detail: self
-                .detail
-                .as_deref()
-                .map(serde_json::from_str)
-                .transpose()
-                .map_err(|_| {
-                    AuthError::Internal("database: malformed audit detail in a stored row".into())
-                })?,
-        })
-    }
-}
-
 #[derive(AsChangeset)]
 #[diesel(table_name = users)]
 struct AccountChanges {
@@ -138,17 +89,6 @@ fn like_containing(text: &str) -> String {
     }
     out.push('%');
     out
-}
-
-/// `append_audit!(conn, &AuditRow)`: write an audit row.
-macro_rules! append_audit {
-    ($conn:expr, $row:expr) => {{
-        let row: &AuditRow = $row;
-        diesel_async::RunQueryDsl::execute(
-            diesel::insert_into($crate::schema::audit_log::table).values(row),
-            &mut *$conn,
-        )
-    }};
 }
 
 /// `lock_user!(conn, &id)`: a no-op update that locks the user row for the rest of the
@@ -223,22 +163,22 @@ impl OperatorStore for Database {
         rows.into_iter().map(RoleRow::into_role).collect()
     }
 
-    async fn insert_role(&self, role: &Role, audit: &AuditRecord) -> AuthResult<()> {
+    async fn insert_role(&self, role: &Role, record: &Recorded) -> AuthResult<()> {
         let row = RoleRow::new(role)?;
-        let audit = AuditRow::new(audit);
+        let records = RecordRows::new(std::slice::from_ref(record));
         write_tx!(self, role_exists, |conn| {
             diesel::insert_into(roles::table)
                 .values(&row)
                 .execute(conn)
                 .await?;
-            append_audit!(conn, &audit).await?;
+            write_records!(conn, &records).await?;
             Ok(())
         })
     }
 
-    async fn update_role(&self, role: &Role, audit: &AuditRecord) -> AuthResult<bool> {
+    async fn update_role(&self, role: &Role, record: &Recorded) -> AuthResult<bool> {
         let row = RoleRow::new(role)?;
-        let audit = AuditRow::new(audit);
+        let records = RecordRows::new(std::slice::from_ref(record));
         write_tx!(self, |conn| {
             let n = diesel::update(
                 roles::table
@@ -255,16 +195,16 @@ impl OperatorStore for Database {
             if n == 0 {
                 return Ok(false);
             }
-            append_audit!(conn, &audit).await?;
+            write_records!(conn, &records).await?;
             Ok(true)
         })
     }
 
-    async fn delete_role(&self, name: &str, audit: &AuditRecord) -> AuthResult<RoleDeletion> {
+    async fn delete_role(&self, name: &str, record: &Recorded) -> AuthResult<RoleDeletion> {
         let name = name.to_owned();
         // users.roles is a JSON array of names: a holder's list contains `"name"`.
         let holder_pattern = like_containing(&format!("\"{name}\""));
-        let audit = AuditRow::new(audit);
+        let records = RecordRows::new(std::slice::from_ref(record));
         write_tx!(self, |conn| {
             // Lock the role first, so that the holders counted next include any
             // assignment that was running (see `change_user_role`).
@@ -285,7 +225,7 @@ impl OperatorStore for Database {
             if n == 0 {
                 return Ok(RoleDeletion::NotFound);
             }
-            append_audit!(conn, &audit).await?;
+            write_records!(conn, &records).await?;
             Ok(RoleDeletion::Deleted)
         })
     }
@@ -314,15 +254,15 @@ impl OperatorStore for Database {
         rows.into_iter().map(into_managed).collect()
     }
 
-    async fn insert_managed_user(&self, new: &NewUser, audit: &AuditRecord) -> AuthResult<User> {
+    async fn insert_managed_user(&self, new: &NewUser, record: &Recorded) -> AuthResult<User> {
         let row = UserRow::new(new)?;
-        let audit = AuditRow::new(audit);
+        let records = RecordRows::new(std::slice::from_ref(record));
         write_tx!(self, email_taken, |conn| {
             diesel::insert_into(users::table)
                 .values(&row)
                 .execute(conn)
                 .await?;
-            append_audit!(conn, &audit).await?;
+            write_records!(conn, &records).await?;
             Ok(row)
         })?
         .into_user()
@@ -333,7 +273,7 @@ impl OperatorStore for Database {
         id: UserId,
         update: &AccountUpdate,
         now: DateTime<Utc>,
-        audit: &[AuditRecord],
+        records: &[Recorded],
     ) -> AuthResult<Option<ManagedUser>> {
         let id = id.to_string();
         let roles = update
@@ -355,7 +295,7 @@ impl OperatorStore for Database {
         // so that two updates never wait on each other's locks.
         let mut new_roles = update.roles.clone().unwrap_or_default();
         new_roles.sort();
-        let audit: Vec<AuditRow> = audit.iter().map(AuditRow::new).collect();
+        let records = RecordRows::new(records);
         let notice = update.old_address_notice.as_ref().map(OutboxRow::new);
         enum Step {
             Done(Box<ManagedRow>),
@@ -393,9 +333,7 @@ impl OperatorStore for Database {
                     enqueue!(conn, notice).await?;
                 }
             }
-            for row in &audit {
-                append_audit!(conn, row).await?;
-            }
+            write_records!(conn, &records).await?;
             select_managed!(conn, &id)
                 .await
                 .map(|row| Step::Done(Box::new(row)))
@@ -413,11 +351,11 @@ impl OperatorStore for Database {
         role: &str,
         assign: bool,
         now: DateTime<Utc>,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<RoleChange> {
         let id = id.to_string();
         let role = role.to_owned();
-        let audit = AuditRow::new(audit);
+        let records = RecordRows::new(std::slice::from_ref(record));
         enum Step {
             Done(Box<ManagedRow>),
             UnknownUser,
@@ -454,7 +392,7 @@ impl OperatorStore for Database {
                 .set((users::roles.eq(&json), users::updated_at.eq(db_time(now))))
                 .execute(conn)
                 .await?;
-            append_audit!(conn, &audit).await?;
+            write_records!(conn, &records).await?;
             select_managed!(conn, &id)
                 .await
                 .map(|row| Step::Done(Box::new(row)))
@@ -474,12 +412,12 @@ impl OperatorStore for Database {
         id: UserId,
         disabled_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<Option<u64>> {
         let id = id.to_string();
         let disabled_at = disabled_at.map(db_time);
         let now = db_time(now);
-        let audit = AuditRow::new(audit);
+        let records = RecordRows::new(std::slice::from_ref(record));
         write_tx!(self, |conn| {
             let n = diesel::update(users::table.find(&id))
                 .set((
@@ -496,14 +434,14 @@ impl OperatorStore for Database {
             } else {
                 0
             };
-            append_audit!(conn, &audit).await?;
+            write_records!(conn, &records).await?;
             Ok(Some(revoked as u64))
         })
     }
 
-    async fn delete_user(&self, id: UserId, audit: &AuditRecord) -> AuthResult<bool> {
+    async fn delete_user(&self, id: UserId, record: &Recorded) -> AuthResult<bool> {
         let id = id.to_string();
-        let audit = AuditRow::new(audit);
+        let records = RecordRows::new(std::slice::from_ref(record));
         write_tx!(self, |conn| {
             let email: Option<String> = users::table
                 .find(&id)
@@ -534,7 +472,7 @@ impl OperatorStore for Database {
                 .await?;
             // Sessions and their refresh tokens go with the user (ON DELETE CASCADE).
             diesel::delete(users::table.find(&id)).execute(conn).await?;
-            append_audit!(conn, &audit).await?;
+            write_records!(conn, &records).await?;
             Ok(true)
         })
     }
@@ -544,12 +482,12 @@ impl OperatorStore for Database {
         user_id: UserId,
         only: Option<SessionId>,
         now: DateTime<Utc>,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<u64> {
         let user_id = user_id.to_string();
         let only = only.map(|s| s.to_string());
         let now = db_time(now);
-        let audit = AuditRow::new(audit);
+        let records = RecordRows::new(std::slice::from_ref(record));
         write_tx!(self, |conn| {
             let n = match &only {
                 Some(sid) => {
@@ -565,7 +503,7 @@ impl OperatorStore for Database {
                 }
                 None => revoke_all_sessions!(conn, &user_id, now).await?,
             };
-            append_audit!(conn, &audit).await?;
+            write_records!(conn, &records).await?;
             Ok(n as u64)
         })
     }
@@ -573,9 +511,9 @@ impl OperatorStore for Database {
 
 #[async_trait]
 impl AuditStore for Database {
-    async fn append(&self, record: &AuditRecord) -> AuthResult<()> {
-        let row = AuditRow::new(record);
-        with_conn!(self, |conn| append_audit!(conn, &row).await.map(drop))
+    async fn append(&self, record: &Recorded) -> AuthResult<()> {
+        let records = RecordRows::new(std::slice::from_ref(record));
+        write_tx!(self, |conn| write_records!(conn, &records).await)
     }
 
     async fn query(&self, q: &AuditQuery) -> AuthResult<Vec<AuditRecord>> {

@@ -1,8 +1,8 @@
-//! [`WebhookStore`] for [`Database`]: endpoints (administrative writes with their audit row
+//! [`WebhookStore`] for [`Database`]: endpoints (administrative writes with their event's record
 //! in one transaction) and delivery attempts.
 
 use async_trait::async_trait;
-use auth_core::audit::AuditRecord;
+use auth_core::audit::Recorded;
 use auth_core::webhooks::{DeliveryAttempt, WebhookEndpoint, WebhookStore};
 use auth_core::{AuthError, AuthResult};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -11,11 +11,11 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::{db_time, from_json, parse, to_json};
+use super::{RecordRows, db_time, from_json, parse, to_json};
 use crate::database::{
     Database, DbPool, PgConn, SqliteConn, detach, pool_error, query_error, unavailable,
 };
-use crate::schema::{audit_log, webhook_deliveries, webhook_endpoints};
+use crate::schema::{webhook_deliveries, webhook_endpoints};
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = webhook_endpoints, treat_none_as_null = true)]
@@ -114,55 +114,21 @@ impl AttemptRow {
     }
 }
 
-/// The audit row, as the operators store writes it.
-#[derive(Insertable)]
-#[diesel(table_name = audit_log)]
-struct AuditInsert {
-    id: String,
-    at: NaiveDateTime,
-    event_type: String,
-    actor_id: Option<String>,
-    user_id: Option<String>,
-    session_id: Option<String>,
-    ip: Option<String>,
-    user_agent: Option<String>,
-    detail: Option<String>,
-}
-
-impl AuditInsert {
-    fn new(r: &AuditRecord) -> Self {
-        Self {
-            id: r.id.to_string(),
-            at: db_time(r.at),
-            event_type: r.event_type.clone(),
-            actor_id: r.actor_id.map(|u| u.to_string()),
-            user_id: r.user_id.map(|u| u.to_string()),
-            session_id: r.session_id.map(|s| s.to_string()),
-            ip: r.ip.clone(),
-            user_agent: r.user_agent.clone(),
-            detail: r.detail.as_ref().map(ToString::to_string),
-        }
-    }
-}
-
 #[async_trait]
 impl WebhookStore for Database {
     async fn insert_endpoint(
         &self,
         endpoint: &WebhookEndpoint,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<()> {
         let row = EndpointRow::new(endpoint)?;
-        let audit = AuditInsert::new(audit);
+        let records = RecordRows::new(std::slice::from_ref(record));
         write_tx!(self, |conn| {
             diesel::insert_into(webhook_endpoints::table)
                 .values(&row)
                 .execute(conn)
                 .await?;
-            diesel::insert_into(audit_log::table)
-                .values(&audit)
-                .execute(conn)
-                .await?;
+            write_records!(conn, &records).await?;
             Ok(())
         })
     }
@@ -170,10 +136,10 @@ impl WebhookStore for Database {
     async fn update_endpoint(
         &self,
         endpoint: &WebhookEndpoint,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<bool> {
         let row = EndpointRow::new(endpoint)?;
-        let audit = AuditInsert::new(audit);
+        let records = RecordRows::new(std::slice::from_ref(record));
         write_tx!(self, |conn| {
             let n = diesel::update(webhook_endpoints::table.find(&row.id))
                 .set(&row)
@@ -182,17 +148,14 @@ impl WebhookStore for Database {
             if n == 0 {
                 return Ok(false);
             }
-            diesel::insert_into(audit_log::table)
-                .values(&audit)
-                .execute(conn)
-                .await?;
+            write_records!(conn, &records).await?;
             Ok(true)
         })
     }
 
-    async fn delete_endpoint(&self, id: Uuid, audit: &AuditRecord) -> AuthResult<bool> {
+    async fn delete_endpoint(&self, id: Uuid, record: &Recorded) -> AuthResult<bool> {
         let id = id.to_string();
-        let audit = AuditInsert::new(audit);
+        let records = RecordRows::new(std::slice::from_ref(record));
         write_tx!(self, |conn| {
             // Attempts go with it (ON DELETE CASCADE).
             let n = diesel::delete(webhook_endpoints::table.find(&id))
@@ -201,10 +164,7 @@ impl WebhookStore for Database {
             if n == 0 {
                 return Ok(false);
             }
-            diesel::insert_into(audit_log::table)
-                .values(&audit)
-                .execute(conn)
-                .await?;
+            write_records!(conn, &records).await?;
             Ok(true)
         })
     }
@@ -277,12 +237,12 @@ impl WebhookStore for Database {
         id: Uuid,
         reason: &str,
         now: DateTime<Utc>,
-        audit: &AuditRecord,
+        record: &Recorded,
     ) -> AuthResult<bool> {
         let id = id.to_string();
         let reason = reason.to_owned();
         let now = db_time(now);
-        let audit = AuditInsert::new(audit);
+        let records = RecordRows::new(std::slice::from_ref(record));
         write_tx!(self, |conn| {
             let n = diesel::update(
                 webhook_endpoints::table
@@ -299,10 +259,7 @@ impl WebhookStore for Database {
             if n == 0 {
                 return Ok(false);
             }
-            diesel::insert_into(audit_log::table)
-                .values(&audit)
-                .execute(conn)
-                .await?;
+            write_records!(conn, &records).await?;
             Ok(true)
         })
     }

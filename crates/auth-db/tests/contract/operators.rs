@@ -1,7 +1,7 @@
 //! Contract scenarios of the operator ports (roles, account administration, the audit
 //! trail, webhook endpoints), on memory, SQLite and PostgreSQL.
 
-use auth_core::audit::{AuditQuery, AuditRecord, AuditStore};
+use auth_core::audit::{AuditQuery, AuditRecord, AuditStore, Recorded};
 use auth_core::events::{EventKind, SecurityEvent};
 use auth_core::identity::{Identity, IdentityId, IdentityStore};
 use auth_core::mfa::{FactorKind, MfaFactor, MfaStore, NewMfaChallenge};
@@ -38,8 +38,8 @@ auth_db::on_every_store!(
     delivery_attempts_track_the_failure_streak,
 );
 
-fn row(kind: EventKind, user: Option<UserId>, at: DateTime<Utc>) -> AuditRecord {
-    AuditRecord::from_event(&SecurityEvent {
+fn row(kind: EventKind, user: Option<UserId>, at: DateTime<Utc>) -> Recorded {
+    Recorded::unpublished(SecurityEvent {
         kind,
         at,
         user_id: user,
@@ -634,11 +634,9 @@ async fn deleting_a_user_strips_addresses_from_its_audit_rows(store: Op) {
         .append(&row(EventKind::LoginSucceeded, Some(other.id), at(1)))
         .await
         .unwrap();
-    let deletion = AuditRecord {
-        ip: None,
-        user_agent: None,
-        ..row(EventKind::UserDeleted, Some(u.id), at(2))
-    };
+    let mut deletion = row(EventKind::UserDeleted, Some(u.id), at(2));
+    deletion.row.ip = None;
+    deletion.row.user_agent = None;
     assert!(store.delete_user(u.id, &deletion).await.unwrap());
     assert!(!store.delete_user(u.id, &deletion).await.unwrap());
     assert!(store.user_by_id(u.id).await.unwrap().is_none());
