@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use auth_core::audit::{AuditQuery, AuditStore};
-use auth_core::ports::OutboxStore;
+use auth_core::ports::{OutboxStore, SessionStore};
 use auth_core::webhooks::WebhookStore;
 use auth_e2e::{Backend, PASSWORD, TestApp, TestAppBuilder, app, on_both_backends, problem};
 use base64::Engine as _;
@@ -22,6 +22,7 @@ on_both_backends!(
     a_receiver_that_is_down_gets_the_message_when_it_is_back,
     during_a_rotation_both_secrets_sign,
     an_endpoint_failing_too_long_is_disabled_and_audited,
+    a_sign_in_whose_event_cannot_be_written_fails_and_opens_nothing,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -513,4 +514,76 @@ async fn two_nodes_deliver_each_event_once() {
     let ids: std::collections::HashSet<&str> = got.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids.len(), 12);
     assert!(got.iter().all(|r| signed_with(secret, r)));
+}
+
+/// The outbox rule, end to end: a sign-in's audit row and webhook delivery are written in
+/// the transaction that opens its session. While the database refuses audit rows (a
+/// trigger), a sign-in fails, opens no session and queues no delivery; once it accepts
+/// them again, the sign-in succeeds with its row and its delivery. (Before, the sign-in
+/// succeeded and its row and delivery were dropped with a log line.)
+async fn a_sign_in_whose_event_cannot_be_written_fails_and_opens_nothing(backend: Backend) {
+    let app = app!(loopback_webhooks(backend), start);
+    let root = admin(&app).await;
+    let (receiver, url, _server) = Receiver::start(&[]);
+    create(&app, &root, &url, &["login_succeeded"]).await;
+    let ada = app.signup("ada@example.com").await;
+    let ada_id: auth_core::model::UserId = ada["user"]["id"].as_str().unwrap().parse().unwrap();
+    let sessions = || async { app.db.unrevoked_sessions_of(ada_id).await.unwrap().len() };
+    let logins = || async {
+        app.db
+            .query(&AuditQuery {
+                user_id: Some(ada_id),
+                event_type: Some("login_succeeded".into()),
+                limit: 100,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap()
+            .len()
+    };
+    let before = sessions().await;
+
+    app.test_db.execute(match backend {
+        Backend::Sqlite => {
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
+             BEGIN SELECT RAISE(ABORT, 'audit refused'); END;"
+        }
+        Backend::Postgres => {
+            "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$; \
+             CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
+             FOR EACH ROW EXECUTE FUNCTION refuse_audit();"
+        }
+    });
+    let refused = app
+        .post(
+            "/api/v1/auth/login",
+            &json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert!(refused.status().is_server_error(), "{}", refused.status());
+    assert_eq!(
+        sessions().await,
+        before,
+        "a session opened without its event"
+    );
+    assert_eq!(logins().await, 0);
+
+    app.test_db.execute(match backend {
+        Backend::Sqlite => "DROP TRIGGER refuse_audit;",
+        Backend::Postgres => "DROP TRIGGER refuse_audit ON audit_log;",
+    });
+    app.login("ada@example.com").await;
+    assert_eq!(sessions().await, before + 1);
+    assert_eq!(logins().await, 1);
+    let newest = app.db.unrevoked_sessions_of(ada_id).await.unwrap()[0].id;
+    receiver.wait_for(1).await;
+    // The refused sign-in left no delivery behind to arrive late.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = receiver.all();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let body: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(body["type"], "login_succeeded");
+    assert_eq!(body["data"]["user_id"], ada["user"]["id"]);
+    assert_eq!(body["data"]["session_id"], newest.to_string());
 }

@@ -319,7 +319,7 @@ impl AuthService {
                     return Ok(SignupOutcome::VerificationSent);
                 }
                 let tokens = self
-                    .open_session(user, client, vec!["pwd".into()], now)
+                    .open_session(user, client, vec!["pwd".into()], "aal1", None, now)
                     .await?;
                 Ok(SignupOutcome::SignedIn(Box::new(tokens)))
             }
@@ -623,11 +623,14 @@ impl AuthService {
             .passwordless_user(record.user_id, &record.email)
             .await?;
         let now = self.ports.clock.now();
-        let user_id = user.id;
         let outcome = self
-            .finish_first_factor(user, client.clone(), "email", now)
-            .await?;
-        self.signed_in_event(EventKind::MagicLinkSignIn, user_id, &client, &outcome)
+            .finish_first_factor(
+                user,
+                client.clone(),
+                "email",
+                (EventKind::MagicLinkSignIn, None),
+                now,
+            )
             .await?;
         Ok(MagicLinkSignIn {
             outcome,
@@ -714,11 +717,14 @@ impl AuthService {
         let user = self
             .passwordless_user(record.user_id, &record.email)
             .await?;
-        let user_id = user.id;
         let outcome = self
-            .finish_first_factor(user, client.clone(), "otp", now)
-            .await?;
-        self.signed_in_event(EventKind::EmailCodeSignIn, user_id, &client, &outcome)
+            .finish_first_factor(
+                user,
+                client.clone(),
+                "otp",
+                (EventKind::EmailCodeSignIn, None),
+                now,
+            )
             .await?;
         Ok(outcome)
     }

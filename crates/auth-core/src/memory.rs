@@ -76,7 +76,14 @@ impl State {
 
     /// The one way this store opens a session, whichever sign-in asks
     /// ([`State::require_enabled`] first).
-    fn open_session(&mut self, new: &NewSession, first_refresh: &TokenHash) -> AuthResult<Session> {
+    /// The one way a session is written (see `open_session!` in auth-db): refuses a disabled
+    /// user, then writes the session, its first refresh token and `records`.
+    fn open_session(
+        &mut self,
+        new: &NewSession,
+        first_refresh: &TokenHash,
+        records: &[crate::audit::Recorded],
+    ) -> AuthResult<Session> {
         self.require_enabled(new.user_id)?;
         let session = Session {
             id: new.id,
@@ -100,6 +107,7 @@ impl State {
                 sealed_successor: None,
             },
         );
+        self.write_records(records);
         Ok(session)
     }
 
@@ -369,8 +377,9 @@ impl SessionStore for MemoryStore {
         &self,
         new: &NewSession,
         first_refresh: &TokenHash,
+        records: &[crate::audit::Recorded],
     ) -> AuthResult<Session> {
-        self.state().open_session(new, first_refresh)
+        self.state().open_session(new, first_refresh, records)
     }
 
     async fn session(&self, id: SessionId) -> AuthResult<Option<Session>> {
@@ -578,7 +587,7 @@ impl OneTimeTokenStore for MemoryStore {
     ) -> AuthResult<Session> {
         let mut s = self.state();
         let now = new_session.created_at;
-        let session = s.open_session(new_session, first_refresh)?;
+        let session = s.open_session(new_session, first_refresh, &[])?;
         if let Some(creds) = s.users.get_mut(&user_id) {
             creds.password_hash = Some(password_hash.to_owned());
             creds.user.updated_at = now;

@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use crate::audit::Recorded;
 use crate::error::{AuthError, AuthResult};
 use crate::events::EventKind;
 use crate::guard::LimitGroup;
@@ -350,9 +351,14 @@ pub trait MfaStore: Send + Sync {
     ) -> AuthResult<bool>;
     /// How many unused recovery codes the user has.
     async fn remaining_recovery_codes(&self, user_id: UserId) -> AuthResult<u64>;
-    /// Store a challenge. Fails with [`crate::AuthError::AccountDisabled`] (and writes
-    /// nothing) when the user is disabled: a disabled account gets no `mfa_token`.
-    async fn insert_challenge(&self, challenge: &NewMfaChallenge) -> AuthResult<()>;
+    /// Store a challenge and write `records` with it. Fails with
+    /// [`crate::AuthError::AccountDisabled`] (and writes nothing) when the user is
+    /// disabled: a disabled account gets no `mfa_token`.
+    async fn insert_challenge(
+        &self,
+        challenge: &NewMfaChallenge,
+        records: &[Recorded],
+    ) -> AuthResult<()>;
     /// A challenge by hash, used or not.
     async fn challenge(&self, hash: &TokenHash) -> AuthResult<Option<MfaChallenge>>;
     /// Count a wrong code against an unused challenge; at `max` it is retired (`used_at`
@@ -364,7 +370,8 @@ pub trait MfaStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> AuthResult<i32>;
     /// Atomically: if the challenge is unused, unexpired at `now` and has fewer than `max`
-    /// failures, mark it used and open `session` with `first_refresh`. `None` otherwise.
+    /// failures, mark it used, open `session` with `first_refresh` and write `records`.
+    /// `None` (and nothing written) otherwise.
     /// Like [`crate::ports::SessionStore::create_session`], fails with
     /// [`crate::AuthError::AccountDisabled`] (and writes nothing) for a disabled user.
     async fn complete_challenge(
@@ -374,14 +381,17 @@ pub trait MfaStore: Send + Sync {
         session: &NewSession,
         first_refresh: &TokenHash,
         now: DateTime<Utc>,
+        records: &[Recorded],
     ) -> AuthResult<Option<Session>>;
     /// Raise a live (unrevoked, unexpired) session to `aal2`, appending `method` to its
-    /// `amr` unless present. `None` when the session is not live.
+    /// `amr` unless present, and write `records`. `None` (and nothing written) when the
+    /// session is not live.
     async fn step_up_session(
         &self,
         session_id: SessionId,
         method: &str,
         now: DateTime<Utc>,
+        records: &[Recorded],
     ) -> AuthResult<Option<Session>>;
     /// Delete challenges that expired before `cutoff`.
     async fn purge_challenges_before(&self, cutoff: DateTime<Utc>) -> AuthResult<u64>;
@@ -616,15 +626,18 @@ impl AuthService {
             .collect())
     }
 
-    /// The one end of every first factor (password, magic link, email code, social
-    /// sign-in): opens an `aal1` session with `method` in its `amr` when the user has no
-    /// active factor, otherwise stores a challenge and answers
-    /// [`SignInOutcome::MfaRequired`].
+    /// The one end of every first factor (password, magic link, email code, passkey
+    /// without user verification, social sign-in): opens an `aal1` session with `method` in
+    /// its `amr` when the user has no active factor, otherwise stores a challenge and answers
+    /// [`SignInOutcome::MfaRequired`]. Either way the sign-in event `kind` is written in the
+    /// same transaction, with `detail` (`mfa_required` when a challenge is stored and the
+    /// caller gave none).
     pub async fn finish_first_factor(
         &self,
         user: User,
         client: ClientInfo,
         method: &str,
+        (kind, detail): (EventKind, Option<String>),
         now: DateTime<Utc>,
     ) -> AuthResult<SignInOutcome> {
         // A factor never counts twice: after a sign-in by SMS code, SMS is not asked again.
@@ -635,8 +648,9 @@ impl AuthService {
             .filter(|f| f.kind.as_str() != method)
             .collect();
         if active.is_empty() {
+            let amr = vec![method.to_owned()];
             let tokens = self
-                .open_session(user, client, vec![method.to_owned()], now)
+                .open_session(user, client, amr, "aal1", Some((kind, detail)), now)
                 .await?;
             return Ok(SignInOutcome::SignedIn(Box::new(tokens)));
         }
@@ -647,42 +661,27 @@ impl AuthService {
         }
         let token = opaque::generate(self.ports.rng.as_ref());
         let expires_at = now + self.settings.mfa.challenge_ttl;
+        let detail = detail.or_else(|| Some("mfa_required".to_owned()));
+        let event = self.event(kind, Some(user.id), None, Some(&client), detail);
+        let records = [self.recorded(event).await?];
         self.mfa_store()
-            .insert_challenge(&NewMfaChallenge {
-                token_hash: opaque::hash(token.expose_secret()),
-                user_id: user.id,
-                amr: vec![method.to_owned()],
-                created_at: now,
-                expires_at,
-            })
+            .insert_challenge(
+                &NewMfaChallenge {
+                    token_hash: opaque::hash(token.expose_secret()),
+                    user_id: user.id,
+                    amr: vec![method.to_owned()],
+                    created_at: now,
+                    expires_at,
+                },
+                &records,
+            )
             .await?;
+        self.committed(records).await;
         Ok(SignInOutcome::MfaRequired(MfaRequired {
             mfa_token: token,
             factors,
             expires_at,
         }))
-    }
-
-    /// Emit the sign-in event of a first factor and pass the outcome on.
-    pub(crate) async fn signed_in_event(
-        &self,
-        kind: EventKind,
-        user_id: UserId,
-        client: &ClientInfo,
-        outcome: &SignInOutcome,
-    ) -> AuthResult<()> {
-        let detail = match outcome {
-            SignInOutcome::SignedIn(_) => None,
-            SignInOutcome::MfaRequired(_) => Some("mfa_required".to_owned()),
-        };
-        self.emit(
-            kind,
-            Some(user_id),
-            outcome.session_id(),
-            Some(client),
-            detail,
-        )
-        .await
     }
 
     /// Check a second factor of `user`. `Some(amr)` when it is right (and now spent: the
@@ -1047,13 +1046,23 @@ impl AuthService {
             amr.push(method.to_owned());
         }
         let refresh_token = opaque::generate(self.ports.rng.as_ref());
+        let id = SessionId::new();
+        let detail = Some(format!("factor={}", factor.as_str()));
+        let event = self.event(
+            EventKind::MfaVerified,
+            Some(user.id),
+            Some(id),
+            Some(&client),
+            detail,
+        );
+        let records = [self.recorded(event).await?];
         let session = self
             .mfa_store()
             .complete_challenge(
                 &hash,
                 max,
                 &NewSession {
-                    id: SessionId::new(),
+                    id,
                     user_id: user.id,
                     created_at: now,
                     expires_at: now + self.settings.sessions.absolute_ttl,
@@ -1063,17 +1072,11 @@ impl AuthService {
                 },
                 &opaque::hash(refresh_token.expose_secret()),
                 now,
+                &records,
             )
             .await?
             .ok_or(AuthError::InvalidMfaToken)?;
-        self.emit(
-            EventKind::MfaVerified,
-            Some(user.id),
-            Some(session.id),
-            Some(&client),
-            Some(format!("factor={}", factor.as_str())),
-        )
-        .await?;
+        self.committed(records).await;
         self.issue(user, &session, refresh_token, now)
     }
 
@@ -1110,19 +1113,21 @@ impl AuthService {
             .await?;
         let now = self.ports.clock.now();
         let method = factor.amr();
-        let session = self
-            .mfa_store()
-            .step_up_session(caller.session_id, method, now)
-            .await?
-            .ok_or(AuthError::InvalidToken("session revoked or expired"))?;
-        self.emit(
+        let detail = Some(format!("factor={},step_up", factor.as_str()));
+        let event = self.event(
             EventKind::MfaVerified,
             Some(user.id),
-            Some(session.id),
+            Some(caller.session_id),
             Some(client),
-            Some(format!("factor={},step_up", factor.as_str())),
-        )
-        .await?;
+            detail,
+        );
+        let records = [self.recorded(event).await?];
+        let session = self
+            .mfa_store()
+            .step_up_session(caller.session_id, method, now, &records)
+            .await?
+            .ok_or(AuthError::InvalidToken("session revoked or expired"))?;
+        self.committed(records).await;
         // The refresh token of the session is not known here (stored hashed) and is not
         // handed out again: a placeholder fills the slot and is dropped.
         let issued = self.issue(user, &session, SecretString::from(String::new()), now)?;

@@ -20,7 +20,7 @@ use crate::events::EventKind;
 use crate::guard::LimitGroup;
 use crate::mail::MailTemplate;
 use crate::mfa::SignInOutcome;
-use crate::model::{ClientInfo, NewSession, SessionId, TokenHash, User, UserId};
+use crate::model::{ClientInfo, TokenHash, User, UserId};
 use crate::opaque;
 use crate::outbox::NewOutboxMessage;
 use crate::service::{AuthService, Authenticated};
@@ -450,44 +450,26 @@ impl AuthService {
             .user_by_id(passkey.user_id)
             .await?
             .ok_or(AuthError::InvalidPasskey)?;
-        let user_id = user.id;
         if !verified.user_verified {
             // Possession alone is one factor, like a password: the same second-factor step.
             let outcome = self
-                .finish_first_factor(user, client.clone(), "hwk", now)
-                .await?;
-            self.signed_in_event(EventKind::PasskeySignIn, user_id, &client, &outcome)
+                .finish_first_factor(
+                    user,
+                    client.clone(),
+                    "hwk",
+                    (EventKind::PasskeySignIn, None),
+                    now,
+                )
                 .await?;
             return Ok(outcome);
         }
         // The authenticator verified the user (PIN or biometric) besides proving possession:
         // two factors, `aal2`.
-        let refresh_token = opaque::generate(self.ports.rng.as_ref());
-        let session = self
-            .ports
-            .sessions
-            .create_session(
-                &NewSession {
-                    id: SessionId::new(),
-                    user_id,
-                    created_at: now,
-                    expires_at: now + self.settings.sessions.absolute_ttl,
-                    client: client.clone(),
-                    amr: vec!["hwk".to_owned(), "user".to_owned()],
-                    aal: "aal2".into(),
-                },
-                &opaque::hash(refresh_token.expose_secret()),
-            )
+        let amr = vec!["hwk".to_owned(), "user".to_owned()];
+        let signed_in = Some((EventKind::PasskeySignIn, None));
+        let tokens = self
+            .open_session(user, client, amr, "aal2", signed_in, now)
             .await?;
-        self.emit(
-            EventKind::PasskeySignIn,
-            Some(user_id),
-            Some(session.id),
-            Some(&client),
-            None,
-        )
-        .await?;
-        let tokens = self.issue(user, &session, refresh_token, now)?;
         Ok(SignInOutcome::SignedIn(Box::new(tokens)))
     }
 

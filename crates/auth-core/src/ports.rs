@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use uuid::Uuid;
 
+use crate::audit::Recorded;
 use crate::error::AuthResult;
 use crate::model::{
     MailboxProof, NewOneTimeToken, NewSession, NewUser, OneTimeToken, OneTimeTokenKind,
@@ -65,13 +66,15 @@ pub trait UserStore: Send + Sync {
 /// Storage of sessions and their refresh tokens.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Create a session and its first refresh token, atomically. Fails with
-    /// [`crate::AuthError::AccountDisabled`] (and writes nothing) when an administrator
-    /// disabled the user; with [`crate::AuthError::NotFound`] when there is no such user.
+    /// Create a session and its first refresh token, and write `records` (the sign-in's
+    /// event), atomically. Fails with [`crate::AuthError::AccountDisabled`] (and writes
+    /// nothing) when an administrator disabled the user; with
+    /// [`crate::AuthError::NotFound`] when there is no such user.
     async fn create_session(
         &self,
         session: &NewSession,
         first_refresh: &TokenHash,
+        records: &[Recorded],
     ) -> AuthResult<Session>;
     /// A session by id, revoked or not.
     async fn session(&self, id: SessionId) -> AuthResult<Option<Session>>;

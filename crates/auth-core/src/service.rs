@@ -420,40 +420,55 @@ impl AuthService {
                 }
             }
         }
-        let user_id = creds.user.id;
         self.clear_failures(&identifier, &client).await?;
         let outcome = self
-            .finish_first_factor(creds.user, client.clone(), "pwd", now)
-            .await?;
-        self.signed_in_event(EventKind::LoginSucceeded, user_id, &client, &outcome)
+            .finish_first_factor(
+                creds.user,
+                client.clone(),
+                "pwd",
+                (EventKind::LoginSucceeded, None),
+                now,
+            )
             .await?;
         Ok(outcome)
     }
 
+    /// Open a session of `user` at `aal`, and with it (same transaction) the event of the
+    /// sign-in, when there is one: `(kind, detail)`, about the new session.
     pub(crate) async fn open_session(
         &self,
         user: User,
         client: ClientInfo,
         amr: Vec<String>,
+        aal: &str,
+        signed_in: Option<(EventKind, Option<String>)>,
         now: DateTime<Utc>,
     ) -> AuthResult<IssuedTokens> {
         let refresh_token = opaque::generate(self.ports.rng.as_ref());
+        let id = SessionId::new();
+        let mut records = Vec::new();
+        if let Some((kind, detail)) = signed_in {
+            let event = self.event(kind, Some(user.id), Some(id), Some(&client), detail);
+            records.push(self.recorded(event).await?);
+        }
         let session = self
             .ports
             .sessions
             .create_session(
                 &NewSession {
-                    id: SessionId::new(),
+                    id,
                     user_id: user.id,
                     created_at: now,
                     expires_at: now + self.settings.sessions.absolute_ttl,
                     client,
                     amr,
-                    aal: "aal1".into(),
+                    aal: aal.to_owned(),
                 },
                 &opaque::hash(refresh_token.expose_secret()),
+                &records,
             )
             .await?;
+        self.committed(records).await;
         self.issue(user, &session, refresh_token, now)
     }
 

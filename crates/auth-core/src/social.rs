@@ -515,21 +515,13 @@ impl SocialService {
         client: ClientInfo,
     ) -> AuthResult<SignInOutcome> {
         let now = self.auth.ports.clock.now();
-        let user_id = user.id;
-        let outcome = self
-            .auth
-            .finish_first_factor(user, client.clone(), "oauth", now)
-            .await?;
+        let signed_in = (
+            EventKind::SocialSignIn,
+            Some(format!("provider={provider}")),
+        );
         self.auth
-            .emit(
-                EventKind::SocialSignIn,
-                Some(user_id),
-                outcome.session_id(),
-                Some(&client),
-                Some(format!("provider={provider}")),
-            )
-            .await?;
-        Ok(outcome)
+            .finish_first_factor(user, client, "oauth", signed_in, now)
+            .await
     }
 
     /// Link an identity to the signed-in user.

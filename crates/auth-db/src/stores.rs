@@ -314,12 +314,12 @@ macro_rules! lock_enabled_user {
     };
 }
 
-/// `open_session!(conn, &SessionRow, &TokenRow)`: the one statement sequence that opens a
+/// `open_session!(conn, &SessionRow, &TokenRow, &RecordRows)`: the one statement sequence that opens a
 /// session, whichever sign-in opened it: [`lock_enabled_user!`], then insert the session
 /// and its first refresh token. Every store operation that creates a session goes
 /// through it, inside its transaction.
 macro_rules! open_session {
-    ($conn:expr, $session:expr, $token:expr) => {
+    ($conn:expr, $session:expr, $token:expr, $records:expr) => {
         async {
             let (session, token): (&SessionRow, &TokenRow) = ($session, $token);
             lock_enabled_user!($conn, &session.user_id).await?;
@@ -332,7 +332,8 @@ macro_rules! open_session {
                 diesel::insert_into($crate::schema::refresh_tokens::table).values(token),
                 &mut *$conn,
             )
-            .await
+            .await?;
+            write_records!($conn, $records).await
         }
     };
 }
@@ -851,11 +852,13 @@ impl SessionStore for Database {
         &self,
         new: &NewSession,
         first_refresh: &TokenHash,
+        records: &[Recorded],
     ) -> AuthResult<Session> {
         let session = SessionRow::new(new)?;
         let token = TokenRow::current(first_refresh, &session.id, session.created_at);
+        let records = RecordRows::new(records);
         write_tx!(self, enabled_user_error, |conn| {
-            open_session!(conn, &session, &token).await?;
+            open_session!(conn, &session, &token, &records).await?;
             Ok(session)
         })?
         .into_session()

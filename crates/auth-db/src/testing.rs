@@ -71,6 +71,24 @@ impl TestDatabase {
         &self.url
     }
 
+    /// Run `sql` (one or more statements) on this database, beside whatever server uses it:
+    /// for tests that change the database under a running server (a trigger that refuses
+    /// writes). Blocking, like [`Self::postgres`].
+    pub fn execute(&self, sql: &str) {
+        match &self.cleanup {
+            Cleanup::PostgresDatabase { .. } => run_admin_sql(&self.url, sql.to_owned())
+                .unwrap_or_else(|e| panic!("cannot run SQL on the test database: {e:?}")),
+            Cleanup::Directory(_) => {
+                use diesel::connection::SimpleConnection as _;
+                let path = self.url.trim_start_matches("sqlite://");
+                let mut conn = <diesel::SqliteConnection as diesel::Connection>::establish(path)
+                    .expect("cannot open the SQLite test database");
+                conn.batch_execute(&format!("PRAGMA busy_timeout = 10000; {sql}"))
+                    .expect("cannot run SQL on the SQLite test database");
+            }
+        }
+    }
+
     /// A [`Database`] on this database, migrated, with short timeouts (a query that never
     /// answers fails after a minute).
     pub async fn database(&self) -> Database {

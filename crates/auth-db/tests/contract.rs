@@ -243,7 +243,7 @@ async fn session_with_token(store: &Shared) -> (Session, TokenHash) {
     let user = insert_user(store).await;
     let first = random_hash();
     let session = store
-        .create_session(&new_session(user.id, at(0)), &first)
+        .create_session(&new_session(user.id, at(0)), &first, &[])
         .await
         .unwrap();
     (session, first)
@@ -403,7 +403,7 @@ async fn create_session_stores_its_first_refresh_token(store: Shared) {
     let user = insert_user(&store).await;
     let new = new_session(user.id, at(1));
     let first = random_hash();
-    let session = store.create_session(&new, &first).await.unwrap();
+    let session = store.create_session(&new, &first, &[]).await.unwrap();
     let expected = Session {
         id: new.id,
         user_id: user.id,
@@ -431,7 +431,7 @@ async fn create_session_stores_its_first_refresh_token(store: Shared) {
 async fn create_session_for_an_unknown_user_is_not_found(store: Shared) {
     let new = new_session(UserId::new(), at(0));
     let first = random_hash();
-    let err = store.create_session(&new, &first).await.unwrap_err();
+    let err = store.create_session(&new, &first, &[]).await.unwrap_err();
     assert!(matches!(err, AuthError::NotFound), "{err:?}");
     assert_eq!(store.session(new.id).await.unwrap(), None);
     assert_eq!(store.refresh_token(&first).await.unwrap(), None);
@@ -627,14 +627,14 @@ async fn revoke_sessions_of_keeps_the_given_session(store: Shared) {
     for i in 0..4 {
         ids.push(
             store
-                .create_session(&new_session(alice.id, at(i)), &random_hash())
+                .create_session(&new_session(alice.id, at(i)), &random_hash(), &[])
                 .await
                 .unwrap()
                 .id,
         );
     }
     let bobs = store
-        .create_session(&new_session(bob.id, at(0)), &random_hash())
+        .create_session(&new_session(bob.id, at(0)), &random_hash(), &[])
         .await
         .unwrap()
         .id;
@@ -686,13 +686,13 @@ async fn unrevoked_sessions_are_newest_first(store: Shared) {
     for created in [0, 20, 10, 30] {
         sessions.push(
             store
-                .create_session(&new_session(alice.id, at(created)), &random_hash())
+                .create_session(&new_session(alice.id, at(created)), &random_hash(), &[])
                 .await
                 .unwrap(),
         );
     }
     store
-        .create_session(&new_session(bob.id, at(40)), &random_hash())
+        .create_session(&new_session(bob.id, at(40)), &random_hash(), &[])
         .await
         .unwrap();
     store.revoke_session(sessions[3].id, at(50)).await.unwrap();
@@ -722,7 +722,7 @@ async fn purge_removes_ended_sessions_and_their_tokens(store: Shared) {
         let mut new = new_session(user.id, at(0));
         new.expires_at = expires_at;
         let first = random_hash();
-        let session = store.create_session(&new, &first).await.unwrap();
+        let session = store.create_session(&new, &first, &[]).await.unwrap();
         let second = random_hash();
         store
             .rotate_refresh_token(&first, &second, "sealed", at(1))
@@ -777,7 +777,13 @@ async fn purge_compares_at_microsecond_precision(store: Shared) {
     ] {
         let mut new = new_session(user.id, whole - Span::days(1));
         new.expires_at = expires_at;
-        ids.push(store.create_session(&new, &random_hash()).await.unwrap().id);
+        ids.push(
+            store
+                .create_session(&new, &random_hash(), &[])
+                .await
+                .unwrap()
+                .id,
+        );
     }
     assert_eq!(
         store
@@ -873,7 +879,7 @@ async fn timestamps_round_trip_at_microsecond_precision(store: Shared) {
         let mut session = new_session(user.id, t);
         session.expires_at = t + Span::microseconds(1);
         let first = random_hash();
-        store.create_session(&session, &first).await.unwrap();
+        store.create_session(&session, &first, &[]).await.unwrap();
         let stored = store.session(session.id).await.unwrap().unwrap();
         assert_eq!(
             (stored.created_at, stored.expires_at),
@@ -1319,7 +1325,7 @@ async fn household(store: &Shared) -> Household {
     let bob = insert_user(store).await;
     let open = async |user: &User, created| {
         store
-            .create_session(&new_session(user.id, at(created)), &random_hash())
+            .create_session(&new_session(user.id, at(created)), &random_hash(), &[])
             .await
             .unwrap()
     };

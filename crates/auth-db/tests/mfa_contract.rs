@@ -247,7 +247,10 @@ async fn challenges_die_at_max_failures_and_complete_once(store: Shared) {
         created_at: now(),
         expires_at: now() + Duration::minutes(5),
     };
-    store.insert_challenge(&challenge("dying")).await.unwrap();
+    store
+        .insert_challenge(&challenge("dying"), &[])
+        .await
+        .unwrap();
     for expected in 1..=5 {
         let count = store
             .record_challenge_failure(&hash("dying"), 5, now())
@@ -259,13 +262,16 @@ async fn challenges_die_at_max_failures_and_complete_once(store: Shared) {
     assert!(dead.used_at.is_some());
     assert!(
         store
-            .complete_challenge(&hash("dying"), 5, &session(u), &hash("r0"), now())
+            .complete_challenge(&hash("dying"), 5, &session(u), &hash("r0"), now(), &[])
             .await
             .unwrap()
             .is_none()
     );
 
-    store.insert_challenge(&challenge("live")).await.unwrap();
+    store
+        .insert_challenge(&challenge("live"), &[])
+        .await
+        .unwrap();
     let stored = store.challenge(&hash("live")).await.unwrap().unwrap();
     assert_eq!(stored.amr, vec!["pwd"]);
     assert_eq!(
@@ -275,7 +281,7 @@ async fn challenges_die_at_max_failures_and_complete_once(store: Shared) {
     let late = now() + Duration::minutes(5);
     assert!(
         store
-            .complete_challenge(&hash("live"), 5, &session(u), &hash("r1"), late)
+            .complete_challenge(&hash("live"), 5, &session(u), &hash("r1"), late, &[])
             .await
             .unwrap()
             .is_none(),
@@ -287,7 +293,7 @@ async fn challenges_die_at_max_failures_and_complete_once(store: Shared) {
             tokio::spawn(async move {
                 let mut new = session(u);
                 new.aal = "aal2".into();
-                s.complete_challenge(&hash("live"), 5, &new, &hash(&format!("t{i}")), now())
+                s.complete_challenge(&hash("live"), 5, &new, &hash(&format!("t{i}")), now(), &[])
                     .await
                     .unwrap()
             })
@@ -313,11 +319,11 @@ async fn challenges_die_at_max_failures_and_complete_once(store: Shared) {
 async fn step_up_raises_a_live_session_only(store: Shared) {
     let u = user(&store).await;
     let s = store
-        .create_session(&session(u), &hash("refresh"))
+        .create_session(&session(u), &hash("refresh"), &[])
         .await
         .unwrap();
     let up = store
-        .step_up_session(s.id, "otp", now())
+        .step_up_session(s.id, "otp", now(), &[])
         .await
         .unwrap()
         .unwrap();
@@ -326,7 +332,7 @@ async fn step_up_raises_a_live_session_only(store: Shared) {
         ("aal2", vec!["pwd".to_owned(), "otp".to_owned()])
     );
     let again = store
-        .step_up_session(s.id, "otp", now())
+        .step_up_session(s.id, "otp", now(), &[])
         .await
         .unwrap()
         .unwrap();
@@ -339,14 +345,14 @@ async fn step_up_raises_a_live_session_only(store: Shared) {
     store.revoke_session(s.id, now()).await.unwrap();
     assert!(
         store
-            .step_up_session(s.id, "sms", now())
+            .step_up_session(s.id, "sms", now(), &[])
             .await
             .unwrap()
             .is_none()
     );
     assert!(
         store
-            .step_up_session(SessionId::new(), "otp", now())
+            .step_up_session(SessionId::new(), "otp", now(), &[])
             .await
             .unwrap()
             .is_none()

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::MemoryStore;
+use crate::audit::Recorded;
 use crate::error::AuthResult;
 use crate::mfa::{FactorKind, MfaChallenge, MfaFactor, MfaStore, NewMfaChallenge};
 use crate::model::{NewSession, Session, SessionId, TokenHash, UserId};
@@ -214,7 +215,7 @@ impl MfaStore for MemoryStore {
             .count() as u64)
     }
 
-    async fn insert_challenge(&self, c: &NewMfaChallenge) -> AuthResult<()> {
+    async fn insert_challenge(&self, c: &NewMfaChallenge, records: &[Recorded]) -> AuthResult<()> {
         let mut s = self.state();
         // A disabled account gets no challenge (so no `mfa_token`).
         s.require_enabled(c.user_id)?;
@@ -230,6 +231,7 @@ impl MfaStore for MemoryStore {
                 failed_attempts: 0,
             },
         );
+        s.write_records(records);
         Ok(())
     }
 
@@ -264,6 +266,7 @@ impl MfaStore for MemoryStore {
         session: &NewSession,
         first_refresh: &TokenHash,
         now: DateTime<Utc>,
+        records: &[Recorded],
     ) -> AuthResult<Option<Session>> {
         let mut s = self.state();
         let open = s.mfa.challenges.get(hash).is_some_and(|c| {
@@ -275,7 +278,7 @@ impl MfaStore for MemoryStore {
         if !open {
             return Ok(None);
         }
-        let opened = s.open_session(session, first_refresh)?;
+        let opened = s.open_session(session, first_refresh, records)?;
         if let Some(c) = s.mfa.challenges.get_mut(hash) {
             c.used_at = Some(now);
         }
@@ -287,18 +290,21 @@ impl MfaStore for MemoryStore {
         session_id: SessionId,
         method: &str,
         now: DateTime<Utc>,
+        records: &[Recorded],
     ) -> AuthResult<Option<Session>> {
         let mut s = self.state();
-        match s.sessions.get_mut(&session_id) {
+        let raised = match s.sessions.get_mut(&session_id) {
             Some(x) if x.revoked_at.is_none() && now < x.expires_at => {
                 x.aal = "aal2".into();
                 if !x.amr.iter().any(|m| m == method) {
                     x.amr.push(method.to_owned());
                 }
-                Ok(Some(x.clone()))
+                x.clone()
             }
-            _ => Ok(None),
-        }
+            _ => return Ok(None),
+        };
+        s.write_records(records);
+        Ok(Some(raised))
     }
 
     async fn purge_challenges_before(&self, cutoff: DateTime<Utc>) -> AuthResult<u64> {

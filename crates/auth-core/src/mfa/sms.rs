@@ -389,11 +389,14 @@ impl AuthService {
             .await?;
             return Err(AuthError::InvalidCode);
         }
-        let user_id = user.id;
         let outcome = self
-            .finish_first_factor(user, client.clone(), "sms", now)
-            .await?;
-        self.signed_in_event(EventKind::SmsCodeSignIn, user_id, &client, &outcome)
+            .finish_first_factor(
+                user,
+                client.clone(),
+                "sms",
+                (EventKind::SmsCodeSignIn, None),
+                now,
+            )
             .await?;
         Ok(outcome)
     }

@@ -2,6 +2,7 @@
 //! session step-up, each one transaction or one conditional statement.
 
 use async_trait::async_trait;
+use auth_core::audit::Recorded;
 use auth_core::mfa::{FactorKind, MfaChallenge, MfaFactor, MfaStore, NewMfaChallenge};
 use auth_core::model::{NewSession, Session, SessionId, TokenHash, UserId};
 use auth_core::outbox::NewOutboxMessage;
@@ -13,8 +14,8 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::{
-    OutboxRow, SessionRow, TokenRow, db_time, enabled_user_error, from_json, parse, to_json,
-    unknown_user_as_not_found,
+    OutboxRow, RecordRows, SessionRow, TokenRow, db_time, enabled_user_error, from_json, parse,
+    to_json, unknown_user_as_not_found,
 };
 use crate::database::{
     Database, DbPool, PgConn, SqliteConn, detach, pool_error, query_error, unavailable,
@@ -371,7 +372,12 @@ impl MfaStore for Database {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    async fn insert_challenge(&self, challenge: &NewMfaChallenge) -> AuthResult<()> {
+    async fn insert_challenge(
+        &self,
+        challenge: &NewMfaChallenge,
+        records: &[Recorded],
+    ) -> AuthResult<()> {
+        let records = RecordRows::new(records);
         let row = ChallengeRow {
             token_hash: challenge.token_hash.0.clone(),
             user_id: challenge.user_id.to_string(),
@@ -387,9 +393,9 @@ impl MfaStore for Database {
             diesel::insert_into(mfa_challenges::table)
                 .values(&row)
                 .execute(conn)
-                .await
-        })?;
-        Ok(())
+                .await?;
+            write_records!(conn, &records).await
+        })
     }
 
     async fn challenge(&self, hash: &TokenHash) -> AuthResult<Option<MfaChallenge>> {
@@ -445,7 +451,9 @@ impl MfaStore for Database {
         session: &NewSession,
         first_refresh: &TokenHash,
         now: DateTime<Utc>,
+        records: &[Recorded],
     ) -> AuthResult<Option<Session>> {
+        let records = RecordRows::new(records);
         let hash = hash.0.clone();
         let now = db_time(now);
         let session = SessionRow::new(session)?;
@@ -465,7 +473,7 @@ impl MfaStore for Database {
             if completed == 0 {
                 return Ok(None);
             }
-            open_session!(conn, &session, &token).await?;
+            open_session!(conn, &session, &token, &records).await?;
             Ok(Some(session))
         })?;
         opened.map(SessionRow::into_session).transpose()
@@ -476,7 +484,9 @@ impl MfaStore for Database {
         session_id: SessionId,
         method: &str,
         now: DateTime<Utc>,
+        records: &[Recorded],
     ) -> AuthResult<Option<Session>> {
+        let records = RecordRows::new(records);
         let id = session_id.to_string();
         let method = method.to_owned();
         let now = db_time(now);
@@ -504,6 +514,7 @@ impl MfaStore for Database {
                 .set((sessions::amr.eq(&row.amr), sessions::aal.eq(&row.aal)))
                 .execute(conn)
                 .await?;
+            write_records!(conn, &records).await?;
             Ok(Some(row))
         })?;
         row.map(SessionRow::into_session).transpose()

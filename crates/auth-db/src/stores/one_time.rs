@@ -14,7 +14,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::{
-    OneTimeTokenRow, OutboxRow, SessionRow, TokenRow, db_time, enabled_user_error,
+    OneTimeTokenRow, OutboxRow, RecordRows, SessionRow, TokenRow, db_time, enabled_user_error,
     unknown_user_as_not_found,
 };
 use crate::database::{
@@ -209,7 +209,7 @@ impl OneTimeTokenStore for Database {
             retire_reset_tokens!(conn, &user_id, now).await?;
             // Every session, the caller's included: the new session replaces it.
             revoke_all_sessions!(conn, &user_id, now).await?;
-            open_session!(conn, &session, &token).await?;
+            open_session!(conn, &session, &token, &RecordRows::new(&[])).await?;
             enqueue!(conn, &notice).await?;
             Ok(session)
         })?

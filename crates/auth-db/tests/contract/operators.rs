@@ -26,6 +26,7 @@ impl<T> Ops for T where
 type Op = Arc<dyn Ops>;
 
 auth_db::on_every_store!(
+    a_sign_in_writes_its_event_and_deliveries_with_the_session_or_not_at_all,
     roles_are_created_changed_and_deleted_only_when_unused,
     disabling_revokes_sessions_and_refuses_new_ones,
     an_address_change_ends_the_sessions_and_tells_the_old_address,
@@ -178,19 +179,93 @@ async fn roles_are_created_changed_and_deleted_only_when_unused(store: Op) {
     );
 }
 
+/// `row` with one webhook delivery, as the core's recorder builds it.
+fn published(kind: EventKind, user: Option<UserId>, at: DateTime<Utc>) -> Recorded {
+    let mut record = row(kind, user, at);
+    record.deliveries.push(NewOutboxMessage {
+        id: Uuid::now_v7(),
+        kind: "webhook".into(),
+        payload: vec![7; 16],
+        created_at: at,
+    });
+    record
+}
+
+/// The outbox rule: an event is written with the change that causes it (audit row and
+/// webhook deliveries in its transaction), by every session-opening operation; a refused
+/// change writes none of it.
+async fn a_sign_in_writes_its_event_and_deliveries_with_the_session_or_not_at_all(store: Op) {
+    let u = user_in(&store, "ada@example.com").await;
+    let backlog = store.backlog().await.unwrap();
+    let signed_in = published(EventKind::LoginSucceeded, Some(u.id), at(1));
+    store
+        .create_session(
+            &new_session(u.id, at(1)),
+            &random_hash(),
+            std::slice::from_ref(&signed_in),
+        )
+        .await
+        .unwrap();
+    let challenged = published(EventKind::LoginSucceeded, Some(u.id), at(2));
+    store
+        .insert_challenge(
+            &challenge(u.id, "mfa", at(2)),
+            std::slice::from_ref(&challenged),
+        )
+        .await
+        .unwrap();
+    let rows = all_rows(&store).await;
+    assert!(rows.contains(&signed_in.row) && rows.contains(&challenged.row));
+    assert_eq!(store.backlog().await.unwrap(), backlog + 2);
+
+    store
+        .set_disabled(
+            u.id,
+            Some(at(3)),
+            at(3),
+            &row(EventKind::UserDisabled, Some(u.id), at(3)),
+        )
+        .await
+        .unwrap();
+    let refused = published(EventKind::LoginSucceeded, Some(u.id), at(4));
+    let opened = store
+        .create_session(
+            &new_session(u.id, at(4)),
+            &random_hash(),
+            std::slice::from_ref(&refused),
+        )
+        .await;
+    assert!(
+        matches!(opened, Err(AuthError::AccountDisabled)),
+        "{opened:?}"
+    );
+    let challenge_refused = store
+        .insert_challenge(
+            &challenge(u.id, "mfa-late", at(4)),
+            std::slice::from_ref(&refused),
+        )
+        .await;
+    assert!(
+        matches!(challenge_refused, Err(AuthError::AccountDisabled)),
+        "{challenge_refused:?}"
+    );
+    assert!(!all_rows(&store).await.contains(&refused.row));
+    assert_eq!(store.backlog().await.unwrap(), backlog + 2);
+}
+
 async fn disabling_revokes_sessions_and_refuses_new_ones(store: Op) {
     let u = user_in(&store, "ada@example.com").await;
     store
-        .create_session(&new_session(u.id, at(0)), &random_hash())
+        .create_session(&new_session(u.id, at(0)), &random_hash(), &[])
         .await
         .unwrap();
     store
-        .create_session(&new_session(u.id, at(1)), &random_hash())
+        .create_session(&new_session(u.id, at(1)), &random_hash(), &[])
         .await
         .unwrap();
     // A sign-in waiting for its second factor when the account is disabled.
     store
-        .insert_challenge(&challenge(u.id, "before-disable", at(1)))
+        .insert_challenge(&challenge(u.id, "before-disable", at(1)), &[])
         .await
         .unwrap();
     let audit = || row(EventKind::UserDisabled, Some(u.id), at(2));
@@ -203,7 +278,7 @@ async fn disabling_revokes_sessions_and_refuses_new_ones(store: Op) {
     );
     assert!(store.unrevoked_sessions_of(u.id).await.unwrap().is_empty());
     let refused = store
-        .create_session(&new_session(u.id, at(3)), &random_hash())
+        .create_session(&new_session(u.id, at(3)), &random_hash(), &[])
         .await;
     assert!(
         matches!(refused, Err(AuthError::AccountDisabled)),
@@ -221,7 +296,7 @@ async fn disabling_revokes_sessions_and_refuses_new_ones(store: Op) {
         Some(0)
     );
     store
-        .create_session(&new_session(u.id, at(5)), &random_hash())
+        .create_session(&new_session(u.id, at(5)), &random_hash(), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -232,7 +307,7 @@ async fn disabling_revokes_sessions_and_refuses_new_ones(store: Op) {
         None
     );
     let unknown = store
-        .create_session(&new_session(UserId::new(), at(5)), &random_hash())
+        .create_session(&new_session(UserId::new(), at(5)), &random_hash(), &[])
         .await;
     assert!(matches!(unknown, Err(AuthError::NotFound)));
 }
@@ -248,7 +323,7 @@ async fn an_address_change_ends_the_sessions_and_tells_the_old_address(store: Op
     user_in(&store, "taken@example.com").await;
     for i in 0..2 {
         store
-            .create_session(&new_session(u.id, at(i)), &random_hash())
+            .create_session(&new_session(u.id, at(i)), &random_hash(), &[])
             .await
             .unwrap();
     }
@@ -366,7 +441,7 @@ async fn pre_hijacked(store: &Op, email: &str) -> User {
     new.password_hash = Some("$argon2id$creator".into());
     let u = store.insert_user(&new, None).await.unwrap();
     store
-        .create_session(&new_session(u.id, at(0)), &random_hash())
+        .create_session(&new_session(u.id, at(0)), &random_hash(), &[])
         .await
         .unwrap();
     store
@@ -414,7 +489,7 @@ async fn pre_hijacked(store: &Op, email: &str) -> User {
     let activated = store.activate_factor(u.id, factor.id, 1, &codes, &notice, at(0));
     assert!(activated.await.unwrap());
     store
-        .insert_challenge(&challenge(u.id, &format!("pending-{email}"), at(0)))
+        .insert_challenge(&challenge(u.id, &format!("pending-{email}"), at(0)), &[])
         .await
         .unwrap();
     u
@@ -551,7 +626,7 @@ fn challenge(user_id: UserId, token: &str, created_at: DateTime<Utc>) -> NewMfaC
 /// password change.
 async fn disabled_account_opens_nothing(store: &Op, user_id: UserId) {
     let refused = store
-        .insert_challenge(&challenge(user_id, "after-disable", at(3)))
+        .insert_challenge(&challenge(user_id, "after-disable", at(3)), &[])
         .await;
     assert!(
         matches!(refused, Err(AuthError::AccountDisabled)),
@@ -571,6 +646,7 @@ async fn disabled_account_opens_nothing(store: &Op, user_id: UserId) {
             &new_session(user_id, at(3)),
             &random_hash(),
             at(3),
+            &[],
         )
         .await;
     assert!(
@@ -623,7 +699,7 @@ async fn deleting_a_user_strips_addresses_from_its_audit_rows(store: Op) {
     let u = user_in(&store, "ada@example.com").await;
     let other = user_in(&store, "bob@example.com").await;
     store
-        .create_session(&new_session(u.id, at(0)), &random_hash())
+        .create_session(&new_session(u.id, at(0)), &random_hash(), &[])
         .await
         .unwrap();
     store
