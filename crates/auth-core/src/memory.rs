@@ -441,11 +441,17 @@ impl SessionStore for MemoryStore {
         Ok(RotateOutcome::Rotated)
     }
 
-    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> AuthResult<bool> {
+    async fn revoke_session(
+        &self,
+        id: SessionId,
+        now: DateTime<Utc>,
+        records: &[crate::audit::Recorded],
+    ) -> AuthResult<bool> {
         let mut s = self.state();
         match s.sessions.get_mut(&id) {
             Some(x) if x.revoked_at.is_none() => {
                 x.revoked_at = Some(now);
+                s.write_records(records);
                 Ok(true)
             }
             _ => Ok(false),
@@ -457,8 +463,12 @@ impl SessionStore for MemoryStore {
         user_id: UserId,
         keep: Option<SessionId>,
         now: DateTime<Utc>,
+        records: &[crate::audit::Recorded],
     ) -> AuthResult<u64> {
-        Ok(self.state().revoke_sessions_of(user_id, keep, now))
+        let mut s = self.state();
+        let revoked = s.revoke_sessions_of(user_id, keep, now);
+        s.write_records(records);
+        Ok(revoked)
     }
 
     async fn purge_sessions_ended_before(&self, cutoff: DateTime<Utc>) -> AuthResult<u64> {

@@ -93,14 +93,22 @@ pub trait SessionStore: Send + Sync {
         sealed_successor: &str,
         now: DateTime<Utc>,
     ) -> AuthResult<RotateOutcome>;
-    /// Revoke one session; `false` when it was unknown or already revoked.
-    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> AuthResult<bool>;
-    /// Revoke every session of a user except `keep`; returns how many were revoked.
+    /// Revoke one session and write `records` with it; `false` (and nothing written)
+    /// when it was unknown or already revoked.
+    async fn revoke_session(
+        &self,
+        id: SessionId,
+        now: DateTime<Utc>,
+        records: &[Recorded],
+    ) -> AuthResult<bool>;
+    /// Revoke every session of a user except `keep`, and write `records` (whatever the
+    /// count); returns how many were revoked.
     async fn revoke_sessions_of(
         &self,
         user_id: UserId,
         keep: Option<SessionId>,
         now: DateTime<Utc>,
+        records: &[Recorded],
     ) -> AuthResult<u64>;
     /// Delete sessions (and, with them, their refresh tokens) that ended before `cutoff`:
     /// expired or revoked.

@@ -555,11 +555,18 @@ impl AuthService {
             .ok_or(AuthError::InvalidRefreshToken)?;
         let rotated_at = record.rotated_at.ok_or(AuthError::InvalidRefreshToken)?;
         if now - rotated_at > self.settings.sessions.reuse_grace {
-            self.ports.sessions.revoke_session(session.id, now).await?;
-            tracing::warn!(user_id = %session.user_id, session_id = %session.id, "refresh token reused after rotation: session revoked");
             let (user, sid) = (Some(session.user_id), Some(session.id));
-            self.emit(EventKind::RefreshTokenReuseDetected, user, sid, None, None)
-                .await?;
+            let event = self.event(EventKind::RefreshTokenReuseDetected, user, sid, None, None);
+            let records = [self.recorded(event).await?];
+            if self
+                .ports
+                .sessions
+                .revoke_session(session.id, now, &records)
+                .await?
+            {
+                tracing::warn!(user_id = %session.user_id, session_id = %session.id, "refresh token reused after rotation: session revoked");
+                self.committed(records).await;
+            }
             return Err(AuthError::InvalidRefreshToken);
         }
         let current = self
@@ -639,25 +646,33 @@ impl AuthService {
     pub async fn logout(&self, caller: &Authenticated, scope: LogoutScope) -> AuthResult<()> {
         let now = self.ports.clock.now();
         let sessions = &self.ports.sessions;
-        let revoked = match scope {
+        // The count is known only inside the transaction; the row says what was asked.
+        let detail = format!("scope={scope:?}").to_lowercase();
+        let (user, sid) = (Some(caller.user_id), Some(caller.session_id));
+        let event = self.event(EventKind::LoggedOut, user, sid, None, Some(detail));
+        let records = [self.recorded(event).await?];
+        let written = match scope {
             LogoutScope::Session => {
-                u64::from(sessions.revoke_session(caller.session_id, now).await?)
+                sessions
+                    .revoke_session(caller.session_id, now, &records)
+                    .await?
             }
             LogoutScope::Others => {
                 sessions
-                    .revoke_sessions_of(caller.user_id, Some(caller.session_id), now)
-                    .await?
+                    .revoke_sessions_of(caller.user_id, Some(caller.session_id), now, &records)
+                    .await?;
+                true
             }
             LogoutScope::All => {
                 sessions
-                    .revoke_sessions_of(caller.user_id, None, now)
-                    .await?
+                    .revoke_sessions_of(caller.user_id, None, now, &records)
+                    .await?;
+                true
             }
         };
-        let detail = format!("scope={scope:?},revoked={revoked}").to_lowercase();
-        let (user, sid) = (Some(caller.user_id), Some(caller.session_id));
-        self.emit(EventKind::LoggedOut, user, sid, None, Some(detail))
-            .await?;
+        if written {
+            self.committed(records).await;
+        }
         Ok(())
     }
 
@@ -678,17 +693,18 @@ impl AuthService {
                 Err(_) => None,
             }
         };
-        if let Some(id) = session_id
-            && self.ports.sessions.revoke_session(id, now).await?
-        {
-            self.emit(
-                EventKind::SessionRevoked,
-                None,
-                Some(id),
-                None,
-                Some("token_revocation".into()),
-            )
-            .await?;
+        if let Some(id) = session_id {
+            let detail = Some("token_revocation".to_owned());
+            let event = self.event(EventKind::SessionRevoked, None, Some(id), None, detail);
+            let records = [self.recorded(event).await?];
+            if self
+                .ports
+                .sessions
+                .revoke_session(id, now, &records)
+                .await?
+            {
+                self.committed(records).await;
+            }
         }
         Ok(())
     }
@@ -812,16 +828,18 @@ impl AuthService {
         let now = self.ports.clock.now();
         match self.ports.sessions.session(id).await? {
             Some(s) if s.user_id == caller.user_id && s.revoked_at.is_none() => {
-                self.ports.sessions.revoke_session(id, now).await?;
                 let detail = Some("by_user".to_owned());
-                self.emit(
-                    EventKind::SessionRevoked,
-                    Some(caller.user_id),
-                    Some(id),
-                    None,
-                    detail,
-                )
-                .await?;
+                let user = Some(caller.user_id);
+                let event = self.event(EventKind::SessionRevoked, user, Some(id), None, detail);
+                let records = [self.recorded(event).await?];
+                if self
+                    .ports
+                    .sessions
+                    .revoke_session(id, now, &records)
+                    .await?
+                {
+                    self.committed(records).await;
+                }
                 Ok(())
             }
             _ => Err(AuthError::NotFound),

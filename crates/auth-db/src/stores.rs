@@ -958,19 +958,29 @@ impl SessionStore for Database {
         })
     }
 
-    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> AuthResult<bool> {
+    async fn revoke_session(
+        &self,
+        id: SessionId,
+        now: DateTime<Utc>,
+        records: &[Recorded],
+    ) -> AuthResult<bool> {
         let id = id.to_string();
-        let revoked = with_conn!(self, |conn| {
-            diesel::update(
+        let records = RecordRows::new(records);
+        write_tx!(self, |conn| {
+            let revoked = diesel::update(
                 sessions::table
                     .find(&id)
                     .filter(sessions::revoked_at.is_null()),
             )
             .set(sessions::revoked_at.eq(db_time(now)))
             .execute(conn)
-            .await
-        })?;
-        Ok(revoked > 0)
+            .await?;
+            if revoked == 0 {
+                return Ok(false);
+            }
+            write_records!(conn, &records).await?;
+            Ok(true)
+        })
     }
 
     async fn revoke_sessions_of(
@@ -978,11 +988,13 @@ impl SessionStore for Database {
         user_id: UserId,
         keep: Option<SessionId>,
         now: DateTime<Utc>,
+        records: &[Recorded],
     ) -> AuthResult<u64> {
         let user_id = user_id.to_string();
         let keep: Vec<String> = keep.iter().map(SessionId::to_string).collect();
-        let revoked = with_conn!(self, |conn| {
-            diesel::update(
+        let records = RecordRows::new(records);
+        let revoked = write_tx!(self, |conn| {
+            let revoked = diesel::update(
                 sessions::table
                     .filter(sessions::user_id.eq(&user_id))
                     .filter(sessions::revoked_at.is_null())
@@ -990,7 +1002,9 @@ impl SessionStore for Database {
             )
             .set(sessions::revoked_at.eq(db_time(now)))
             .execute(conn)
-            .await
+            .await?;
+            write_records!(conn, &records).await?;
+            Ok(revoked)
         })?;
         Ok(revoked as u64)
     }

@@ -532,7 +532,7 @@ async fn rotating_a_retired_token_changes_nothing(store: Shared) {
 
 async fn rotating_a_token_of_a_revoked_session_changes_nothing(store: Shared) {
     let (session, first) = session_with_token(&store).await;
-    assert!(store.revoke_session(session.id, at(30)).await.unwrap());
+    assert!(store.revoke_session(session.id, at(30), &[]).await.unwrap());
     let before = store.refresh_token(&first).await.unwrap();
 
     let second = random_hash();
@@ -599,8 +599,8 @@ async fn concurrent_rotations_of_one_token_rotate_once(store: Shared) {
 
 async fn revoke_session_answers_whether_it_revoked(store: Shared) {
     let (session, _) = session_with_token(&store).await;
-    assert!(store.revoke_session(session.id, at(10)).await.unwrap());
-    assert!(!store.revoke_session(session.id, at(20)).await.unwrap());
+    assert!(store.revoke_session(session.id, at(10), &[]).await.unwrap());
+    assert!(!store.revoke_session(session.id, at(20), &[]).await.unwrap());
     assert_eq!(
         store.session(session.id).await.unwrap().unwrap().revoked_at,
         Some(at(10))
@@ -614,7 +614,7 @@ async fn revoke_session_answers_whether_it_revoked(store: Shared) {
     );
     assert!(
         !store
-            .revoke_session(SessionId::new(), at(20))
+            .revoke_session(SessionId::new(), at(20), &[])
             .await
             .unwrap()
     );
@@ -638,11 +638,11 @@ async fn revoke_sessions_of_keeps_the_given_session(store: Shared) {
         .await
         .unwrap()
         .id;
-    assert!(store.revoke_session(ids[3], at(5)).await.unwrap());
+    assert!(store.revoke_session(ids[3], at(5), &[]).await.unwrap());
 
     assert_eq!(
         store
-            .revoke_sessions_of(alice.id, Some(ids[0]), at(10))
+            .revoke_sessions_of(alice.id, Some(ids[0]), at(10), &[])
             .await
             .unwrap(),
         2
@@ -663,7 +663,7 @@ async fn revoke_sessions_of_keeps_the_given_session(store: Shared) {
 
     assert_eq!(
         store
-            .revoke_sessions_of(alice.id, None, at(20))
+            .revoke_sessions_of(alice.id, None, at(20), &[])
             .await
             .unwrap(),
         1
@@ -671,7 +671,7 @@ async fn revoke_sessions_of_keeps_the_given_session(store: Shared) {
     assert_eq!(revoked_at(ids[0]).await, Some(at(20)));
     assert_eq!(
         store
-            .revoke_sessions_of(alice.id, None, at(30))
+            .revoke_sessions_of(alice.id, None, at(30), &[])
             .await
             .unwrap(),
         0
@@ -695,7 +695,10 @@ async fn unrevoked_sessions_are_newest_first(store: Shared) {
         .create_session(&new_session(bob.id, at(40)), &random_hash(), &[])
         .await
         .unwrap();
-    store.revoke_session(sessions[3].id, at(50)).await.unwrap();
+    store
+        .revoke_session(sessions[3].id, at(50), &[])
+        .await
+        .unwrap();
 
     let listed = store.unrevoked_sessions_of(alice.id).await.unwrap();
     assert_eq!(
@@ -736,11 +739,11 @@ async fn purge_removes_ended_sessions_and_their_tokens(store: Shared) {
     let live = create(at(5000)).await;
     let ends_at_cutoff = create(cutoff).await;
     store
-        .revoke_session(revoked_early.0, at(999))
+        .revoke_session(revoked_early.0, at(999), &[])
         .await
         .unwrap();
     store
-        .revoke_session(revoked_late.0, at(1000))
+        .revoke_session(revoked_late.0, at(1000), &[])
         .await
         .unwrap();
 
@@ -886,7 +889,7 @@ async fn timestamps_round_trip_at_microsecond_precision(store: Shared) {
             (t, t + Span::microseconds(1))
         );
         store
-            .revoke_session(session.id, t + Span::microseconds(2))
+            .revoke_session(session.id, t + Span::microseconds(2), &[])
             .await
             .unwrap();
         assert_eq!(
@@ -1331,7 +1334,7 @@ async fn household(store: &Shared) -> Household {
     };
     let live = [open(&alice, 0).await, open(&alice, 1).await];
     let revoked = open(&alice, 2).await;
-    assert!(store.revoke_session(revoked.id, at(5)).await.unwrap());
+    assert!(store.revoke_session(revoked.id, at(5), &[]).await.unwrap());
     let revoked = store.session(revoked.id).await.unwrap().unwrap();
     let bobs = open(&bob, 3).await;
     Household {

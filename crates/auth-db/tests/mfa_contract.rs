@@ -342,7 +342,7 @@ async fn step_up_raises_a_live_session_only(store: Shared) {
         (stored.aal, stored.amr),
         ("aal2".to_owned(), vec!["pwd".to_owned(), "otp".to_owned()])
     );
-    store.revoke_session(s.id, now()).await.unwrap();
+    store.revoke_session(s.id, now(), &[]).await.unwrap();
     assert!(
         store
             .step_up_session(s.id, "sms", now(), &[])

@@ -26,7 +26,7 @@ impl<T> Ops for T where
 type Op = Arc<dyn Ops>;
 
 auth_db::on_every_store!(
-    a_sign_in_writes_its_event_and_deliveries_with_the_session_or_not_at_all,
+    session_changes_write_their_event_and_deliveries_with_them_or_not_at_all,
     roles_are_created_changed_and_deleted_only_when_unused,
     disabling_revokes_sessions_and_refuses_new_ones,
     an_address_change_ends_the_sessions_and_tells_the_old_address,
@@ -194,11 +194,11 @@ fn published(kind: EventKind, user: Option<UserId>, at: DateTime<Utc>) -> Record
 /// The outbox rule: an event is written with the change that causes it (audit row and
 /// webhook deliveries in its transaction), by every session-opening operation; a refused
 /// change writes none of it.
-async fn a_sign_in_writes_its_event_and_deliveries_with_the_session_or_not_at_all(store: Op) {
+async fn session_changes_write_their_event_and_deliveries_with_them_or_not_at_all(store: Op) {
     let u = user_in(&store, "ada@example.com").await;
     let backlog = store.backlog().await.unwrap();
     let signed_in = published(EventKind::LoginSucceeded, Some(u.id), at(1));
-    store
+    let session = store
         .create_session(
             &new_session(u.id, at(1)),
             &random_hash(),
@@ -217,6 +217,25 @@ async fn a_sign_in_writes_its_event_and_deliveries_with_the_session_or_not_at_al
     let rows = all_rows(&store).await;
     assert!(rows.contains(&signed_in.row) && rows.contains(&challenged.row));
     assert_eq!(store.backlog().await.unwrap(), backlog + 2);
+
+    // A revocation writes its event only when it revokes something.
+    let logged_out = published(EventKind::LoggedOut, Some(u.id), at(2));
+    let again = published(EventKind::LoggedOut, Some(u.id), at(2));
+    assert!(
+        store
+            .revoke_session(session.id, at(2), std::slice::from_ref(&logged_out))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_session(session.id, at(2), std::slice::from_ref(&again))
+            .await
+            .unwrap()
+    );
+    let rows = all_rows(&store).await;
+    assert!(rows.contains(&logged_out.row) && !rows.contains(&again.row));
+    assert_eq!(store.backlog().await.unwrap(), backlog + 3);
 
     store
         .set_disabled(
@@ -250,7 +269,7 @@ async fn a_sign_in_writes_its_event_and_deliveries_with_the_session_or_not_at_al
         "{challenge_refused:?}"
     );
     assert!(!all_rows(&store).await.contains(&refused.row));
-    assert_eq!(store.backlog().await.unwrap(), backlog + 2);
+    assert_eq!(store.backlog().await.unwrap(), backlog + 3);
 }
 
 async fn disabling_revokes_sessions_and_refuses_new_ones(store: Op) {
