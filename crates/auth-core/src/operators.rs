@@ -693,6 +693,24 @@ impl AuthService {
         self.recorded(event).await
     }
 
+    /// The record of giving (`assign`) or taking away `role`.
+    async fn role_event(
+        &self,
+        operator: Actor<'_>,
+        id: UserId,
+        role: &str,
+        assign: bool,
+    ) -> AuthResult<Recorded> {
+        let kind = if assign {
+            EventKind::RoleAssigned
+        } else {
+            EventKind::RoleRemoved
+        };
+        let detail = Some(json!({ "role": role }));
+        self.admin_event(Some(operator), kind, Some(id), None, detail)
+            .await
+    }
+
     async fn known_roles(&self, names: &[String]) -> AuthResult<()> {
         let roles = self.ports.operators.roles().await?;
         for name in names {
@@ -967,21 +985,7 @@ impl AuthService {
             audit.push(record);
         }
         for (role, assign) in &role_changes {
-            let kind = if *assign {
-                EventKind::RoleAssigned
-            } else {
-                EventKind::RoleRemoved
-            };
-            let record = self
-                .admin_event(
-                    Some(operator.actor()),
-                    kind,
-                    Some(id),
-                    None,
-                    Some(json!({ "role": role })),
-                )
-                .await?;
-            audit.push(record);
+            audit.push(self.role_event(operator.actor(), id, role, *assign).await?);
         }
         let user = self
             .ports
@@ -1302,20 +1306,7 @@ impl AuthService {
         assign: bool,
     ) -> AuthResult<ManagedUser> {
         self.may_change_role(operator, id, role, assign).await?;
-        let kind = if assign {
-            EventKind::RoleAssigned
-        } else {
-            EventKind::RoleRemoved
-        };
-        let record = self
-            .admin_event(
-                Some(operator.actor()),
-                kind,
-                Some(id),
-                None,
-                Some(json!({ "role": role })),
-            )
-            .await?;
+        let record = self.role_event(operator.actor(), id, role, assign).await?;
         let now = self.ports.clock.now();
         match self
             .ports

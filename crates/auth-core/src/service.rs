@@ -557,15 +557,8 @@ impl AuthService {
         if now - rotated_at > self.settings.sessions.reuse_grace {
             let (user, sid) = (Some(session.user_id), Some(session.id));
             let event = self.event(EventKind::RefreshTokenReuseDetected, user, sid, None, None);
-            let records = [self.recorded(event).await?];
-            if self
-                .ports
-                .sessions
-                .revoke_session(session.id, now, &records)
-                .await?
-            {
+            if self.revoke_session(session.id, event, now).await? {
                 tracing::warn!(user_id = %session.user_id, session_id = %session.id, "refresh token reused after rotation: session revoked");
-                self.committed(records).await;
             }
             return Err(AuthError::InvalidRefreshToken);
         }
@@ -696,17 +689,29 @@ impl AuthService {
         if let Some(id) = session_id {
             let detail = Some("token_revocation".to_owned());
             let event = self.event(EventKind::SessionRevoked, None, Some(id), None, detail);
-            let records = [self.recorded(event).await?];
-            if self
-                .ports
-                .sessions
-                .revoke_session(id, now, &records)
-                .await?
-            {
-                self.committed(records).await;
-            }
+            self.revoke_session(id, event, now).await?;
         }
         Ok(())
+    }
+
+    /// Revoke one session with `event` in the same transaction; `false` (and no event)
+    /// when it was unknown or already revoked.
+    async fn revoke_session(
+        &self,
+        id: SessionId,
+        event: SecurityEvent,
+        now: DateTime<Utc>,
+    ) -> AuthResult<bool> {
+        let records = [self.recorded(event).await?];
+        let revoked = self
+            .ports
+            .sessions
+            .revoke_session(id, now, &records)
+            .await?;
+        if revoked {
+            self.committed(records).await;
+        }
+        Ok(revoked)
     }
 
     /// Check an introspection client's credentials in constant time.
@@ -831,15 +836,7 @@ impl AuthService {
                 let detail = Some("by_user".to_owned());
                 let user = Some(caller.user_id);
                 let event = self.event(EventKind::SessionRevoked, user, Some(id), None, detail);
-                let records = [self.recorded(event).await?];
-                if self
-                    .ports
-                    .sessions
-                    .revoke_session(id, now, &records)
-                    .await?
-                {
-                    self.committed(records).await;
-                }
+                self.revoke_session(id, event, now).await?;
                 Ok(())
             }
             _ => Err(AuthError::NotFound),
