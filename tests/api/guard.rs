@@ -31,6 +31,7 @@ async fn login_rate_limit_gives_429_with_retry_after(backend: Backend) {
     let app = app!(
         TestApp::builder(backend)
             .var("AUTH__RATE_LIMITS__LOGIN__PER_IP", "3")
+            .var("AUTH__RATE_LIMITS__LOGIN__WINDOW_SECS", "3600")
             .var("AUTH__LOCKOUT__ENABLED", "false"),
         start
     );
@@ -49,7 +50,7 @@ async fn login_rate_limit_gives_429_with_retry_after(backend: Backend) {
         .unwrap()
         .parse()
         .unwrap();
-    assert!((1..=60).contains(&retry), "{retry}");
+    assert!((1..=3600).contains(&retry), "{retry}");
     problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }
 
@@ -57,6 +58,7 @@ async fn spoofed_forwarded_for_is_ignored_unless_the_peer_is_trusted(backend: Ba
     let untrusted = app!(
         TestApp::builder(backend)
             .var("AUTH__RATE_LIMITS__LOGIN__PER_IP", "2")
+            .var("AUTH__RATE_LIMITS__LOGIN__WINDOW_SECS", "3600")
             .var("AUTH__LOCKOUT__ENABLED", "false"),
         start
     );
@@ -81,6 +83,7 @@ async fn spoofed_forwarded_for_is_ignored_unless_the_peer_is_trusted(backend: Ba
     let behind_proxy = app!(
         TestApp::builder(backend)
             .var("AUTH__RATE_LIMITS__LOGIN__PER_IP", "2")
+            .var("AUTH__RATE_LIMITS__LOGIN__WINDOW_SECS", "3600")
             .var("AUTH__LOCKOUT__ENABLED", "false")
             .var("AUTH__SERVER__TRUSTED_PROXIES", "127.0.0.1,::1"),
         start
@@ -257,12 +260,14 @@ async fn two_nodes_share_rate_limits() {
     let a = app!(
         TestApp::builder(Backend::Postgres)
             .var("AUTH__RATE_LIMITS__LOGIN__PER_IP", "4")
+            .var("AUTH__RATE_LIMITS__LOGIN__WINDOW_SECS", "3600")
             .var("AUTH__LOCKOUT__ENABLED", "false"),
         start
     );
     let b = app!(
         TestApp::builder(Backend::Postgres)
             .var("AUTH__RATE_LIMITS__LOGIN__PER_IP", "4")
+            .var("AUTH__RATE_LIMITS__LOGIN__WINDOW_SECS", "3600")
             .var("AUTH__LOCKOUT__ENABLED", "false")
             .sharing_with(&a),
         start
@@ -296,6 +301,7 @@ async fn redis_backend_shares_counters_between_nodes() {
             .var("AUTH__RATE_LIMITS__BACKEND", "redis")
             .var("AUTH__RATE_LIMITS__REDIS_KEY_PREFIX", prefix)
             .var("AUTH__RATE_LIMITS__LOGIN__PER_IP", "4")
+            .var("AUTH__RATE_LIMITS__LOGIN__WINDOW_SECS", "3600")
             .var("AUTH__LOCKOUT__ENABLED", "false")
     };
     let a = app!(node(&prefix), start);
@@ -331,6 +337,7 @@ async fn ipv6_clients_are_limited_by_their_64_network(backend: Backend) {
         TestApp::builder(backend)
             .var("AUTH__SERVER__TRUSTED_PROXIES", "127.0.0.1/32")
             .var("AUTH__RATE_LIMITS__LOGIN__PER_IP", "3")
+            .var("AUTH__RATE_LIMITS__LOGIN__WINDOW_SECS", "3600")
             .var("AUTH__RATE_LIMITS__LOGIN__PER_IDENTIFIER", "0")
             .var("AUTH__LOCKOUT__ENABLED", "false"),
         start

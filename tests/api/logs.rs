@@ -58,7 +58,9 @@ async fn no_token_reaches_the_log(backend: Backend) {
     let sink = SmtpSink::start();
     let peer = OidcPeer::start().await;
     let app = app!(
-        with_provider(backend, &sink, &peer).var("AUTH__RATE_LIMITS__PASSWORDLESS__PER_IP", "4"),
+        with_provider(backend, &sink, &peer)
+            .var("AUTH__RATE_LIMITS__PASSWORDLESS__PER_IP", "4")
+            .var("AUTH__RATE_LIMITS__PASSWORDLESS__WINDOW_SECS", "3600"),
         start
     );
     let url = |route: &str| app.url(&format!("{PREFIX}{route}"));
