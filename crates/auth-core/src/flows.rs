@@ -6,30 +6,24 @@
 //! ([`crate::worker`]) then looks the account up and, if there is one, issues the token and
 //! its mail together.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use uuid::Uuid;
 
 use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
 use crate::events::EventKind;
 use crate::guard::{LimitGroup, lockout_identifier};
 
-use crate::mail::{MailIntent, MailTemplate};
+use crate::mail::MailTemplate;
 use crate::model::{
     ClientInfo, MailboxProof, NewOneTimeToken, NewSession, NewUser, OneTimeTokenKind, SessionId,
     TokenHash, User, UserId,
 };
 use crate::opaque;
-use crate::outbox::{NewOutboxMessage, OutboxJob};
+use crate::outbox::{NewOutboxMessage, OutboxJob, TokenPlacement, minutes};
 use crate::service::{AuthService, IssuedTokens, SignupRequest, normalise_name};
-
-/// The sealing context of outbox jobs.
-pub(crate) const OUTBOX_CONTEXT: &[u8] = b"auth-core/outbox/v1";
 
 /// Whether sign-in waits for the email address to be confirmed (`auth.email_confirmation`:
 /// `optional` or `required`).
@@ -41,17 +35,6 @@ pub enum EmailConfirmation {
     Optional,
     /// Sign-up answers "verification sent"; sign-in is refused until the link is followed.
     Required,
-}
-
-/// Where the token goes in links (`app.token_placement`: `query` or `fragment`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TokenPlacement {
-    /// `...?token=...`
-    #[default]
-    Query,
-    /// `...#token=...` (never sent to servers or logged by proxies).
-    Fragment,
 }
 
 /// Rules of the mailbox flows.
@@ -171,63 +154,6 @@ impl AuthService {
         &self.settings.email
     }
 
-    pub(crate) fn link(&self, path: &str, token: &SecretString) -> String {
-        let s = self.email_settings();
-        let sep = match s.token_placement {
-            TokenPlacement::Query if path.contains('?') => '&',
-            TokenPlacement::Query => '?',
-            TokenPlacement::Fragment => '#',
-        };
-        format!("{}{path}{sep}token={}", s.app_url, token.expose_secret())
-    }
-
-    pub(crate) fn seal_job(
-        &self,
-        job: &OutboxJob,
-        now: DateTime<Utc>,
-    ) -> AuthResult<NewOutboxMessage> {
-        let json = serde_json::to_vec(job).map_err(AuthError::internal)?;
-        let payload = self
-            .ports
-            .sealer
-            .seal(self.ports.rng.as_ref(), OUTBOX_CONTEXT, &json)?;
-        Ok(NewOutboxMessage {
-            id: Uuid::now_v7(),
-            kind: job.kind().to_owned(),
-            payload,
-            created_at: now,
-        })
-    }
-
-    pub(crate) fn mail(
-        &self,
-        to: &str,
-        template: MailTemplate,
-        values: &[(&str, String)],
-        now: DateTime<Utc>,
-    ) -> AuthResult<NewOutboxMessage> {
-        let mut map: BTreeMap<String, String> = values
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect();
-        map.entry("email".into()).or_insert_with(|| to.to_owned());
-        map.entry("name".into()).or_default();
-        map.insert("app_name".into(), self.email_settings().app_name.clone());
-        map.insert("app_url".into(), self.email_settings().app_url.clone());
-        self.seal_job(
-            &OutboxJob::Mail(MailIntent {
-                to: to.to_owned(),
-                template,
-                values: map,
-            }),
-            now,
-        )
-    }
-
-    pub(crate) fn minutes(d: Duration) -> String {
-        d.num_minutes().max(1).to_string()
-    }
-
     /// A verification token for `user` and the mail that carries it.
     fn verification(
         &self,
@@ -247,13 +173,13 @@ impl AuthService {
             expires_at: now + s.verification_ttl,
             redirect_to: None,
         };
-        let mail = self.mail(
+        let mail = self.outgoing.mail(
             email,
             MailTemplate::VerifyEmail,
             &[
-                ("link", self.link(&s.verify_path, &token)),
+                ("link", self.outgoing.link(&s.verify_path, &token)),
                 ("name", name.unwrap_or_default().to_owned()),
-                ("expires_in_minutes", Self::minutes(s.verification_ttl)),
+                ("expires_in_minutes", minutes(s.verification_ttl)),
             ],
             now,
         )?;
@@ -268,15 +194,18 @@ impl AuthService {
         req: SignupRequest,
         client: ClientInfo,
     ) -> AuthResult<SignupOutcome> {
-        self.limit(LimitGroup::Signup, &client, None).await?;
-        self.captcha(
-            self.settings.guard.captcha.signup,
-            req.captcha_token.as_deref(),
-            &client,
-        )
-        .await?;
+        self.guard.limit(LimitGroup::Signup, &client, None).await?;
+        self.guard
+            .captcha(
+                self.settings.guard.captcha.signup,
+                req.captcha_token.as_deref(),
+                &client,
+            )
+            .await?;
         let email = Email::parse(&req.email).map_err(AuthError::InvalidEmail)?;
-        self.check_new_password(&req.password, Some(&email)).await?;
+        self.guard
+            .check_new_password(&req.password, Some(&email))
+            .await?;
         let name = normalise_name(req.name)?;
         let password_hash = self.ports.hasher.hash(&req.password).await?;
         let now = self.ports.clock.now();
@@ -299,26 +228,29 @@ impl AuthService {
             .await
         {
             Ok(user) => {
-                self.emit(
-                    EventKind::SignedUp,
-                    Some(user.id),
-                    None,
-                    Some(&client),
-                    None,
-                )
-                .await?;
-                self.emit(
-                    EventKind::VerificationSent,
-                    Some(user.id),
-                    None,
-                    Some(&client),
-                    None,
-                )
-                .await?;
+                self.recorder
+                    .emit(
+                        EventKind::SignedUp,
+                        Some(user.id),
+                        None,
+                        Some(&client),
+                        None,
+                    )
+                    .await?;
+                self.recorder
+                    .emit(
+                        EventKind::VerificationSent,
+                        Some(user.id),
+                        None,
+                        Some(&client),
+                        None,
+                    )
+                    .await?;
                 if required {
                     return Ok(SignupOutcome::VerificationSent);
                 }
                 let tokens = self
+                    .sign_in
                     .open_session(user, client, vec!["pwd".into()], "aal1", None, now)
                     .await?;
                 Ok(SignupOutcome::SignedIn(Box::new(tokens)))
@@ -331,7 +263,9 @@ impl AuthService {
                     .credentials_by_email(&email.canonical())
                     .await?;
                 let to = owner.map_or_else(|| email.as_str().to_owned(), |c| c.user.email);
-                let notice = self.mail(&to, MailTemplate::SignupAttempted, &[], now)?;
+                let notice = self
+                    .outgoing
+                    .mail(&to, MailTemplate::SignupAttempted, &[], now)?;
                 self.ports.outbox.enqueue(&notice).await?;
                 Ok(SignupOutcome::VerificationSent)
             }
@@ -354,14 +288,15 @@ impl AuthService {
             .one_time
             .issue_one_time_token(&token, &mail)
             .await?;
-        self.emit(
-            EventKind::VerificationSent,
-            Some(user.id),
-            Some(caller.session_id),
-            None,
-            None,
-        )
-        .await?;
+        self.recorder
+            .emit(
+                EventKind::VerificationSent,
+                Some(user.id),
+                Some(caller.session_id),
+                None,
+                None,
+            )
+            .await?;
         Ok(())
     }
 
@@ -378,7 +313,8 @@ impl AuthService {
             .mark_email_verified(user_id, &record.email, MailboxProof::SignupLink, now)
             .await?
             .ok_or(AuthError::InvalidOneTimeToken)?;
-        self.emit(EventKind::EmailVerified, Some(user_id), None, None, None)
+        self.recorder
+            .emit(EventKind::EmailVerified, Some(user_id), None, None, None)
             .await?;
         Ok(proven.user)
     }
@@ -401,7 +337,7 @@ impl AuthService {
 
     async fn enqueue_request(&self, job: OutboxJob) -> AuthResult<()> {
         let now = self.ports.clock.now();
-        let message = self.seal_job(&job, now)?;
+        let message = self.outgoing.seal(&job, now)?;
         self.ports.outbox.enqueue(&message).await
     }
 
@@ -416,9 +352,11 @@ impl AuthService {
         captcha_token: Option<&str>,
         job: impl FnOnce(String) -> OutboxJob,
     ) -> AuthResult<()> {
-        self.limit(group, client, Some(&lockout_identifier(email)))
+        self.guard
+            .limit(group, client, Some(&lockout_identifier(email)))
             .await?;
-        self.captcha(captcha_required, captcha_token, client)
+        self.guard
+            .captcha(captcha_required, captcha_token, client)
             .await?;
         let email = Email::parse(email).map_err(AuthError::InvalidEmail)?;
         self.enqueue_request(job(email.canonical())).await
@@ -442,7 +380,8 @@ impl AuthService {
         )
         .await?;
         // No user id: whether the account exists is the worker's business, not the log's.
-        self.emit(EventKind::PasswordResetRequested, None, None, None, None)
+        self.recorder
+            .emit(EventKind::PasswordResetRequested, None, None, None, None)
             .await?;
         Ok(())
     }
@@ -454,7 +393,9 @@ impl AuthService {
         password: &SecretString,
         client: &ClientInfo,
     ) -> AuthResult<()> {
-        self.limit(LimitGroup::PasswordReset, client, None).await?;
+        self.guard
+            .limit(LimitGroup::PasswordReset, client, None)
+            .await?;
         if !opaque::is_well_formed(token.expose_secret()) {
             return Err(AuthError::InvalidOneTimeToken);
         }
@@ -478,9 +419,11 @@ impl AuthService {
             .await?
             .ok_or(AuthError::InvalidOneTimeToken)?;
         let email = Email::parse(&user.email).ok();
-        self.check_new_password(password, email.as_ref()).await?;
+        self.guard
+            .check_new_password(password, email.as_ref())
+            .await?;
         let password_hash = self.ports.hasher.hash(password).await?;
-        let notice = self.mail(
+        let notice = self.outgoing.mail(
             &user.email,
             MailTemplate::PasswordWasReset,
             &[("name", user.name.clone().unwrap_or_default())],
@@ -494,7 +437,8 @@ impl AuthService {
         {
             return Err(AuthError::InvalidOneTimeToken);
         }
-        self.emit(EventKind::PasswordReset, Some(user_id), None, None, None)
+        self.recorder
+            .emit(EventKind::PasswordReset, Some(user_id), None, None, None)
             .await?;
         Ok(())
     }
@@ -526,7 +470,7 @@ impl AuthService {
             return Err(AuthError::InvalidCredentials);
         }
         let email = Email::parse(&user.email).ok();
-        self.check_new_password(new, email.as_ref()).await?;
+        self.guard.check_new_password(new, email.as_ref()).await?;
         let password_hash = self.ports.hasher.hash(new).await?;
         let now = self.ports.clock.now();
         let refresh = opaque::generate(self.ports.rng.as_ref());
@@ -539,7 +483,7 @@ impl AuthService {
             amr: vec!["pwd".into()],
             aal: "aal1".into(),
         };
-        let notice = self.mail(
+        let notice = self.outgoing.mail(
             &user.email,
             MailTemplate::PasswordChanged,
             &[("name", user.name.clone().unwrap_or_default())],
@@ -557,15 +501,16 @@ impl AuthService {
             )
             .await?;
         let (uid, sid) = (Some(user.id), Some(session.id));
-        self.emit(
-            EventKind::PasswordChanged,
-            uid,
-            sid,
-            Some(&session.client),
-            None,
-        )
-        .await?;
-        self.issue(user, &session, refresh, now)
+        self.recorder
+            .emit(
+                EventKind::PasswordChanged,
+                uid,
+                sid,
+                Some(&session.client),
+                None,
+            )
+            .await?;
+        self.sign_in.issue(user, &session, refresh, now)
     }
 
     /// Check a `redirect_to` against the allow-list: exact origin match.
@@ -617,13 +562,16 @@ impl AuthService {
         token: &SecretString,
         client: ClientInfo,
     ) -> AuthResult<MagicLinkSignIn> {
-        self.limit(LimitGroup::Passwordless, &client, None).await?;
+        self.guard
+            .limit(LimitGroup::Passwordless, &client, None)
+            .await?;
         let record = self.consume(token, OneTimeTokenKind::MagicLink).await?;
         let user = self
             .passwordless_user(record.user_id, &record.email)
             .await?;
         let now = self.ports.clock.now();
         let outcome = self
+            .sign_in
             .finish_first_factor(
                 user,
                 client.clone(),
@@ -664,12 +612,13 @@ impl AuthService {
         code: &str,
         client: ClientInfo,
     ) -> AuthResult<crate::mfa::SignInOutcome> {
-        self.limit(
-            LimitGroup::Passwordless,
-            &client,
-            Some(&lockout_identifier(email)),
-        )
-        .await?;
+        self.guard
+            .limit(
+                LimitGroup::Passwordless,
+                &client,
+                Some(&lockout_identifier(email)),
+            )
+            .await?;
         let email = Email::parse(email)
             .map_err(|_| AuthError::InvalidCode)?
             .canonical();
@@ -679,7 +628,7 @@ impl AuthService {
             .one_time
             .current_one_time_token(OneTimeTokenKind::EmailOtp, &email, now)
             .await?;
-        self.refuse_if_codes_capped(&email).await?;
+        self.guard.refuse_if_codes_capped(&email).await?;
         let Some(current) = current else {
             return Err(AuthError::InvalidCode);
         };
@@ -690,7 +639,7 @@ impl AuthService {
                 .as_bytes()
                 .ct_eq(current.token_hash.0.as_bytes()),
         ) {
-            self.count_code_failure(&email).await?;
+            self.guard.count_code_failure(&email).await?;
             let max = self.email_settings().otp_max_attempts;
             let failures = self
                 .ports
@@ -698,14 +647,15 @@ impl AuthService {
                 .record_failed_attempt(&current.token_hash, max, now)
                 .await?;
             let detail = Some(format!("failures={failures}"));
-            self.emit(
-                EventKind::EmailCodeFailed,
-                current.user_id,
-                None,
-                Some(&client),
-                detail,
-            )
-            .await?;
+            self.recorder
+                .emit(
+                    EventKind::EmailCodeFailed,
+                    current.user_id,
+                    None,
+                    Some(&client),
+                    detail,
+                )
+                .await?;
             return Err(AuthError::InvalidCode);
         }
         let record = self
@@ -718,6 +668,7 @@ impl AuthService {
             .passwordless_user(record.user_id, &record.email)
             .await?;
         let outcome = self
+            .sign_in
             .finish_first_factor(
                 user,
                 client.clone(),
@@ -753,14 +704,15 @@ impl AuthService {
         };
         match self.ports.users.insert_user(&new_user, None).await {
             Ok(user) => {
-                self.emit(
-                    EventKind::SignedUp,
-                    Some(user.id),
-                    None,
-                    None,
-                    Some("passwordless".into()),
-                )
-                .await?;
+                self.recorder
+                    .emit(
+                        EventKind::SignedUp,
+                        Some(user.id),
+                        None,
+                        None,
+                        Some("passwordless".into()),
+                    )
+                    .await?;
                 Ok(user)
             }
             // Signed up some other way since the link was sent: the link proves the address.
@@ -790,7 +742,8 @@ impl AuthService {
             .ok_or(AuthError::InvalidOneTimeToken)?;
         if proven.adopted {
             let detail = Some("adopted".into());
-            self.emit(EventKind::EmailVerified, Some(id), None, None, detail)
+            self.recorder
+                .emit(EventKind::EmailVerified, Some(id), None, None, detail)
                 .await?;
         }
         Ok(proven.user)

@@ -306,7 +306,23 @@ pub fn identifier_key(group: LimitGroup, identifier: &str) -> String {
     format!("{}:id:{}", group.as_str(), &hex::encode(digest)[..32])
 }
 
-impl crate::service::AuthService {
+/// The abuse guard every sign-in and mailbox flow passes: rate limits, lockout, CAPTCHA
+/// and the rules of a new password.
+#[derive(Clone)]
+pub(crate) struct Guard {
+    pub(crate) settings: GuardSettings,
+    pub(crate) password_policy: crate::password::PasswordPolicy,
+    pub(crate) clock: std::sync::Arc<dyn crate::clock::Clock>,
+    pub(crate) rate_limits: std::sync::Arc<dyn RateLimitStore>,
+    pub(crate) lockouts: std::sync::Arc<dyn LockoutStore>,
+    pub(crate) captcha: Option<std::sync::Arc<dyn CaptchaVerifier>>,
+    pub(crate) breached: Option<std::sync::Arc<dyn BreachedPasswords>>,
+    pub(crate) outbox: std::sync::Arc<dyn crate::ports::OutboxStore>,
+    pub(crate) outgoing: crate::outbox::Outgoing,
+    pub(crate) recorder: crate::record::Recorder,
+}
+
+impl Guard {
     /// Count one request of `group` against its per-IP and per-identifier limits.
     pub(crate) async fn limit(
         &self,
@@ -314,14 +330,14 @@ impl crate::service::AuthService {
         client: &crate::model::ClientInfo,
         identifier: Option<&str>,
     ) -> AuthResult<()> {
-        let guard = &self.settings.guard;
+        let guard = &self.settings;
         if !guard.rate_limits_enabled {
             return Ok(());
         }
         let Some(limits) = guard.limits.get(&group) else {
             return Ok(());
         };
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let keyed = [
             (
                 limits.per_ip,
@@ -343,7 +359,7 @@ impl crate::service::AuthService {
                 continue;
             };
             let start = window_start(now, limit.window);
-            let hits = self.ports.rate_limits.hit(&key, start).await?;
+            let hits = self.rate_limits.hit(&key, start).await?;
             if hits > limit.max {
                 let retry_after_secs = seconds_until(start + limit.window, now);
                 tracing::info!(group = group.as_str(), retry_after_secs, "rate limited");
@@ -360,7 +376,7 @@ impl crate::service::AuthService {
         token: Option<&str>,
         client: &crate::model::ClientInfo,
     ) -> AuthResult<()> {
-        let Some(verifier) = self.ports.captcha.as_ref().filter(|_| required) else {
+        let Some(verifier) = self.captcha.as_ref().filter(|_| required) else {
             return Ok(());
         };
         let token = token
@@ -387,11 +403,10 @@ impl crate::service::AuthService {
         use crate::password::PasswordRejection;
         use secrecy::ExposeSecret;
         let plain = password.expose_secret();
-        self.settings
-            .password_policy
+        self.password_policy
             .check(plain, email)
             .map_err(WeakPassword)?;
-        let min_score = self.settings.guard.min_password_score;
+        let min_score = self.settings.min_password_score;
         if min_score > 0 {
             let inputs: Vec<String> = email.map(|e| e.canonical()).into_iter().collect();
             let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
@@ -400,7 +415,7 @@ impl crate::service::AuthService {
                 return Err(WeakPassword(PasswordRejection::TooGuessable { min_score }));
             }
         }
-        if let Some(breached) = &self.ports.breached {
+        if let Some(breached) = &self.breached {
             match breached.breach_count(password).await {
                 Ok(0) => {}
                 Ok(_) => return Err(WeakPassword(PasswordRejection::Breached)),
@@ -414,7 +429,7 @@ impl crate::service::AuthService {
 
     /// The counter of `identifier`'s failures from `client` on this surface.
     fn lockout_key(&self, identifier: &str, client: &crate::model::ClientInfo) -> String {
-        let guard = &self.settings.guard;
+        let guard = &self.settings;
         let from = client
             .ip
             .as_deref()
@@ -429,12 +444,12 @@ impl crate::service::AuthService {
         identifier: &str,
         client: &crate::model::ClientInfo,
     ) -> AuthResult<()> {
-        if !self.settings.guard.lockout.enabled {
+        if !self.settings.lockout.enabled {
             return Ok(());
         }
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         for key in [identifier.to_owned(), self.lockout_key(identifier, client)] {
-            if let Some(until) = self.ports.lockouts.locked_until(&key, now).await? {
+            if let Some(until) = self.lockouts.locked_until(&key, now).await? {
                 return Err(crate::AuthError::AccountLocked {
                     retry_after_secs: seconds_until(until, now),
                 });
@@ -449,11 +464,11 @@ impl crate::service::AuthService {
         identifier: &str,
         client: &crate::model::ClientInfo,
     ) -> AuthResult<()> {
-        if !self.settings.guard.lockout.enabled {
+        if !self.settings.lockout.enabled {
             return Ok(());
         }
         let key = self.lockout_key(identifier, client);
-        self.ports.lockouts.clear(&key).await
+        self.lockouts.clear(&key).await
     }
 
     /// Count a failed sign-in of `client`; when it locks an existing account, mail its
@@ -464,13 +479,12 @@ impl crate::service::AuthService {
         client: &crate::model::ClientInfo,
         account: Option<&crate::model::User>,
     ) -> AuthResult<()> {
-        let lockout = self.settings.guard.lockout;
+        let lockout = self.settings.lockout;
         if !lockout.enabled {
             return Ok(());
         }
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let state = self
-            .ports
             .lockouts
             .register_failure(
                 &self.lockout_key(identifier, client),
@@ -482,14 +496,15 @@ impl crate::service::AuthService {
             .await?;
         if state.failures >= lockout.threshold && state.locked_until.is_some() {
             let user_id = account.map(|u| u.id);
-            self.emit(
-                crate::events::EventKind::AccountLocked,
-                user_id,
-                None,
-                Some(client),
-                None,
-            )
-            .await?;
+            self.recorder
+                .emit(
+                    crate::events::EventKind::AccountLocked,
+                    user_id,
+                    None,
+                    Some(client),
+                    None,
+                )
+                .await?;
             let Some(user) = account else {
                 return Ok(());
             };
@@ -498,7 +513,6 @@ impl crate::service::AuthService {
                 identifier_key(LimitGroup::Login, identifier)
             );
             let notices = self
-                .ports
                 .rate_limits
                 .hit(&notice_key, window_start(now, lockout.freeze))
                 .await?;
@@ -506,13 +520,13 @@ impl crate::service::AuthService {
                 let minutes = lockout.freeze.num_minutes().max(1).to_string();
                 let name = user.name.clone().unwrap_or_default();
                 let values = [("locked_minutes", minutes), ("name", name)];
-                let notice = self.mail(
+                let notice = self.outgoing.mail(
                     &user.email,
                     crate::mail::MailTemplate::AccountLocked,
                     &values,
                     now,
                 )?;
-                self.ports.outbox.enqueue(&notice).await?;
+                self.outbox.enqueue(&notice).await?;
             }
         }
         Ok(())
@@ -521,13 +535,13 @@ impl crate::service::AuthService {
     /// Refuse a one-time code for `identifier` (the account's lockout identifier) once it
     /// reached its daily cap of wrong codes, before the code is looked at (no oracle).
     pub(crate) async fn refuse_if_codes_capped(&self, identifier: &str) -> AuthResult<()> {
-        let lockout = self.settings.guard.lockout;
+        let lockout = self.settings.lockout;
         if !lockout.enabled || lockout.code_failures_per_day == 0 {
             return Ok(());
         }
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let key = format!("{identifier}#codes");
-        match self.ports.lockouts.locked_until(&key, now).await? {
+        match self.lockouts.locked_until(&key, now).await? {
             Some(until) => {
                 tracing::info!("one-time codes capped for the day");
                 Err(crate::AuthError::RateLimited {
@@ -541,15 +555,14 @@ impl crate::service::AuthService {
     /// Count a wrong one-time code against the account's daily cap. A right code does not
     /// reset it: the owner's sign-ins give a guesser no fresh tries.
     pub(crate) async fn count_code_failure(&self, identifier: &str) -> AuthResult<()> {
-        let lockout = self.settings.guard.lockout;
+        let lockout = self.settings.lockout;
         if !lockout.enabled || lockout.code_failures_per_day == 0 {
             return Ok(());
         }
         let day = Duration::days(1);
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let key = format!("{identifier}#codes");
-        self.ports
-            .lockouts
+        self.lockouts
             .register_failure(&key, now, day, lockout.code_failures_per_day, day)
             .await
             .map(drop)
@@ -557,9 +570,9 @@ impl crate::service::AuthService {
 
     /// Lift every lock of an account and forget its failures, from every client and
     /// surface (administrators).
-    pub async fn unlock(&self, email: &str) -> AuthResult<()> {
+    pub(crate) async fn unlock(&self, email: &str) -> AuthResult<()> {
         let identifier = lockout_identifier(email);
-        self.ports.lockouts.clear_all(&identifier).await
+        self.lockouts.clear_all(&identifier).await
     }
 }
 

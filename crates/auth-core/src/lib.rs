@@ -30,6 +30,7 @@ pub mod outbox;
 pub mod passkeys;
 pub mod secret_box;
 pub mod service;
+mod sign_in;
 
 pub mod audit;
 pub mod operators;

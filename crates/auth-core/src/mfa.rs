@@ -616,74 +616,6 @@ impl AuthService {
         self.ports.mfa.as_ref()
     }
 
-    pub(crate) async fn active_factors(&self, user_id: UserId) -> AuthResult<Vec<MfaFactor>> {
-        Ok(self
-            .mfa_store()
-            .factors_of(user_id)
-            .await?
-            .into_iter()
-            .filter(|f| f.activated_at.is_some())
-            .collect())
-    }
-
-    /// The one end of every first factor (password, magic link, email code, passkey
-    /// without user verification, social sign-in): opens an `aal1` session with `method` in
-    /// its `amr` when the user has no active factor, otherwise stores a challenge and answers
-    /// [`SignInOutcome::MfaRequired`]. Either way the sign-in event `kind` is written in the
-    /// same transaction, with `detail` (`mfa_required` when a challenge is stored and the
-    /// caller gave none).
-    pub async fn finish_first_factor(
-        &self,
-        user: User,
-        client: ClientInfo,
-        method: &str,
-        (kind, detail): (EventKind, Option<String>),
-        now: DateTime<Utc>,
-    ) -> AuthResult<SignInOutcome> {
-        // A factor never counts twice: after a sign-in by SMS code, SMS is not asked again.
-        let active: Vec<MfaFactor> = self
-            .active_factors(user.id)
-            .await?
-            .into_iter()
-            .filter(|f| f.kind.as_str() != method)
-            .collect();
-        if active.is_empty() {
-            let amr = vec![method.to_owned()];
-            let tokens = self
-                .open_session(user, client, amr, "aal1", Some((kind, detail)), now)
-                .await?;
-            return Ok(SignInOutcome::SignedIn(Box::new(tokens)));
-        }
-        let mut factors: Vec<String> = active.iter().map(|f| f.kind.as_str().into()).collect();
-        factors.dedup();
-        if self.mfa_store().remaining_recovery_codes(user.id).await? > 0 {
-            factors.push(SecondFactor::RecoveryCode.as_str().into());
-        }
-        let token = opaque::generate(self.ports.rng.as_ref());
-        let expires_at = now + self.settings.mfa.challenge_ttl;
-        let detail = detail.or_else(|| Some("mfa_required".to_owned()));
-        let event = self.event(kind, Some(user.id), None, Some(&client), detail);
-        let records = [self.recorded(event).await?];
-        self.mfa_store()
-            .insert_challenge(
-                &NewMfaChallenge {
-                    token_hash: opaque::hash(token.expose_secret()),
-                    user_id: user.id,
-                    amr: vec![method.to_owned()],
-                    created_at: now,
-                    expires_at,
-                },
-                &records,
-            )
-            .await?;
-        self.committed(records).await;
-        Ok(SignInOutcome::MfaRequired(MfaRequired {
-            mfa_token: token,
-            factors,
-            expires_at,
-        }))
-    }
-
     /// Check a second factor of `user`. `Some(amr)` when it is right (and now spent: the
     /// TOTP step is recorded, the recovery code consumed), `None` when it is wrong or
     /// replayed.
@@ -700,11 +632,11 @@ impl AuthService {
         let capped = (factor != SecondFactor::RecoveryCode)
             .then(|| crate::guard::lockout_identifier(&user.email));
         if let Some(identifier) = &capped {
-            self.refuse_if_codes_capped(identifier).await?;
+            self.guard.refuse_if_codes_capped(identifier).await?;
         }
         let checked = self.match_second_factor(user, factor, code, now).await?;
         if let (None, Some(identifier)) = (checked, &capped) {
-            self.count_code_failure(identifier).await?;
+            self.guard.count_code_failure(identifier).await?;
         }
         Ok(checked)
     }
@@ -721,7 +653,7 @@ impl AuthService {
                 let Some(code) = normalise_totp(code) else {
                     return Ok(None);
                 };
-                for f in self.active_factors(user.id).await? {
+                for f in self.sign_in.active_factors(user.id).await? {
                     if f.kind != FactorKind::Totp {
                         continue;
                     }
@@ -736,7 +668,7 @@ impl AuthService {
                 Ok(None)
             }
             SecondFactor::Sms => {
-                let factors = self.active_factors(user.id).await?;
+                let factors = self.sign_in.active_factors(user.id).await?;
                 Ok(self
                     .check_sms_code(user, &factors, code, now)
                     .await?
@@ -745,7 +677,7 @@ impl AuthService {
             SecondFactor::RecoveryCode => {
                 let hash = recovery_code_hash(user.id, code);
                 let remaining = self.mfa_store().remaining_recovery_codes(user.id).await?;
-                let notice = self.mail(
+                let notice = self.outgoing.mail(
                     &user.email,
                     MailTemplate::RecoveryCodeUsed,
                     &[
@@ -760,14 +692,15 @@ impl AuthService {
                     .await?
                 {
                     let detail = Some(format!("remaining={}", remaining.saturating_sub(1)));
-                    self.emit(
-                        EventKind::RecoveryCodeUsed,
-                        Some(user.id),
-                        None,
-                        None,
-                        detail,
-                    )
-                    .await?;
+                    self.recorder
+                        .emit(
+                            EventKind::RecoveryCodeUsed,
+                            Some(user.id),
+                            None,
+                            None,
+                            detail,
+                        )
+                        .await?;
                     return Ok(Some(factor.amr()));
                 }
                 Ok(None)
@@ -832,6 +765,7 @@ impl AuthService {
         };
         let user = self.user_of(caller).await?;
         if self
+            .sign_in
             .active_factors(user.id)
             .await?
             .iter()
@@ -882,7 +816,8 @@ impl AuthService {
         client: &ClientInfo,
     ) -> AuthResult<RecoveryCodes> {
         let user = self.user_of(caller).await?;
-        self.limit(LimitGroup::MfaVerify, client, Some(&user.id.to_string()))
+        self.guard
+            .limit(LimitGroup::MfaVerify, client, Some(&user.id.to_string()))
             .await?;
         let now = self.ports.clock.now();
         let factor = self
@@ -902,18 +837,19 @@ impl AuthService {
             None => None,
         };
         let Some(step) = step else {
-            self.emit(
-                EventKind::MfaFailed,
-                Some(user.id),
-                Some(caller.session_id),
-                Some(client),
-                Some("factor=totp,activation".into()),
-            )
-            .await?;
+            self.recorder
+                .emit(
+                    EventKind::MfaFailed,
+                    Some(user.id),
+                    Some(caller.session_id),
+                    Some(client),
+                    Some("factor=totp,activation".into()),
+                )
+                .await?;
             return Err(AuthError::InvalidCode);
         };
         let (codes, hashes) = self.recovery_codes(user.id);
-        let notice = self.mail(
+        let notice = self.outgoing.mail(
             &user.email,
             MailTemplate::MfaFactorAdded,
             &[
@@ -929,20 +865,22 @@ impl AuthService {
         {
             return Err(AuthError::MfaAlreadyEnrolled);
         }
-        self.emit(
-            EventKind::MfaFactorAdded,
-            Some(user.id),
-            Some(caller.session_id),
-            Some(client),
-            Some("factor=totp".into()),
-        )
-        .await?;
+        self.recorder
+            .emit(
+                EventKind::MfaFactorAdded,
+                Some(user.id),
+                Some(caller.session_id),
+                Some(client),
+                Some("factor=totp".into()),
+            )
+            .await?;
         Ok(codes)
     }
 
     /// The caller's active factors and remaining recovery codes.
     pub async fn mfa_status(&self, caller: &Authenticated) -> AuthResult<MfaStatus> {
         let factors: Vec<FactorView> = self
+            .sign_in
             .active_factors(caller.user_id)
             .await?
             .into_iter()
@@ -1000,17 +938,20 @@ impl AuthService {
         code: &str,
         client: ClientInfo,
     ) -> AuthResult<IssuedTokens> {
-        self.limit(LimitGroup::MfaVerify, &client, None).await?;
+        self.guard
+            .limit(LimitGroup::MfaVerify, &client, None)
+            .await?;
         let now = self.ports.clock.now();
         let max = self.settings.mfa.max_attempts;
         let challenge = self.live_challenge(mfa_token, now).await?;
         // Per user too: each sign-in opens a new mfa_token, the account's limit bounds them all.
-        self.limit(
-            LimitGroup::MfaVerify,
-            &client,
-            Some(&challenge.user_id.to_string()),
-        )
-        .await?;
+        self.guard
+            .limit(
+                LimitGroup::MfaVerify,
+                &client,
+                Some(&challenge.user_id.to_string()),
+            )
+            .await?;
         let hash = challenge.token_hash.clone();
         let user = self
             .ports
@@ -1031,14 +972,15 @@ impl AuthService {
                 .record_challenge_failure(&hash, max, now)
                 .await?;
             let detail = Some(format!("factor={},failures={failures}", factor.as_str()));
-            self.emit(
-                EventKind::MfaFailed,
-                Some(user.id),
-                None,
-                Some(&client),
-                detail,
-            )
-            .await?;
+            self.recorder
+                .emit(
+                    EventKind::MfaFailed,
+                    Some(user.id),
+                    None,
+                    Some(&client),
+                    detail,
+                )
+                .await?;
             return Err(AuthError::InvalidCode);
         };
         let mut amr = challenge.amr.clone();
@@ -1048,14 +990,14 @@ impl AuthService {
         let refresh_token = opaque::generate(self.ports.rng.as_ref());
         let id = SessionId::new();
         let detail = Some(format!("factor={}", factor.as_str()));
-        let event = self.event(
+        let event = self.recorder.event(
             EventKind::MfaVerified,
             Some(user.id),
             Some(id),
             Some(&client),
             detail,
         );
-        let records = [self.recorded(event).await?];
+        let records = [self.recorder.recorded(event).await?];
         let session = self
             .mfa_store()
             .complete_challenge(
@@ -1076,8 +1018,8 @@ impl AuthService {
             )
             .await?
             .ok_or(AuthError::InvalidMfaToken)?;
-        self.committed(records).await;
-        self.issue(user, &session, refresh_token, now)
+        self.recorder.committed(records).await;
+        self.sign_in.issue(user, &session, refresh_token, now)
     }
 
     /// The challenge of a live `mfa_token` (unused, unexpired, not dead).
@@ -1114,23 +1056,25 @@ impl AuthService {
         let now = self.ports.clock.now();
         let method = factor.amr();
         let detail = Some(format!("factor={},step_up", factor.as_str()));
-        let event = self.event(
+        let event = self.recorder.event(
             EventKind::MfaVerified,
             Some(user.id),
             Some(caller.session_id),
             Some(client),
             detail,
         );
-        let records = [self.recorded(event).await?];
+        let records = [self.recorder.recorded(event).await?];
         let session = self
             .mfa_store()
             .step_up_session(caller.session_id, method, now, &records)
             .await?
             .ok_or(AuthError::InvalidToken("session revoked or expired"))?;
-        self.committed(records).await;
+        self.recorder.committed(records).await;
         // The refresh token of the session is not known here (stored hashed) and is not
         // handed out again: a placeholder fills the slot and is dropped.
-        let issued = self.issue(user, &session, SecretString::from(String::new()), now)?;
+        let issued = self
+            .sign_in
+            .issue(user, &session, SecretString::from(String::new()), now)?;
         Ok(SteppedUp {
             access_token: issued.access_token,
             expires_in: issued.expires_in,
@@ -1150,23 +1094,25 @@ impl AuthService {
         code: &str,
         client: &ClientInfo,
     ) -> AuthResult<&'static str> {
-        self.limit(LimitGroup::MfaVerify, client, Some(&user.id.to_string()))
+        self.guard
+            .limit(LimitGroup::MfaVerify, client, Some(&user.id.to_string()))
             .await?;
-        if self.active_factors(user.id).await?.is_empty() {
+        if self.sign_in.active_factors(user.id).await?.is_empty() {
             return Err(AuthError::MfaNotEnrolled);
         }
         let now = self.ports.clock.now();
         match self.check_second_factor(user, factor, code, now).await? {
             Some(method) => Ok(method),
             None => {
-                self.emit(
-                    EventKind::MfaFailed,
-                    Some(user.id),
-                    Some(session_id),
-                    Some(client),
-                    Some(format!("factor={}", factor.as_str())),
-                )
-                .await?;
+                self.recorder
+                    .emit(
+                        EventKind::MfaFailed,
+                        Some(user.id),
+                        Some(session_id),
+                        Some(client),
+                        Some(format!("factor={}", factor.as_str())),
+                    )
+                    .await?;
                 Err(AuthError::InvalidCode)
             }
         }
@@ -1195,7 +1141,7 @@ impl AuthService {
             let (kind, code) = proof.ok_or(AuthError::InvalidCode)?;
             self.require_second_factor(&user, caller.session_id, kind, code, client)
                 .await?;
-            Some(self.mail(
+            Some(self.outgoing.mail(
                 &user.email,
                 MailTemplate::MfaFactorRemoved,
                 &[
@@ -1215,14 +1161,15 @@ impl AuthService {
             return Err(AuthError::NotFound);
         }
         if factor.activated_at.is_some() {
-            self.emit(
-                EventKind::MfaFactorRemoved,
-                Some(user.id),
-                Some(caller.session_id),
-                Some(client),
-                Some(format!("factor={}", factor.kind.as_str())),
-            )
-            .await?;
+            self.recorder
+                .emit(
+                    EventKind::MfaFactorRemoved,
+                    Some(user.id),
+                    Some(caller.session_id),
+                    Some(client),
+                    Some(format!("factor={}", factor.kind.as_str())),
+                )
+                .await?;
         }
         Ok(())
     }
@@ -1242,14 +1189,15 @@ impl AuthService {
         self.mfa_store()
             .replace_recovery_codes(user.id, &hashes, now)
             .await?;
-        self.emit(
-            EventKind::RecoveryCodesRegenerated,
-            Some(user.id),
-            Some(caller.session_id),
-            Some(client),
-            None,
-        )
-        .await?;
+        self.recorder
+            .emit(
+                EventKind::RecoveryCodesRegenerated,
+                Some(user.id),
+                Some(caller.session_id),
+                Some(client),
+                None,
+            )
+            .await?;
         Ok(codes)
     }
 

@@ -690,7 +690,7 @@ impl AuthService {
             detail: detail.map(|d| d.to_string()),
             actor: operator.map(|o| o.user_id),
         };
-        self.recorded(event).await
+        self.recorder.recorded(event).await
     }
 
     /// The record of giving (`assign`) or taking away `role`.
@@ -735,7 +735,7 @@ impl AuthService {
         let roles = self.account_roles(account.roles, extra_roles).await?;
         let password_hash = match &account.password {
             Some(p) => {
-                self.check_new_password(p, Some(&email)).await?;
+                self.guard.check_new_password(p, Some(&email)).await?;
                 Some(self.ports.hasher.hash(p).await?)
             }
             None => None,
@@ -798,7 +798,7 @@ impl AuthService {
             .operators
             .insert_managed_user(&new_user, &record)
             .await?;
-        self.committed([record]).await;
+        self.recorder.committed([record]).await;
         Ok(user)
     }
 
@@ -943,7 +943,7 @@ impl AuthService {
             Email::parse(&target.email).map_or(true, |old| old.canonical() != e.canonical())
         });
         let old_address_notice = match changes_email {
-            true => Some(self.mail(
+            true => Some(self.outgoing.mail(
                 &target.email,
                 MailTemplate::EmailChanged,
                 &[("name", target.name.clone().unwrap_or_default())],
@@ -993,7 +993,7 @@ impl AuthService {
             .update_user(id, &update, now, &audit)
             .await?
             .ok_or(AuthError::NotFound)?;
-        self.committed(audit).await;
+        self.recorder.committed(audit).await;
         Ok(user)
     }
 
@@ -1025,7 +1025,7 @@ impl AuthService {
             .set_disabled(id, disabled.then_some(now), now, &record)
             .await?
             .ok_or(AuthError::NotFound)?;
-        self.committed([record]).await;
+        self.recorder.committed([record]).await;
         self.managed(id).await
     }
 
@@ -1056,7 +1056,7 @@ impl AuthService {
             .lockouts
             .clear_all(&crate::guard::lockout_identifier(&account.user.email))
             .await?;
-        self.committed([record]).await;
+        self.recorder.committed([record]).await;
         Ok(())
     }
 
@@ -1098,7 +1098,7 @@ impl AuthService {
             )
             .await?;
         self.ports.audit.append(&record).await?;
-        self.committed([record]).await;
+        self.recorder.committed([record]).await;
         Ok(until)
     }
 
@@ -1109,7 +1109,7 @@ impl AuthService {
         id: UserId,
     ) -> AuthResult<()> {
         let account = self.target_account(operator, id).await?;
-        self.unlock(&account.user.email).await?;
+        self.guard.unlock(&account.user.email).await?;
         let record = self
             .admin_event(
                 Some(operator.actor()),
@@ -1120,7 +1120,7 @@ impl AuthService {
             )
             .await?;
         self.ports.audit.append(&record).await?;
-        self.committed([record]).await;
+        self.recorder.committed([record]).await;
         Ok(())
     }
 
@@ -1173,7 +1173,7 @@ impl AuthService {
             .operators
             .revoke_user_sessions(id, only, now, &record)
             .await?;
-        self.committed([record]).await;
+        self.recorder.committed([record]).await;
         Ok(n)
     }
 
@@ -1211,7 +1211,7 @@ impl AuthService {
             )
             .await?;
         self.ports.operators.insert_role(&role, &record).await?;
-        self.committed([record]).await;
+        self.recorder.committed([record]).await;
         Ok(role)
     }
 
@@ -1264,7 +1264,7 @@ impl AuthService {
         if !self.ports.operators.update_role(&role, &record).await? {
             return Err(AuthError::NotFound);
         }
-        self.committed([record]).await;
+        self.recorder.committed([record]).await;
         Ok(role)
     }
 
@@ -1288,7 +1288,7 @@ impl AuthService {
             .await?;
         match self.ports.operators.delete_role(name, &record).await? {
             RoleDeletion::Deleted => {
-                self.committed([record]).await;
+                self.recorder.committed([record]).await;
                 Ok(())
             }
             RoleDeletion::NotFound => Err(AuthError::NotFound),
@@ -1315,7 +1315,7 @@ impl AuthService {
             .await?
         {
             RoleChange::Changed(user) => {
-                self.committed([record]).await;
+                self.recorder.committed([record]).await;
                 Ok(user)
             }
             RoleChange::UnknownUser | RoleChange::UnknownRole => Err(AuthError::NotFound),

@@ -2,13 +2,114 @@
 //! to serve without revealing whether an account exists), written in the same transaction
 //! as the change and carried out by a background worker with retries.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::mail::MailIntent;
+use crate::error::{AuthError, AuthResult};
+use crate::mail::{MailIntent, MailTemplate};
+use crate::random::RandomSource;
+use crate::secret_box::SecretBox;
+
+/// The sealing context of outbox jobs.
+pub(crate) const OUTBOX_CONTEXT: &[u8] = b"auth-core/outbox/v1";
+
+/// Where the token goes in links (`app.token_placement`: `query` or `fragment`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenPlacement {
+    /// `...?token=...`
+    #[default]
+    Query,
+    /// `...#token=...` (never sent to servers or logged by proxies).
+    Fragment,
+}
+
+/// What goes out through the outbox, ready to be written with the change that causes it:
+/// sealed jobs, mails with the application's name and address, links that carry a token.
+#[derive(Clone)]
+pub(crate) struct Outgoing {
+    sealer: Arc<SecretBox>,
+    rng: Arc<dyn RandomSource>,
+    app_name: String,
+    app_url: String,
+    token_placement: TokenPlacement,
+}
+
+impl Outgoing {
+    pub(crate) fn new(
+        sealer: Arc<SecretBox>,
+        rng: Arc<dyn RandomSource>,
+        email: &crate::flows::EmailSettings,
+    ) -> Self {
+        Self {
+            sealer,
+            rng,
+            app_name: email.app_name.clone(),
+            app_url: email.app_url.clone(),
+            token_placement: email.token_placement,
+        }
+    }
+
+    /// `job` sealed as an outbox entry written at `now`.
+    pub(crate) fn seal(&self, job: &OutboxJob, now: DateTime<Utc>) -> AuthResult<NewOutboxMessage> {
+        let json = serde_json::to_vec(job).map_err(AuthError::internal)?;
+        let payload = self.sealer.seal(self.rng.as_ref(), OUTBOX_CONTEXT, &json)?;
+        Ok(NewOutboxMessage {
+            id: Uuid::now_v7(),
+            kind: job.kind().to_owned(),
+            payload,
+            created_at: now,
+        })
+    }
+
+    /// A mail of `template` to `to`, sealed; `email`, `name`, `app_name` and `app_url` are
+    /// always among its values.
+    pub(crate) fn mail(
+        &self,
+        to: &str,
+        template: MailTemplate,
+        values: &[(&str, String)],
+        now: DateTime<Utc>,
+    ) -> AuthResult<NewOutboxMessage> {
+        let mut map: BTreeMap<String, String> = values
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        map.entry("email".into()).or_insert_with(|| to.to_owned());
+        map.entry("name".into()).or_default();
+        map.insert("app_name".into(), self.app_name.clone());
+        map.insert("app_url".into(), self.app_url.clone());
+        self.seal(
+            &OutboxJob::Mail(MailIntent {
+                to: to.to_owned(),
+                template,
+                values: map,
+            }),
+            now,
+        )
+    }
+
+    /// The application's `path` with `token` where the settings place it.
+    pub(crate) fn link(&self, path: &str, token: &SecretString) -> String {
+        let sep = match self.token_placement {
+            TokenPlacement::Query if path.contains('?') => '&',
+            TokenPlacement::Query => '?',
+            TokenPlacement::Fragment => '#',
+        };
+        format!("{}{path}{sep}token={}", self.app_url, token.expose_secret())
+    }
+}
+
+/// A duration as whole minutes for a mail, at least 1.
+pub(crate) fn minutes(d: chrono::Duration) -> String {
+    d.num_minutes().max(1).to_string()
+}
 
 /// What an outbox entry asks for. Sealed at rest: it may carry links with tokens.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -271,7 +271,13 @@ impl AuthService {
     /// session that never passed the factor (one opened before it was added, a stolen
     /// `aal1` token) must not plant a passkey, which would then sign in at `aal2` by itself.
     async fn require_aal2_with_factors(&self, caller: &Authenticated) -> AuthResult<()> {
-        if caller.claims.aal != "aal2" && !self.active_factors(caller.user_id).await?.is_empty() {
+        if caller.claims.aal != "aal2"
+            && !self
+                .sign_in
+                .active_factors(caller.user_id)
+                .await?
+                .is_empty()
+        {
             return Err(AuthError::StepUpRequired);
         }
         Ok(())
@@ -329,14 +335,15 @@ impl AuthService {
         let registered = match ceremonies.finish_registration(response, &state) {
             Ok(r) => r,
             Err(e) => {
-                self.emit(
-                    EventKind::PasskeyFailed,
-                    Some(user.id),
-                    Some(caller.session_id),
-                    Some(client),
-                    Some("registration".into()),
-                )
-                .await?;
+                self.recorder
+                    .emit(
+                        EventKind::PasskeyFailed,
+                        Some(user.id),
+                        Some(caller.session_id),
+                        Some(client),
+                        Some("registration".into()),
+                    )
+                    .await?;
                 return Err(e);
             }
         };
@@ -351,7 +358,7 @@ impl AuthService {
             created_at: now,
             last_used_at: None,
         };
-        let notice = self.mail(
+        let notice = self.outgoing.mail(
             &user.email,
             MailTemplate::MfaFactorAdded,
             &[
@@ -364,21 +371,22 @@ impl AuthService {
             .passkeys
             .insert_passkey(&passkey, &notice)
             .await?;
-        self.emit(
-            EventKind::PasskeyAdded,
-            Some(user.id),
-            Some(caller.session_id),
-            Some(client),
-            None,
-        )
-        .await?;
+        self.recorder
+            .emit(
+                EventKind::PasskeyAdded,
+                Some(user.id),
+                Some(caller.session_id),
+                Some(client),
+                None,
+            )
+            .await?;
         Ok(passkey)
     }
 
     /// Start a passwordless sign-in with a discoverable passkey.
     pub async fn passkey_login_start(&self, client: &ClientInfo) -> AuthResult<CeremonyStart> {
         let ceremonies = self.ceremonies()?;
-        self.limit(LimitGroup::Login, client, None).await?;
+        self.guard.limit(LimitGroup::Login, client, None).await?;
         let (options, state) = ceremonies.start_authentication()?;
         self.start_ceremony(CeremonyKind::Authentication, None, options, state)
             .await
@@ -396,7 +404,7 @@ impl AuthService {
         client: ClientInfo,
     ) -> AuthResult<SignInOutcome> {
         let ceremonies = self.ceremonies()?;
-        self.limit(LimitGroup::Login, &client, None).await?;
+        self.guard.limit(LimitGroup::Login, &client, None).await?;
         let (_, state) = self
             .take_ceremony(ceremony_id, CeremonyKind::Authentication)
             .await?;
@@ -412,14 +420,15 @@ impl AuthService {
         {
             Ok(v) => v,
             Err(e) => {
-                self.emit(
-                    EventKind::PasskeyFailed,
-                    Some(passkey.user_id),
-                    None,
-                    Some(&client),
-                    Some("assertion".into()),
-                )
-                .await?;
+                self.recorder
+                    .emit(
+                        EventKind::PasskeyFailed,
+                        Some(passkey.user_id),
+                        None,
+                        Some(&client),
+                        Some("assertion".into()),
+                    )
+                    .await?;
                 return Err(e);
             }
         };
@@ -434,14 +443,15 @@ impl AuthService {
                 "counter_regression,stored={},presented={}",
                 passkey.counter, verified.counter
             ));
-            self.emit(
-                EventKind::PasskeyFailed,
-                Some(passkey.user_id),
-                None,
-                Some(&client),
-                detail,
-            )
-            .await?;
+            self.recorder
+                .emit(
+                    EventKind::PasskeyFailed,
+                    Some(passkey.user_id),
+                    None,
+                    Some(&client),
+                    detail,
+                )
+                .await?;
             return Err(AuthError::InvalidPasskey);
         }
         let user = self
@@ -453,6 +463,7 @@ impl AuthService {
         if !verified.user_verified {
             // Possession alone is one factor, like a password: the same second-factor step.
             let outcome = self
+                .sign_in
                 .finish_first_factor(
                     user,
                     client.clone(),
@@ -468,6 +479,7 @@ impl AuthService {
         let amr = vec!["hwk".to_owned(), "user".to_owned()];
         let signed_in = Some((EventKind::PasskeySignIn, None));
         let tokens = self
+            .sign_in
             .open_session(user, client, amr, "aal2", signed_in, now)
             .await?;
         Ok(SignInOutcome::SignedIn(Box::new(tokens)))
@@ -491,7 +503,7 @@ impl AuthService {
         }
         let user = self.me(caller).await?;
         let now = self.ports.clock.now();
-        let notice = self.mail(
+        let notice = self.outgoing.mail(
             &user.email,
             MailTemplate::MfaFactorRemoved,
             &[
@@ -508,14 +520,15 @@ impl AuthService {
         {
             return Err(AuthError::NotFound);
         }
-        self.emit(
-            EventKind::PasskeyRemoved,
-            Some(user.id),
-            Some(caller.session_id),
-            Some(client),
-            None,
-        )
-        .await?;
+        self.recorder
+            .emit(
+                EventKind::PasskeyRemoved,
+                Some(user.id),
+                Some(caller.session_id),
+                Some(client),
+                None,
+            )
+            .await?;
         Ok(())
     }
 

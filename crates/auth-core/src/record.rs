@@ -1,26 +1,38 @@
 //! The event recorder: the one write path of security events, audit rows and webhook
 //! deliveries (ARCHITECTURE.md's outbox rule).
 //!
-//! A use case builds its event, [`AuthService::recorded`] turns it into what the change
+//! A use case builds its event, [`Recorder::recorded`] turns it into what the change
 //! writes about itself ([`Recorded`]: the audit row and one delivery per subscribed
 //! webhook endpoint), the store writes that in the change's own transaction, and
-//! [`AuthService::committed`] tells the observers (log, metrics) once it is done. An
+//! [`Recorder::committed`] tells the observers (log, metrics) once it is done. An
 //! event that changes nothing else (a failed sign-in) is written on its own by
-//! [`AuthService::emit`]. A failed write fails the use case: an event or a delivery is
+//! [`Recorder::emit`]. A failed write fails the use case: an event or a delivery is
 //! never dropped silently, nor recorded for a change that did not happen.
+
+use std::sync::Arc;
 
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::audit::Recorded;
+use crate::audit::{AuditStore, Recorded};
+use crate::clock::Clock;
 use crate::error::AuthResult;
-use crate::events::{EventKind, SecurityEvent};
+use crate::events::{EventKind, EventSink, SecurityEvent};
 use crate::model::{ClientInfo, SessionId, UserId};
-use crate::outbox::OutboxJob;
-use crate::service::AuthService;
-use crate::webhooks::{WebhookEndpoint, WebhookJob};
+use crate::outbox::{OutboxJob, Outgoing};
+use crate::webhooks::{WebhookEndpoint, WebhookJob, WebhookStore};
 
-impl AuthService {
+/// The event recorder, shared by every use case that records what it did.
+#[derive(Clone)]
+pub(crate) struct Recorder {
+    pub(crate) webhooks: Arc<dyn WebhookStore>,
+    pub(crate) audit: Arc<dyn AuditStore>,
+    pub(crate) events: Arc<dyn EventSink>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) outgoing: Outgoing,
+}
+
+impl Recorder {
     /// An event about `user_id` that its own request caused (no other actor), now.
     pub(crate) fn event(
         &self,
@@ -32,7 +44,7 @@ impl AuthService {
     ) -> SecurityEvent {
         SecurityEvent {
             kind,
-            at: self.ports.clock.now(),
+            at: self.clock.now(),
             user_id,
             session_id,
             client: client.cloned(),
@@ -46,7 +58,7 @@ impl AuthService {
     pub(crate) async fn recorded(&self, event: SecurityEvent) -> AuthResult<Recorded> {
         let mut record = Recorded::unpublished(event);
         let row = &record.row;
-        let endpoints = self.ports.webhooks.endpoints().await?;
+        let endpoints = self.webhooks.endpoints().await?;
         let targets: Vec<&WebhookEndpoint> = endpoints
             .iter()
             .filter(|e| e.subscribes_to(&row.event_type))
@@ -71,7 +83,7 @@ impl AuthService {
                     event_type: row.event_type.clone(),
                     body: body.clone(),
                 });
-                deliveries.push(self.seal_job(&job, row.at)?);
+                deliveries.push(self.outgoing.seal(&job, row.at)?);
             }
         }
         record.deliveries = deliveries;
@@ -81,7 +93,7 @@ impl AuthService {
     /// The events of a committed change reach their observers (log, metrics).
     pub(crate) async fn committed(&self, records: impl IntoIterator<Item = Recorded>) {
         for record in records {
-            self.ports.events.record(record.event).await;
+            self.events.record(record.event).await;
         }
     }
 
@@ -95,13 +107,8 @@ impl AuthService {
         detail: Option<String>,
     ) -> AuthResult<()> {
         let event = self.event(kind, user_id, session_id, client, detail);
-        self.emit_event(event).await
-    }
-
-    /// [`Self::emit`] of an event built by the caller.
-    pub(crate) async fn emit_event(&self, event: SecurityEvent) -> AuthResult<()> {
         let record = self.recorded(event).await?;
-        self.ports.audit.append(&record).await?;
+        self.audit.append(&record).await?;
         self.committed([record]).await;
         Ok(())
     }

@@ -7,21 +7,22 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
-use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
 use crate::events::{EventKind, SecurityEvent};
+use crate::guard::Guard;
 use crate::jwt::{AccessClaims, TokenIssuer};
 use crate::mfa::SignInOutcome;
-use crate::model::{
-    ClientInfo, NewSession, ProfileUpdate, RotateOutcome, Session, SessionId, User, UserId,
-};
+use crate::model::{ClientInfo, ProfileUpdate, RotateOutcome, Session, SessionId, User, UserId};
 use crate::opaque;
+use crate::outbox::Outgoing;
 use crate::password::{PasswordHasher, PasswordMatch, PasswordPolicy};
 use crate::ports::{SessionStore, UserStore};
 use crate::random::RandomSource;
+use crate::record::Recorder;
+use crate::sign_in::SignIn;
 
 /// Lifetimes of access tokens, sessions and refresh tokens.
 #[derive(Debug, Clone)]
@@ -241,6 +242,10 @@ const MAX_URL_CHARS: usize = 2048;
 pub struct AuthService {
     pub(crate) ports: Ports,
     pub(crate) settings: AuthSettings,
+    pub(crate) outgoing: Outgoing,
+    pub(crate) recorder: Recorder,
+    pub(crate) guard: Guard,
+    pub(crate) sign_in: SignIn,
 }
 
 impl fmt::Debug for AuthService {
@@ -310,7 +315,44 @@ fn normalise_avatar_url(url: Option<String>) -> AuthResult<Option<String>> {
 impl AuthService {
     /// Wire the service.
     pub fn new(ports: Ports, settings: AuthSettings) -> Self {
-        Self { ports, settings }
+        let outgoing = Outgoing::new(ports.sealer.clone(), ports.rng.clone(), &settings.email);
+        let recorder = Recorder {
+            webhooks: ports.webhooks.clone(),
+            audit: ports.audit.clone(),
+            events: ports.events.clone(),
+            clock: ports.clock.clone(),
+            outgoing: outgoing.clone(),
+        };
+        let guard = Guard {
+            settings: settings.guard.clone(),
+            password_policy: settings.password_policy.clone(),
+            clock: ports.clock.clone(),
+            rate_limits: ports.rate_limits.clone(),
+            lockouts: ports.lockouts.clone(),
+            captcha: ports.captcha.clone(),
+            breached: ports.breached.clone(),
+            outbox: ports.outbox.clone(),
+            outgoing: outgoing.clone(),
+            recorder: recorder.clone(),
+        };
+        let sign_in = SignIn {
+            sessions: ports.sessions.clone(),
+            mfa: ports.mfa.clone(),
+            tokens: ports.tokens.clone(),
+            clock: ports.clock.clone(),
+            rng: ports.rng.clone(),
+            recorder: recorder.clone(),
+            policy: settings.sessions.clone(),
+            challenge_ttl: settings.mfa.challenge_ttl,
+        };
+        Self {
+            ports,
+            settings,
+            outgoing,
+            recorder,
+            guard,
+            sign_in,
+        }
     }
 
     /// The settings in force.
@@ -333,19 +375,22 @@ impl AuthService {
         captcha_token: Option<&str>,
     ) -> AuthResult<SignInOutcome> {
         let identifier = crate::guard::lockout_identifier(email);
-        self.limit(crate::guard::LimitGroup::Login, &client, Some(&identifier))
+        self.guard
+            .limit(crate::guard::LimitGroup::Login, &client, Some(&identifier))
             .await?;
-        self.captcha(self.settings.guard.captcha.login, captcha_token, &client)
+        self.guard
+            .captcha(self.settings.guard.captcha.login, captcha_token, &client)
             .await?;
         // While locked, no password is checked: the lock is no oracle.
-        if let Err(locked) = self.refuse_if_locked(&identifier, &client).await {
+        if let Err(locked) = self.guard.refuse_if_locked(&identifier, &client).await {
             let detail = Some("locked".to_owned());
-            self.emit(EventKind::LoginFailed, None, None, Some(&client), detail)
+            self.recorder
+                .emit(EventKind::LoginFailed, None, None, Some(&client), detail)
                 .await?;
             return Err(locked);
         }
         if password.expose_secret().len() > MAX_PASSWORD_BYTES {
-            self.count_failure(&identifier, &client, None).await?;
+            self.guard.count_failure(&identifier, &client, None).await?;
             return Err(AuthError::InvalidCredentials);
         }
         let found = match Email::parse(email) {
@@ -361,44 +406,48 @@ impl AuthService {
         let Some((creds, stored)) = found.and_then(|c| c.password_hash.clone().map(|h| (c, h)))
         else {
             self.ports.hasher.verify_dummy(password).await?;
-            self.emit(
-                EventKind::LoginFailed,
-                None,
-                None,
-                Some(&client),
-                Some("unknown_account".into()),
-            )
-            .await?;
-            self.count_failure(&identifier, &client, None).await?;
+            self.recorder
+                .emit(
+                    EventKind::LoginFailed,
+                    None,
+                    None,
+                    Some(&client),
+                    Some("unknown_account".into()),
+                )
+                .await?;
+            self.guard.count_failure(&identifier, &client, None).await?;
             return Err(AuthError::InvalidCredentials);
         };
         let PasswordMatch::Match { needs_rehash } =
             self.ports.hasher.verify(password, &stored).await?
         else {
             let id = Some(creds.user.id);
-            self.emit(
-                EventKind::LoginFailed,
-                id,
-                None,
-                Some(&client),
-                Some("wrong_password".into()),
-            )
-            .await?;
-            self.count_failure(&identifier, &client, Some(&creds.user))
+            self.recorder
+                .emit(
+                    EventKind::LoginFailed,
+                    id,
+                    None,
+                    Some(&client),
+                    Some("wrong_password".into()),
+                )
+                .await?;
+            self.guard
+                .count_failure(&identifier, &client, Some(&creds.user))
                 .await?;
             return Err(AuthError::InvalidCredentials);
         };
         let confirmation = self.settings.email.confirmation;
         if confirmation == crate::flows::EmailConfirmation::Required && !creds.user.email_verified {
             let id = Some(creds.user.id);
-            self.emit(
-                EventKind::LoginFailed,
-                id,
-                None,
-                Some(&client),
-                Some("email_not_verified".into()),
-            )
-            .await?;
+            self.recorder
+                .emit(
+                    EventKind::LoginFailed,
+                    id,
+                    None,
+                    Some(&client),
+                    Some("email_not_verified".into()),
+                )
+                .await?;
             return Err(AuthError::EmailNotVerified);
         }
         let now = self.ports.clock.now();
@@ -420,8 +469,9 @@ impl AuthService {
                 }
             }
         }
-        self.clear_failures(&identifier, &client).await?;
+        self.guard.clear_failures(&identifier, &client).await?;
         let outcome = self
+            .sign_in
             .finish_first_factor(
                 creds.user,
                 client.clone(),
@@ -433,82 +483,6 @@ impl AuthService {
         Ok(outcome)
     }
 
-    /// Open a session of `user` at `aal`, and with it (same transaction) the event of the
-    /// sign-in, when there is one: `(kind, detail)`, about the new session.
-    pub(crate) async fn open_session(
-        &self,
-        user: User,
-        client: ClientInfo,
-        amr: Vec<String>,
-        aal: &str,
-        signed_in: Option<(EventKind, Option<String>)>,
-        now: DateTime<Utc>,
-    ) -> AuthResult<IssuedTokens> {
-        let refresh_token = opaque::generate(self.ports.rng.as_ref());
-        let id = SessionId::new();
-        let mut records = Vec::new();
-        if let Some((kind, detail)) = signed_in {
-            let event = self.event(kind, Some(user.id), Some(id), Some(&client), detail);
-            records.push(self.recorded(event).await?);
-        }
-        let session = self
-            .ports
-            .sessions
-            .create_session(
-                &NewSession {
-                    id,
-                    user_id: user.id,
-                    created_at: now,
-                    expires_at: now + self.settings.sessions.absolute_ttl,
-                    client,
-                    amr,
-                    aal: aal.to_owned(),
-                },
-                &opaque::hash(refresh_token.expose_secret()),
-                &records,
-            )
-            .await?;
-        self.committed(records).await;
-        self.issue(user, &session, refresh_token, now)
-    }
-
-    pub(crate) fn issue(
-        &self,
-        user: User,
-        session: &Session,
-        refresh_token: SecretString,
-        now: DateTime<Utc>,
-    ) -> AuthResult<IssuedTokens> {
-        let ttl = self.settings.sessions.access_ttl;
-        // An access token never outlives its session.
-        let exp = (now + ttl).min(session.expires_at);
-        let claims = AccessClaims {
-            iss: self.ports.tokens.issuer().to_owned(),
-            aud: self.ports.tokens.audience().to_owned(),
-            sub: user.id.to_string(),
-            sid: session.id.to_string(),
-            iat: now.timestamp(),
-            nbf: now.timestamp(),
-            exp: exp.timestamp(),
-            jti: Uuid::new_v4().to_string(),
-            email: user.email.clone(),
-            email_verified: user.email_verified,
-            name: user.name.clone(),
-            roles: user.roles.clone(),
-            amr: session.amr.clone(),
-            aal: session.aal.clone(),
-        };
-        let access_token = self.ports.tokens.sign(&claims)?;
-        Ok(IssuedTokens {
-            access_token,
-            expires_in: claims.exp - claims.iat,
-            expires_at: claims.exp,
-            refresh_token,
-            session_id: session.id,
-            user,
-        })
-    }
-
     /// Exchange a refresh token for a new access token and its rotated successor.
     ///
     /// A token rotated less than the grace window ago gets the session's current token
@@ -518,7 +492,8 @@ impl AuthService {
         presented: &SecretString,
         client: &ClientInfo,
     ) -> AuthResult<IssuedTokens> {
-        self.limit(crate::guard::LimitGroup::Refresh, client, None)
+        self.guard
+            .limit(crate::guard::LimitGroup::Refresh, client, None)
             .await?;
         let token = presented.expose_secret();
         if !opaque::is_well_formed(token) {
@@ -544,7 +519,7 @@ impl AuthService {
                 == RotateOutcome::Rotated
             {
                 let user = self.session_user(&session).await?;
-                return self.issue(user, &session, successor, now);
+                return self.sign_in.issue(user, &session, successor, now);
             }
         }
 
@@ -556,7 +531,9 @@ impl AuthService {
         let rotated_at = record.rotated_at.ok_or(AuthError::InvalidRefreshToken)?;
         if now - rotated_at > self.settings.sessions.reuse_grace {
             let (user, sid) = (Some(session.user_id), Some(session.id));
-            let event = self.event(EventKind::RefreshTokenReuseDetected, user, sid, None, None);
+            let event =
+                self.recorder
+                    .event(EventKind::RefreshTokenReuseDetected, user, sid, None, None);
             if self.revoke_session(session.id, event, now).await? {
                 tracing::warn!(user_id = %session.user_id, session_id = %session.id, "refresh token reused after rotation: session revoked");
             }
@@ -567,7 +544,7 @@ impl AuthService {
             .await?;
         let session = self.live_session(session.id, now).await?;
         let user = self.session_user(&session).await?;
-        self.issue(user, &session, current, now)
+        self.sign_in.issue(user, &session, current, now)
     }
 
     /// Follow sealed successors from a rotated token to the session's current token.
@@ -606,33 +583,18 @@ impl AuthService {
             .ok_or(AuthError::InvalidRefreshToken)
     }
 
+    /// Verify an access token and check that its session is still live, so a revoked
+    /// session is refused at once rather than when the token expires.
+    pub async fn authenticate(&self, access_token: &str) -> AuthResult<Authenticated> {
+        self.sign_in.authenticate(access_token).await
+    }
+
     async fn session_user(&self, session: &Session) -> AuthResult<User> {
         self.ports
             .users
             .user_by_id(session.user_id)
             .await?
             .ok_or(AuthError::InvalidRefreshToken)
-    }
-
-    /// Verify an access token and check that its session is still live, so a revoked
-    /// session is refused at once rather than when the token expires.
-    pub async fn authenticate(&self, access_token: &str) -> AuthResult<Authenticated> {
-        let now = self.ports.clock.now();
-        let claims = self.ports.tokens.verify(access_token, now)?;
-        let bad = || AuthError::InvalidToken("malformed subject or session");
-        let user_id: UserId = claims.sub.parse().map_err(|_| bad())?;
-        let session_id: SessionId = claims.sid.parse().map_err(|_| bad())?;
-        let session = self.ports.sessions.session(session_id).await?;
-        match session {
-            Some(s) if s.user_id == user_id && s.revoked_at.is_none() && now < s.expires_at => {
-                Ok(Authenticated {
-                    user_id,
-                    session_id,
-                    claims,
-                })
-            }
-            _ => Err(AuthError::InvalidToken("session revoked or expired")),
-        }
     }
 
     /// End the caller's session, the others, or all of them.
@@ -642,8 +604,10 @@ impl AuthService {
         // The count is known only inside the transaction; the row says what was asked.
         let detail = format!("scope={scope:?}").to_lowercase();
         let (user, sid) = (Some(caller.user_id), Some(caller.session_id));
-        let event = self.event(EventKind::LoggedOut, user, sid, None, Some(detail));
-        let records = [self.recorded(event).await?];
+        let event = self
+            .recorder
+            .event(EventKind::LoggedOut, user, sid, None, Some(detail));
+        let records = [self.recorder.recorded(event).await?];
         let written = match scope {
             LogoutScope::Session => {
                 sessions
@@ -664,7 +628,7 @@ impl AuthService {
             }
         };
         if written {
-            self.committed(records).await;
+            self.recorder.committed(records).await;
         }
         Ok(())
     }
@@ -688,7 +652,9 @@ impl AuthService {
         };
         if let Some(id) = session_id {
             let detail = Some("token_revocation".to_owned());
-            let event = self.event(EventKind::SessionRevoked, None, Some(id), None, detail);
+            let event =
+                self.recorder
+                    .event(EventKind::SessionRevoked, None, Some(id), None, detail);
             self.revoke_session(id, event, now).await?;
         }
         Ok(())
@@ -702,14 +668,14 @@ impl AuthService {
         event: SecurityEvent,
         now: DateTime<Utc>,
     ) -> AuthResult<bool> {
-        let records = [self.recorded(event).await?];
+        let records = [self.recorder.recorded(event).await?];
         let revoked = self
             .ports
             .sessions
             .revoke_session(id, now, &records)
             .await?;
         if revoked {
-            self.committed(records).await;
+            self.recorder.committed(records).await;
         }
         Ok(revoked)
     }
@@ -744,7 +710,8 @@ impl AuthService {
         token: &SecretString,
         client: &ClientInfo,
     ) -> AuthResult<Introspection> {
-        self.limit(crate::guard::LimitGroup::Introspection, client, None)
+        self.guard
+            .limit(crate::guard::LimitGroup::Introspection, client, None)
             .await?;
         let token = token.expose_secret();
         if !opaque::is_well_formed(token) {
@@ -835,7 +802,9 @@ impl AuthService {
             Some(s) if s.user_id == caller.user_id && s.revoked_at.is_none() => {
                 let detail = Some("by_user".to_owned());
                 let user = Some(caller.user_id);
-                let event = self.event(EventKind::SessionRevoked, user, Some(id), None, detail);
+                let event =
+                    self.recorder
+                        .event(EventKind::SessionRevoked, user, Some(id), None, detail);
                 self.revoke_session(id, event, now).await?;
                 Ok(())
             }
@@ -860,7 +829,7 @@ impl AuthService {
     pub fn with_profile(&self, tokens: Arc<dyn TokenIssuer>, settings: AuthSettings) -> Self {
         let mut ports = self.ports.clone();
         ports.tokens = tokens;
-        Self { ports, settings }
+        Self::new(ports, settings)
     }
 
     /// A new access token for the session of a refresh token, without rotating it: for
@@ -871,7 +840,8 @@ impl AuthService {
         presented: &SecretString,
         client: &ClientInfo,
     ) -> AuthResult<IssuedTokens> {
-        self.limit(crate::guard::LimitGroup::Refresh, client, None)
+        self.guard
+            .limit(crate::guard::LimitGroup::Refresh, client, None)
             .await?;
         let token = presented.expose_secret();
         if !opaque::is_well_formed(token) {
@@ -887,7 +857,7 @@ impl AuthService {
         let now = self.ports.clock.now();
         let session = self.live_session(record.session_id, now).await?;
         let user = self.session_user(&session).await?;
-        self.issue(user, &session, presented.clone(), now)
+        self.sign_in.issue(user, &session, presented.clone(), now)
     }
 
     /// Delete the signed-in user's own account (its sessions, factors and identities go
@@ -903,7 +873,7 @@ impl AuthService {
             detail: None,
             actor: Some(user.id),
         };
-        let record = self.recorded(event).await?;
+        let record = self.recorder.recorded(event).await?;
         if !self.ports.operators.delete_user(user.id, &record).await? {
             return Err(AuthError::InvalidToken("user no longer exists"));
         }
@@ -911,7 +881,7 @@ impl AuthService {
             .lockouts
             .clear_all(&crate::guard::lockout_identifier(&user.email))
             .await?;
-        self.committed([record]).await;
+        self.recorder.committed([record]).await;
         Ok(())
     }
 }

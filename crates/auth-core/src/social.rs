@@ -328,6 +328,7 @@ impl SocialService {
     ) -> AuthResult<(SignupMode, Option<String>, ExternalIdentity)> {
         let entry = self.provider(provider)?;
         self.auth
+            .guard
             .limit(crate::guard::LimitGroup::Login, client, None)
             .await?;
         let name = normalise_name(name)?;
@@ -364,6 +365,7 @@ impl SocialService {
                 tracing::info!(provider, error = %e, "provider credential refused");
                 let detail = Some(format!("provider={provider},reason={reason}"));
                 self.auth
+                    .recorder
                     .emit(EventKind::LoginFailed, None, None, Some(client), detail)
                     .await?;
                 Err(provider_error(e))
@@ -417,6 +419,7 @@ impl SocialService {
             let identity = self.new_identity(existing.user.id, &external, now);
             self.identities.link_identity(&identity).await?;
             self.auth
+                .recorder
                 .emit(
                     EventKind::IdentityLinked,
                     Some(existing.user.id),
@@ -457,6 +460,7 @@ impl SocialService {
             Err(e) => return Err(e),
         };
         self.auth
+            .recorder
             .emit(
                 EventKind::SignedUp,
                 Some(user.id),
@@ -520,6 +524,7 @@ impl SocialService {
             Some(format!("provider={provider}")),
         );
         self.auth
+            .sign_in
             .finish_first_factor(user, client, "oauth", signed_in, now)
             .await
     }
@@ -553,6 +558,7 @@ impl SocialService {
         }
         self.identities.link_identity(&identity).await?;
         self.auth
+            .recorder
             .emit(
                 EventKind::IdentityLinked,
                 Some(caller.user_id),
@@ -574,6 +580,7 @@ impl SocialService {
         {
             UnlinkOutcome::Removed => {
                 self.auth
+                    .recorder
                     .emit(
                         EventKind::IdentityUnlinked,
                         Some(caller.user_id),
@@ -638,6 +645,7 @@ impl SocialService {
         let entry = self.provider(provider)?;
         // Each call stores a state: counted like a sign-in attempt.
         self.auth
+            .guard
             .limit(crate::guard::LimitGroup::Login, client, None)
             .await?;
         if !self
@@ -851,6 +859,7 @@ impl SocialService {
         client: ClientInfo,
     ) -> AuthResult<SignInOutcome> {
         self.auth
+            .guard
             .limit(crate::guard::LimitGroup::Login, &client, None)
             .await?;
         let now = self.auth.ports.clock.now();

@@ -433,7 +433,7 @@ impl AuthService {
             detail: Some(detail.to_string()),
             actor: operator.map(|o| o.caller().user_id),
         };
-        self.recorded(event).await
+        self.recorder.recorded(event).await
     }
 
     /// Every endpoint.
@@ -505,7 +505,7 @@ impl AuthService {
             .webhooks
             .insert_endpoint(&endpoint, &record)
             .await?;
-        self.committed([record]).await;
+        self.recorder.committed([record]).await;
         Ok(EndpointWithSecret { endpoint, secret })
     }
 
@@ -550,7 +550,7 @@ impl AuthService {
         {
             return Err(AuthError::NotFound);
         }
-        self.committed([record]).await;
+        self.recorder.committed([record]).await;
         Ok(endpoint)
     }
 
@@ -566,7 +566,7 @@ impl AuthService {
         if !self.ports.webhooks.delete_endpoint(id, &record).await? {
             return Err(AuthError::NotFound);
         }
-        self.committed([record]).await;
+        self.recorder.committed([record]).await;
         Ok(())
     }
 
@@ -599,7 +599,7 @@ impl AuthService {
         {
             return Err(AuthError::NotFound);
         }
-        self.committed([record]).await;
+        self.recorder.committed([record]).await;
         Ok(EndpointWithSecret { endpoint, secret })
     }
 
@@ -724,7 +724,7 @@ impl AuthService {
                 .map_err(transient)?
             {
                 tracing::warn!(endpoint_id = %endpoint.id, "webhook endpoint disabled after failing for too long");
-                self.committed([record]).await;
+                self.recorder.committed([record]).await;
             }
             return Err((true, format!("{reason}; endpoint disabled")));
         }

@@ -7,11 +7,11 @@
 use secrecy::ExposeSecret;
 
 use crate::error::{AuthError, AuthResult};
-use crate::flows::{OUTBOX_CONTEXT, code_hash};
+use crate::flows::code_hash;
 use crate::mail::{DeliveryError, MailTemplate};
 use crate::model::{NewOneTimeToken, OneTimeTokenKind, UserId};
 use crate::opaque;
-use crate::outbox::{OutboxJob, OutboxMessage};
+use crate::outbox::{OUTBOX_CONTEXT, OutboxJob, OutboxMessage, minutes};
 use crate::random::random_bytes;
 use crate::service::AuthService;
 
@@ -108,13 +108,14 @@ impl AuthService {
                     redirect_to: None,
                 };
                 let mail = self
+                    .outgoing
                     .mail(
                         &user.user.email,
                         MailTemplate::PasswordReset,
                         &[
-                            ("link", self.link(&s.reset_path, &token)),
+                            ("link", self.outgoing.link(&s.reset_path, &token)),
                             ("name", user.user.name.clone().unwrap_or_default()),
-                            ("expires_in_minutes", Self::minutes(s.reset_ttl)),
+                            ("expires_in_minutes", minutes(s.reset_ttl)),
                         ],
                         now,
                     )
@@ -140,11 +141,12 @@ impl AuthService {
                     redirect_to,
                 };
                 let values = [
-                    ("link", self.link(&s.magic_link_path, &token)),
+                    ("link", self.outgoing.link(&s.magic_link_path, &token)),
                     ("name", name),
-                    ("expires_in_minutes", Self::minutes(s.magic_link_ttl)),
+                    ("expires_in_minutes", minutes(s.magic_link_ttl)),
                 ];
                 let mail = self
+                    .outgoing
                     .mail(&to, MailTemplate::MagicLink, &values, now)
                     .map_err(Failure::from)?;
                 self.ports
@@ -171,9 +173,10 @@ impl AuthService {
                 let values = [
                     ("code", code),
                     ("name", name),
-                    ("expires_in_minutes", Self::minutes(s.otp_ttl)),
+                    ("expires_in_minutes", minutes(s.otp_ttl)),
                 ];
                 let mail = self
+                    .outgoing
                     .mail(&to, MailTemplate::EmailOtp, &values, now)
                     .map_err(Failure::from)?;
                 self.ports

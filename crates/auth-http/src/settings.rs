@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use auth_core::flows::{EmailConfirmation, TokenPlacement};
+use auth_core::flows::EmailConfirmation;
 use auth_core::jwt::SigningAlgorithm;
+use auth_core::outbox::TokenPlacement;
 use auth_core::password::{HashingConfig, PasswordPolicy};
 use config::{Config, Environment, File, FileFormat};
 use secrecy::{ExposeSecret, SecretString};

@@ -85,7 +85,9 @@ impl AuthService {
             self.settings.mfa.issuer,
             ttl.num_minutes().max(1)
         );
-        let message = self.seal_job(&OutboxJob::Sms { to: phone, body }, now)?;
+        let message = self
+            .outgoing
+            .seal(&OutboxJob::Sms { to: phone, body }, now)?;
         self.ports
             .one_time
             .issue_one_time_token(&record, &message)
@@ -148,9 +150,11 @@ impl AuthService {
         self.require_sms()?;
         let phone = PhoneNumber::parse(phone)?;
         let user = self.me(caller).await?;
-        self.limit(LimitGroup::MfaVerify, client, Some(&user.id.to_string()))
+        self.guard
+            .limit(LimitGroup::MfaVerify, client, Some(&user.id.to_string()))
             .await?;
         if self
+            .sign_in
             .active_factors(user.id)
             .await?
             .iter()
@@ -195,7 +199,8 @@ impl AuthService {
     ) -> AuthResult<RecoveryCodes> {
         self.require_sms()?;
         let user = self.me(caller).await?;
-        self.limit(LimitGroup::MfaVerify, client, Some(&user.id.to_string()))
+        self.guard
+            .limit(LimitGroup::MfaVerify, client, Some(&user.id.to_string()))
             .await?;
         let now = self.ports.clock.now();
         let factor = self
@@ -214,18 +219,19 @@ impl AuthService {
             .check_sms_code(&user, std::slice::from_ref(&factor), code, now)
             .await?
         {
-            self.emit(
-                EventKind::MfaFailed,
-                Some(user.id),
-                Some(caller.session_id),
-                Some(client),
-                Some("factor=sms,activation".into()),
-            )
-            .await?;
+            self.recorder
+                .emit(
+                    EventKind::MfaFailed,
+                    Some(user.id),
+                    Some(caller.session_id),
+                    Some(client),
+                    Some("factor=sms,activation".into()),
+                )
+                .await?;
             return Err(AuthError::InvalidCode);
         }
         let (codes, hashes) = self.recovery_codes(user.id);
-        let notice = self.mail(
+        let notice = self.outgoing.mail(
             &user.email,
             MailTemplate::MfaFactorAdded,
             &[
@@ -247,14 +253,15 @@ impl AuthService {
         {
             return Err(AuthError::MfaAlreadyEnrolled);
         }
-        self.emit(
-            EventKind::MfaFactorAdded,
-            Some(user.id),
-            Some(caller.session_id),
-            Some(client),
-            Some("factor=sms".into()),
-        )
-        .await?;
+        self.recorder
+            .emit(
+                EventKind::MfaFactorAdded,
+                Some(user.id),
+                Some(caller.session_id),
+                Some(client),
+                Some("factor=sms".into()),
+            )
+            .await?;
         Ok(codes)
     }
 
@@ -277,7 +284,8 @@ impl AuthService {
                 ));
             }
         };
-        self.limit(LimitGroup::MfaVerify, client, Some(&user_id.to_string()))
+        self.guard
+            .limit(LimitGroup::MfaVerify, client, Some(&user_id.to_string()))
             .await?;
         let user = self
             .ports
@@ -286,6 +294,7 @@ impl AuthService {
             .await?
             .ok_or(AuthError::InvalidMfaToken)?;
         let factor = self
+            .sign_in
             .active_factors(user.id)
             .await?
             .into_iter()
@@ -312,20 +321,25 @@ impl AuthService {
         captcha_token: Option<&str>,
     ) -> AuthResult<()> {
         self.require_sms_sign_in()?;
-        self.limit(LimitGroup::Passwordless, client, Some(phone.trim()))
+        self.guard
+            .limit(LimitGroup::Passwordless, client, Some(phone.trim()))
             .await?;
-        self.captcha(
-            self.settings.guard.captcha.passwordless,
-            captcha_token,
-            client,
-        )
-        .await?;
+        self.guard
+            .captcha(
+                self.settings.guard.captcha.passwordless,
+                captcha_token,
+                client,
+            )
+            .await?;
         let phone = PhoneNumber::parse(phone)?;
         let now = self.ports.clock.now();
         let job = OutboxJob::SmsOtpRequested {
             phone: phone.as_str().to_owned(),
         };
-        self.ports.outbox.enqueue(&self.seal_job(&job, now)?).await
+        self.ports
+            .outbox
+            .enqueue(&self.outgoing.seal(&job, now)?)
+            .await
     }
 
     /// The worker's half of [`AuthService::send_sms_sign_in_code`].
@@ -357,7 +371,8 @@ impl AuthService {
         client: ClientInfo,
     ) -> AuthResult<super::SignInOutcome> {
         self.require_sms_sign_in()?;
-        self.limit(LimitGroup::Passwordless, &client, Some(phone.trim()))
+        self.guard
+            .limit(LimitGroup::Passwordless, &client, Some(phone.trim()))
             .await?;
         let phone = PhoneNumber::parse(phone).map_err(|_| AuthError::InvalidCode)?;
         let factor = self
@@ -373,23 +388,25 @@ impl AuthService {
             .ok_or(AuthError::InvalidCode)?;
         let now = self.ports.clock.now();
         let identifier = crate::guard::lockout_identifier(&user.email);
-        self.refuse_if_codes_capped(&identifier).await?;
+        self.guard.refuse_if_codes_capped(&identifier).await?;
         if !self
             .check_sms_code(&user, std::slice::from_ref(&factor), code, now)
             .await?
         {
-            self.count_code_failure(&identifier).await?;
-            self.emit(
-                EventKind::MfaFailed,
-                Some(user.id),
-                None,
-                Some(&client),
-                Some("factor=sms,sign_in".into()),
-            )
-            .await?;
+            self.guard.count_code_failure(&identifier).await?;
+            self.recorder
+                .emit(
+                    EventKind::MfaFailed,
+                    Some(user.id),
+                    None,
+                    Some(&client),
+                    Some("factor=sms,sign_in".into()),
+                )
+                .await?;
             return Err(AuthError::InvalidCode);
         }
         let outcome = self
+            .sign_in
             .finish_first_factor(
                 user,
                 client.clone(),

@@ -1,6 +1,7 @@
 use auth_core::AuthError;
 use auth_core::guard::{GroupLimits, Limit, LimitGroup};
 use auth_core::model::ClientInfo;
+use auth_core::operators::capability::UsersWrite;
 use auth_core::password::PasswordRejection;
 use auth_core::service::{AuthSettings, SignupRequest};
 use chrono::Duration;
@@ -262,7 +263,33 @@ async fn an_administrator_can_unlock() {
             .await,
         Err(AuthError::AccountLocked { .. })
     ));
-    h.service.unlock("Ada@example.com").await.unwrap();
+    h.service
+        .create_admin("root@example.com", s(PASSWORD))
+        .await
+        .unwrap();
+    let root = h
+        .service
+        .login("root@example.com", &s(PASSWORD), from("10.0.0.9"), None)
+        .await
+        .unwrap()
+        .tokens()
+        .unwrap();
+    let admin = h
+        .service
+        .authorize::<UsersWrite>(&root.access_token, ClientInfo::default())
+        .await
+        .unwrap();
+    let ada = h
+        .service
+        .admin_list_users(&admin, Some("ada@".into()), None, None)
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    h.service
+        .admin_unlock_user(&admin, ada.user.id)
+        .await
+        .unwrap();
     h.service
         .login("ada@example.com", &s(PASSWORD), from("10.0.0.2"), None)
         .await
