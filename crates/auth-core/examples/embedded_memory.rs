@@ -18,6 +18,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use auth_core::AuthCore;
 use auth_core::clock::{Clock as _, SystemClock};
 use auth_core::events::LogEventSink;
 use auth_core::flows::SignupOutcome;
@@ -29,7 +30,7 @@ use auth_core::model::ClientInfo;
 use auth_core::password::{Argon2Hasher, HashingConfig};
 use auth_core::random::{OsRandom, RandomSource as _};
 use auth_core::secret_box::SecretBox;
-use auth_core::service::{AuthService, AuthSettings, LogoutScope, Ports, SignupRequest};
+use auth_core::service::{AuthSettings, LogoutScope, Ports, SignupRequest};
 use auth_core::webhooks::WebhookSender;
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -79,7 +80,7 @@ impl WebhookSender for NoWebhooks {
     }
 }
 
-fn service(store: Arc<MemoryStore>) -> Result<AuthService, Error> {
+fn service(store: Arc<MemoryStore>) -> Result<AuthCore, Error> {
     // A fresh Ed25519 signing key; a real embedding keeps it (PEM) across restarts.
     let pem = generate_ed25519_pem(&OsRandom)?;
     let keys = KeySet::from_private_pem(
@@ -116,7 +117,7 @@ fn service(store: Arc<MemoryStore>) -> Result<AuthService, Error> {
         passkey_ceremonies: None,
         sms: None,
     };
-    Ok(AuthService::new(ports, AuthSettings::default()))
+    Ok(AuthCore::new(ports, AuthSettings::default()))
 }
 
 /// The key that seals pending mail in the outbox; a real embedding keeps it secret and
@@ -146,6 +147,7 @@ async fn main() -> Result<(), Error> {
     let password = SecretString::from("correct horse battery staple");
 
     let outcome = auth
+        .mailbox()
         .signup(
             SignupRequest {
                 email: "ada@example.com".into(),
@@ -165,6 +167,7 @@ async fn main() -> Result<(), Error> {
     // A user with a second factor gets `SignInOutcome::MfaRequired` here instead, and
     // finishes with `verify_mfa`.
     let tokens = match auth
+        .sessions()
         .login("ada@example.com", &password, client.clone(), None)
         .await?
     {
@@ -173,7 +176,7 @@ async fn main() -> Result<(), Error> {
     };
     check("login", !tokens.access_token.is_empty(), "no access token")?;
 
-    let caller = auth.authenticate(&tokens.access_token).await?;
+    let caller = auth.sessions().authenticate(&tokens.access_token).await?;
     check(
         "authenticate",
         caller.claims.email == "ada@example.com",
@@ -189,7 +192,10 @@ async fn main() -> Result<(), Error> {
         "sub differs",
     )?;
 
-    let rotated = auth.refresh(&tokens.refresh_token, &client).await?;
+    let rotated = auth
+        .sessions()
+        .refresh(&tokens.refresh_token, &client)
+        .await?;
     check(
         "refresh",
         rotated.refresh_token.expose_secret() != tokens.refresh_token.expose_secret(),
@@ -197,6 +203,7 @@ async fn main() -> Result<(), Error> {
     )?;
 
     let wrong = auth
+        .sessions()
         .login(
             "ada@example.com",
             &SecretString::from("wrong password"),
@@ -210,9 +217,9 @@ async fn main() -> Result<(), Error> {
         "a wrong password signed in",
     )?;
 
-    let current = auth.authenticate(&rotated.access_token).await?;
-    auth.logout(&current, LogoutScope::All).await?;
-    let after = auth.authenticate(&rotated.access_token).await;
+    let current = auth.sessions().authenticate(&rotated.access_token).await?;
+    auth.sessions().logout(&current, LogoutScope::All).await?;
+    let after = auth.sessions().authenticate(&rotated.access_token).await;
     check(
         "signed out everywhere",
         after.is_err(),

@@ -23,7 +23,7 @@ use crate::model::{
 };
 use crate::opaque;
 use crate::outbox::{NewOutboxMessage, OutboxJob, TokenPlacement, minutes};
-use crate::service::{AuthService, IssuedTokens, SignupRequest, normalise_name};
+use crate::service::{IssuedTokens, SignupRequest, normalise_name};
 
 /// Whether sign-in waits for the email address to be confirmed (`auth.email_confirmation`:
 /// `optional` or `required`).
@@ -149,7 +149,29 @@ pub(crate) fn code_hash(canonical_email: &str, code: &str) -> TokenHash {
     TokenHash(hex::encode(h.finalize()))
 }
 
-impl AuthService {
+/// The mailbox use cases: sign-up, email verification, password reset and change, magic links and one-time email codes.
+#[derive(Clone)]
+pub struct MailboxFlows {
+    pub(crate) clock: std::sync::Arc<dyn crate::clock::Clock>,
+    pub(crate) hasher: std::sync::Arc<dyn crate::password::PasswordHasher>,
+    pub(crate) one_time: std::sync::Arc<dyn crate::ports::OneTimeTokenStore>,
+    pub(crate) outbox: std::sync::Arc<dyn crate::ports::OutboxStore>,
+    pub(crate) rng: std::sync::Arc<dyn crate::random::RandomSource>,
+    pub(crate) users: std::sync::Arc<dyn crate::ports::UserStore>,
+    pub(crate) guard: crate::guard::Guard,
+    pub(crate) outgoing: crate::outbox::Outgoing,
+    pub(crate) recorder: crate::record::Recorder,
+    pub(crate) sign_in: crate::sign_in::SignIn,
+    pub(crate) settings: std::sync::Arc<crate::service::AuthSettings>,
+}
+
+impl std::fmt::Debug for MailboxFlows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailboxFlows").finish_non_exhaustive()
+    }
+}
+
+impl MailboxFlows {
     pub(crate) fn email_settings(&self) -> &EmailSettings {
         &self.settings.email
     }
@@ -163,7 +185,7 @@ impl AuthService {
         now: DateTime<Utc>,
     ) -> AuthResult<(NewOneTimeToken, NewOutboxMessage)> {
         let s = self.email_settings();
-        let token = opaque::generate(self.ports.rng.as_ref());
+        let token = opaque::generate(self.rng.as_ref());
         let record = NewOneTimeToken {
             token_hash: opaque::hash(token.expose_secret()),
             kind: OneTimeTokenKind::EmailVerification,
@@ -207,8 +229,8 @@ impl AuthService {
             .check_new_password(&req.password, Some(&email))
             .await?;
         let name = normalise_name(req.name)?;
-        let password_hash = self.ports.hasher.hash(&req.password).await?;
-        let now = self.ports.clock.now();
+        let password_hash = self.hasher.hash(&req.password).await?;
+        let now = self.clock.now();
         let id = UserId::new();
         let (token, mail) = self.verification(id, email.as_str(), name.as_deref(), now)?;
         let new_user = NewUser {
@@ -222,7 +244,6 @@ impl AuthService {
         };
         let required = self.email_settings().confirmation == EmailConfirmation::Required;
         match self
-            .ports
             .users
             .insert_user(&new_user, Some((&token, &mail)))
             .await
@@ -257,16 +278,12 @@ impl AuthService {
             }
             Err(AuthError::EmailTaken) if required => {
                 // Tell the owner, at the address the account holds.
-                let owner = self
-                    .ports
-                    .users
-                    .credentials_by_email(&email.canonical())
-                    .await?;
+                let owner = self.users.credentials_by_email(&email.canonical()).await?;
                 let to = owner.map_or_else(|| email.as_str().to_owned(), |c| c.user.email);
                 let notice = self
                     .outgoing
                     .mail(&to, MailTemplate::SignupAttempted, &[], now)?;
-                self.ports.outbox.enqueue(&notice).await?;
+                self.outbox.enqueue(&notice).await?;
                 Ok(SignupOutcome::VerificationSent)
             }
             Err(e) => Err(e),
@@ -278,16 +295,13 @@ impl AuthService {
         &self,
         caller: &crate::service::Authenticated,
     ) -> AuthResult<()> {
-        let user = self.me(caller).await?;
+        let user = self.sign_in.me(caller).await?;
         if user.email_verified {
             return Ok(());
         }
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let (token, mail) = self.verification(user.id, &user.email, user.name.as_deref(), now)?;
-        self.ports
-            .one_time
-            .issue_one_time_token(&token, &mail)
-            .await?;
+        self.one_time.issue_one_time_token(&token, &mail).await?;
         self.recorder
             .emit(
                 EventKind::VerificationSent,
@@ -306,9 +320,8 @@ impl AuthService {
             .consume(token, OneTimeTokenKind::EmailVerification)
             .await?;
         let user_id = record.user_id.ok_or(AuthError::InvalidOneTimeToken)?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let proven = self
-            .ports
             .users
             .mark_email_verified(user_id, &record.email, MailboxProof::SignupLink, now)
             .await?
@@ -327,18 +340,17 @@ impl AuthService {
         if !opaque::is_well_formed(token.expose_secret()) {
             return Err(AuthError::InvalidOneTimeToken);
         }
-        let now = self.ports.clock.now();
-        self.ports
-            .one_time
+        let now = self.clock.now();
+        self.one_time
             .consume_one_time_token(&opaque::hash(token.expose_secret()), kind, now)
             .await?
             .ok_or(AuthError::InvalidOneTimeToken)
     }
 
     async fn enqueue_request(&self, job: OutboxJob) -> AuthResult<()> {
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let message = self.outgoing.seal(&job, now)?;
-        self.ports.outbox.enqueue(&message).await
+        self.outbox.enqueue(&message).await
     }
 
     /// The front of requests that answer "accepted" whatever the address: limits,
@@ -400,8 +412,8 @@ impl AuthService {
             return Err(AuthError::InvalidOneTimeToken);
         }
         let hash = opaque::hash(token.expose_secret());
-        let now = self.ports.clock.now();
-        let record = self.ports.one_time.one_time_token(&hash).await?;
+        let now = self.clock.now();
+        let record = self.one_time.one_time_token(&hash).await?;
         let Some((record, user_id)) = record
             .filter(|t| {
                 t.kind == OneTimeTokenKind::PasswordReset
@@ -413,7 +425,6 @@ impl AuthService {
             return Err(AuthError::InvalidOneTimeToken);
         };
         let user = self
-            .ports
             .users
             .user_by_id(user_id)
             .await?
@@ -422,7 +433,7 @@ impl AuthService {
         self.guard
             .check_new_password(password, email.as_ref())
             .await?;
-        let password_hash = self.ports.hasher.hash(password).await?;
+        let password_hash = self.hasher.hash(password).await?;
         let notice = self.outgoing.mail(
             &user.email,
             MailTemplate::PasswordWasReset,
@@ -430,7 +441,6 @@ impl AuthService {
             now,
         )?;
         if !self
-            .ports
             .one_time
             .redeem_password_reset(&record.token_hash, user_id, &password_hash, &notice, now)
             .await?
@@ -452,9 +462,8 @@ impl AuthService {
         new: &SecretString,
         client: ClientInfo,
     ) -> AuthResult<IssuedTokens> {
-        let user = self.me(caller).await?;
+        let user = self.sign_in.me(caller).await?;
         let creds = self
-            .ports
             .users
             .credentials_by_email(&user.email.to_lowercase())
             .await?
@@ -464,16 +473,16 @@ impl AuthService {
             return Err(AuthError::InvalidCredentials);
         }
         if !matches!(
-            self.ports.hasher.verify(current, &stored).await?,
+            self.hasher.verify(current, &stored).await?,
             crate::password::PasswordMatch::Match { .. }
         ) {
             return Err(AuthError::InvalidCredentials);
         }
         let email = Email::parse(&user.email).ok();
         self.guard.check_new_password(new, email.as_ref()).await?;
-        let password_hash = self.ports.hasher.hash(new).await?;
-        let now = self.ports.clock.now();
-        let refresh = opaque::generate(self.ports.rng.as_ref());
+        let password_hash = self.hasher.hash(new).await?;
+        let now = self.clock.now();
+        let refresh = opaque::generate(self.rng.as_ref());
         let new_session = NewSession {
             id: SessionId::new(),
             user_id: user.id,
@@ -490,7 +499,6 @@ impl AuthService {
             now,
         )?;
         let session = self
-            .ports
             .one_time
             .change_password(
                 user.id,
@@ -569,7 +577,7 @@ impl AuthService {
         let user = self
             .passwordless_user(record.user_id, &record.email)
             .await?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let outcome = self
             .sign_in
             .finish_first_factor(
@@ -622,9 +630,8 @@ impl AuthService {
         let email = Email::parse(email)
             .map_err(|_| AuthError::InvalidCode)?
             .canonical();
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let current = self
-            .ports
             .one_time
             .current_one_time_token(OneTimeTokenKind::EmailOtp, &email, now)
             .await?;
@@ -642,7 +649,6 @@ impl AuthService {
             self.guard.count_code_failure(&email).await?;
             let max = self.email_settings().otp_max_attempts;
             let failures = self
-                .ports
                 .one_time
                 .record_failed_attempt(&current.token_hash, max, now)
                 .await?;
@@ -659,7 +665,6 @@ impl AuthService {
             return Err(AuthError::InvalidCode);
         }
         let record = self
-            .ports
             .one_time
             .consume_one_time_token(&presented, OneTimeTokenKind::EmailOtp, now)
             .await?
@@ -691,7 +696,7 @@ impl AuthService {
         if let Some(id) = user_id {
             return self.adopt(id, canonical_email).await;
         }
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let email = Email::parse(canonical_email).map_err(|_| AuthError::InvalidOneTimeToken)?;
         let new_user = NewUser {
             id: UserId::new(),
@@ -702,7 +707,7 @@ impl AuthService {
             roles: self.settings.default_roles.clone(),
             created_at: now,
         };
-        match self.ports.users.insert_user(&new_user, None).await {
+        match self.users.insert_user(&new_user, None).await {
             Ok(user) => {
                 self.recorder
                     .emit(
@@ -718,7 +723,6 @@ impl AuthService {
             // Signed up some other way since the link was sent: the link proves the address.
             Err(AuthError::EmailTaken) => {
                 let existing = self
-                    .ports
                     .users
                     .credentials_by_email(&email.canonical())
                     .await?
@@ -733,9 +737,8 @@ impl AuthService {
     /// unverified account is adopted (see [`MailboxProof::Adoption`]) and the audit trail
     /// says so.
     async fn adopt(&self, id: UserId, canonical_email: &str) -> AuthResult<User> {
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let proven = self
-            .ports
             .users
             .mark_email_verified(id, canonical_email, MailboxProof::Adoption, now)
             .await?

@@ -2,9 +2,11 @@
 //!
 //! Types, policies, use-case services and the port traits that adapters implement. Pure:
 //! no HTTP, no SQL, no sockets, no files. Embedders wire their own adapters (or the
-//! in-memory store of the `memory` feature) into [`service::AuthService`].
+//! in-memory store of the `memory` feature) into [`AuthCore`], which holds one service
+//! per use case ([`AuthCore::sessions`], [`AuthCore::mailbox`], [`AuthCore::mfa`], ...).
 
 pub mod clock;
+mod compose;
 pub mod email;
 pub mod error;
 pub mod events;
@@ -20,6 +22,7 @@ pub mod ports;
 pub mod random;
 mod record;
 
+pub use compose::AuthCore;
 pub use error::{AuthError, AuthResult};
 pub mod identity;
 pub mod jwt;

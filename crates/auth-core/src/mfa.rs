@@ -4,7 +4,7 @@
 //!
 //! Rules:
 //! - Every first factor (password, magic link, email code, social sign-in) ends in
-//!   [`AuthService::finish_first_factor`]: without an active factor it opens an `aal1`
+//!   `SignIn::finish_first_factor` (in [`crate::sign_in`]): without an active factor it opens an `aal1`
 //!   session, otherwise it answers [`SignInOutcome::MfaRequired`] with an opaque
 //!   `mfa_token` (stored hashed, 5 minutes, single use, dead after 5 wrong codes).
 //! - A TOTP code is accepted once: the last accepted time step is stored and only a later
@@ -35,7 +35,7 @@ use crate::model::{ClientInfo, NewSession, Session, SessionId, TokenHash, User, 
 use crate::opaque;
 use crate::outbox::NewOutboxMessage;
 use crate::random::random_bytes;
-use crate::service::{AuthService, Authenticated, IssuedTokens};
+use crate::service::{Authenticated, IssuedTokens};
 
 mod sms;
 
@@ -611,9 +611,33 @@ fn totp_context(factor_id: Uuid) -> Vec<u8> {
 
 // ---- use cases ------------------------------------------------------------------------------
 
-impl AuthService {
+/// The multi-factor use cases: TOTP and SMS factors, recovery codes, the challenge and the step-up.
+#[derive(Clone)]
+pub struct MfaService {
+    pub(crate) clock: std::sync::Arc<dyn crate::clock::Clock>,
+    pub(crate) mfa: std::sync::Arc<dyn crate::mfa::MfaStore>,
+    pub(crate) one_time: std::sync::Arc<dyn crate::ports::OneTimeTokenStore>,
+    pub(crate) outbox: std::sync::Arc<dyn crate::ports::OutboxStore>,
+    pub(crate) rng: std::sync::Arc<dyn crate::random::RandomSource>,
+    pub(crate) sealer: std::sync::Arc<crate::secret_box::SecretBox>,
+    pub(crate) sms: Option<std::sync::Arc<dyn crate::sms::SmsSender>>,
+    pub(crate) users: std::sync::Arc<dyn crate::ports::UserStore>,
+    pub(crate) guard: crate::guard::Guard,
+    pub(crate) outgoing: crate::outbox::Outgoing,
+    pub(crate) recorder: crate::record::Recorder,
+    pub(crate) sign_in: crate::sign_in::SignIn,
+    pub(crate) settings: std::sync::Arc<crate::service::AuthSettings>,
+}
+
+impl std::fmt::Debug for MfaService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MfaService").finish_non_exhaustive()
+    }
+}
+
+impl MfaService {
     fn mfa_store(&self) -> &dyn MfaStore {
-        self.ports.mfa.as_ref()
+        self.mfa.as_ref()
     }
 
     /// Check a second factor of `user`. `Some(amr)` when it is right (and now spent: the
@@ -716,7 +740,6 @@ impl AuthService {
         now: DateTime<Utc>,
     ) -> AuthResult<Option<i64>> {
         let secret = self
-            .ports
             .sealer
             .open(&totp_context(factor.id), &factor.sealed_secret)?;
         let current = time_step(now);
@@ -733,12 +756,12 @@ impl AuthService {
     }
 
     async fn user_of(&self, caller: &Authenticated) -> AuthResult<User> {
-        self.me(caller).await
+        self.sign_in.me(caller).await
     }
 
     fn recovery_codes(&self, user_id: UserId) -> (RecoveryCodes, Vec<TokenHash>) {
         let codes: Vec<SecretString> = (0..RECOVERY_CODE_COUNT)
-            .map(|_| generate_recovery_code(self.ports.rng.as_ref()))
+            .map(|_| generate_recovery_code(self.rng.as_ref()))
             .collect();
         let hashes = codes
             .iter()
@@ -748,7 +771,7 @@ impl AuthService {
     }
 
     /// Start enrolling an authenticator app: a pending factor with a fresh secret. It
-    /// becomes active with [`AuthService::activate_totp`].
+    /// becomes active with [`MfaService::activate_totp`].
     pub async fn enroll_totp(
         &self,
         caller: &Authenticated,
@@ -773,13 +796,12 @@ impl AuthService {
         {
             return Err(AuthError::MfaAlreadyEnrolled);
         }
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let id = Uuid::now_v7();
-        let secret = random_bytes::<TOTP_SECRET_BYTES>(self.ports.rng.as_ref());
-        let sealed_secret =
-            self.ports
-                .sealer
-                .seal(self.ports.rng.as_ref(), &totp_context(id), &secret)?;
+        let secret = random_bytes::<TOTP_SECRET_BYTES>(self.rng.as_ref());
+        let sealed_secret = self
+            .sealer
+            .seal(self.rng.as_ref(), &totp_context(id), &secret)?;
         self.mfa_store()
             .insert_pending_factor(&MfaFactor {
                 id,
@@ -819,7 +841,7 @@ impl AuthService {
         self.guard
             .limit(LimitGroup::MfaVerify, client, Some(&user.id.to_string()))
             .await?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let factor = self
             .mfa_store()
             .factors_of(user.id)
@@ -913,7 +935,7 @@ impl AuthService {
         caller: &Authenticated,
         kind: FactorKind,
     ) -> AuthResult<Option<Uuid>> {
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         Ok(self
             .mfa_store()
             .factors_of(caller.user_id)
@@ -941,7 +963,7 @@ impl AuthService {
         self.guard
             .limit(LimitGroup::MfaVerify, &client, None)
             .await?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let max = self.settings.mfa.max_attempts;
         let challenge = self.live_challenge(mfa_token, now).await?;
         // Per user too: each sign-in opens a new mfa_token, the account's limit bounds them all.
@@ -954,7 +976,6 @@ impl AuthService {
             .await?;
         let hash = challenge.token_hash.clone();
         let user = self
-            .ports
             .users
             .user_by_id(challenge.user_id)
             .await?
@@ -987,7 +1008,7 @@ impl AuthService {
         if !amr.iter().any(|m| m == method) {
             amr.push(method.to_owned());
         }
-        let refresh_token = opaque::generate(self.ports.rng.as_ref());
+        let refresh_token = opaque::generate(self.rng.as_ref());
         let id = SessionId::new();
         let detail = Some(format!("factor={}", factor.as_str()));
         let event = self.recorder.event(
@@ -1053,7 +1074,7 @@ impl AuthService {
         let user = self.user_of(caller).await?;
         self.require_second_factor(&user, caller.session_id, factor, code, client)
             .await?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let method = factor.amr();
         let detail = Some(format!("factor={},step_up", factor.as_str()));
         let event = self.recorder.event(
@@ -1100,7 +1121,7 @@ impl AuthService {
         if self.sign_in.active_factors(user.id).await?.is_empty() {
             return Err(AuthError::MfaNotEnrolled);
         }
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         match self.check_second_factor(user, factor, code, now).await? {
             Some(method) => Ok(method),
             None => {
@@ -1136,7 +1157,7 @@ impl AuthService {
             .into_iter()
             .find(|f| f.id == factor_id)
             .ok_or(AuthError::NotFound)?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let notice = if factor.activated_at.is_some() {
             let (kind, code) = proof.ok_or(AuthError::InvalidCode)?;
             self.require_second_factor(&user, caller.session_id, kind, code, client)
@@ -1184,7 +1205,7 @@ impl AuthService {
         let user = self.user_of(caller).await?;
         self.require_second_factor(&user, caller.session_id, proof.0, proof.1, client)
             .await?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let (codes, hashes) = self.recovery_codes(user.id);
         self.mfa_store()
             .replace_recovery_codes(user.id, &hashes, now)
@@ -1203,7 +1224,7 @@ impl AuthService {
 
     /// Delete MFA challenges that expired more than `retention` ago (housekeeping).
     pub async fn purge_mfa_challenges(&self, retention: Duration) -> AuthResult<u64> {
-        let cutoff = self.ports.clock.now() - retention;
+        let cutoff = self.clock.now() - retention;
         self.mfa_store().purge_challenges_before(cutoff).await
     }
 }

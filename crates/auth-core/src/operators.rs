@@ -24,7 +24,7 @@ use crate::events::{EventKind, SecurityEvent};
 use crate::mail::MailTemplate;
 use crate::model::{ClientInfo, NewUser, Session, SessionId, User, UserId};
 use crate::outbox::NewOutboxMessage;
-use crate::service::{AuthService, Authenticated, normalise_name};
+use crate::service::{Authenticated, normalise_name};
 
 /// The capabilities the server itself checks. Roles may also hold application-defined ones.
 pub mod capability {
@@ -237,7 +237,7 @@ pub struct AccountUpdate {
     pub old_address_notice: Option<NewOutboxMessage>,
 }
 
-/// What an administrator asks to change on an account ([`AuthService::admin_update_user`]).
+/// What an administrator asks to change on an account ([`OperatorService::admin_update_user`]).
 /// `None` leaves a field as is.
 #[derive(Debug, Clone, Default)]
 pub struct AccountEdit<'a> {
@@ -354,7 +354,7 @@ impl Default for OperatorSettings {
 }
 
 /// An administrator whose current roles were checked to grant `C`, with everything those
-/// roles grant and where the request came from. Only [`AuthService::authorize`] makes
+/// roles grant and where the request came from. Only [`OperatorService::authorize`] makes
 /// one, so holding an `Operator<UsersWrite>` proves `users:write`; each administrative
 /// operation names the proof it needs in its signature.
 #[derive(Debug, Clone)]
@@ -391,7 +391,7 @@ impl<C: Capability> Operator<C> {
     /// The rule on the accounts an operator may act on: an account whose roles grant a
     /// capability this operator lacks (an administrator, for an operator who is not one)
     /// is refused with [`AuthError::InsufficientCapability`]. Every administrative change
-    /// to an account goes through [`AuthService::target_account`], which applies it.
+    /// to an account goes through [`OperatorService::target_account`], which applies it.
     pub fn may_act_on(&self, target: &Grants) -> AuthResult<()> {
         if self.grants.covers(target) {
             Ok(())
@@ -402,7 +402,7 @@ impl<C: Capability> Operator<C> {
 
     /// The rule on giving roles: it needs `roles:manage`, and every capability of every
     /// role given must be one this operator holds. Account creation with roles and role
-    /// assignment both apply it (through [`AuthService::may_grant_roles`]), and so do
+    /// assignment both apply it (through [`OperatorService::may_grant_roles`]), and so do
     /// role creation and change (a role's new capabilities reach every holder).
     pub fn may_grant(&self, grants: &Grants) -> AuthResult<()> {
         if !self.grants.contains(capability::ROLES_MANAGE) {
@@ -578,7 +578,29 @@ pub fn parse_audit_cursor(s: &str) -> AuthResult<(DateTime<Utc>, Uuid)> {
     Ok((at, Uuid::parse_str(id).map_err(|_| bad())?))
 }
 
-impl AuthService {
+/// The operator use cases: capability checks, account administration, roles and the audit trail.
+#[derive(Clone)]
+pub struct OperatorService {
+    pub(crate) sign_in: crate::sign_in::SignIn,
+    pub(crate) audit: std::sync::Arc<dyn crate::audit::AuditStore>,
+    pub(crate) clock: std::sync::Arc<dyn crate::clock::Clock>,
+    pub(crate) hasher: std::sync::Arc<dyn crate::password::PasswordHasher>,
+    pub(crate) lockouts: std::sync::Arc<dyn crate::guard::LockoutStore>,
+    pub(crate) operators: std::sync::Arc<dyn crate::operators::OperatorStore>,
+    pub(crate) sessions: std::sync::Arc<dyn crate::ports::SessionStore>,
+    pub(crate) guard: crate::guard::Guard,
+    pub(crate) outgoing: crate::outbox::Outgoing,
+    pub(crate) recorder: crate::record::Recorder,
+    pub(crate) settings: std::sync::Arc<crate::service::AuthSettings>,
+}
+
+impl std::fmt::Debug for OperatorService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorService").finish_non_exhaustive()
+    }
+}
+
+impl OperatorService {
     /// Authenticate an access token and check that the caller's current roles grant
     /// `C`: [`AuthError::InvalidToken`] without a live session, [`AuthError::Forbidden`]
     /// without the capability. The only way to make an [`Operator`].
@@ -587,9 +609,8 @@ impl AuthService {
         access_token: &str,
         client: ClientInfo,
     ) -> AuthResult<Operator<C>> {
-        let caller = self.authenticate(access_token).await?;
+        let caller = self.sign_in.authenticate(access_token).await?;
         let account = self
-            .ports
             .operators
             .managed_user(caller.user_id)
             .await?
@@ -597,7 +618,7 @@ impl AuthService {
         if account.disabled_at.is_some() {
             return Err(AuthError::InvalidToken("account disabled"));
         }
-        let roles = self.ports.operators.roles().await?;
+        let roles = self.operators.roles().await?;
         let grants = Grants::of(&roles, &account.user.roles);
         if !grants.contains(C::NAME) {
             return Err(AuthError::Forbidden);
@@ -620,7 +641,7 @@ impl AuthService {
         id: UserId,
     ) -> AuthResult<ManagedUser> {
         let account = self.managed(id).await?;
-        let roles = self.ports.operators.roles().await?;
+        let roles = self.operators.roles().await?;
         operator.may_act_on(&Grants::of(&roles, &account.user.roles))?;
         Ok(account)
     }
@@ -633,7 +654,7 @@ impl AuthService {
         operator: &Operator<C>,
         names: &[String],
     ) -> AuthResult<()> {
-        let roles = self.ports.operators.roles().await?;
+        let roles = self.operators.roles().await?;
         for name in names {
             let role = roles
                 .iter()
@@ -646,8 +667,8 @@ impl AuthService {
 
     /// Whether `operator` may give (`assign`) or take away `role` on account `id`, before
     /// anything changes: the account must be one they may act on
-    /// ([`AuthService::target_account`]), a role given one they may give
-    /// ([`AuthService::may_grant_roles`]), and an administrator cannot take the built-in
+    /// ([`OperatorService::target_account`]), a role given one they may give
+    /// ([`OperatorService::may_grant_roles`]), and an administrator cannot take the built-in
     /// role from themselves.
     pub async fn may_change_role(
         &self,
@@ -665,8 +686,7 @@ impl AuthService {
     }
 
     async fn managed(&self, id: UserId) -> AuthResult<ManagedUser> {
-        self.ports
-            .operators
+        self.operators
             .managed_user(id)
             .await?
             .ok_or(AuthError::NotFound)
@@ -683,7 +703,7 @@ impl AuthService {
     ) -> AuthResult<Recorded> {
         let event = SecurityEvent {
             kind,
-            at: self.ports.clock.now(),
+            at: self.clock.now(),
             user_id,
             session_id,
             client: operator.map(|o| o.client.clone()),
@@ -712,7 +732,7 @@ impl AuthService {
     }
 
     async fn known_roles(&self, names: &[String]) -> AuthResult<()> {
-        let roles = self.ports.operators.roles().await?;
+        let roles = self.operators.roles().await?;
         for name in names {
             if !roles.iter().any(|r| &r.name == name) {
                 return Err(AuthError::InvalidField {
@@ -736,7 +756,7 @@ impl AuthService {
         let password_hash = match &account.password {
             Some(p) => {
                 self.guard.check_new_password(p, Some(&email)).await?;
-                Some(self.ports.hasher.hash(p).await?)
+                Some(self.hasher.hash(p).await?)
             }
             None => None,
         };
@@ -748,7 +768,7 @@ impl AuthService {
             password_hash,
             email_verified: account.email_verified,
             roles,
-            created_at: self.ports.clock.now(),
+            created_at: self.clock.now(),
         };
         self.insert_account(operator, new_user, by).await
     }
@@ -794,7 +814,6 @@ impl AuthService {
             )
             .await?;
         let user = self
-            .ports
             .operators
             .insert_managed_user(&new_user, &record)
             .await?;
@@ -820,7 +839,7 @@ impl AuthService {
             password_hash: account.password_hash,
             email_verified: account.email_verified,
             roles,
-            created_at: self.ports.clock.now(),
+            created_at: self.clock.now(),
         };
         self.insert_account(None, new_user, "import").await
     }
@@ -860,7 +879,7 @@ impl AuthService {
             after,
             limit: limit + 1,
         };
-        let mut items = self.ports.operators.list_users(&query).await?;
+        let mut items = self.operators.list_users(&query).await?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
             items.last().map(|u| u.user.id.to_string())
@@ -880,7 +899,7 @@ impl AuthService {
     }
 
     /// Create an account. Naming roles needs `roles:manage` and only roles the operator
-    /// may give ([`AuthService::may_grant_roles`]); without any, the configured default
+    /// may give ([`OperatorService::may_grant_roles`]); without any, the configured default
     /// roles are given as sign-up gives them.
     pub async fn admin_create_user(
         &self,
@@ -938,7 +957,7 @@ impl AuthService {
             }
             None => Vec::new(),
         };
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let changes_email = email.as_ref().is_some_and(|e| {
             Email::parse(&target.email).map_or(true, |old| old.canonical() != e.canonical())
         });
@@ -988,7 +1007,6 @@ impl AuthService {
             audit.push(self.role_event(operator.actor(), id, role, *assign).await?);
         }
         let user = self
-            .ports
             .operators
             .update_user(id, &update, now, &audit)
             .await?
@@ -1014,14 +1032,13 @@ impl AuthService {
         } else {
             EventKind::UserEnabled
         };
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         // The count is known only inside the transaction; the row says what was asked.
         let detail = disabled.then(|| json!({ "sessions_revoked": "all" }));
         let record = self
             .admin_event(Some(operator.actor()), kind, Some(id), None, detail)
             .await?;
-        self.ports
-            .operators
+        self.operators
             .set_disabled(id, disabled.then_some(now), now, &record)
             .await?
             .ok_or(AuthError::NotFound)?;
@@ -1048,12 +1065,11 @@ impl AuthService {
                 None,
             )
             .await?;
-        if !self.ports.operators.delete_user(id, &record).await? {
+        if !self.operators.delete_user(id, &record).await? {
             return Err(AuthError::NotFound);
         }
         // Failed sign-ins are counted by address: forget them too.
-        self.ports
-            .lockouts
+        self.lockouts
             .clear_all(&crate::guard::lockout_identifier(&account.user.email))
             .await?;
         self.recorder.committed([record]).await;
@@ -1079,11 +1095,10 @@ impl AuthService {
                 reason: "must be between 1 second and 366 days",
             });
         }
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let identifier = crate::guard::lockout_identifier(&account.user.email);
         // One failure against a threshold of one: the store's own atomic lock.
         let state = self
-            .ports
             .lockouts
             .register_failure(&identifier, now, freeze, 1, freeze)
             .await?;
@@ -1097,7 +1112,7 @@ impl AuthService {
                 Some(json!({ "locked_until": until.to_rfc3339() })),
             )
             .await?;
-        self.ports.audit.append(&record).await?;
+        self.audit.append(&record).await?;
         self.recorder.committed([record]).await;
         Ok(until)
     }
@@ -1119,7 +1134,7 @@ impl AuthService {
                 None,
             )
             .await?;
-        self.ports.audit.append(&record).await?;
+        self.audit.append(&record).await?;
         self.recorder.committed([record]).await;
         Ok(())
     }
@@ -1131,10 +1146,9 @@ impl AuthService {
         id: UserId,
     ) -> AuthResult<Vec<Session>> {
         self.admin_get_user(operator, id).await?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let idle = self.settings.sessions.idle_ttl;
         Ok(self
-            .ports
             .sessions
             .unrevoked_sessions_of(id)
             .await?
@@ -1152,7 +1166,7 @@ impl AuthService {
     ) -> AuthResult<u64> {
         self.target_account(operator, id).await?;
         if let Some(sid) = only {
-            match self.ports.sessions.session(sid).await? {
+            match self.sessions.session(sid).await? {
                 Some(s) if s.user_id == id && s.revoked_at.is_none() => {}
                 _ => return Err(AuthError::NotFound),
             }
@@ -1167,9 +1181,8 @@ impl AuthService {
                 Some(json!({ "reason": "by_admin", "scope": scope })),
             )
             .await?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let n = self
-            .ports
             .operators
             .revoke_user_sessions(id, only, now, &record)
             .await?;
@@ -1179,7 +1192,7 @@ impl AuthService {
 
     /// Every role.
     pub async fn list_roles(&self, _operator: &Operator<RolesManage>) -> AuthResult<Vec<Role>> {
-        self.ports.operators.roles().await
+        self.operators.roles().await
     }
 
     /// Create a role. Its capabilities must be ones the operator holds
@@ -1191,7 +1204,7 @@ impl AuthService {
         input: RoleInput,
     ) -> AuthResult<Role> {
         validate_role_name(&name)?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let role = Role {
             name,
             capabilities: normalise_capabilities(input.capabilities)?,
@@ -1210,14 +1223,13 @@ impl AuthService {
                 Some(json!({ "role": role.name, "capabilities": role.capabilities })),
             )
             .await?;
-        self.ports.operators.insert_role(&role, &record).await?;
+        self.operators.insert_role(&role, &record).await?;
         self.recorder.committed([record]).await;
         Ok(role)
     }
 
     async fn role_named(&self, name: &str) -> AuthResult<Role> {
-        self.ports
-            .operators
+        self.operators
             .roles()
             .await?
             .into_iter()
@@ -1248,7 +1260,7 @@ impl AuthService {
                 Some(d) => normalise_description(d)?,
                 None => current.description.clone(),
             },
-            updated_at: self.ports.clock.now(),
+            updated_at: self.clock.now(),
             ..current
         };
         operator.may_grant(&role.grant_set())?;
@@ -1261,7 +1273,7 @@ impl AuthService {
                 Some(json!({ "role": role.name, "capabilities": role.capabilities })),
             )
             .await?;
-        if !self.ports.operators.update_role(&role, &record).await? {
+        if !self.operators.update_role(&role, &record).await? {
             return Err(AuthError::NotFound);
         }
         self.recorder.committed([record]).await;
@@ -1286,7 +1298,7 @@ impl AuthService {
                 Some(json!({ "role": name })),
             )
             .await?;
-        match self.ports.operators.delete_role(name, &record).await? {
+        match self.operators.delete_role(name, &record).await? {
             RoleDeletion::Deleted => {
                 self.recorder.committed([record]).await;
                 Ok(())
@@ -1296,7 +1308,7 @@ impl AuthService {
         }
     }
 
-    /// Give a role to an account, or take it away, as [`AuthService::may_change_role`]
+    /// Give a role to an account, or take it away, as [`OperatorService::may_change_role`]
     /// allows.
     pub async fn change_user_role(
         &self,
@@ -1307,9 +1319,8 @@ impl AuthService {
     ) -> AuthResult<ManagedUser> {
         self.may_change_role(operator, id, role, assign).await?;
         let record = self.role_event(operator.actor(), id, role, assign).await?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         match self
-            .ports
             .operators
             .change_user_role(id, role, assign, now, &record)
             .await?
@@ -1331,7 +1342,7 @@ impl AuthService {
         query.before = cursor.as_deref().map(parse_audit_cursor).transpose()?;
         let limit = page_size(limit);
         query.limit = limit + 1;
-        let mut items = self.ports.audit.query(&query).await?;
+        let mut items = self.audit.query(&query).await?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
             items.last().map(audit_cursor)
@@ -1375,8 +1386,8 @@ impl AuthService {
 
     /// Delete audit rows older than the configured retention (housekeeping).
     pub async fn prune_audit_log(&self) -> AuthResult<u64> {
-        let cutoff = self.ports.clock.now() - self.settings.operators.audit_retention;
-        self.ports.audit.prune_before(cutoff).await
+        let cutoff = self.clock.now() - self.settings.operators.audit_retention;
+        self.audit.prune_before(cutoff).await
     }
 }
 

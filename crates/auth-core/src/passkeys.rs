@@ -23,7 +23,7 @@ use crate::mfa::SignInOutcome;
 use crate::model::{ClientInfo, TokenHash, User, UserId};
 use crate::opaque;
 use crate::outbox::NewOutboxMessage;
-use crate::service::{AuthService, Authenticated};
+use crate::service::Authenticated;
 
 /// Lifetime of a ceremony between its start and its finish.
 pub const CEREMONY_TTL_SECS: i64 = 300;
@@ -206,10 +206,30 @@ impl fmt::Debug for CeremonyStart {
     }
 }
 
-impl AuthService {
+/// The passkey use cases: registration, sign-in, listing and removal.
+#[derive(Clone)]
+pub struct PasskeyService {
+    pub(crate) clock: std::sync::Arc<dyn crate::clock::Clock>,
+    pub(crate) passkey_ceremonies: Option<std::sync::Arc<dyn crate::passkeys::PasskeyCeremonies>>,
+    pub(crate) passkeys: std::sync::Arc<dyn crate::passkeys::PasskeyStore>,
+    pub(crate) rng: std::sync::Arc<dyn crate::random::RandomSource>,
+    pub(crate) sealer: std::sync::Arc<crate::secret_box::SecretBox>,
+    pub(crate) users: std::sync::Arc<dyn crate::ports::UserStore>,
+    pub(crate) guard: crate::guard::Guard,
+    pub(crate) outgoing: crate::outbox::Outgoing,
+    pub(crate) recorder: crate::record::Recorder,
+    pub(crate) sign_in: crate::sign_in::SignIn,
+}
+
+impl std::fmt::Debug for PasskeyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasskeyService").finish_non_exhaustive()
+    }
+}
+
+impl PasskeyService {
     fn ceremonies(&self) -> AuthResult<&dyn PasskeyCeremonies> {
-        self.ports
-            .passkey_ceremonies
+        self.passkey_ceremonies
             .as_deref()
             .ok_or(AuthError::NotEnabled("sign-in with passkeys"))
     }
@@ -221,14 +241,12 @@ impl AuthService {
         options: Value,
         state: Vec<u8>,
     ) -> AuthResult<CeremonyStart> {
-        let now = self.ports.clock.now();
-        let token = opaque::generate(self.ports.rng.as_ref());
-        let sealed_state =
-            self.ports
-                .sealer
-                .seal(self.ports.rng.as_ref(), CEREMONY_CONTEXT, &state)?;
-        self.ports
-            .passkeys
+        let now = self.clock.now();
+        let token = opaque::generate(self.rng.as_ref());
+        let sealed_state = self
+            .sealer
+            .seal(self.rng.as_ref(), CEREMONY_CONTEXT, &state)?;
+        self.passkeys
             .insert_ceremony(&PasskeyCeremony {
                 token_hash: opaque::hash(token.expose_secret()),
                 kind,
@@ -253,17 +271,13 @@ impl AuthService {
         if !opaque::is_well_formed(token) {
             return Err(AuthError::InvalidPasskey);
         }
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let ceremony = self
-            .ports
             .passkeys
             .take_ceremony(&opaque::hash(token), kind, now)
             .await?
             .ok_or(AuthError::InvalidPasskey)?;
-        let state = self
-            .ports
-            .sealer
-            .open(CEREMONY_CONTEXT, &ceremony.sealed_state)?;
+        let state = self.sealer.open(CEREMONY_CONTEXT, &ceremony.sealed_state)?;
         Ok((ceremony, state))
     }
 
@@ -290,9 +304,8 @@ impl AuthService {
         caller: &Authenticated,
     ) -> AuthResult<CeremonyStart> {
         let ceremonies = self.ceremonies()?;
-        let user = self.me(caller).await?;
+        let user = self.sign_in.me(caller).await?;
         let existing: Vec<Vec<u8>> = self
-            .ports
             .passkeys
             .passkeys_of(user.id)
             .await?
@@ -324,7 +337,7 @@ impl AuthService {
             }
             other => other,
         };
-        let user = self.me(caller).await?;
+        let user = self.sign_in.me(caller).await?;
         self.require_aal2_with_factors(caller).await?;
         let (ceremony, state) = self
             .take_ceremony(ceremony_id, CeremonyKind::Registration)
@@ -347,7 +360,7 @@ impl AuthService {
                 return Err(e);
             }
         };
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let passkey = StoredPasskey {
             id: Uuid::now_v7(),
             user_id: user.id,
@@ -367,10 +380,7 @@ impl AuthService {
             ],
             now,
         )?;
-        self.ports
-            .passkeys
-            .insert_passkey(&passkey, &notice)
-            .await?;
+        self.passkeys.insert_passkey(&passkey, &notice).await?;
         self.recorder
             .emit(
                 EventKind::PasskeyAdded,
@@ -395,7 +405,7 @@ impl AuthService {
     /// Finish a passkey sign-in. When the authenticator verified the user the session is
     /// `aal2` (`amr` `["hwk", "user"]`); without user verification the passkey is one
     /// factor and goes through the same second-factor step as a password
-    /// ([`AuthService::finish_first_factor`]: `mfa_required` for a user with a factor, else
+    /// (`SignIn::finish_first_factor`: `mfa_required` for a user with a factor, else
     /// `["hwk"]` at `aal1`). A sign counter that does not move forward is refused.
     pub async fn passkey_login_finish(
         &self,
@@ -410,7 +420,6 @@ impl AuthService {
             .await?;
         let identity = ceremonies.identify(response)?;
         let passkey = self
-            .ports
             .passkeys
             .passkey_by_credential_id(&identity.credential_id)
             .await?
@@ -432,9 +441,8 @@ impl AuthService {
                 return Err(e);
             }
         };
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         if !self
-            .ports
             .passkeys
             .record_passkey_use(passkey.id, verified.counter, &verified.credential, now)
             .await?
@@ -455,7 +463,6 @@ impl AuthService {
             return Err(AuthError::InvalidPasskey);
         }
         let user = self
-            .ports
             .users
             .user_by_id(passkey.user_id)
             .await?
@@ -487,7 +494,7 @@ impl AuthService {
 
     /// The caller's passkeys.
     pub async fn passkeys(&self, caller: &Authenticated) -> AuthResult<Vec<StoredPasskey>> {
-        self.ports.passkeys.passkeys_of(caller.user_id).await
+        self.passkeys.passkeys_of(caller.user_id).await
     }
 
     /// Delete one of the caller's passkeys. Needs an `aal2` session (signed in with a
@@ -501,8 +508,8 @@ impl AuthService {
         if caller.claims.aal != "aal2" {
             return Err(AuthError::StepUpRequired);
         }
-        let user = self.me(caller).await?;
-        let now = self.ports.clock.now();
+        let user = self.sign_in.me(caller).await?;
+        let now = self.clock.now();
         let notice = self.outgoing.mail(
             &user.email,
             MailTemplate::MfaFactorRemoved,
@@ -512,12 +519,7 @@ impl AuthService {
             ],
             now,
         )?;
-        if !self
-            .ports
-            .passkeys
-            .delete_passkey(user.id, id, &notice)
-            .await?
-        {
+        if !self.passkeys.delete_passkey(user.id, id, &notice).await? {
             return Err(AuthError::NotFound);
         }
         self.recorder
@@ -534,7 +536,7 @@ impl AuthService {
 
     /// Delete passkey ceremonies that expired more than `retention` ago (housekeeping).
     pub async fn purge_passkey_ceremonies(&self, retention: Duration) -> AuthResult<u64> {
-        let cutoff = self.ports.clock.now() - retention;
-        self.ports.passkeys.purge_ceremonies_before(cutoff).await
+        let cutoff = self.clock.now() - retention;
+        self.passkeys.purge_ceremonies_before(cutoff).await
     }
 }

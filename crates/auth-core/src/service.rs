@@ -12,17 +12,13 @@ use crate::clock::Clock;
 use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
 use crate::events::{EventKind, SecurityEvent};
-use crate::guard::Guard;
 use crate::jwt::{AccessClaims, TokenIssuer};
 use crate::mfa::SignInOutcome;
 use crate::model::{ClientInfo, ProfileUpdate, RotateOutcome, Session, SessionId, User, UserId};
 use crate::opaque;
-use crate::outbox::Outgoing;
 use crate::password::{PasswordHasher, PasswordMatch, PasswordPolicy};
 use crate::ports::{SessionStore, UserStore};
 use crate::random::RandomSource;
-use crate::record::Recorder;
-use crate::sign_in::SignIn;
 
 /// Lifetimes of access tokens, sessions and refresh tokens.
 #[derive(Debug, Clone)]
@@ -220,7 +216,7 @@ pub enum Introspection {
     },
 }
 
-/// Input of [`AuthService::signup`].
+/// Input of [`crate::flows::MailboxFlows::signup`].
 pub struct SignupRequest {
     /// Email address as typed.
     pub email: String,
@@ -237,24 +233,6 @@ pub struct SignupRequest {
 const MAX_PASSWORD_BYTES: usize = 4096;
 const MAX_NAME_CHARS: usize = 200;
 const MAX_URL_CHARS: usize = 2048;
-
-/// The password-session use cases.
-pub struct AuthService {
-    pub(crate) ports: Ports,
-    pub(crate) settings: AuthSettings,
-    pub(crate) outgoing: Outgoing,
-    pub(crate) recorder: Recorder,
-    pub(crate) guard: Guard,
-    pub(crate) sign_in: SignIn,
-}
-
-impl fmt::Debug for AuthService {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthService")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
 
 pub(crate) fn normalise_name(name: Option<String>) -> AuthResult<Option<String>> {
     let Some(name) = name else { return Ok(None) };
@@ -278,7 +256,7 @@ pub(crate) fn normalise_name(name: Option<String>) -> AuthResult<Option<String>>
 }
 
 impl ProfileUpdate {
-    /// The update as [`AuthService::update_me`] stores it (trimmed, blank values cleared),
+    /// The update as [`PasswordSessions::update_me`] stores it (trimmed, blank values cleared),
     /// or the field it refuses: lets a caller check it before other changes that go with it.
     pub fn normalised(self) -> AuthResult<Self> {
         Ok(Self {
@@ -312,59 +290,32 @@ fn normalise_avatar_url(url: Option<String>) -> AuthResult<Option<String>> {
     Ok(Some(url.to_owned()))
 }
 
-impl AuthService {
-    /// Wire the service.
-    pub fn new(ports: Ports, settings: AuthSettings) -> Self {
-        let outgoing = Outgoing::new(ports.sealer.clone(), ports.rng.clone(), &settings.email);
-        let recorder = Recorder {
-            webhooks: ports.webhooks.clone(),
-            audit: ports.audit.clone(),
-            events: ports.events.clone(),
-            clock: ports.clock.clone(),
-            outgoing: outgoing.clone(),
-        };
-        let guard = Guard {
-            settings: settings.guard.clone(),
-            password_policy: settings.password_policy.clone(),
-            clock: ports.clock.clone(),
-            rate_limits: ports.rate_limits.clone(),
-            lockouts: ports.lockouts.clone(),
-            captcha: ports.captcha.clone(),
-            breached: ports.breached.clone(),
-            outbox: ports.outbox.clone(),
-            outgoing: outgoing.clone(),
-            recorder: recorder.clone(),
-        };
-        let sign_in = SignIn {
-            sessions: ports.sessions.clone(),
-            mfa: ports.mfa.clone(),
-            tokens: ports.tokens.clone(),
-            clock: ports.clock.clone(),
-            rng: ports.rng.clone(),
-            recorder: recorder.clone(),
-            policy: settings.sessions.clone(),
-            challenge_ttl: settings.mfa.challenge_ttl,
-        };
-        Self {
-            ports,
-            settings,
-            outgoing,
-            recorder,
-            guard,
-            sign_in,
-        }
-    }
+/// The password-session use cases: sign-in, refresh, sign-out, token revocation and
+/// introspection, the signed-in user's profile and sessions (sign-up is in
+/// [`crate::flows`]).
+#[derive(Clone)]
+pub struct PasswordSessions {
+    pub(crate) clock: std::sync::Arc<dyn crate::clock::Clock>,
+    pub(crate) hasher: std::sync::Arc<dyn crate::password::PasswordHasher>,
+    pub(crate) lockouts: std::sync::Arc<dyn crate::guard::LockoutStore>,
+    pub(crate) operators: std::sync::Arc<dyn crate::operators::OperatorStore>,
+    pub(crate) rng: std::sync::Arc<dyn crate::random::RandomSource>,
+    pub(crate) sessions: std::sync::Arc<dyn crate::ports::SessionStore>,
+    pub(crate) tokens: std::sync::Arc<dyn crate::jwt::TokenIssuer>,
+    pub(crate) users: std::sync::Arc<dyn crate::ports::UserStore>,
+    pub(crate) guard: crate::guard::Guard,
+    pub(crate) recorder: crate::record::Recorder,
+    pub(crate) sign_in: crate::sign_in::SignIn,
+    pub(crate) settings: std::sync::Arc<crate::service::AuthSettings>,
+}
 
-    /// The settings in force.
-    pub fn settings(&self) -> &AuthSettings {
-        &self.settings
+impl std::fmt::Debug for PasswordSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordSessions").finish_non_exhaustive()
     }
+}
 
-    /// The token issuer (for the JWK Set and discovery).
-    pub fn tokens(&self) -> &dyn TokenIssuer {
-        self.ports.tokens.as_ref()
-    }
-
+impl PasswordSessions {
     /// Sign in with email and password. A user with an active second factor gets
     /// [`SignInOutcome::MfaRequired`] instead of tokens.
     pub async fn login(
@@ -394,18 +345,13 @@ impl AuthService {
             return Err(AuthError::InvalidCredentials);
         }
         let found = match Email::parse(email) {
-            Ok(email) => {
-                self.ports
-                    .users
-                    .credentials_by_email(&email.canonical())
-                    .await?
-            }
+            Ok(email) => self.users.credentials_by_email(&email.canonical()).await?,
             Err(_) => None,
         };
         // Unknown account or no password: burn the same hashing time, then refuse.
         let Some((creds, stored)) = found.and_then(|c| c.password_hash.clone().map(|h| (c, h)))
         else {
-            self.ports.hasher.verify_dummy(password).await?;
+            self.hasher.verify_dummy(password).await?;
             self.recorder
                 .emit(
                     EventKind::LoginFailed,
@@ -418,8 +364,7 @@ impl AuthService {
             self.guard.count_failure(&identifier, &client, None).await?;
             return Err(AuthError::InvalidCredentials);
         };
-        let PasswordMatch::Match { needs_rehash } =
-            self.ports.hasher.verify(password, &stored).await?
+        let PasswordMatch::Match { needs_rehash } = self.hasher.verify(password, &stored).await?
         else {
             let id = Some(creds.user.id);
             self.recorder
@@ -450,13 +395,12 @@ impl AuthService {
                 .await?;
             return Err(AuthError::EmailNotVerified);
         }
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         if needs_rehash {
             // Upgrading the hash is best effort: the sign-in itself already succeeded.
-            match self.ports.hasher.hash(password).await {
+            match self.hasher.hash(password).await {
                 Ok(fresh) => {
                     if let Err(e) = self
-                        .ports
                         .users
                         .set_password_hash(creds.user.id, &fresh, now)
                         .await
@@ -500,16 +444,16 @@ impl AuthService {
             return Err(AuthError::InvalidRefreshToken);
         }
         let hash = opaque::hash(token);
-        let sessions = &self.ports.sessions;
+        let sessions = &self.sessions;
         let record = sessions
             .refresh_token(&hash)
             .await?
             .ok_or(AuthError::InvalidRefreshToken)?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let session = self.live_session(record.session_id, now).await?;
 
         if record.rotated_at.is_none() {
-            let successor = opaque::generate(self.ports.rng.as_ref());
+            let successor = opaque::generate(self.rng.as_ref());
             let sealed = opaque::seal_successor(presented, &successor)
                 .ok_or_else(|| AuthError::internal("cannot seal successor"))?;
             let successor_hash = opaque::hash(successor.expose_secret());
@@ -560,7 +504,6 @@ impl AuthService {
                 .and_then(|s| opaque::unseal_successor(&token, s))
                 .ok_or(AuthError::InvalidRefreshToken)?;
             let record = self
-                .ports
                 .sessions
                 .refresh_token(&opaque::hash(next.expose_secret()))
                 .await?
@@ -575,8 +518,7 @@ impl AuthService {
     }
 
     async fn live_session(&self, id: SessionId, now: DateTime<Utc>) -> AuthResult<Session> {
-        self.ports
-            .sessions
+        self.sessions
             .session(id)
             .await?
             .filter(|s| s.is_active(now, self.settings.sessions.idle_ttl))
@@ -590,8 +532,7 @@ impl AuthService {
     }
 
     async fn session_user(&self, session: &Session) -> AuthResult<User> {
-        self.ports
-            .users
+        self.users
             .user_by_id(session.user_id)
             .await?
             .ok_or(AuthError::InvalidRefreshToken)
@@ -599,8 +540,8 @@ impl AuthService {
 
     /// End the caller's session, the others, or all of them.
     pub async fn logout(&self, caller: &Authenticated, scope: LogoutScope) -> AuthResult<()> {
-        let now = self.ports.clock.now();
-        let sessions = &self.ports.sessions;
+        let now = self.clock.now();
+        let sessions = &self.sessions;
         // The count is known only inside the transaction; the row says what was asked.
         let detail = format!("scope={scope:?}").to_lowercase();
         let (user, sid) = (Some(caller.user_id), Some(caller.session_id));
@@ -637,15 +578,14 @@ impl AuthService {
     /// invalid tokens are not an error (the client cannot act on the difference).
     pub async fn revoke(&self, token: &SecretString) -> AuthResult<()> {
         let token = token.expose_secret();
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let session_id = if opaque::is_well_formed(token) {
-            self.ports
-                .sessions
+            self.sessions
                 .refresh_token(&opaque::hash(token))
                 .await?
                 .map(|r| r.session_id)
         } else {
-            match self.ports.tokens.verify(token, now) {
+            match self.tokens.verify(token, now) {
                 Ok(claims) => claims.sid.parse().ok(),
                 Err(_) => None,
             }
@@ -669,11 +609,7 @@ impl AuthService {
         now: DateTime<Utc>,
     ) -> AuthResult<bool> {
         let records = [self.recorder.recorded(event).await?];
-        let revoked = self
-            .ports
-            .sessions
-            .revoke_session(id, now, &records)
-            .await?;
+        let revoked = self.sessions.revoke_session(id, now, &records).await?;
         if revoked {
             self.recorder.committed(records).await;
         }
@@ -704,7 +640,7 @@ impl AuthService {
     }
 
     /// RFC 7662 introspection of an access or refresh token. The caller must have passed
-    /// [`AuthService::authenticate_introspection_client`].
+    /// [`PasswordSessions::authenticate_introspection_client`].
     pub async fn introspect(
         &self,
         token: &SecretString,
@@ -721,16 +657,11 @@ impl AuthService {
                 Err(e) => Err(e),
             };
         }
-        let now = self.ports.clock.now();
-        let Some(record) = self
-            .ports
-            .sessions
-            .refresh_token(&opaque::hash(token))
-            .await?
-        else {
+        let now = self.clock.now();
+        let Some(record) = self.sessions.refresh_token(&opaque::hash(token)).await? else {
             return Ok(Introspection::Inactive);
         };
-        let session = self.ports.sessions.session(record.session_id).await?;
+        let session = self.sessions.session(record.session_id).await?;
         match session {
             Some(s)
                 if record.rotated_at.is_none()
@@ -751,11 +682,7 @@ impl AuthService {
 
     /// The signed-in user.
     pub async fn me(&self, caller: &Authenticated) -> AuthResult<User> {
-        self.ports
-            .users
-            .user_by_id(caller.user_id)
-            .await?
-            .ok_or(AuthError::InvalidToken("user no longer exists"))
+        self.sign_in.me(caller).await
     }
 
     /// Update the signed-in user's name and avatar.
@@ -765,9 +692,8 @@ impl AuthService {
         update: ProfileUpdate,
     ) -> AuthResult<User> {
         let update = update.normalised()?;
-        let now = self.ports.clock.now();
-        self.ports
-            .users
+        let now = self.clock.now();
+        self.users
             .update_profile(caller.user_id, &update, now)
             .await?
             .ok_or(AuthError::InvalidToken("user no longer exists"))
@@ -775,10 +701,9 @@ impl AuthService {
 
     /// The caller's live sessions, newest first.
     pub async fn sessions(&self, caller: &Authenticated) -> AuthResult<Vec<SessionView>> {
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let idle = self.settings.sessions.idle_ttl;
         Ok(self
-            .ports
             .sessions
             .unrevoked_sessions_of(caller.user_id)
             .await?
@@ -797,8 +722,8 @@ impl AuthService {
         caller: &Authenticated,
         id: SessionId,
     ) -> AuthResult<()> {
-        let now = self.ports.clock.now();
-        match self.ports.sessions.session(id).await? {
+        let now = self.clock.now();
+        match self.sessions.session(id).await? {
             Some(s) if s.user_id == caller.user_id && s.revoked_at.is_none() => {
                 let detail = Some("by_user".to_owned());
                 let user = Some(caller.user_id);
@@ -814,24 +739,12 @@ impl AuthService {
 
     /// Delete sessions that ended more than `retention` ago (housekeeping).
     pub async fn purge_ended_sessions(&self, retention: Duration) -> AuthResult<u64> {
-        let cutoff = self.ports.clock.now() - retention;
-        self.ports
-            .sessions
-            .purge_sessions_ended_before(cutoff)
-            .await
+        let cutoff = self.clock.now() - retention;
+        self.sessions.purge_sessions_ended_before(cutoff).await
     }
 }
 
-impl AuthService {
-    /// The same stores and adapters under another token issuer and other rules: a
-    /// compatibility profile signs its own tokens and applies its own password rule,
-    /// lifetimes and lockout without changing the canonical service.
-    pub fn with_profile(&self, tokens: Arc<dyn TokenIssuer>, settings: AuthSettings) -> Self {
-        let mut ports = self.ports.clone();
-        ports.tokens = tokens;
-        Self::new(ports, settings)
-    }
-
+impl PasswordSessions {
     /// A new access token for the session of a refresh token, without rotating it: for
     /// compatibility profiles whose clients keep one refresh token for the whole session.
     /// A rotated (or unknown) token is refused, as is a session that has ended.
@@ -848,13 +761,12 @@ impl AuthService {
             return Err(AuthError::InvalidRefreshToken);
         }
         let record = self
-            .ports
             .sessions
             .refresh_token(&opaque::hash(token))
             .await?
             .filter(|r| r.rotated_at.is_none())
             .ok_or(AuthError::InvalidRefreshToken)?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let session = self.live_session(record.session_id, now).await?;
         let user = self.session_user(&session).await?;
         self.sign_in.issue(user, &session, presented.clone(), now)
@@ -866,7 +778,7 @@ impl AuthService {
         let user = self.me(caller).await?;
         let event = SecurityEvent {
             kind: EventKind::UserDeleted,
-            at: self.ports.clock.now(),
+            at: self.clock.now(),
             user_id: Some(user.id),
             session_id: Some(caller.session_id),
             client: None,
@@ -874,11 +786,10 @@ impl AuthService {
             actor: Some(user.id),
         };
         let record = self.recorder.recorded(event).await?;
-        if !self.ports.operators.delete_user(user.id, &record).await? {
+        if !self.operators.delete_user(user.id, &record).await? {
             return Err(AuthError::InvalidToken("user no longer exists"));
         }
-        self.ports
-            .lockouts
+        self.lockouts
             .clear_all(&crate::guard::lockout_identifier(&user.email))
             .await?;
         self.recorder.committed([record]).await;

@@ -24,6 +24,7 @@ use crate::service::{Authenticated, IssuedTokens, SessionPolicy};
 /// Sessions and the sign-in that opens them, with only the ports they use.
 #[derive(Clone)]
 pub(crate) struct SignIn {
+    pub(crate) users: Arc<dyn crate::ports::UserStore>,
     pub(crate) sessions: Arc<dyn SessionStore>,
     pub(crate) mfa: Arc<dyn MfaStore>,
     pub(crate) tokens: Arc<dyn TokenIssuer>,
@@ -201,5 +202,13 @@ impl SignIn {
             factors,
             expires_at,
         }))
+    }
+
+    /// The account behind an authenticated caller.
+    pub(crate) async fn me(&self, caller: &Authenticated) -> AuthResult<User> {
+        self.users
+            .user_by_id(caller.user_id)
+            .await?
+            .ok_or(AuthError::InvalidToken("user no longer exists"))
     }
 }

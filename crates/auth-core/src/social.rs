@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::AuthCore;
 use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
 use crate::events::EventKind;
@@ -24,7 +25,7 @@ use crate::identity::{
 use crate::mfa::SignInOutcome;
 use crate::model::{ClientInfo, NewUser, ProfileUpdate, User, UserId};
 use crate::opaque;
-use crate::service::{AuthService, Authenticated, normalise_name};
+use crate::service::{Authenticated, normalise_name};
 
 /// Whether a provider may create accounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -140,7 +141,7 @@ const CODE_CONTEXT: &[u8] = b"oauth_records.code";
 
 /// The social sign-in use cases.
 pub struct SocialService {
-    auth: Arc<AuthService>,
+    auth: Arc<AuthCore>,
     identities: Arc<dyn IdentityStore>,
     providers: HashMap<String, ProviderEntry>,
     settings: SocialSettings,
@@ -183,7 +184,7 @@ pub fn pkce_challenge(verifier: &str) -> String {
 impl SocialService {
     /// Wire the service.
     pub fn new(
-        auth: Arc<AuthService>,
+        auth: Arc<AuthCore>,
         identities: Arc<dyn IdentityStore>,
         providers: HashMap<String, ProviderEntry>,
         settings: SocialSettings,
@@ -198,8 +199,8 @@ impl SocialService {
     }
 
     /// The same providers and records over another view of the core (a compatibility
-    /// profile's [`AuthService::with_profile`]): sessions it opens carry that view's tokens.
-    pub fn for_profile(&self, auth: Arc<AuthService>) -> Self {
+    /// profile's [`AuthCore::with_profile`]): sessions it opens carry that view's tokens.
+    pub fn for_profile(&self, auth: Arc<AuthCore>) -> Self {
         Self {
             auth,
             identities: self.identities.clone(),
@@ -538,7 +539,7 @@ impl SocialService {
         client: ClientInfo,
     ) -> AuthResult<User> {
         let entry = self.provider(provider)?;
-        if !self.auth.me(caller).await?.email_verified {
+        if !self.auth.sign_in.me(caller).await?.email_verified {
             return Err(AuthError::LinkNeedsVerifiedEmail);
         }
         let external = self
@@ -552,7 +553,7 @@ impl SocialService {
             .await?
         {
             if existing.user_id == caller.user_id {
-                return self.auth.me(caller).await;
+                return self.auth.sign_in.me(caller).await;
             }
             return Err(AuthError::IdentityExists);
         }
@@ -567,7 +568,7 @@ impl SocialService {
                 Some(format!("provider={provider},by=user")),
             )
             .await?;
-        self.auth.me(caller).await
+        self.auth.sign_in.me(caller).await
     }
 
     /// Remove one of the caller's identities, unless it is their last way to sign in.

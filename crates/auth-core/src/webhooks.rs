@@ -25,7 +25,6 @@ use crate::events::{EventKind, SecurityEvent};
 use crate::operators::capability::WebhooksManage;
 use crate::operators::{ADMIN_ROLE, Operator};
 use crate::random::random_bytes;
-use crate::service::AuthService;
 
 /// The outbox kind of webhook deliveries.
 pub const JOB_KIND: &str = "webhook";
@@ -395,12 +394,30 @@ fn short_error(e: &str) -> String {
     e.chars().take(MAX_ERROR_CHARS).collect()
 }
 
-impl AuthService {
+/// The webhook use cases: endpoints, secret rotation, deliveries.
+#[derive(Clone)]
+pub struct WebhookService {
+    pub(crate) clock: std::sync::Arc<dyn crate::clock::Clock>,
+    pub(crate) rng: std::sync::Arc<dyn crate::random::RandomSource>,
+    pub(crate) sealer: std::sync::Arc<crate::secret_box::SecretBox>,
+    pub(crate) webhook_sender: std::sync::Arc<dyn crate::webhooks::WebhookSender>,
+    pub(crate) webhooks: std::sync::Arc<dyn crate::webhooks::WebhookStore>,
+    pub(crate) recorder: crate::record::Recorder,
+    pub(crate) settings: std::sync::Arc<crate::service::AuthSettings>,
+}
+
+impl std::fmt::Debug for WebhookService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookService").finish_non_exhaustive()
+    }
+}
+
+impl WebhookService {
     fn new_secret(&self) -> AuthResult<(SecretString, String)> {
-        let bytes = random_bytes::<32>(self.ports.rng.as_ref());
+        let bytes = random_bytes::<32>(self.rng.as_ref());
         let secret = SecretString::from(format!("{SECRET_PREFIX}{}", B64.encode(bytes)));
-        let sealed = self.ports.sealer.seal(
-            self.ports.rng.as_ref(),
+        let sealed = self.sealer.seal(
+            self.rng.as_ref(),
             SECRET_CONTEXT,
             secret.expose_secret().as_bytes(),
         )?;
@@ -409,7 +426,7 @@ impl AuthService {
 
     fn open_secret(&self, sealed: &str) -> AuthResult<String> {
         let raw = hex::decode(sealed).map_err(AuthError::internal)?;
-        let plain = self.ports.sealer.open(SECRET_CONTEXT, &raw)?;
+        let plain = self.sealer.open(SECRET_CONTEXT, &raw)?;
         String::from_utf8(plain).map_err(AuthError::internal)
     }
 
@@ -426,7 +443,7 @@ impl AuthService {
         }
         let event = SecurityEvent {
             kind,
-            at: self.ports.clock.now(),
+            at: self.clock.now(),
             user_id: None,
             session_id: None,
             client: operator.map(|o| o.client().clone()),
@@ -441,7 +458,7 @@ impl AuthService {
         &self,
         _operator: &Operator<WebhooksManage>,
     ) -> AuthResult<Vec<WebhookEndpoint>> {
-        self.ports.webhooks.endpoints().await
+        self.webhooks.endpoints().await
     }
 
     /// One endpoint.
@@ -450,11 +467,7 @@ impl AuthService {
         _operator: &Operator<WebhooksManage>,
         id: Uuid,
     ) -> AuthResult<WebhookEndpoint> {
-        self.ports
-            .webhooks
-            .endpoint(id)
-            .await?
-            .ok_or(AuthError::NotFound)
+        self.webhooks.endpoint(id).await?.ok_or(AuthError::NotFound)
     }
 
     /// Create an endpoint; its secret is in the answer and nowhere else.
@@ -478,7 +491,7 @@ impl AuthService {
         )?;
         let description = normalise_webhook_description(input.description.flatten())?;
         let (secret, sealed) = self.new_secret()?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let endpoint = WebhookEndpoint {
             id: Uuid::now_v7(),
             url,
@@ -501,10 +514,7 @@ impl AuthService {
                 json!({ "event_types": endpoint.event_types }),
             )
             .await?;
-        self.ports
-            .webhooks
-            .insert_endpoint(&endpoint, &record)
-            .await?;
+        self.webhooks.insert_endpoint(&endpoint, &record).await?;
         self.recorder.committed([record]).await;
         Ok(EndpointWithSecret { endpoint, secret })
     }
@@ -533,7 +543,7 @@ impl AuthService {
             }
             endpoint.enabled = enabled;
         }
-        endpoint.updated_at = self.ports.clock.now();
+        endpoint.updated_at = self.clock.now();
         let record = self
             .webhook_event(
                 Some(operator),
@@ -542,12 +552,7 @@ impl AuthService {
                 json!({ "enabled": endpoint.enabled }),
             )
             .await?;
-        if !self
-            .ports
-            .webhooks
-            .update_endpoint(&endpoint, &record)
-            .await?
-        {
+        if !self.webhooks.update_endpoint(&endpoint, &record).await? {
             return Err(AuthError::NotFound);
         }
         self.recorder.committed([record]).await;
@@ -563,7 +568,7 @@ impl AuthService {
         let record = self
             .webhook_event(Some(operator), EventKind::WebhookDeleted, id, json!({}))
             .await?;
-        if !self.ports.webhooks.delete_endpoint(id, &record).await? {
+        if !self.webhooks.delete_endpoint(id, &record).await? {
             return Err(AuthError::NotFound);
         }
         self.recorder.committed([record]).await;
@@ -578,7 +583,7 @@ impl AuthService {
     ) -> AuthResult<EndpointWithSecret> {
         let mut endpoint = self.get_webhook(operator, id).await?;
         let (secret, sealed) = self.new_secret()?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         endpoint.previous_secret_sealed =
             Some(std::mem::replace(&mut endpoint.secret_sealed, sealed));
         endpoint.previous_secret_expires_at = Some(now + self.settings.webhooks.secret_overlap);
@@ -591,12 +596,7 @@ impl AuthService {
                 json!({}),
             )
             .await?;
-        if !self
-            .ports
-            .webhooks
-            .update_endpoint(&endpoint, &record)
-            .await?
-        {
+        if !self.webhooks.update_endpoint(&endpoint, &record).await? {
             return Err(AuthError::NotFound);
         }
         self.recorder.committed([record]).await;
@@ -611,8 +611,7 @@ impl AuthService {
         limit: Option<usize>,
     ) -> AuthResult<Vec<DeliveryAttempt>> {
         self.get_webhook(operator, id).await?;
-        self.ports
-            .webhooks
+        self.webhooks
             .attempts(id, crate::operators::page_size(limit))
             .await
     }
@@ -637,7 +636,6 @@ impl AuthService {
     ) -> Result<(), (bool, String)> {
         let transient = |e: AuthError| (false, e.to_string());
         let Some(endpoint) = self
-            .ports
             .webhooks
             .endpoint(job.endpoint_id)
             .await
@@ -648,7 +646,7 @@ impl AuthService {
         if !endpoint.enabled {
             return Ok(());
         }
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let timestamp = now.timestamp();
         let id = job.message_id.to_string();
         let mut signatures = Vec::new();
@@ -677,7 +675,6 @@ impl AuthService {
             ("webhook-signature".to_owned(), signatures.join(" ")),
         ];
         let outcome = self
-            .ports
             .webhook_sender
             .post(&endpoint.url, &headers, job.body.as_bytes())
             .await;
@@ -698,7 +695,6 @@ impl AuthService {
             error: error.clone(),
         };
         let failing_since = self
-            .ports
             .webhooks
             .record_attempt(&record)
             .await
@@ -717,7 +713,6 @@ impl AuthService {
                 json!({ "reason": "failing", "failing_since": since.to_rfc3339(), "notify_role": ADMIN_ROLE }),
             ).await.map_err(transient)?;
             if self
-                .ports
                 .webhooks
                 .disable_endpoint(endpoint.id, &why, now, &record)
                 .await

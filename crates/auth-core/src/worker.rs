@@ -1,7 +1,7 @@
 //! The outbox worker: carries out due outbox entries (mail, SMS, webhook deliveries, and
 //! the deferred halves of requests that must not reveal whether an account exists), retries
 //! failures on their schedule and gives up on permanent ones. The flows only write jobs
-//! ([`AuthService::seal_job`]); this module is the one that reaches the mailer, the SMS
+//! (`Outgoing::seal`); this module is the one that reaches the mailer, the SMS
 //! transport and the webhook sender.
 
 use secrecy::ExposeSecret;
@@ -13,26 +13,49 @@ use crate::model::{NewOneTimeToken, OneTimeTokenKind, UserId};
 use crate::opaque;
 use crate::outbox::{OUTBOX_CONTEXT, OutboxJob, OutboxMessage, minutes};
 use crate::random::random_bytes;
-use crate::service::AuthService;
 
-impl AuthService {
+/// The outbox worker: claims due jobs and carries them out (mail, SMS, webhook deliveries, the lookups of requests that must not reveal whether an account exists).
+#[derive(Clone)]
+pub struct OutboxWorker {
+    pub(crate) clock: std::sync::Arc<dyn crate::clock::Clock>,
+    pub(crate) mailer: std::sync::Arc<dyn crate::mail::Mailer>,
+    pub(crate) one_time: std::sync::Arc<dyn crate::ports::OneTimeTokenStore>,
+    pub(crate) outbox: std::sync::Arc<dyn crate::ports::OutboxStore>,
+    pub(crate) renderer: std::sync::Arc<dyn crate::mail::MailRenderer>,
+    pub(crate) rng: std::sync::Arc<dyn crate::random::RandomSource>,
+    pub(crate) sealer: std::sync::Arc<crate::secret_box::SecretBox>,
+    pub(crate) sms: Option<std::sync::Arc<dyn crate::sms::SmsSender>>,
+    pub(crate) users: std::sync::Arc<dyn crate::ports::UserStore>,
+    pub(crate) outgoing: crate::outbox::Outgoing,
+    pub(crate) settings: std::sync::Arc<crate::service::AuthSettings>,
+    pub(crate) hooks: crate::webhooks::WebhookService,
+    pub(crate) mfa_service: crate::mfa::MfaService,
+}
+
+impl std::fmt::Debug for OutboxWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxWorker").finish_non_exhaustive()
+    }
+}
+
+impl OutboxWorker {
     /// Carry out up to `limit` due outbox entries; returns how many were claimed.
     pub async fn process_outbox(&self, limit: usize) -> AuthResult<usize> {
-        let now = self.ports.clock.now();
-        let lease_until = now + self.email_settings().lease;
-        let batch = self.ports.outbox.claim_due(now, lease_until, limit).await?;
+        let now = self.clock.now();
+        let lease_until = now + self.settings.email.lease;
+        let batch = self.outbox.claim_due(now, lease_until, limit).await?;
         let claimed = batch.len();
         for entry in batch {
             let outcome = self.carry_out(&entry).await;
-            let now = self.ports.clock.now();
+            let now = self.clock.now();
             match outcome {
-                Ok(()) => self.ports.outbox.mark_done(entry.id, now).await?,
+                Ok(()) => self.outbox.mark_done(entry.id, now).await?,
                 Err(failure) => {
-                    let s = self.email_settings();
+                    let s = &self.settings.email;
                     // Webhooks have their own schedule (more attempts, longer delays).
                     let (give_up, retry_at) = if entry.kind == crate::webhooks::JOB_KIND {
                         let next = (!failure.permanent)
-                            .then(|| self.webhook_retry_at(entry.attempts, now))
+                            .then(|| self.hooks.webhook_retry_at(entry.attempts, now))
                             .flatten();
                         (next.is_none(), next)
                     } else {
@@ -49,8 +72,7 @@ impl AuthService {
                     } else {
                         tracing::warn!(id = %entry.id, kind = %entry.kind, attempts = entry.attempts, error = %failure.reason, "outbox entry failed; will retry");
                     }
-                    self.ports
-                        .outbox
+                    self.outbox
                         .mark_failed(entry.id, &failure.reason, retry_at, now)
                         .await?;
                 }
@@ -61,35 +83,25 @@ impl AuthService {
 
     async fn carry_out(&self, entry: &OutboxMessage) -> Result<(), Failure> {
         let plain = self
-            .ports
             .sealer
             .open(OUTBOX_CONTEXT, &entry.payload)
             .map_err(|e| Failure::permanent(e.to_string()))?;
         let job: OutboxJob = serde_json::from_slice(&plain)
             .map_err(|e| Failure::permanent(format!("unreadable job: {e}")))?;
-        let now = self.ports.clock.now();
-        let s = self.email_settings();
+        let now = self.clock.now();
+        let s = &self.settings.email;
         match job {
             OutboxJob::Mail(intent) => {
-                let message = self
-                    .ports
-                    .renderer
-                    .render(&intent)
-                    .map_err(Failure::permanent)?;
-                self.ports
-                    .mailer
-                    .send(&message)
-                    .await
-                    .map_err(|e| match e {
-                        DeliveryError::Permanent(r) => Failure::permanent(r),
-                        DeliveryError::Transient(r) => Failure::transient(r),
-                    })?;
+                let message = self.renderer.render(&intent).map_err(Failure::permanent)?;
+                self.mailer.send(&message).await.map_err(|e| match e {
+                    DeliveryError::Permanent(r) => Failure::permanent(r),
+                    DeliveryError::Transient(r) => Failure::transient(r),
+                })?;
                 tracing::info!(id = %entry.id, template = ?intent.template, "mail delivered");
                 Ok(())
             }
             OutboxJob::PasswordResetRequested { email } => {
                 let Some(user) = self
-                    .ports
                     .users
                     .credentials_by_email(&email)
                     .await
@@ -97,7 +109,7 @@ impl AuthService {
                 else {
                     return Ok(());
                 };
-                let token = opaque::generate(self.ports.rng.as_ref());
+                let token = opaque::generate(self.rng.as_ref());
                 let record = NewOneTimeToken {
                     token_hash: opaque::hash(token.expose_secret()),
                     kind: OneTimeTokenKind::PasswordReset,
@@ -120,8 +132,7 @@ impl AuthService {
                         now,
                     )
                     .map_err(Failure::from)?;
-                self.ports
-                    .one_time
+                self.one_time
                     .issue_one_time_token(&record, &mail)
                     .await
                     .map_err(Failure::from)
@@ -130,7 +141,7 @@ impl AuthService {
                 let Some((user_id, to, name)) = self.passwordless_target(&email).await? else {
                     return Ok(());
                 };
-                let token = opaque::generate(self.ports.rng.as_ref());
+                let token = opaque::generate(self.rng.as_ref());
                 let record = NewOneTimeToken {
                     token_hash: opaque::hash(token.expose_secret()),
                     kind: OneTimeTokenKind::MagicLink,
@@ -149,8 +160,7 @@ impl AuthService {
                     .outgoing
                     .mail(&to, MailTemplate::MagicLink, &values, now)
                     .map_err(Failure::from)?;
-                self.ports
-                    .one_time
+                self.one_time
                     .issue_one_time_token(&record, &mail)
                     .await
                     .map_err(Failure::from)
@@ -159,7 +169,7 @@ impl AuthService {
                 let Some((user_id, to, name)) = self.passwordless_target(&email).await? else {
                     return Ok(());
                 };
-                let n = u32::from_be_bytes(random_bytes::<4>(self.ports.rng.as_ref())) % 1_000_000;
+                let n = u32::from_be_bytes(random_bytes::<4>(self.rng.as_ref())) % 1_000_000;
                 let code = format!("{n:06}");
                 let record = NewOneTimeToken {
                     token_hash: code_hash(&email, &code),
@@ -179,18 +189,18 @@ impl AuthService {
                     .outgoing
                     .mail(&to, MailTemplate::EmailOtp, &values, now)
                     .map_err(Failure::from)?;
-                self.ports
-                    .one_time
+                self.one_time
                     .issue_one_time_token(&record, &mail)
                     .await
                     .map_err(Failure::from)
             }
             OutboxJob::Webhook(job) => self
+                .hooks
                 .deliver_webhook(entry.attempts, job)
                 .await
                 .map_err(|(permanent, reason)| Failure { permanent, reason }),
             OutboxJob::Sms { to, body } => {
-                let Some(sms) = &self.ports.sms else {
+                let Some(sms) = &self.sms else {
                     return Err(Failure::permanent("no SMS transport is configured"));
                 };
                 sms.send(&to, &body).await.map_err(|e| match e {
@@ -201,6 +211,7 @@ impl AuthService {
                 Ok(())
             }
             OutboxJob::SmsOtpRequested { phone } => self
+                .mfa_service
                 .issue_sms_sign_in_code(&phone)
                 .await
                 .map_err(Failure::from),
@@ -214,7 +225,6 @@ impl AuthService {
         email: &str,
     ) -> Result<Option<(Option<UserId>, String, String)>, Failure> {
         match self
-            .ports
             .users
             .credentials_by_email(email)
             .await
@@ -225,7 +235,7 @@ impl AuthService {
                 c.user.email,
                 c.user.name.unwrap_or_default(),
             ))),
-            None if self.email_settings().passwordless_signup => {
+            None if self.settings.email.passwordless_signup => {
                 Ok(Some((None, email.to_owned(), String::new())))
             }
             None => Ok(None),

@@ -37,7 +37,11 @@ impl<C: Capability> FromRequest for Admin<C> {
             })?;
             let token = token
                 .ok_or_else(|| ApiError::unauthenticated("a bearer access token is required"))?;
-            let operator = state.auth.authorize::<C>(&token, client).await?;
+            let operator = state
+                .auth
+                .operators()
+                .authorize::<C>(&token, client)
+                .await?;
             Ok(Admin { operator })
         })
     }

@@ -291,7 +291,7 @@ async fn create_admin(settings: Settings, email: &str, password_stdin: bool) -> 
         Ok(auth) => auth,
         Err(e) => return fail(exit::RUNTIME, &e.0),
     };
-    match auth.create_admin(email, password).await {
+    match auth.operators().create_admin(email, password).await {
         Ok(user) => {
             tracing::info!(user_id = %user.id, "administrator created");
             let _ = writeln!(
@@ -343,7 +343,7 @@ async fn import_users(settings: Settings, file: &std::path::Path) -> ExitCode {
             }
         };
         let email = account.email.clone();
-        match auth.import_account(account).await {
+        match auth.operators().import_account(account).await {
             Ok(_) => imported += 1,
             Err(auth_core::AuthError::EmailTaken) => {
                 skipped += 1;

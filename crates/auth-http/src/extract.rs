@@ -63,7 +63,7 @@ impl FromRequest for Caller {
             })?;
             let token = token
                 .ok_or_else(|| ApiError::unauthenticated("a bearer access token is required"))?;
-            Ok(Caller(state.auth.authenticate(&token).await?))
+            Ok(Caller(state.auth.sessions().authenticate(&token).await?))
         })
     }
 }

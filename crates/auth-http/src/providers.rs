@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use auth_core::AuthCore;
 use auth_core::identity::IdentityStore;
-use auth_core::service::AuthService;
 use auth_core::social::{ProviderEntry, SignupMode, SocialService, SocialSettings};
 use auth_oidc::{NonceHashing, ProviderConfig, ProviderKind};
 use secrecy::SecretString;
@@ -254,7 +254,7 @@ pub fn validate(settings: &Settings) -> Result<(), String> {
 /// Build the social sign-in service over the configured providers.
 pub fn social_service(
     settings: &Settings,
-    auth: Arc<AuthService>,
+    auth: Arc<AuthCore>,
     identities: Arc<dyn IdentityStore>,
 ) -> Result<SocialService, String> {
     let mut providers = HashMap::new();

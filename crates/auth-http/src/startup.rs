@@ -11,6 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use actix_web::middleware::{Condition, ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{App, HttpMessage as _, HttpServer, ResponseError as _, web};
+use auth_core::AuthCore;
 use auth_core::clock::{Clock as _, SystemClock};
 use auth_core::flows::EmailSettings;
 use auth_core::guard::{
@@ -24,7 +25,7 @@ use auth_core::operators::OperatorSettings;
 use auth_core::password::Argon2Hasher;
 use auth_core::random::OsRandom;
 use auth_core::secret_box::SecretBox;
-use auth_core::service::{AuthService, AuthSettings, IntrospectionClient, Ports, SessionPolicy};
+use auth_core::service::{AuthSettings, IntrospectionClient, Ports, SessionPolicy};
 use auth_core::webhooks::WebhookSettings;
 use auth_db::{Backend, Database, DatabaseOptions, DbError, RedisRateLimits};
 use auth_notify::{
@@ -92,7 +93,7 @@ impl From<StartupError> for PrepareError {
 
 /// The core service and its token issuer (whose keys a reload may replace).
 struct Prepared {
-    auth: Arc<AuthService>,
+    auth: Arc<AuthCore>,
     issuer: Arc<JwtIssuer>,
     social: Arc<auth_core::social::SocialService>,
 }
@@ -461,7 +462,7 @@ async fn prepare(
         sms: sms_sender(settings).map_err(StartupError)?,
     };
     metrics.attach(database.clone(), adapters.hasher.clone());
-    let auth = Arc::new(AuthService::new(ports, auth_settings));
+    let auth = Arc::new(AuthCore::new(ports, auth_settings));
     let social = Arc::new(
         crate::providers::social_service(settings, auth.clone(), database.clone())
             .map_err(|e| PrepareError::Fatal(StartupError(e)))?,
@@ -515,7 +516,7 @@ async fn adapters(settings: &Settings, database: &Arc<Database>) -> Result<Adapt
 pub async fn build_service(
     settings: &Settings,
     database: &Arc<Database>,
-) -> Result<Arc<AuthService>, StartupError> {
+) -> Result<Arc<AuthCore>, StartupError> {
     let adapters = adapters(settings, database).await?;
     let settings = Arc::new(settings.clone());
     match prepare(&settings, database, &adapters, &Arc::new(Metrics::new())).await {
@@ -628,7 +629,7 @@ fn metrics_server(
 fn http_server(
     listener: TcpListener,
     settings: &Arc<Settings>,
-    auth: Arc<AuthService>,
+    auth: Arc<AuthCore>,
     social: Arc<auth_core::social::SocialService>,
     database: Arc<Database>,
     lifecycle: &Arc<Lifecycle>,
@@ -821,7 +822,7 @@ async fn reload_keys(
 }
 
 async fn housekeeping(
-    auth: Arc<AuthService>,
+    auth: Arc<AuthCore>,
     database: Arc<Database>,
     every: Duration,
     session_retention: chrono::Duration,
@@ -834,12 +835,16 @@ async fn housekeeping(
             _ = tick.tick() => {}
             _ = stop.wait_for(Option::is_some) => return,
         }
-        match auth.purge_ended_sessions(session_retention).await {
+        match auth
+            .sessions()
+            .purge_ended_sessions(session_retention)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "purged ended sessions"),
             Err(e) => tracing::warn!(error = %e, "session purge failed"),
         }
-        match auth.prune_audit_log().await {
+        match auth.operators().prune_audit_log().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(pruned = n, "pruned audit rows past retention"),
             Err(e) => tracing::warn!(error = %e, "audit prune failed"),
@@ -852,12 +857,17 @@ async fn housekeeping(
             Ok(n) => tracing::info!(purged = n, "purged finished outbox entries"),
             Err(e) => tracing::warn!(error = %e, "outbox purge failed"),
         }
-        match auth.purge_mfa_challenges(chrono::Duration::hours(1)).await {
+        match auth
+            .mfa()
+            .purge_mfa_challenges(chrono::Duration::hours(1))
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "purged expired MFA challenges"),
             Err(e) => tracing::warn!(error = %e, "MFA challenge purge failed"),
         }
         match auth
+            .passkeys()
             .purge_passkey_ceremonies(chrono::Duration::hours(1))
             .await
         {
@@ -948,7 +958,7 @@ fn mfa_settings(settings: &Settings) -> auth_core::mfa::MfaSettings {
 /// Carry out due outbox entries: at once while there is a backlog, else every `every`.
 /// On stop, the batch in hand is finished, then the worker returns.
 async fn outbox_worker(
-    auth: Arc<AuthService>,
+    auth: Arc<AuthCore>,
     every: Duration,
     batch: usize,
     mut stop: tokio::sync::watch::Receiver<Option<bool>>,
@@ -957,7 +967,7 @@ async fn outbox_worker(
         if stop.borrow().is_some() {
             return;
         }
-        match auth.process_outbox(batch).await {
+        match auth.worker().process_outbox(batch).await {
             Ok(n) if n >= batch => continue,
             Ok(_) => {}
             Err(e) => {

@@ -2,15 +2,15 @@
 
 use std::sync::Arc;
 
+use auth_core::AuthCore;
 use auth_core::ports::HealthCheck;
-use auth_core::service::AuthService;
 
 use crate::settings::Settings;
 
 /// Shared application state.
 pub struct AppState {
     /// The password-session use cases.
-    pub auth: Arc<AuthService>,
+    pub auth: Arc<AuthCore>,
     /// The database, for readiness.
     pub health: Arc<dyn HealthCheck>,
     /// The effective settings.

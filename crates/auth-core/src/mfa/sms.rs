@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use super::MfaService;
 use super::{FactorKind, MfaFactor, RecoveryCodes};
 use crate::error::{AuthError, AuthResult};
 use crate::events::EventKind;
@@ -18,7 +19,7 @@ use crate::mail::MailTemplate;
 use crate::model::{ClientInfo, NewOneTimeToken, OneTimeTokenKind, TokenHash, User};
 use crate::outbox::OutboxJob;
 use crate::random::random_bytes;
-use crate::service::{AuthService, Authenticated};
+use crate::service::Authenticated;
 use crate::sms::PhoneNumber;
 
 fn phone_context(factor_id: Uuid) -> Vec<u8> {
@@ -47,9 +48,9 @@ pub struct SmsEnrollment {
     pub phone: String,
 }
 
-impl AuthService {
+impl MfaService {
     fn require_sms(&self) -> AuthResult<()> {
-        if self.ports.sms.is_none() {
+        if self.sms.is_none() {
             return Err(AuthError::NotEnabled("SMS codes"));
         }
         Ok(())
@@ -63,11 +64,10 @@ impl AuthService {
         now: DateTime<Utc>,
     ) -> AuthResult<()> {
         let phone = self
-            .ports
             .sealer
             .open(&phone_context(factor.id), &factor.sealed_secret)?;
         let phone = String::from_utf8(phone).map_err(AuthError::internal)?;
-        let n = u32::from_be_bytes(random_bytes::<4>(self.ports.rng.as_ref())) % 1_000_000;
+        let n = u32::from_be_bytes(random_bytes::<4>(self.rng.as_ref())) % 1_000_000;
         let code = format!("{n:06}");
         let key = code_key(factor.id);
         let ttl = self.settings.mfa.sms_code_ttl;
@@ -88,10 +88,7 @@ impl AuthService {
         let message = self
             .outgoing
             .seal(&OutboxJob::Sms { to: phone, body }, now)?;
-        self.ports
-            .one_time
-            .issue_one_time_token(&record, &message)
-            .await
+        self.one_time.issue_one_time_token(&record, &message).await
     }
 
     /// Check an SMS code against the current code of each active SMS factor of the user;
@@ -107,7 +104,6 @@ impl AuthService {
         for factor in factors.iter().filter(|f| f.kind == FactorKind::Sms) {
             let key = code_key(factor.id);
             let Some(current) = self
-                .ports
                 .one_time
                 .current_one_time_token(OneTimeTokenKind::SmsOtp, &key, now)
                 .await?
@@ -125,15 +121,13 @@ impl AuthService {
                     .ct_eq(current.token_hash.0.as_bytes()),
             ) {
                 return Ok(self
-                    .ports
                     .one_time
                     .consume_one_time_token(&presented, OneTimeTokenKind::SmsOtp, now)
                     .await?
                     .is_some());
             }
             let max = self.settings.email.otp_max_attempts;
-            self.ports
-                .one_time
+            self.one_time
                 .record_failed_attempt(&current.token_hash, max, now)
                 .await?;
         }
@@ -149,7 +143,7 @@ impl AuthService {
     ) -> AuthResult<SmsEnrollment> {
         self.require_sms()?;
         let phone = PhoneNumber::parse(phone)?;
-        let user = self.me(caller).await?;
+        let user = self.sign_in.me(caller).await?;
         self.guard
             .limit(LimitGroup::MfaVerify, client, Some(&user.id.to_string()))
             .await?;
@@ -162,10 +156,10 @@ impl AuthService {
         {
             return Err(AuthError::MfaAlreadyEnrolled);
         }
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let id = Uuid::now_v7();
-        let sealed_secret = self.ports.sealer.seal(
-            self.ports.rng.as_ref(),
+        let sealed_secret = self.sealer.seal(
+            self.rng.as_ref(),
             &phone_context(id),
             phone.as_str().as_bytes(),
         )?;
@@ -198,11 +192,11 @@ impl AuthService {
         client: &ClientInfo,
     ) -> AuthResult<RecoveryCodes> {
         self.require_sms()?;
-        let user = self.me(caller).await?;
+        let user = self.sign_in.me(caller).await?;
         self.guard
             .limit(LimitGroup::MfaVerify, client, Some(&user.id.to_string()))
             .await?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let factor = self
             .mfa_store()
             .factors_of(user.id)
@@ -274,7 +268,7 @@ impl AuthService {
         client: &ClientInfo,
     ) -> AuthResult<()> {
         self.require_sms()?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let user_id = match (mfa_token, caller) {
             (Some(token), _) => self.live_challenge(token, now).await?.user_id,
             (None, Some(caller)) => caller.user_id,
@@ -288,7 +282,6 @@ impl AuthService {
             .limit(LimitGroup::MfaVerify, client, Some(&user_id.to_string()))
             .await?;
         let user = self
-            .ports
             .users
             .user_by_id(user_id)
             .await?
@@ -332,17 +325,14 @@ impl AuthService {
             )
             .await?;
         let phone = PhoneNumber::parse(phone)?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let job = OutboxJob::SmsOtpRequested {
             phone: phone.as_str().to_owned(),
         };
-        self.ports
-            .outbox
-            .enqueue(&self.outgoing.seal(&job, now)?)
-            .await
+        self.outbox.enqueue(&self.outgoing.seal(&job, now)?).await
     }
 
-    /// The worker's half of [`AuthService::send_sms_sign_in_code`].
+    /// The worker's half of [`MfaService::send_sms_sign_in_code`].
     pub(crate) async fn issue_sms_sign_in_code(&self, phone: &str) -> AuthResult<()> {
         let Ok(phone) = PhoneNumber::parse(phone) else {
             return Ok(());
@@ -354,10 +344,10 @@ impl AuthService {
         else {
             return Ok(());
         };
-        let Some(user) = self.ports.users.user_by_id(factor.user_id).await? else {
+        let Some(user) = self.users.user_by_id(factor.user_id).await? else {
             return Ok(());
         };
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         self.send_factor_code(&user, &factor, now).await
     }
 
@@ -381,12 +371,11 @@ impl AuthService {
             .await?
             .ok_or(AuthError::InvalidCode)?;
         let user = self
-            .ports
             .users
             .user_by_id(factor.user_id)
             .await?
             .ok_or(AuthError::InvalidCode)?;
-        let now = self.ports.clock.now();
+        let now = self.clock.now();
         let identifier = crate::guard::lockout_identifier(&user.email);
         self.guard.refuse_if_codes_capped(&identifier).await?;
         if !self

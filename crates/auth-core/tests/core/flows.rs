@@ -27,6 +27,7 @@ fn req(email: &str) -> SignupRequest {
 async fn signed_in(h: &Harness, email: &str) -> IssuedTokens {
     match h
         .service
+        .mailbox()
         .signup(req(email), ClientInfo::default())
         .await
         .unwrap()
@@ -52,7 +53,7 @@ async fn optional_confirmation_signs_in_and_mails_a_single_use_link() {
         .mailer
         .token("ada@example.com", "verify_email")
         .expect("verification mail");
-    let user = h.service.verify_email(&s(&token)).await.unwrap();
+    let user = h.service.mailbox().verify_email(&s(&token)).await.unwrap();
     assert!(user.email_verified);
     assert!(
         h.store
@@ -63,7 +64,7 @@ async fn optional_confirmation_signs_in_and_mails_a_single_use_link() {
             .email_verified
     );
     assert!(matches!(
-        h.service.verify_email(&s(&token)).await,
+        h.service.mailbox().verify_email(&s(&token)).await,
         Err(AuthError::InvalidOneTimeToken)
     ));
 }
@@ -74,18 +75,27 @@ async fn verification_links_expire_and_a_new_one_retires_the_old() {
     let t = signed_in(&h, "ada@example.com").await;
     h.deliver().await;
     let first = h.mailer.token("ada@example.com", "verify_email").unwrap();
-    let caller = h.service.authenticate(&t.access_token).await.unwrap();
-    h.service.send_verification(&caller).await.unwrap();
+    let caller = h
+        .service
+        .sessions()
+        .authenticate(&t.access_token)
+        .await
+        .unwrap();
+    h.service
+        .mailbox()
+        .send_verification(&caller)
+        .await
+        .unwrap();
     h.deliver().await;
     let second = h.mailer.token("ada@example.com", "verify_email").unwrap();
     assert_ne!(first, second);
     assert!(matches!(
-        h.service.verify_email(&s(&first)).await,
+        h.service.mailbox().verify_email(&s(&first)).await,
         Err(AuthError::InvalidOneTimeToken)
     ));
     h.clock.advance(Duration::hours(24) + Duration::seconds(1));
     assert!(matches!(
-        h.service.verify_email(&s(&second)).await,
+        h.service.mailbox().verify_email(&s(&second)).await,
         Err(AuthError::InvalidOneTimeToken)
     ));
 }
@@ -95,18 +105,21 @@ async fn required_confirmation_holds_sign_in_until_the_link_is_followed() {
     let h = required();
     let outcome = h
         .service
+        .mailbox()
         .signup(req("ada@example.com"), ClientInfo::default())
         .await
         .unwrap();
     assert!(matches!(outcome, SignupOutcome::VerificationSent));
     let login = h
         .service
+        .sessions()
         .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
         .await;
     assert!(matches!(login, Err(AuthError::EmailNotVerified)));
     // A wrong password still says only "invalid credentials".
     let wrong = h
         .service
+        .sessions()
         .login(
             "ada@example.com",
             &s("not the password"),
@@ -117,8 +130,9 @@ async fn required_confirmation_holds_sign_in_until_the_link_is_followed() {
     assert!(matches!(wrong, Err(AuthError::InvalidCredentials)));
     h.deliver().await;
     let token = h.mailer.token("ada@example.com", "verify_email").unwrap();
-    h.service.verify_email(&s(&token)).await.unwrap();
+    h.service.mailbox().verify_email(&s(&token)).await.unwrap();
     h.service
+        .sessions()
         .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
         .await
         .unwrap()
@@ -130,11 +144,13 @@ async fn required_confirmation_holds_sign_in_until_the_link_is_followed() {
 async fn a_duplicate_signup_under_required_confirmation_answers_the_same_and_warns_the_owner() {
     let h = required();
     h.service
+        .mailbox()
         .signup(req("ada@example.com"), ClientInfo::default())
         .await
         .unwrap();
     let again = h
         .service
+        .mailbox()
         .signup(req("ADA@example.com"), ClientInfo::default())
         .await
         .unwrap();
@@ -154,10 +170,12 @@ async fn forgot_password_does_the_same_work_for_known_and_unknown_addresses() {
     signed_in(&h, "ada@example.com").await;
     h.deliver().await;
     h.service
+        .mailbox()
         .forgot_password("ada@example.com", &ClientInfo::default(), None)
         .await
         .unwrap();
     h.service
+        .mailbox()
         .forgot_password("nobody@example.com", &ClientInfo::default(), None)
         .await
         .unwrap();
@@ -175,6 +193,7 @@ async fn forgot_password_does_the_same_work_for_known_and_unknown_addresses() {
     );
     assert!(matches!(
         h.service
+            .mailbox()
             .forgot_password("not an email", &ClientInfo::default(), None)
             .await,
         Err(AuthError::InvalidEmail(_))
@@ -186,6 +205,7 @@ async fn reset_sets_the_password_ends_every_session_and_is_single_use() {
     let h = harness();
     let t = signed_in(&h, "ada@example.com").await;
     h.service
+        .mailbox()
         .forgot_password("ada@example.com", &ClientInfo::default(), None)
         .await
         .unwrap();
@@ -193,10 +213,12 @@ async fn reset_sets_the_password_ends_every_session_and_is_single_use() {
     let token = h.mailer.token("ada@example.com", "password_reset").unwrap();
     let weak = h
         .service
+        .mailbox()
         .reset_password(&s(&token), &s("password"), &ClientInfo::default())
         .await;
     assert!(matches!(weak, Err(AuthError::WeakPassword(_))));
     h.service
+        .mailbox()
         .reset_password(
             &s(&token),
             &s("a brand new passphrase"),
@@ -206,11 +228,13 @@ async fn reset_sets_the_password_ends_every_session_and_is_single_use() {
         .unwrap();
     assert!(matches!(
         h.service
+            .sessions()
             .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
             .await,
         Err(AuthError::InvalidCredentials)
     ));
     h.service
+        .sessions()
         .login(
             "ada@example.com",
             &s("a brand new passphrase"),
@@ -230,9 +254,16 @@ async fn reset_sets_the_password_ends_every_session_and_is_single_use() {
             .revoked_at
             .is_some()
     );
-    assert!(h.service.authenticate(&t.access_token).await.is_err());
+    assert!(
+        h.service
+            .sessions()
+            .authenticate(&t.access_token)
+            .await
+            .is_err()
+    );
     assert!(matches!(
         h.service
+            .mailbox()
             .reset_password(
                 &s(&token),
                 &s("another new passphrase"),
@@ -253,12 +284,14 @@ async fn reset_links_expire_and_a_newer_one_invalidates_the_older() {
     let h = harness();
     signed_in(&h, "ada@example.com").await;
     h.service
+        .mailbox()
         .forgot_password("ada@example.com", &ClientInfo::default(), None)
         .await
         .unwrap();
     h.deliver().await;
     let first = h.mailer.token("ada@example.com", "password_reset").unwrap();
     h.service
+        .mailbox()
         .forgot_password("ada@example.com", &ClientInfo::default(), None)
         .await
         .unwrap();
@@ -266,6 +299,7 @@ async fn reset_links_expire_and_a_newer_one_invalidates_the_older() {
     let second = h.mailer.token("ada@example.com", "password_reset").unwrap();
     assert!(matches!(
         h.service
+            .mailbox()
             .reset_password(
                 &s(&first),
                 &s("a brand new passphrase"),
@@ -278,6 +312,7 @@ async fn reset_links_expire_and_a_newer_one_invalidates_the_older() {
         .advance(Duration::minutes(30) + Duration::seconds(1));
     assert!(matches!(
         h.service
+            .mailbox()
             .reset_password(
                 &s(&second),
                 &s("a brand new passphrase"),
@@ -287,6 +322,7 @@ async fn reset_links_expire_and_a_newer_one_invalidates_the_older() {
         Err(AuthError::InvalidOneTimeToken)
     ));
     h.service
+        .sessions()
         .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
         .await
         .unwrap()
@@ -300,14 +336,21 @@ async fn change_password_needs_the_current_one_and_replaces_every_session() {
     let t = signed_in(&h, "ada@example.com").await;
     let other = h
         .service
+        .sessions()
         .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
         .await
         .unwrap()
         .tokens()
         .unwrap();
-    let caller = h.service.authenticate(&t.access_token).await.unwrap();
+    let caller = h
+        .service
+        .sessions()
+        .authenticate(&t.access_token)
+        .await
+        .unwrap();
     let wrong = h
         .service
+        .mailbox()
         .change_password(
             &caller,
             &s("not it at all"),
@@ -318,6 +361,7 @@ async fn change_password_needs_the_current_one_and_replaces_every_session() {
     assert!(matches!(wrong, Err(AuthError::InvalidCredentials)));
     let weak = h
         .service
+        .mailbox()
         .change_password(
             &caller,
             &s(PASSWORD),
@@ -328,6 +372,7 @@ async fn change_password_needs_the_current_one_and_replaces_every_session() {
     assert!(matches!(weak, Err(AuthError::WeakPassword(_))));
     // A pending reset link dies with the change.
     h.service
+        .mailbox()
         .forgot_password("ada@example.com", &ClientInfo::default(), None)
         .await
         .unwrap();
@@ -336,6 +381,7 @@ async fn change_password_needs_the_current_one_and_replaces_every_session() {
 
     let fresh = h
         .service
+        .mailbox()
         .change_password(
             &caller,
             &s(PASSWORD),
@@ -345,14 +391,23 @@ async fn change_password_needs_the_current_one_and_replaces_every_session() {
         .await
         .unwrap();
     assert_ne!(fresh.session_id, t.session_id);
-    h.service.authenticate(&fresh.access_token).await.unwrap();
+    h.service
+        .sessions()
+        .authenticate(&fresh.access_token)
+        .await
+        .unwrap();
     for old in [&t, &other] {
         assert!(
-            h.service.authenticate(&old.access_token).await.is_err(),
+            h.service
+                .sessions()
+                .authenticate(&old.access_token)
+                .await
+                .is_err(),
             "an old access token still works"
         );
         assert!(
             h.service
+                .sessions()
                 .refresh(&old.refresh_token, &ClientInfo::default())
                 .await
                 .is_err()
@@ -360,6 +415,7 @@ async fn change_password_needs_the_current_one_and_replaces_every_session() {
     }
     assert!(matches!(
         h.service
+            .mailbox()
             .reset_password(
                 &s(&reset),
                 &s("yet another passphrase"),
@@ -380,6 +436,7 @@ async fn magic_links_sign_in_verify_the_address_and_honour_the_allow_list() {
     let t = signed_in(&h, "ada@example.com").await;
     let bad = h
         .service
+        .mailbox()
         .request_magic_link(
             "ada@example.com",
             Some("https://evil.example.net/x".into()),
@@ -396,6 +453,7 @@ async fn magic_links_sign_in_verify_the_address_and_honour_the_allow_list() {
     ));
     let sneaky = h
         .service
+        .mailbox()
         .request_magic_link(
             "ada@example.com",
             Some("https://app.example.com@evil.example.net/".into()),
@@ -411,6 +469,7 @@ async fn magic_links_sign_in_verify_the_address_and_honour_the_allow_list() {
         })
     ));
     h.service
+        .mailbox()
         .request_magic_link(
             "ada@example.com",
             Some("https://app.example.com/welcome".into()),
@@ -423,6 +482,7 @@ async fn magic_links_sign_in_verify_the_address_and_honour_the_allow_list() {
     let token = h.mailer.token("ada@example.com", "magic_link").unwrap();
     let signed = h
         .service
+        .mailbox()
         .verify_magic_link(&s(&token), ClientInfo::default())
         .await
         .unwrap();
@@ -435,12 +495,14 @@ async fn magic_links_sign_in_verify_the_address_and_honour_the_allow_list() {
     );
     let caller = h
         .service
+        .sessions()
         .authenticate(&signed_tokens.access_token)
         .await
         .unwrap();
     assert_eq!(caller.claims.amr, vec!["email"]);
     assert!(
         h.service
+            .mailbox()
             .verify_magic_link(&s(&token), ClientInfo::default())
             .await
             .is_err()
@@ -451,6 +513,7 @@ async fn magic_links_sign_in_verify_the_address_and_honour_the_allow_list() {
 async fn magic_links_sign_up_new_addresses_only_when_allowed_and_expire() {
     let h = harness();
     h.service
+        .mailbox()
         .request_magic_link("new@example.com", None, &ClientInfo::default(), None)
         .await
         .unwrap();
@@ -458,6 +521,7 @@ async fn magic_links_sign_up_new_addresses_only_when_allowed_and_expire() {
     let token = h.mailer.token("new@example.com", "magic_link").unwrap();
     let signed = h
         .service
+        .mailbox()
         .verify_magic_link(&s(&token), ClientInfo::default())
         .await
         .unwrap();
@@ -467,12 +531,14 @@ async fn magic_links_sign_up_new_addresses_only_when_allowed_and_expire() {
     // The passwordless account has no password to sign in with.
     assert!(
         h.service
+            .sessions()
             .login("new@example.com", &s(PASSWORD), ClientInfo::default(), None)
             .await
             .is_err()
     );
 
     h.service
+        .mailbox()
         .request_magic_link("new@example.com", None, &ClientInfo::default(), None)
         .await
         .unwrap();
@@ -482,6 +548,7 @@ async fn magic_links_sign_up_new_addresses_only_when_allowed_and_expire() {
         .advance(Duration::minutes(15) + Duration::seconds(1));
     assert!(
         h.service
+            .mailbox()
             .verify_magic_link(&s(&late), ClientInfo::default())
             .await
             .is_err()
@@ -492,11 +559,13 @@ async fn magic_links_sign_up_new_addresses_only_when_allowed_and_expire() {
     let closed = harness_with(settings, fast_hashing());
     closed
         .service
+        .mailbox()
         .request_magic_link("stranger@example.com", None, &ClientInfo::default(), None)
         .await
         .unwrap();
     closed
         .service
+        .mailbox()
         .send_email_code("stranger@example.com", &ClientInfo::default(), None)
         .await
         .unwrap();
@@ -512,6 +581,7 @@ async fn email_codes_sign_in_once_and_die_after_five_wrong_tries() {
     let h = harness_with(settings, fast_hashing());
     signed_in(&h, "ada@example.com").await;
     h.service
+        .mailbox()
         .send_email_code("ada@example.com", &ClientInfo::default(), None)
         .await
         .unwrap();
@@ -524,6 +594,7 @@ async fn email_codes_sign_in_once_and_die_after_five_wrong_tries() {
     assert!(code.chars().all(|c| c.is_ascii_digit()));
     let t = h
         .service
+        .mailbox()
         .verify_email_code("ADA@example.com", &code, ClientInfo::default())
         .await
         .unwrap()
@@ -531,6 +602,7 @@ async fn email_codes_sign_in_once_and_die_after_five_wrong_tries() {
         .unwrap();
     assert_eq!(
         h.service
+            .sessions()
             .authenticate(&t.access_token)
             .await
             .unwrap()
@@ -540,12 +612,14 @@ async fn email_codes_sign_in_once_and_die_after_five_wrong_tries() {
     );
     assert!(matches!(
         h.service
+            .mailbox()
             .verify_email_code("ada@example.com", &code, ClientInfo::default())
             .await,
         Err(AuthError::InvalidCode)
     ));
 
     h.service
+        .mailbox()
         .send_email_code("ada@example.com", &ClientInfo::default(), None)
         .await
         .unwrap();
@@ -558,6 +632,7 @@ async fn email_codes_sign_in_once_and_die_after_five_wrong_tries() {
     for _ in 0..5 {
         assert!(matches!(
             h.service
+                .mailbox()
                 .verify_email_code("ada@example.com", wrong, ClientInfo::default())
                 .await,
             Err(AuthError::InvalidCode)
@@ -566,6 +641,7 @@ async fn email_codes_sign_in_once_and_die_after_five_wrong_tries() {
     assert!(
         matches!(
             h.service
+                .mailbox()
                 .verify_email_code("ada@example.com", &code, ClientInfo::default())
                 .await,
             Err(AuthError::InvalidCode)
@@ -574,6 +650,7 @@ async fn email_codes_sign_in_once_and_die_after_five_wrong_tries() {
     );
 
     h.service
+        .mailbox()
         .send_email_code("ada@example.com", &ClientInfo::default(), None)
         .await
         .unwrap();
@@ -586,6 +663,7 @@ async fn email_codes_sign_in_once_and_die_after_five_wrong_tries() {
         .advance(Duration::minutes(10) + Duration::seconds(1));
     assert!(matches!(
         h.service
+            .mailbox()
             .verify_email_code("ada@example.com", &code, ClientInfo::default())
             .await,
         Err(AuthError::InvalidCode)
@@ -597,15 +675,15 @@ async fn undeliverable_mail_is_retried_with_backoff_and_nothing_is_lost() {
     let h = harness();
     signed_in(&h, "ada@example.com").await;
     *h.mailer.failing.lock().unwrap() = Some(DeliveryError::Transient("connection refused".into()));
-    assert_eq!(h.service.process_outbox(16).await.unwrap(), 1);
+    assert_eq!(h.service.worker().process_outbox(16).await.unwrap(), 1);
     assert_eq!(h.store.pending_outbox_kinds(), vec!["mail"]);
     // Not due again before the first delay (5 s) ...
-    assert_eq!(h.service.process_outbox(16).await.unwrap(), 0);
+    assert_eq!(h.service.worker().process_outbox(16).await.unwrap(), 0);
     h.clock.advance(Duration::seconds(5));
-    assert_eq!(h.service.process_outbox(16).await.unwrap(), 1);
+    assert_eq!(h.service.worker().process_outbox(16).await.unwrap(), 1);
     // ... then 10 s.
     h.clock.advance(Duration::seconds(9));
-    assert_eq!(h.service.process_outbox(16).await.unwrap(), 0);
+    assert_eq!(h.service.worker().process_outbox(16).await.unwrap(), 0);
     *h.mailer.failing.lock().unwrap() = None;
     h.clock.advance(Duration::seconds(1));
     h.deliver().await;
@@ -663,6 +741,7 @@ async fn every_flow_emits_its_security_event_without_secrets() {
     let h = harness();
     let t = signed_in(&h, "ada@example.com").await;
     h.service
+        .sessions()
         .login(
             "ada@example.com",
             &s("wrong password!"),
@@ -672,6 +751,7 @@ async fn every_flow_emits_its_security_event_without_secrets() {
         .await
         .unwrap_err();
     h.service
+        .sessions()
         .login(
             "nobody@example.com",
             &s("wrong password!"),
@@ -682,14 +762,16 @@ async fn every_flow_emits_its_security_event_without_secrets() {
         .unwrap_err();
     h.deliver().await;
     let token = h.mailer.token("ada@example.com", "verify_email").unwrap();
-    h.service.verify_email(&s(&token)).await.unwrap();
+    h.service.mailbox().verify_email(&s(&token)).await.unwrap();
     h.service
+        .mailbox()
         .forgot_password("ada@example.com", &ClientInfo::default(), None)
         .await
         .unwrap();
     h.deliver().await;
     let reset = h.mailer.token("ada@example.com", "password_reset").unwrap();
     h.service
+        .mailbox()
         .reset_password(
             &s(&reset),
             &s("a brand new passphrase"),
@@ -699,6 +781,7 @@ async fn every_flow_emits_its_security_event_without_secrets() {
         .unwrap();
     let t2 = h
         .service
+        .sessions()
         .login(
             "ada@example.com",
             &s("a brand new passphrase"),
@@ -709,8 +792,14 @@ async fn every_flow_emits_its_security_event_without_secrets() {
         .unwrap()
         .tokens()
         .unwrap();
-    let caller = h.service.authenticate(&t2.access_token).await.unwrap();
+    let caller = h
+        .service
+        .sessions()
+        .authenticate(&t2.access_token)
+        .await
+        .unwrap();
     h.service
+        .sessions()
         .logout(&caller, auth_core::service::LogoutScope::All)
         .await
         .unwrap();

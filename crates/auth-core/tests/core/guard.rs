@@ -29,7 +29,11 @@ async fn signup(h: &Harness, email: &str) {
         name: None,
         captcha_token: None,
     };
-    h.service.signup(req, from("10.0.0.1")).await.unwrap();
+    h.service
+        .mailbox()
+        .signup(req, from("10.0.0.1"))
+        .await
+        .unwrap();
 }
 
 fn limited(group: LimitGroup, per_ip: Option<u32>, per_identifier: Option<u32>) -> Harness {
@@ -50,6 +54,7 @@ async fn a_limit_trips_at_its_count_per_ip_and_resets_with_the_window() {
     signup(&h, "ada@example.com").await;
     for _ in 0..3 {
         h.service
+            .sessions()
             .login("ada@example.com", &s(PASSWORD), from("203.0.113.7"), None)
             .await
             .unwrap()
@@ -58,6 +63,7 @@ async fn a_limit_trips_at_its_count_per_ip_and_resets_with_the_window() {
     }
     let err = h
         .service
+        .sessions()
         .login("ada@example.com", &s(PASSWORD), from("203.0.113.7"), None)
         .await
         .unwrap_err();
@@ -67,6 +73,7 @@ async fn a_limit_trips_at_its_count_per_ip_and_resets_with_the_window() {
     assert!((1..=60).contains(&retry_after_secs), "{retry_after_secs}");
     // Another address is not affected.
     h.service
+        .sessions()
         .login("ada@example.com", &s(PASSWORD), from("203.0.113.8"), None)
         .await
         .unwrap()
@@ -75,6 +82,7 @@ async fn a_limit_trips_at_its_count_per_ip_and_resets_with_the_window() {
     h.clock
         .advance(Duration::seconds(i64::try_from(retry_after_secs).unwrap()));
     h.service
+        .sessions()
         .login("ada@example.com", &s(PASSWORD), from("203.0.113.7"), None)
         .await
         .unwrap()
@@ -87,18 +95,21 @@ async fn a_limit_per_account_holds_across_addresses() {
     let h = limited(LimitGroup::PasswordReset, None, Some(2));
     for ip in ["198.51.100.1", "198.51.100.2"] {
         h.service
+            .mailbox()
             .forgot_password("Ada@Example.com", &from(ip), None)
             .await
             .unwrap();
     }
     let err = h
         .service
+        .mailbox()
         .forgot_password("ada@example.com", &from("198.51.100.3"), None)
         .await
         .unwrap_err();
     assert!(matches!(err, AuthError::RateLimited { .. }), "{err:?}");
     // The count is per account: another address of mail is free.
     h.service
+        .mailbox()
         .forgot_password("bob@example.com", &from("198.51.100.3"), None)
         .await
         .unwrap();
@@ -111,6 +122,7 @@ async fn lockout_story_failures_lock_refuse_even_the_right_password_then_unlock(
     for _ in 0..4 {
         let e = h
             .service
+            .sessions()
             .login(
                 "ada@example.com",
                 &s("wrong password!"),
@@ -124,6 +136,7 @@ async fn lockout_story_failures_lock_refuse_even_the_right_password_then_unlock(
     // The fifth failure locks: it still says "invalid credentials" itself.
     let e = h
         .service
+        .sessions()
         .login(
             "ada@example.com",
             &s("wrong password!"),
@@ -135,6 +148,7 @@ async fn lockout_story_failures_lock_refuse_even_the_right_password_then_unlock(
     assert!(matches!(e, AuthError::InvalidCredentials));
     let e = h
         .service
+        .sessions()
         .login("ADA@example.com", &s(PASSWORD), from("10.0.0.2"), None)
         .await
         .unwrap_err();
@@ -144,6 +158,7 @@ async fn lockout_story_failures_lock_refuse_even_the_right_password_then_unlock(
     assert_eq!(retry_after_secs, 15 * 60);
     // Locked for the client that failed only: the owner elsewhere signs in.
     h.service
+        .sessions()
         .login("ada@example.com", &s(PASSWORD), from("10.0.0.3"), None)
         .await
         .unwrap()
@@ -158,6 +173,7 @@ async fn lockout_story_failures_lock_refuse_even_the_right_password_then_unlock(
 
     h.clock.advance(Duration::minutes(15));
     h.service
+        .sessions()
         .login("ada@example.com", &s(PASSWORD), from("10.0.0.2"), None)
         .await
         .unwrap()
@@ -166,6 +182,7 @@ async fn lockout_story_failures_lock_refuse_even_the_right_password_then_unlock(
     // Success reset the count: four more failures do not lock.
     for _ in 0..4 {
         h.service
+            .sessions()
             .login(
                 "ada@example.com",
                 &s("wrong password!"),
@@ -176,6 +193,7 @@ async fn lockout_story_failures_lock_refuse_even_the_right_password_then_unlock(
             .unwrap_err();
     }
     h.service
+        .sessions()
         .login("ada@example.com", &s(PASSWORD), from("10.0.0.3"), None)
         .await
         .unwrap()
@@ -188,6 +206,7 @@ async fn unknown_emails_lock_the_same_way_and_failures_age_out() {
     let h = harness();
     for _ in 0..5 {
         h.service
+            .sessions()
             .login(
                 "ghost@example.com",
                 &s("wrong password!"),
@@ -199,6 +218,7 @@ async fn unknown_emails_lock_the_same_way_and_failures_age_out() {
     }
     let e = h
         .service
+        .sessions()
         .login(
             "ghost@example.com",
             &s("wrong password!"),
@@ -214,6 +234,7 @@ async fn unknown_emails_lock_the_same_way_and_failures_age_out() {
     signup(&h, "ada@example.com").await;
     for _ in 0..4 {
         h.service
+            .sessions()
             .login(
                 "ada@example.com",
                 &s("wrong password!"),
@@ -226,6 +247,7 @@ async fn unknown_emails_lock_the_same_way_and_failures_age_out() {
     h.clock.advance(Duration::minutes(2));
     // The window passed: this failure starts a new count and does not lock.
     h.service
+        .sessions()
         .login(
             "ada@example.com",
             &s("wrong password!"),
@@ -235,6 +257,7 @@ async fn unknown_emails_lock_the_same_way_and_failures_age_out() {
         .await
         .unwrap_err();
     h.service
+        .sessions()
         .login("ada@example.com", &s(PASSWORD), from("10.0.0.2"), None)
         .await
         .unwrap()
@@ -248,6 +271,7 @@ async fn an_administrator_can_unlock() {
     signup(&h, "ada@example.com").await;
     for _ in 0..5 {
         h.service
+            .sessions()
             .login(
                 "ada@example.com",
                 &s("wrong password!"),
@@ -259,16 +283,19 @@ async fn an_administrator_can_unlock() {
     }
     assert!(matches!(
         h.service
+            .sessions()
             .login("ada@example.com", &s(PASSWORD), from("10.0.0.2"), None)
             .await,
         Err(AuthError::AccountLocked { .. })
     ));
     h.service
+        .operators()
         .create_admin("root@example.com", s(PASSWORD))
         .await
         .unwrap();
     let root = h
         .service
+        .sessions()
         .login("root@example.com", &s(PASSWORD), from("10.0.0.9"), None)
         .await
         .unwrap()
@@ -276,21 +303,25 @@ async fn an_administrator_can_unlock() {
         .unwrap();
     let admin = h
         .service
+        .operators()
         .authorize::<UsersWrite>(&root.access_token, ClientInfo::default())
         .await
         .unwrap();
     let ada = h
         .service
+        .operators()
         .admin_list_users(&admin, Some("ada@".into()), None, None)
         .await
         .unwrap()
         .items
         .remove(0);
     h.service
+        .operators()
         .admin_unlock_user(&admin, ada.user.id)
         .await
         .unwrap();
     h.service
+        .sessions()
         .login("ada@example.com", &s(PASSWORD), from("10.0.0.2"), None)
         .await
         .unwrap()
@@ -309,7 +340,12 @@ async fn guessable_passwords_are_refused_when_a_minimum_score_is_set() {
         name: None,
         captcha_token: None,
     };
-    let e = h.service.signup(weak, from("10.0.0.1")).await.unwrap_err();
+    let e = h
+        .service
+        .mailbox()
+        .signup(weak, from("10.0.0.1"))
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             e,

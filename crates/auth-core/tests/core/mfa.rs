@@ -31,17 +31,30 @@ async fn signed_up(h: &Harness) -> (Authenticated, IssuedTokens) {
         name: None,
         captcha_token: None,
     };
-    let SignupOutcome::SignedIn(t) = h.service.signup(req, ClientInfo::default()).await.unwrap()
+    let SignupOutcome::SignedIn(t) = h
+        .service
+        .mailbox()
+        .signup(req, ClientInfo::default())
+        .await
+        .unwrap()
     else {
         panic!("expected to be signed in")
     };
-    (h.service.authenticate(&t.access_token).await.unwrap(), *t)
+    (
+        h.service
+            .sessions()
+            .authenticate(&t.access_token)
+            .await
+            .unwrap(),
+        *t,
+    )
 }
 
 /// Enrol and activate TOTP; returns the raw secret and the recovery codes.
 async fn with_totp(h: &Harness, caller: &Authenticated) -> (Vec<u8>, Vec<String>) {
     let enrollment = h
         .service
+        .mfa()
         .enroll_totp(caller, Some("phone".into()))
         .await
         .unwrap();
@@ -56,6 +69,7 @@ async fn with_totp(h: &Harness, caller: &Authenticated) -> (Vec<u8>, Vec<String>
     let code = totp_code(&secret, time_step(h.clock.now()));
     let codes = h
         .service
+        .mfa()
         .activate_totp(caller, enrollment.factor_id, &code, &ClientInfo::default())
         .await
         .unwrap();
@@ -69,6 +83,7 @@ async fn with_totp(h: &Harness, caller: &Authenticated) -> (Vec<u8>, Vec<String>
 
 async fn login(h: &Harness) -> SignInOutcome {
     h.service
+        .sessions()
         .login(EMAIL, &s(PASSWORD), ClientInfo::default(), None)
         .await
         .unwrap()
@@ -92,6 +107,7 @@ async fn verify(
     code: &str,
 ) -> Result<IssuedTokens, AuthError> {
     h.service
+        .mfa()
         .verify_mfa(&m.mfa_token, f, code, ClientInfo::default())
         .await
 }
@@ -126,6 +142,7 @@ async fn a_user_without_factor_signs_in_at_aal1_and_enrolment_needs_a_valid_firs
     let t = login(&h).await.tokens().expect("no second factor yet");
     let claims = h
         .service
+        .sessions()
         .authenticate(&t.access_token)
         .await
         .unwrap()
@@ -135,11 +152,12 @@ async fn a_user_without_factor_signs_in_at_aal1_and_enrolment_needs_a_valid_firs
         (vec!["pwd".to_owned()], "aal1".to_owned())
     );
 
-    let enrollment = h.service.enroll_totp(&caller, None).await.unwrap();
+    let enrollment = h.service.mfa().enroll_totp(&caller, None).await.unwrap();
     let secret = base32_decode(enrollment.secret.expose_secret()).unwrap();
     let wrong = totp_code(&secret, time_step(h.clock.now()) + 5);
     assert!(matches!(
         h.service
+            .mfa()
             .activate_totp(
                 &caller,
                 enrollment.factor_id,
@@ -151,7 +169,7 @@ async fn a_user_without_factor_signs_in_at_aal1_and_enrolment_needs_a_valid_firs
     ));
     // A pending factor does not protect the account yet, and is not listed.
     assert!(login(&h).await.tokens().is_some());
-    assert!(!h.service.mfa_status(&caller).await.unwrap().enabled);
+    assert!(!h.service.mfa().mfa_status(&caller).await.unwrap().enabled);
     // The secret is stored sealed, never in clear.
     let stored = h.store.factors_of(caller.user_id).await.unwrap();
     assert_eq!(stored.len(), 1);
@@ -165,11 +183,12 @@ async fn a_user_without_factor_signs_in_at_aal1_and_enrolment_needs_a_valid_firs
     let code = current_code(&h, &secret);
     let codes = h
         .service
+        .mfa()
         .activate_totp(&caller, enrollment.factor_id, &code, &ClientInfo::default())
         .await
         .unwrap();
     assert_eq!(codes.0.len(), 10);
-    let status = h.service.mfa_status(&caller).await.unwrap();
+    let status = h.service.mfa().mfa_status(&caller).await.unwrap();
     assert!(status.enabled);
     assert_eq!(status.factors.len(), 1);
     assert_eq!(status.factors[0].label, None);
@@ -179,7 +198,7 @@ async fn a_user_without_factor_signs_in_at_aal1_and_enrolment_needs_a_valid_firs
     assert_eq!(h.mailer.to(EMAIL, "mfa_factor_added").len(), 1);
     // One TOTP factor at a time.
     assert!(matches!(
-        h.service.enroll_totp(&caller, None).await,
+        h.service.mfa().enroll_totp(&caller, None).await,
         Err(AuthError::MfaAlreadyEnrolled)
     ));
 }
@@ -205,6 +224,7 @@ async fn login_with_totp_needs_the_mfa_token_and_a_fresh_code_and_gives_aal2() {
     let t = verify(&h, &m, SecondFactor::Totp, &code).await.unwrap();
     let claims = h
         .service
+        .sessions()
         .authenticate(&t.access_token)
         .await
         .unwrap()
@@ -214,11 +234,13 @@ async fn login_with_totp_needs_the_mfa_token_and_a_fresh_code_and_gives_aal2() {
     // The refresh token keeps the level.
     let refreshed = h
         .service
+        .sessions()
         .refresh(&t.refresh_token, &ClientInfo::default())
         .await
         .unwrap();
     let claims = h
         .service
+        .sessions()
         .authenticate(&refreshed.access_token)
         .await
         .unwrap()
@@ -298,6 +320,7 @@ async fn an_mfa_token_dies_after_five_wrong_codes_and_after_five_minutes() {
     ));
     assert!(matches!(
         h.service
+            .mfa()
             .verify_mfa(
                 &s("not-a-token"),
                 SecondFactor::Totp,
@@ -329,6 +352,7 @@ async fn recovery_codes_work_once_each_and_the_owner_is_told() {
         .unwrap();
     let claims = h
         .service
+        .sessions()
         .authenticate(&t.access_token)
         .await
         .unwrap()
@@ -337,6 +361,7 @@ async fn recovery_codes_work_once_each_and_the_owner_is_told() {
     assert_eq!(claims.aal, "aal2");
     assert_eq!(
         h.service
+            .mfa()
             .mfa_status(&caller)
             .await
             .unwrap()
@@ -368,6 +393,7 @@ async fn an_aal1_session_steps_up_to_aal2_with_a_code() {
 
     assert!(matches!(
         h.service
+            .mfa()
             .step_up(&caller, SecondFactor::Totp, "123", &ClientInfo::default())
             .await,
         Err(AuthError::InvalidCode)
@@ -376,12 +402,14 @@ async fn an_aal1_session_steps_up_to_aal2_with_a_code() {
     let code = current_code(&h, &secret);
     let stepped = h
         .service
+        .mfa()
         .step_up(&caller, SecondFactor::Totp, &code, &ClientInfo::default())
         .await
         .unwrap();
     assert_eq!(stepped.session_id, caller.session_id);
     let claims = h
         .service
+        .sessions()
         .authenticate(&stepped.access_token)
         .await
         .unwrap()
@@ -393,11 +421,13 @@ async fn an_aal1_session_steps_up_to_aal2_with_a_code() {
     // The session itself moved: its refresh token now gives aal2 tokens.
     let refreshed = h
         .service
+        .sessions()
         .refresh(&first.refresh_token, &ClientInfo::default())
         .await
         .unwrap();
     let claims = h
         .service
+        .sessions()
         .authenticate(&refreshed.access_token)
         .await
         .unwrap()
@@ -405,6 +435,7 @@ async fn an_aal1_session_steps_up_to_aal2_with_a_code() {
     assert_eq!(claims.aal, "aal2");
     // A recovery code steps up too (and is spent).
     h.service
+        .mfa()
         .step_up(
             &caller,
             SecondFactor::RecoveryCode,
@@ -415,6 +446,7 @@ async fn an_aal1_session_steps_up_to_aal2_with_a_code() {
         .unwrap();
     assert_eq!(
         h.service
+            .mfa()
             .mfa_status(&caller)
             .await
             .unwrap()
@@ -428,24 +460,29 @@ async fn removing_a_factor_or_regenerating_codes_needs_a_fresh_second_factor() {
     let h = harness();
     let (caller, _) = signed_up(&h).await;
     let (secret, codes) = with_totp(&h, &caller).await;
-    let factor = h.service.mfa_status(&caller).await.unwrap().factors[0].id;
+    let factor = h.service.mfa().mfa_status(&caller).await.unwrap().factors[0].id;
     let c = ClientInfo::default();
 
     assert!(matches!(
-        h.service.remove_mfa_factor(&caller, factor, None, &c).await,
+        h.service
+            .mfa()
+            .remove_mfa_factor(&caller, factor, None, &c)
+            .await,
         Err(AuthError::InvalidCode)
     ));
     assert!(matches!(
         h.service
+            .mfa()
             .remove_mfa_factor(&caller, factor, Some((SecondFactor::Totp, "000000")), &c)
             .await,
         Err(AuthError::InvalidCode)
     ));
-    assert!(h.service.mfa_status(&caller).await.unwrap().enabled);
+    assert!(h.service.mfa().mfa_status(&caller).await.unwrap().enabled);
 
     // Regenerate with a recovery code: every old code dies, ten new ones work.
     let fresh = h
         .service
+        .mfa()
         .regenerate_recovery_codes(&caller, (SecondFactor::RecoveryCode, &codes[0]), &c)
         .await
         .unwrap();
@@ -472,10 +509,11 @@ async fn removing_a_factor_or_regenerating_codes_needs_a_fresh_second_factor() {
     h.clock.advance(Duration::seconds(30));
     let code = current_code(&h, &secret);
     h.service
+        .mfa()
         .remove_mfa_factor(&caller, factor, Some((SecondFactor::Totp, &code)), &c)
         .await
         .unwrap();
-    let status = h.service.mfa_status(&caller).await.unwrap();
+    let status = h.service.mfa().mfa_status(&caller).await.unwrap();
     assert!(!status.enabled);
     assert_eq!(status.recovery_codes_remaining, 0);
     assert!(login(&h).await.tokens().is_some(), "MFA is off again");
@@ -483,11 +521,15 @@ async fn removing_a_factor_or_regenerating_codes_needs_a_fresh_second_factor() {
     h.deliver().await;
     assert_eq!(h.mailer.to(EMAIL, "mfa_factor_removed").len(), 1);
     assert!(matches!(
-        h.service.remove_mfa_factor(&caller, factor, None, &c).await,
+        h.service
+            .mfa()
+            .remove_mfa_factor(&caller, factor, None, &c)
+            .await,
         Err(AuthError::NotFound)
     ));
     assert!(matches!(
         h.service
+            .mfa()
             .step_up(&caller, SecondFactor::Totp, &code, &c)
             .await,
         Err(AuthError::MfaNotEnrolled)
@@ -503,6 +545,7 @@ async fn magic_links_and_email_codes_also_stop_at_the_second_factor() {
     let c = ClientInfo::default();
 
     h.service
+        .mailbox()
         .request_magic_link(EMAIL, None, &c, None)
         .await
         .unwrap();
@@ -510,6 +553,7 @@ async fn magic_links_and_email_codes_also_stop_at_the_second_factor() {
     let token = h.mailer.token(EMAIL, "magic_link").unwrap();
     let signed = h
         .service
+        .mailbox()
         .verify_magic_link(&s(&token), c.clone())
         .await
         .unwrap();
@@ -523,16 +567,26 @@ async fn magic_links_and_email_codes_also_stop_at_the_second_factor() {
         .unwrap();
     let claims = h
         .service
+        .sessions()
         .authenticate(&t.access_token)
         .await
         .unwrap()
         .claims;
     assert_eq!(claims.amr, vec!["email", "otp"]);
 
-    h.service.send_email_code(EMAIL, &c, None).await.unwrap();
+    h.service
+        .mailbox()
+        .send_email_code(EMAIL, &c, None)
+        .await
+        .unwrap();
     h.deliver().await;
     let code = h.mailer.value(EMAIL, "email_otp", "code").unwrap();
-    let outcome = h.service.verify_email_code(EMAIL, &code, c).await.unwrap();
+    let outcome = h
+        .service
+        .mailbox()
+        .verify_email_code(EMAIL, &code, c)
+        .await
+        .unwrap();
     assert!(outcome.mfa_required().is_some());
 }
 
@@ -542,11 +596,12 @@ async fn sms_codes_enrol_a_number_and_serve_as_a_second_factor_once_each() {
     let (caller, _) = signed_up(&h).await;
     let c = ClientInfo::default();
     assert!(matches!(
-        h.service.enroll_sms(&caller, "0612345678", &c).await,
+        h.service.mfa().enroll_sms(&caller, "0612345678", &c).await,
         Err(AuthError::InvalidField { field: "phone", .. })
     ));
     let enrollment = h
         .service
+        .mfa()
         .enroll_sms(&caller, "+33 6 12 34 56 78", &c)
         .await
         .unwrap();
@@ -556,11 +611,13 @@ async fn sms_codes_enrol_a_number_and_serve_as_a_second_factor_once_each() {
     // The pending number is no authenticator app: the TOTP activation does not know it.
     assert!(matches!(
         h.service
+            .mfa()
             .activate_totp(&caller, enrollment.factor_id, &code, &c)
             .await,
         Err(AuthError::NotFound)
     ));
     h.service
+        .mfa()
         .activate_sms(&caller, enrollment.factor_id, &code, &c)
         .await
         .unwrap();
@@ -568,6 +625,7 @@ async fn sms_codes_enrol_a_number_and_serve_as_a_second_factor_once_each() {
     let m = mfa_required(&h).await;
     assert_eq!(m.factors, vec!["sms", "recovery_code"]);
     h.service
+        .mfa()
         .send_mfa_sms(Some(&m.mfa_token), None, &c)
         .await
         .unwrap();
@@ -587,6 +645,7 @@ async fn sms_codes_enrol_a_number_and_serve_as_a_second_factor_once_each() {
     h.clock.advance(Duration::minutes(5));
     let m = mfa_required(&h).await;
     h.service
+        .mfa()
         .send_mfa_sms(Some(&m.mfa_token), None, &c)
         .await
         .unwrap();
@@ -595,6 +654,7 @@ async fn sms_codes_enrol_a_number_and_serve_as_a_second_factor_once_each() {
     let t = verify(&h, &m, SecondFactor::Sms, &code).await.unwrap();
     let claims = h
         .service
+        .sessions()
         .authenticate(&t.access_token)
         .await
         .unwrap()
@@ -606,6 +666,7 @@ async fn sms_codes_enrol_a_number_and_serve_as_a_second_factor_once_each() {
     // Codes expire after five minutes.
     let m = mfa_required(&h).await;
     h.service
+        .mfa()
         .send_mfa_sms(Some(&m.mfa_token), None, &c)
         .await
         .unwrap();
@@ -620,12 +681,14 @@ async fn sms_codes_enrol_a_number_and_serve_as_a_second_factor_once_each() {
 
     // Removed with a fresh code; the owner's mail names the factor removed.
     h.service
+        .mfa()
         .send_mfa_sms(None, Some(&caller), &c)
         .await
         .unwrap();
     h.deliver().await;
     let code = h.sms.last_code("+33612345678").unwrap();
     h.service
+        .mfa()
         .remove_mfa_factor(
             &caller,
             enrollment.factor_id,
@@ -649,17 +712,19 @@ async fn the_pending_enrolment_of_a_kind_is_found_until_it_is_activated_or_expir
     let (caller, _) = signed_up(&h).await;
     assert_eq!(
         h.service
+            .mfa()
             .pending_factor(&caller, FactorKind::Totp)
             .await
             .unwrap(),
         None
     );
-    let first = h.service.enroll_totp(&caller, None).await.unwrap();
+    let first = h.service.mfa().enroll_totp(&caller, None).await.unwrap();
     // Enrolling again replaces the pending factor: the newer one is found.
-    let second = h.service.enroll_totp(&caller, None).await.unwrap();
+    let second = h.service.mfa().enroll_totp(&caller, None).await.unwrap();
     assert_ne!(first.factor_id, second.factor_id);
     assert_eq!(
         h.service
+            .mfa()
             .pending_factor(&caller, FactorKind::Totp)
             .await
             .unwrap(),
@@ -667,6 +732,7 @@ async fn the_pending_enrolment_of_a_kind_is_found_until_it_is_activated_or_expir
     );
     assert_eq!(
         h.service
+            .mfa()
             .pending_factor(&caller, FactorKind::Sms)
             .await
             .unwrap(),
@@ -676,15 +742,17 @@ async fn the_pending_enrolment_of_a_kind_is_found_until_it_is_activated_or_expir
     h.clock.advance(Duration::minutes(16));
     assert_eq!(
         h.service
+            .mfa()
             .pending_factor(&caller, FactorKind::Totp)
             .await
             .unwrap(),
         None
     );
     // Once active, nothing is pending.
-    let third = h.service.enroll_totp(&caller, None).await.unwrap();
+    let third = h.service.mfa().enroll_totp(&caller, None).await.unwrap();
     let secret = base32_decode(third.secret.expose_secret()).unwrap();
     h.service
+        .mfa()
         .activate_totp(
             &caller,
             third.factor_id,
@@ -695,6 +763,7 @@ async fn the_pending_enrolment_of_a_kind_is_found_until_it_is_activated_or_expir
         .unwrap();
     assert_eq!(
         h.service
+            .mfa()
             .pending_factor(&caller, FactorKind::Totp)
             .await
             .unwrap(),
@@ -768,12 +837,16 @@ async fn a_passkey_without_user_verification_goes_through_the_second_factor() {
     let (secret, _) = with_totp(&h, &caller).await;
     // The sign-up session (aal1, from before the factor) cannot plant a passkey.
     assert!(matches!(
-        h.service.passkey_registration_start(&caller).await,
+        h.service
+            .passkeys()
+            .passkey_registration_start(&caller)
+            .await,
         Err(AuthError::StepUpRequired)
     ));
     h.clock.advance(Duration::seconds(30));
     let stepped = h
         .service
+        .mfa()
         .step_up(
             &caller,
             SecondFactor::Totp,
@@ -782,11 +855,22 @@ async fn a_passkey_without_user_verification_goes_through_the_second_factor() {
         )
         .await
         .unwrap();
-    let aal2 = h.service.authenticate(&stepped.access_token).await.unwrap();
-    let start = h.service.passkey_registration_start(&aal2).await.unwrap();
+    let aal2 = h
+        .service
+        .sessions()
+        .authenticate(&stepped.access_token)
+        .await
+        .unwrap();
+    let start = h
+        .service
+        .passkeys()
+        .passkey_registration_start(&aal2)
+        .await
+        .unwrap();
     // Started at aal2, finished with the aal1 token: refused as well.
     assert!(matches!(
         h.service
+            .passkeys()
             .passkey_registration_finish(
                 &caller,
                 &start.ceremony_id,
@@ -797,8 +881,14 @@ async fn a_passkey_without_user_verification_goes_through_the_second_factor() {
             .await,
         Err(AuthError::StepUpRequired)
     ));
-    let start = h.service.passkey_registration_start(&aal2).await.unwrap();
+    let start = h
+        .service
+        .passkeys()
+        .passkey_registration_start(&aal2)
+        .await
+        .unwrap();
     h.service
+        .passkeys()
         .passkey_registration_finish(
             &aal2,
             &start.ceremony_id,
@@ -816,10 +906,12 @@ async fn a_passkey_without_user_verification_goes_through_the_second_factor() {
         async move {
             let start = h
                 .service
+                .passkeys()
                 .passkey_login_start(&ClientInfo::default())
                 .await
                 .unwrap();
             h.service
+                .passkeys()
                 .passkey_login_finish(
                     &start.ceremony_id,
                     &serde_json::json!({"user": user, "uv": uv, "counter": counter}),
@@ -844,6 +936,7 @@ async fn a_passkey_without_user_verification_goes_through_the_second_factor() {
     .unwrap();
     let claims = h
         .service
+        .sessions()
         .authenticate(&tokens.access_token)
         .await
         .unwrap()
@@ -856,6 +949,7 @@ async fn a_passkey_without_user_verification_goes_through_the_second_factor() {
     };
     let claims = h
         .service
+        .sessions()
         .authenticate(&verified.access_token)
         .await
         .unwrap()

@@ -30,7 +30,13 @@ async fn signed_in(h: &Harness, email: &str) -> IssuedTokens {
         name: None,
         captcha_token: None,
     };
-    match h.service.signup(req, ClientInfo::default()).await.unwrap() {
+    match h
+        .service
+        .mailbox()
+        .signup(req, ClientInfo::default())
+        .await
+        .unwrap()
+    {
         SignupOutcome::SignedIn(t) => *t,
         SignupOutcome::VerificationSent => panic!("confirmation is optional here"),
     }
@@ -46,11 +52,13 @@ impl Capability for AppReports {
 /// The access token of a freshly created administrator.
 async fn root(h: &Harness) -> String {
     h.service
+        .operators()
         .create_admin("root@example.com", s(PASSWORD))
         .await
         .unwrap();
     let t = h
         .service
+        .sessions()
         .login(
             "root@example.com",
             &s(PASSWORD),
@@ -66,6 +74,7 @@ async fn root(h: &Harness) -> String {
 
 async fn operator<C: Capability>(h: &Harness, token: &str) -> Operator<C> {
     h.service
+        .operators()
         .authorize::<C>(token, ClientInfo::default())
         .await
         .unwrap()
@@ -78,6 +87,7 @@ async fn a_disabled_user_cannot_open_a_session_by_any_means() {
     let t = signed_in(&h, "ada@example.com").await;
     h.verify_email(t.user.id, "ada@example.com").await;
     h.service
+        .operators()
         .admin_set_disabled(&admin, t.user.id, true)
         .await
         .unwrap();
@@ -90,6 +100,7 @@ async fn a_disabled_user_cannot_open_a_session_by_any_means() {
     );
     let login = h
         .service
+        .sessions()
         .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
         .await;
     assert!(
@@ -98,15 +109,18 @@ async fn a_disabled_user_cannot_open_a_session_by_any_means() {
     );
     assert!(matches!(
         h.service
+            .sessions()
             .refresh(&t.refresh_token, &ClientInfo::default())
             .await,
         Err(AuthError::InvalidRefreshToken)
     ));
     h.service
+        .mailbox()
         .request_magic_link("ada@example.com", None, &ClientInfo::default(), None)
         .await
         .unwrap();
     h.service
+        .mailbox()
         .send_email_code("ada@example.com", &ClientInfo::default(), None)
         .await
         .unwrap();
@@ -114,6 +128,7 @@ async fn a_disabled_user_cannot_open_a_session_by_any_means() {
     let token = h.mailer.token("ada@example.com", "magic_link").unwrap();
     let link = h
         .service
+        .mailbox()
         .verify_magic_link(&s(&token), ClientInfo::default())
         .await;
     assert!(matches!(link, Err(AuthError::AccountDisabled)));
@@ -123,6 +138,7 @@ async fn a_disabled_user_cannot_open_a_session_by_any_means() {
         .unwrap();
     let by_code = h
         .service
+        .mailbox()
         .verify_email_code("ada@example.com", &code, ClientInfo::default())
         .await;
     assert!(matches!(by_code, Err(AuthError::AccountDisabled)));
@@ -134,10 +150,12 @@ async fn a_disabled_user_cannot_open_a_session_by_any_means() {
             .is_empty()
     );
     h.service
+        .operators()
         .admin_set_disabled(&admin, t.user.id, false)
         .await
         .unwrap();
     h.service
+        .sessions()
         .login("ada@example.com", &s(PASSWORD), ClientInfo::default(), None)
         .await
         .unwrap();
@@ -150,10 +168,12 @@ async fn capabilities_come_from_the_current_roles() {
     let t = signed_in(&h, "ada@example.com").await;
     let forbidden = h
         .service
+        .operators()
         .authorize::<AppReports>(&t.access_token, ClientInfo::default())
         .await;
     assert!(matches!(forbidden, Err(AuthError::Forbidden)));
     h.service
+        .operators()
         .create_role(
             &admin,
             "reporter".into(),
@@ -165,26 +185,31 @@ async fn capabilities_come_from_the_current_roles() {
         .await
         .unwrap();
     h.service
+        .operators()
         .change_user_role(&admin, t.user.id, "reporter", true)
         .await
         .unwrap();
     // The same token: the check reads the user record, not the token's claims.
     h.service
+        .operators()
         .authorize::<AppReports>(&t.access_token, ClientInfo::default())
         .await
         .unwrap();
     h.service
+        .operators()
         .change_user_role(&admin, t.user.id, "reporter", false)
         .await
         .unwrap();
     assert!(matches!(
         h.service
+            .operators()
             .authorize::<AppReports>(&t.access_token, ClientInfo::default())
             .await,
         Err(AuthError::Forbidden)
     ));
     assert!(matches!(
         h.service
+            .operators()
             .authorize::<UsersRead>("junk", ClientInfo::default())
             .await,
         Err(AuthError::InvalidToken(_))
@@ -214,7 +239,7 @@ async fn audit_rows_past_retention_are_pruned() {
         .await
         .unwrap();
     h.clock.advance(Duration::days(31));
-    assert_eq!(h.service.prune_audit_log().await.unwrap(), 1);
+    assert_eq!(h.service.operators().prune_audit_log().await.unwrap(), 1);
     let left = h
         .store
         .query(&AuditQuery {
@@ -295,6 +320,7 @@ async fn an_imported_bcrypt_account_signs_in_and_its_hash_is_upgraded() {
     };
     let user = h
         .service
+        .operators()
         .import_account(account("ada@example.com", bcrypt))
         .await
         .unwrap();
@@ -302,12 +328,14 @@ async fn an_imported_bcrypt_account_signs_in_and_its_hash_is_upgraded() {
     assert_eq!(user.name.as_deref(), Some("Ada"));
     assert!(matches!(
         h.service
+            .operators()
             .import_account(account("ADA@example.com", bcrypt))
             .await,
         Err(AuthError::EmailTaken)
     ));
     assert!(matches!(
         h.service
+            .operators()
             .import_account(account("eve@example.com", "plain text"))
             .await,
         Err(AuthError::InvalidRequest(_))
@@ -315,6 +343,7 @@ async fn an_imported_bcrypt_account_signs_in_and_its_hash_is_upgraded() {
 
     let wrong = h
         .service
+        .sessions()
         .login("ada@example.com", &s("U*V"), ClientInfo::default(), None)
         .await;
     assert!(matches!(wrong, Err(AuthError::InvalidCredentials)));
@@ -333,6 +362,7 @@ async fn an_imported_bcrypt_account_signs_in_and_its_hash_is_upgraded() {
     assert_eq!(stored(&h).await, bcrypt, "a failed sign-in changes nothing");
     let t = h
         .service
+        .sessions()
         .login("ada@example.com", &s("U*U"), ClientInfo::default(), None)
         .await
         .unwrap()
@@ -342,6 +372,7 @@ async fn an_imported_bcrypt_account_signs_in_and_its_hash_is_upgraded() {
     assert!(stored(&h).await.starts_with("$argon2id$"));
     // The upgraded hash still takes the same password.
     h.service
+        .sessions()
         .login("ada@example.com", &s("U*U"), ClientInfo::default(), None)
         .await
         .unwrap();

@@ -23,8 +23,8 @@ fn signup_req(email: &str) -> SignupRequest {
     }
 }
 
-async fn signup_ok(service: &auth_core::service::AuthService, req: SignupRequest) -> IssuedTokens {
-    match service.signup(req, client()).await.unwrap() {
+async fn signup_ok(service: &auth_core::AuthCore, req: SignupRequest) -> IssuedTokens {
+    match service.mailbox().signup(req, client()).await.unwrap() {
         SignupOutcome::SignedIn(t) => *t,
         SignupOutcome::VerificationSent => panic!("expected to be signed in"),
     }
@@ -44,7 +44,11 @@ fn secret(s: &str) -> SecretString {
 async fn signed_up(h: &Harness, email: &str) -> (Authenticated, SecretString) {
     let t = signup_ok(&h.service, signup_req(email)).await;
     (
-        h.service.authenticate(&t.access_token).await.unwrap(),
+        h.service
+            .sessions()
+            .authenticate(&t.access_token)
+            .await
+            .unwrap(),
         t.refresh_token,
     )
 }
@@ -68,7 +72,12 @@ async fn signup_stores_a_hashed_password_and_signs_in() {
     assert!(stored.starts_with("$argon2id$"));
     assert!(!stored.contains(PASSWORD));
 
-    let caller = h.service.authenticate(&t.access_token).await.unwrap();
+    let caller = h
+        .service
+        .sessions()
+        .authenticate(&t.access_token)
+        .await
+        .unwrap();
     assert_eq!(caller.user_id, t.user.id);
     assert_eq!(caller.session_id, t.session_id);
     assert_eq!(caller.claims.amr, vec!["pwd"]);
@@ -94,6 +103,7 @@ async fn signup_refuses_a_taken_email_whatever_its_case() {
     signup_ok(&h.service, signup_req("ada@example.com")).await;
     let err = h
         .service
+        .mailbox()
         .signup(signup_req("ADA@EXAMPLE.com"), client())
         .await
         .map(|_| ())
@@ -106,6 +116,7 @@ async fn signup_validates_email_password_and_name() {
     let h = harness();
     let err = h
         .service
+        .mailbox()
         .signup(signup_req("not-an-email"), client())
         .await
         .map(|_| ())
@@ -114,13 +125,13 @@ async fn signup_validates_email_password_and_name() {
     let mut req = signup_req("ada@example.com");
     req.password = secret("password123");
     assert!(matches!(
-        h.service.signup(req, client()).await.map(|_| ()),
+        h.service.mailbox().signup(req, client()).await.map(|_| ()),
         Err(AuthError::WeakPassword(PasswordRejection::Common))
     ));
     let mut req = signup_req("ada@example.com");
     req.password = secret("short");
     assert!(matches!(
-        h.service.signup(req, client()).await.map(|_| ()),
+        h.service.mailbox().signup(req, client()).await.map(|_| ()),
         Err(AuthError::WeakPassword(PasswordRejection::TooShort {
             min: 8
         }))
@@ -128,7 +139,7 @@ async fn signup_validates_email_password_and_name() {
     let mut req = signup_req("ada@example.com");
     req.name = Some("x".repeat(201));
     assert!(matches!(
-        h.service.signup(req, client()).await.map(|_| ()),
+        h.service.mailbox().signup(req, client()).await.map(|_| ()),
         Err(AuthError::InvalidField { field: "name", .. })
     ));
     // Nothing was created by the refused attempts.
@@ -147,6 +158,7 @@ async fn login_accepts_the_right_password_only_and_never_says_which_part_was_wro
     signup_ok(&h.service, signup_req("ada@example.com")).await;
     let t = h
         .service
+        .sessions()
         .login("ADA@example.com", &secret(PASSWORD), client(), None)
         .await
         .unwrap()
@@ -160,6 +172,7 @@ async fn login_accepts_the_right_password_only_and_never_says_which_part_was_wro
     ] {
         let err = h
             .service
+            .sessions()
             .login(email, &secret(password), client(), None)
             .await
             .unwrap_err();
@@ -171,6 +184,7 @@ async fn login_accepts_the_right_password_only_and_never_says_which_part_was_wro
     let huge = "x".repeat(5000);
     assert!(matches!(
         h.service
+            .sessions()
             .login("ada@example.com", &secret(&huge), client(), None)
             .await,
         Err(AuthError::InvalidCredentials)
@@ -201,6 +215,7 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
     let ports_store = old.store.clone();
     let service = &new.service;
     service
+        .sessions()
         .login("ada@example.com", &secret(PASSWORD), client(), None)
         .await
         .unwrap()
@@ -216,6 +231,7 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
     assert!(after.contains("m=512,t=2,p=1"), "{after}");
     // And the password still works against the new hash.
     service
+        .sessions()
         .login("ada@example.com", &secret(PASSWORD), client(), None)
         .await
         .unwrap()
@@ -230,6 +246,7 @@ async fn refresh_rotates_the_token_within_the_same_session() {
     h.clock.advance(Duration::minutes(1));
     let t1 = h
         .service
+        .sessions()
         .refresh(&t0.refresh_token, &ClientInfo::default())
         .await
         .unwrap();
@@ -247,7 +264,11 @@ async fn refresh_rotates_the_token_within_the_same_session() {
     assert!(old.rotated_at.is_some());
     let session = h.store.session(t0.session_id).await.unwrap().unwrap();
     assert_eq!(session.last_used_at, h.clock_now());
-    h.service.authenticate(&t1.access_token).await.unwrap();
+    h.service
+        .sessions()
+        .authenticate(&t1.access_token)
+        .await
+        .unwrap();
 }
 
 trait ClockNow {
@@ -266,11 +287,13 @@ async fn a_rotated_token_within_the_grace_window_gets_the_current_token() {
     let t0 = signup_ok(&h.service, signup_req("ada@example.com")).await;
     let t1 = h
         .service
+        .sessions()
         .refresh(&t0.refresh_token, &ClientInfo::default())
         .await
         .unwrap();
     let t2 = h
         .service
+        .sessions()
         .refresh(&t1.refresh_token, &ClientInfo::default())
         .await
         .unwrap();
@@ -278,6 +301,7 @@ async fn a_rotated_token_within_the_grace_window_gets_the_current_token() {
     // Two generations behind, still within the window of the token presented.
     let again = h
         .service
+        .sessions()
         .refresh(&t0.refresh_token, &ClientInfo::default())
         .await;
     // t0 was rotated 5 s ago (same instant as t1): within 10 s, so it converges on t2.
@@ -289,6 +313,7 @@ async fn a_rotated_token_within_the_grace_window_gets_the_current_token() {
     assert_eq!(again.session_id, t0.session_id);
     // The current token still rotates normally afterwards.
     h.service
+        .sessions()
         .refresh(&t2.refresh_token, &ClientInfo::default())
         .await
         .unwrap();
@@ -300,12 +325,14 @@ async fn reuse_after_the_grace_window_revokes_the_whole_session() {
     let t0 = signup_ok(&h.service, signup_req("ada@example.com")).await;
     let t1 = h
         .service
+        .sessions()
         .refresh(&t0.refresh_token, &ClientInfo::default())
         .await
         .unwrap();
     h.clock.advance(Duration::seconds(11));
     assert!(matches!(
         h.service
+            .sessions()
             .refresh(&t0.refresh_token, &ClientInfo::default())
             .await,
         Err(AuthError::InvalidRefreshToken)
@@ -315,12 +342,13 @@ async fn reuse_after_the_grace_window_revokes_the_whole_session() {
     // The legitimate holder's tokens die with the session.
     assert!(matches!(
         h.service
+            .sessions()
             .refresh(&t1.refresh_token, &ClientInfo::default())
             .await,
         Err(AuthError::InvalidRefreshToken)
     ));
     assert!(matches!(
-        h.service.authenticate(&t1.access_token).await,
+        h.service.sessions().authenticate(&t1.access_token).await,
         Err(AuthError::InvalidToken(_))
     ));
 }
@@ -334,7 +362,10 @@ async fn concurrent_refreshes_of_one_token_converge_on_one_session() {
         let h = h.clone();
         let token = t0.refresh_token.clone();
         tasks.push(tokio::spawn(async move {
-            h.service.refresh(&token, &ClientInfo::default()).await
+            h.service
+                .sessions()
+                .refresh(&token, &ClientInfo::default())
+                .await
         }));
     }
     let mut tokens = std::collections::HashSet::new();
@@ -345,8 +376,16 @@ async fn concurrent_refreshes_of_one_token_converge_on_one_session() {
     }
     // In memory the calls serialise: every caller gets the one successor.
     assert_eq!(tokens.len(), 1);
-    let caller = h.service.authenticate(&t0.access_token).await.unwrap();
-    assert_eq!(h.service.sessions(&caller).await.unwrap().len(), 1);
+    let caller = h
+        .service
+        .sessions()
+        .authenticate(&t0.access_token)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.service.sessions().sessions(&caller).await.unwrap().len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -356,6 +395,7 @@ async fn sessions_end_after_idle_and_absolute_lifetimes() {
     h.clock.advance(Duration::days(7) + Duration::seconds(1));
     assert!(matches!(
         h.service
+            .sessions()
             .refresh(&t0.refresh_token, &ClientInfo::default())
             .await,
         Err(AuthError::InvalidRefreshToken)
@@ -364,6 +404,7 @@ async fn sessions_end_after_idle_and_absolute_lifetimes() {
     // Refreshing every 6 days keeps a session alive only until its absolute end.
     let mut t = h
         .service
+        .sessions()
         .login("ada@example.com", &secret(PASSWORD), client(), None)
         .await
         .unwrap()
@@ -373,6 +414,7 @@ async fn sessions_end_after_idle_and_absolute_lifetimes() {
         h.clock.advance(Duration::days(6));
         t = h
             .service
+            .sessions()
             .refresh(&t.refresh_token, &ClientInfo::default())
             .await
             .unwrap();
@@ -380,6 +422,7 @@ async fn sessions_end_after_idle_and_absolute_lifetimes() {
     h.clock.advance(Duration::days(6) + Duration::seconds(1));
     assert!(matches!(
         h.service
+            .sessions()
             .refresh(&t.refresh_token, &ClientInfo::default())
             .await,
         Err(AuthError::InvalidRefreshToken)
@@ -395,6 +438,7 @@ async fn access_tokens_never_outlive_their_session() {
     h.clock.advance(Duration::days(30) - Duration::minutes(5));
     let t1 = h
         .service
+        .sessions()
         .refresh(&t0.refresh_token, &ClientInfo::default())
         .await
         .unwrap();
@@ -407,6 +451,7 @@ async fn malformed_and_unknown_refresh_tokens_are_refused() {
     for bad in ["", "nope", &"A".repeat(43)] {
         assert!(matches!(
             h.service
+                .sessions()
                 .refresh(&secret(bad), &ClientInfo::default())
                 .await,
             Err(AuthError::InvalidRefreshToken)
@@ -419,25 +464,45 @@ async fn logout_scopes_end_the_right_sessions_at_once() {
     let h = harness();
     let (a, _) = signed_up(&h, "ada@example.com").await;
     let pw = secret(PASSWORD);
-    let login = || h.service.login("ada@example.com", &pw, client(), None);
+    let login = || {
+        h.service
+            .sessions()
+            .login("ada@example.com", &pw, client(), None)
+    };
     let b = h
         .service
+        .sessions()
         .authenticate(&login().await.unwrap().tokens().unwrap().access_token)
         .await
         .unwrap();
     let c = h
         .service
+        .sessions()
         .authenticate(&login().await.unwrap().tokens().unwrap().access_token)
         .await
         .unwrap();
     let (other_user, _) = signed_up(&h, "bob@example.com").await;
 
-    h.service.logout(&a, LogoutScope::Session).await.unwrap();
-    assert!(h.service.authenticate(&a.claims_token(&h)).await.is_err());
-    assert_eq!(h.service.sessions(&b).await.unwrap().len(), 2);
+    h.service
+        .sessions()
+        .logout(&a, LogoutScope::Session)
+        .await
+        .unwrap();
+    assert!(
+        h.service
+            .sessions()
+            .authenticate(&a.claims_token(&h))
+            .await
+            .is_err()
+    );
+    assert_eq!(h.service.sessions().sessions(&b).await.unwrap().len(), 2);
 
-    h.service.logout(&b, LogoutScope::Others).await.unwrap();
-    let left = h.service.sessions(&b).await.unwrap();
+    h.service
+        .sessions()
+        .logout(&b, LogoutScope::Others)
+        .await
+        .unwrap();
+    let left = h.service.sessions().sessions(&b).await.unwrap();
     assert_eq!(left.len(), 1);
     assert!(left[0].current);
     assert!(
@@ -450,7 +515,11 @@ async fn logout_scopes_end_the_right_sessions_at_once() {
             .is_some()
     );
 
-    h.service.logout(&b, LogoutScope::All).await.unwrap();
+    h.service
+        .sessions()
+        .logout(&b, LogoutScope::All)
+        .await
+        .unwrap();
     assert!(
         h.store
             .session(b.session_id)
@@ -461,7 +530,15 @@ async fn logout_scopes_end_the_right_sessions_at_once() {
             .is_some()
     );
     // Another user's session is untouched.
-    assert_eq!(h.service.sessions(&other_user).await.unwrap().len(), 1);
+    assert_eq!(
+        h.service
+            .sessions()
+            .sessions(&other_user)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 trait Token {
@@ -478,7 +555,7 @@ impl Token for Authenticated {
 async fn revocation_accepts_refresh_and_access_tokens_and_ignores_junk() {
     let h = harness();
     let t = signup_ok(&h.service, signup_req("ada@example.com")).await;
-    h.service.revoke(&t.refresh_token).await.unwrap();
+    h.service.sessions().revoke(&t.refresh_token).await.unwrap();
     assert!(
         h.store
             .session(t.session_id)
@@ -491,12 +568,17 @@ async fn revocation_accepts_refresh_and_access_tokens_and_ignores_junk() {
 
     let t = h
         .service
+        .sessions()
         .login("ada@example.com", &secret(PASSWORD), client(), None)
         .await
         .unwrap()
         .tokens()
         .unwrap();
-    h.service.revoke(&secret(&t.access_token)).await.unwrap();
+    h.service
+        .sessions()
+        .revoke(&secret(&t.access_token))
+        .await
+        .unwrap();
     assert!(
         h.store
             .session(t.session_id)
@@ -507,8 +589,16 @@ async fn revocation_accepts_refresh_and_access_tokens_and_ignores_junk() {
             .is_some()
     );
 
-    h.service.revoke(&secret("garbage")).await.unwrap();
-    h.service.revoke(&secret(&"A".repeat(43))).await.unwrap();
+    h.service
+        .sessions()
+        .revoke(&secret("garbage"))
+        .await
+        .unwrap();
+    h.service
+        .sessions()
+        .revoke(&secret(&"A".repeat(43)))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -523,16 +613,19 @@ async fn introspection_requires_client_credentials_and_reports_liveness() {
     let h = harness_with(settings, fast_hashing());
     assert!(
         h.service
+            .sessions()
             .authenticate_introspection_client("api", &secret("s3cret-s3cret"))
             .is_ok()
     );
     assert!(matches!(
         h.service
+            .sessions()
             .authenticate_introspection_client("api", &secret("wrong")),
         Err(AuthError::InvalidClient)
     ));
     assert!(matches!(
         h.service
+            .sessions()
             .authenticate_introspection_client("other", &secret("s3cret-s3cret")),
         Err(AuthError::InvalidClient)
     ));
@@ -540,6 +633,7 @@ async fn introspection_requires_client_credentials_and_reports_liveness() {
     let t = signup_ok(&h.service, signup_req("ada@example.com")).await;
     match h
         .service
+        .sessions()
         .introspect(&secret(&t.access_token), &ClientInfo::default())
         .await
         .unwrap()
@@ -549,6 +643,7 @@ async fn introspection_requires_client_credentials_and_reports_liveness() {
     }
     match h
         .service
+        .sessions()
         .introspect(&t.refresh_token, &ClientInfo::default())
         .await
         .unwrap()
@@ -558,13 +653,20 @@ async fn introspection_requires_client_credentials_and_reports_liveness() {
         }
         other => panic!("{other:?}"),
     }
-    let caller = h.service.authenticate(&t.access_token).await.unwrap();
+    let caller = h
+        .service
+        .sessions()
+        .authenticate(&t.access_token)
+        .await
+        .unwrap();
     h.service
+        .sessions()
         .logout(&caller, LogoutScope::Session)
         .await
         .unwrap();
     assert!(matches!(
         h.service
+            .sessions()
             .introspect(&secret(&t.access_token), &ClientInfo::default())
             .await
             .unwrap(),
@@ -572,6 +674,7 @@ async fn introspection_requires_client_credentials_and_reports_liveness() {
     ));
     assert!(matches!(
         h.service
+            .sessions()
             .introspect(&t.refresh_token, &ClientInfo::default())
             .await
             .unwrap(),
@@ -579,6 +682,7 @@ async fn introspection_requires_client_credentials_and_reports_liveness() {
     ));
     assert!(matches!(
         h.service
+            .sessions()
             .introspect(&secret("junk"), &ClientInfo::default())
             .await
             .unwrap(),
@@ -592,6 +696,7 @@ async fn profile_updates_are_validated_and_clearable() {
     let (caller, _) = signed_up(&h, "ada@example.com").await;
     let user = h
         .service
+        .sessions()
         .update_me(
             &caller,
             ProfileUpdate {
@@ -609,6 +714,7 @@ async fn profile_updates_are_validated_and_clearable() {
 
     let bad = h
         .service
+        .sessions()
         .update_me(
             &caller,
             ProfileUpdate {
@@ -627,6 +733,7 @@ async fn profile_updates_are_validated_and_clearable() {
 
     let user = h
         .service
+        .sessions()
         .update_me(
             &caller,
             ProfileUpdate {
@@ -641,7 +748,7 @@ async fn profile_updates_are_validated_and_clearable() {
         user.avatar_url_or_gravatar()
             .starts_with("https://gravatar.com/avatar/")
     );
-    assert_eq!(h.service.me(&caller).await.unwrap(), user);
+    assert_eq!(h.service.sessions().me(&caller).await.unwrap(), user);
 }
 
 #[tokio::test]
@@ -650,7 +757,10 @@ async fn a_user_can_revoke_only_their_own_sessions() {
     let (ada, _) = signed_up(&h, "ada@example.com").await;
     let (bob, _) = signed_up(&h, "bob@example.com").await;
     assert!(matches!(
-        h.service.revoke_own_session(&ada, bob.session_id).await,
+        h.service
+            .sessions()
+            .revoke_own_session(&ada, bob.session_id)
+            .await,
         Err(AuthError::NotFound)
     ));
     assert!(
@@ -663,11 +773,15 @@ async fn a_user_can_revoke_only_their_own_sessions() {
             .is_none()
     );
     h.service
+        .sessions()
         .revoke_own_session(&ada, ada.session_id)
         .await
         .unwrap();
     assert!(matches!(
-        h.service.revoke_own_session(&ada, ada.session_id).await,
+        h.service
+            .sessions()
+            .revoke_own_session(&ada, ada.session_id)
+            .await,
         Err(AuthError::NotFound)
     ));
 }
@@ -677,10 +791,15 @@ async fn purge_removes_only_sessions_that_ended_long_ago() {
     let h = harness();
     let (ada, _) = signed_up(&h, "ada@example.com").await;
     let (bob, _) = signed_up(&h, "bob@example.com").await;
-    h.service.logout(&ada, LogoutScope::Session).await.unwrap();
+    h.service
+        .sessions()
+        .logout(&ada, LogoutScope::Session)
+        .await
+        .unwrap();
     h.clock.advance(Duration::days(2));
     assert_eq!(
         h.service
+            .sessions()
             .purge_ended_sessions(Duration::days(1))
             .await
             .unwrap(),

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use auth_core::AuthCore;
 use auth_core::AuthError;
 use auth_core::clock::ManualClock;
 use auth_core::events::EventKind;
@@ -18,7 +19,7 @@ use auth_core::password::Argon2Hasher;
 use auth_core::ports::UserStore as _;
 use auth_core::random::OsRandom;
 use auth_core::secret_box::SecretBox;
-use auth_core::service::{AuthService, AuthSettings, Ports};
+use auth_core::service::{AuthSettings, Ports};
 use auth_core::social::{
     ProviderEntry, SignInIntent, SignupMode, SocialService, SocialSettings, pkce_challenge,
 };
@@ -84,7 +85,7 @@ impl IdentityProvider for Scripted {
 
 struct Social {
     service: SocialService,
-    auth: Arc<AuthService>,
+    auth: Arc<AuthCore>,
     provider: Arc<Scripted>,
     store: Arc<MemoryStore>,
     clock: Arc<ManualClock>,
@@ -123,7 +124,7 @@ fn social(signup: SignupMode) -> Social {
         passkey_ceremonies: None,
         sms: None,
     };
-    let auth = Arc::new(AuthService::new(ports, AuthSettings::default()));
+    let auth = Arc::new(AuthCore::new(ports, AuthSettings::default()));
     let provider = Arc::new(Scripted::default());
     let mut providers = HashMap::new();
     providers.insert(

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use auth_core::AuthCore;
 use auth_core::clock::{Clock as _, ManualClock};
 use auth_core::events::{EventKind, EventSink, SecurityEvent};
 use auth_core::jwt::{JwtIssuer, KeySet, SigningAlgorithm};
@@ -10,7 +11,7 @@ use auth_core::password::{Argon2Hasher, HashingConfig};
 use auth_core::ports::UserStore as _;
 use auth_core::random::OsRandom;
 use auth_core::secret_box::SecretBox;
-use auth_core::service::{AuthService, AuthSettings, Ports};
+use auth_core::service::{AuthSettings, Ports};
 use chrono::{TimeZone, Utc};
 use std::sync::Mutex;
 
@@ -158,7 +159,7 @@ impl RecordingSms {
 
 pub struct Harness {
     pub events: Arc<RecordingEvents>,
-    pub service: AuthService,
+    pub service: AuthCore,
     pub store: Arc<MemoryStore>,
     pub clock: Arc<ManualClock>,
     pub mailer: Arc<RecordingMailer>,
@@ -168,7 +169,7 @@ pub struct Harness {
 impl Harness {
     /// Run the outbox worker until nothing is due.
     pub async fn deliver(&self) {
-        while self.service.process_outbox(16).await.unwrap() > 0 {}
+        while self.service.worker().process_outbox(16).await.unwrap() > 0 {}
     }
 
     /// Mark the account's address proven by its own sign-up link, as its creator following the
@@ -236,7 +237,7 @@ pub fn harness_with_ceremonies(
     };
     Harness {
         events,
-        service: AuthService::new(ports, settings),
+        service: AuthCore::new(ports, settings),
         store,
         clock,
         mailer,

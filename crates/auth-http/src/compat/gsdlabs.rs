@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use auth_core::AuthCore;
 use auth_core::AuthError;
 use auth_core::flows::SignupOutcome;
 use auth_core::jwt::KeySet;
 use auth_core::mfa::SignInOutcome;
 use auth_core::password::PasswordPolicy;
-use auth_core::service::{AuthService, Authenticated, IssuedTokens, LogoutScope, SignupRequest};
+use auth_core::service::{Authenticated, IssuedTokens, LogoutScope, SignupRequest};
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -24,14 +25,14 @@ use crate::settings::Settings;
 
 /// The profile's state.
 pub struct Gsdlabs {
-    auth: Arc<AuthService>,
+    auth: Arc<AuthCore>,
     prefix: String,
 }
 
 impl Gsdlabs {
     pub(super) fn build(
         settings: &Settings,
-        base: &AuthService,
+        base: &AuthCore,
         s: &GsdlabsSettings,
     ) -> Result<Self, String> {
         let secret = s
@@ -157,7 +158,12 @@ async fn caller(
     req: &HttpRequest,
 ) -> std::result::Result<Authenticated, actix_web::Error> {
     let token = access_token(req)?;
-    state.auth.authenticate(&token).await.map_err(boom_error)
+    state
+        .auth
+        .sessions()
+        .authenticate(&token)
+        .await
+        .map_err(boom_error)
 }
 
 fn pair(t: &IssuedTokens) -> HttpResponse {
@@ -178,6 +184,7 @@ async fn create_user(state: web::Data<Gsdlabs>, req: HttpRequest, bytes: web::By
     };
     match state
         .auth
+        .mailbox()
         .signup(request, client_info(&req))
         .await
         .map_err(boom_error)?
@@ -195,6 +202,7 @@ async fn login(state: web::Data<Gsdlabs>, req: HttpRequest, bytes: web::Bytes) -
     let form = payload(&req, &bytes, &["email", "password"])?;
     let outcome = state
         .auth
+        .sessions()
         .login(
             &get(&form, "email"),
             &SecretString::from(get(&form, "password")),
@@ -237,6 +245,7 @@ async fn refresh(state: web::Data<Gsdlabs>, req: HttpRequest, bytes: web::Bytes)
     let form = payload(&req, &bytes, &["refresh_token"])?;
     let issued = state
         .auth
+        .sessions()
         .reissue_access_token(
             &SecretString::from(get(&form, "refresh_token")),
             &client_info(&req),
@@ -258,6 +267,7 @@ async fn logout(state: web::Data<Gsdlabs>, req: HttpRequest, bytes: web::Bytes) 
     payload(&req, &bytes, &["refresh_token"])?;
     state
         .auth
+        .sessions()
         .logout(&caller, LogoutScope::Session)
         .await
         .map_err(boom_error)?;
@@ -266,7 +276,12 @@ async fn logout(state: web::Data<Gsdlabs>, req: HttpRequest, bytes: web::Bytes) 
 
 async fn me(state: web::Data<Gsdlabs>, req: HttpRequest) -> Reply {
     let caller = caller(&state, &req).await?;
-    let user = state.auth.me(&caller).await.map_err(boom_error)?;
+    let user = state
+        .auth
+        .sessions()
+        .me(&caller)
+        .await
+        .map_err(boom_error)?;
     Ok(own_format(HttpResponse::Ok().json(json!({
         "name": user.name.clone().unwrap_or_default(),
         "email": user.email,

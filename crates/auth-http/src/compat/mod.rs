@@ -1,15 +1,15 @@
 //! Drop-in compatibility profiles: thin HTTP adapters that speak another auth backend's
 //! routes, field names, status codes and error bodies over the same core services and
-//! stores. Each enabled profile gets its own [`AuthService`] view (its token issuer,
-//! password rule, lifetimes) built with [`AuthService::with_profile`], so its rules never
+//! stores. Each enabled profile gets its own [`AuthCore`] view (its token issuer,
+//! password rule, lifetimes) built with [`AuthCore::with_profile`], so its rules never
 //! apply to the canonical API.
 
 use std::sync::Arc;
 
 use actix_web::web;
+use auth_core::AuthCore;
 use auth_core::jwt::{JwtIssuer, KeySet};
 use auth_core::password::PasswordPolicy;
-use auth_core::service::AuthService;
 use auth_core::social::SocialService;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -366,14 +366,14 @@ pub(crate) fn fail(res: actix_web::HttpResponse) -> actix_web::Error {
 
 /// A profile's view of the core: the shared stores under its own issuer and rules.
 pub(crate) fn profile_service(
-    base: &AuthService,
+    base: &AuthCore,
     settings: &Settings,
     keys: KeySet,
     audience: &str,
     access_ttl_secs: u64,
     password_policy: PasswordPolicy,
     lockout: Option<auth_core::guard::LockoutSettings>,
-) -> Arc<AuthService> {
+) -> Arc<AuthCore> {
     let issuer = JwtIssuer::new(
         keys,
         settings.server.public_url.clone(),
@@ -391,12 +391,12 @@ pub(crate) fn profile_service(
 
 /// [`profile_service`] with a ready token issuer.
 pub(crate) fn profile_service_with(
-    base: &AuthService,
+    base: &AuthCore,
     issuer: Arc<dyn auth_core::jwt::TokenIssuer>,
     access_ttl_secs: u64,
     password_policy: PasswordPolicy,
     lockout: Option<auth_core::guard::LockoutSettings>,
-) -> Arc<AuthService> {
+) -> Arc<AuthCore> {
     let mut rules = base.settings().clone();
     rules.sessions.access_ttl =
         chrono::Duration::seconds(i64::try_from(access_ttl_secs).unwrap_or(i64::MAX / 2));
@@ -423,7 +423,7 @@ impl Profiles {
     /// Build every enabled profile over the canonical service's stores.
     pub fn build(
         settings: &Settings,
-        base: &AuthService,
+        base: &AuthCore,
         social: &SocialService,
     ) -> Result<Self, String> {
         let c = &settings.compat;

@@ -6,6 +6,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use auth_core::AuthCore;
 use auth_core::AuthError;
 use auth_core::flows::SignupOutcome;
 use auth_core::identity::{Identity, ProviderCredential};
@@ -13,7 +14,7 @@ use auth_core::jwt::KeySet;
 use auth_core::mfa::SignInOutcome;
 use auth_core::model::{ProfileUpdate, User};
 use auth_core::password::PasswordPolicy;
-use auth_core::service::{AuthService, Authenticated, IssuedTokens, LogoutScope, SignupRequest};
+use auth_core::service::{Authenticated, IssuedTokens, LogoutScope, SignupRequest};
 use auth_core::social::{SignInIntent, SocialService};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
@@ -26,7 +27,7 @@ use crate::settings::Settings;
 
 /// The profile's state.
 pub struct Nestjs {
-    auth: Arc<AuthService>,
+    auth: Arc<AuthCore>,
     social: SocialService,
     prefix: String,
 }
@@ -34,7 +35,7 @@ pub struct Nestjs {
 impl Nestjs {
     pub(super) fn build(
         settings: &Settings,
-        base: &AuthService,
+        base: &AuthCore,
         social: &SocialService,
         s: &NestjsSettings,
     ) -> Result<Self, String> {
@@ -249,6 +250,7 @@ async fn caller(state: &Nestjs, req: &HttpRequest) -> std::result::Result<Authen
     let token = bearer_token(req).ok_or_else(unauthorized)?;
     state
         .auth
+        .sessions()
         .authenticate(token)
         .await
         .map_err(|_| unauthorized())
@@ -259,6 +261,7 @@ async fn login(state: web::Data<Nestjs>, req: HttpRequest, bytes: web::Bytes) ->
     let password = SecretString::from(text(&map, "password"));
     let outcome = state
         .auth
+        .sessions()
         .login(&text(&map, "email"), &password, client_info(&req), None)
         .await
         .map_err(nest_error)?;
@@ -281,6 +284,7 @@ async fn register(state: web::Data<Nestjs>, req: HttpRequest, bytes: web::Bytes)
     };
     match state
         .auth
+        .mailbox()
         .signup(request, client_info(&req))
         .await
         .map_err(nest_error)?
@@ -290,6 +294,7 @@ async fn register(state: web::Data<Nestjs>, req: HttpRequest, bytes: web::Bytes)
         SignupOutcome::SignedIn(t) => {
             state
                 .auth
+                .sessions()
                 .revoke(&t.refresh_token)
                 .await
                 .map_err(nest_error)?;
@@ -303,6 +308,7 @@ async fn confirm(state: web::Data<Nestjs>, bytes: web::Bytes) -> Reply {
     let map = body(&bytes, &["hash"])?;
     state
         .auth
+        .mailbox()
         .verify_email(&SecretString::from(text(&map, "hash")))
         .await
         .map_err(nest_error)?;
@@ -313,6 +319,7 @@ async fn forgot(state: web::Data<Nestjs>, req: HttpRequest, bytes: web::Bytes) -
     let map = body(&bytes, &["email"])?;
     state
         .auth
+        .mailbox()
         .forgot_password(&text(&map, "email"), &client_info(&req), None)
         .await
         .map_err(nest_error)?;
@@ -323,6 +330,7 @@ async fn reset(state: web::Data<Nestjs>, req: HttpRequest, bytes: web::Bytes) ->
     let map = body(&bytes, &["password", "hash"])?;
     state
         .auth
+        .mailbox()
         .reset_password(
             &SecretString::from(text(&map, "hash")),
             &SecretString::from(text(&map, "password")),
@@ -335,7 +343,12 @@ async fn reset(state: web::Data<Nestjs>, req: HttpRequest, bytes: web::Bytes) ->
 
 async fn me(state: web::Data<Nestjs>, req: HttpRequest) -> Reply {
     let caller = caller(&state, &req).await?;
-    let user = state.auth.me(&caller).await.map_err(nest_error)?;
+    let user = state
+        .auth
+        .sessions()
+        .me(&caller)
+        .await
+        .map_err(nest_error)?;
     Ok(own_format(HttpResponse::Ok().json(user_json(&user))))
 }
 
@@ -347,6 +360,7 @@ async fn update_me(state: web::Data<Nestjs>, req: HttpRequest, bytes: web::Bytes
         let new = body(&bytes, &["password", "oldPassword"])?;
         let issued = state
             .auth
+            .mailbox()
             .change_password(
                 &caller,
                 &SecretString::from(text(&new, "oldPassword")),
@@ -360,11 +374,17 @@ async fn update_me(state: web::Data<Nestjs>, req: HttpRequest, bytes: web::Bytes
             })?;
         caller = state
             .auth
+            .sessions()
             .authenticate(&issued.access_token)
             .await
             .map_err(nest_error)?;
     }
-    let current = state.auth.me(&caller).await.map_err(nest_error)?;
+    let current = state
+        .auth
+        .sessions()
+        .me(&caller)
+        .await
+        .map_err(nest_error)?;
     let (first, last) = split_name(current.name.as_deref());
     let first = map.get("firstName").map_or_else(
         || first.as_str().map(str::to_owned),
@@ -393,6 +413,7 @@ async fn update_me(state: web::Data<Nestjs>, req: HttpRequest, bytes: web::Bytes
     };
     let user = state
         .auth
+        .sessions()
         .update_me(&caller, update)
         .await
         .map_err(nest_error)?;
@@ -403,6 +424,7 @@ async fn refresh(state: web::Data<Nestjs>, req: HttpRequest) -> Reply {
     let token = bearer_token(&req).ok_or_else(unauthorized)?;
     let issued = state
         .auth
+        .sessions()
         .refresh(&SecretString::from(token.to_owned()), &client_info(&req))
         .await
         .map_err(nest_error)?;
@@ -413,6 +435,7 @@ async fn logout(state: web::Data<Nestjs>, req: HttpRequest) -> Reply {
     let caller = caller(&state, &req).await?;
     state
         .auth
+        .sessions()
         .logout(&caller, LogoutScope::Session)
         .await
         .map_err(nest_error)?;
@@ -423,6 +446,7 @@ async fn delete_me(state: web::Data<Nestjs>, req: HttpRequest) -> Reply {
     let caller = caller(&state, &req).await?;
     state
         .auth
+        .sessions()
         .delete_own_account(&caller)
         .await
         .map_err(nest_error)?;

@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use auth_core::AuthCore;
 use auth_core::AuthError;
 use auth_core::flows::SignupOutcome;
 use auth_core::guard::LockoutSettings;
 use auth_core::jwt::KeySet;
 use auth_core::mfa::SignInOutcome;
 use auth_core::password::PasswordPolicy;
-use auth_core::service::{AuthService, Authenticated, IssuedTokens, SignupRequest};
+use auth_core::service::{Authenticated, IssuedTokens, SignupRequest};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 
@@ -23,7 +24,7 @@ use crate::settings::Settings;
 
 /// The profile's state.
 pub struct Sails {
-    auth: Arc<AuthService>,
+    auth: Arc<AuthCore>,
     prefix: String,
 }
 
@@ -34,7 +35,7 @@ fn secs(n: u64) -> chrono::Duration {
 impl Sails {
     pub(super) fn build(
         settings: &Settings,
-        base: &AuthService,
+        base: &AuthCore,
         s: &SailsSettings,
     ) -> Result<Self, String> {
         let secret = s
@@ -172,7 +173,12 @@ async fn caller(
             "No authorization header was found",
         )
     })?;
-    state.auth.authenticate(token).await.map_err(sails_error)
+    state
+        .auth
+        .sessions()
+        .authenticate(token)
+        .await
+        .map_err(sails_error)
 }
 
 async fn create(state: web::Data<Sails>, req: HttpRequest, bytes: web::Bytes) -> Reply {
@@ -186,6 +192,7 @@ async fn create(state: web::Data<Sails>, req: HttpRequest, bytes: web::Bytes) ->
     };
     match state
         .auth
+        .mailbox()
         .signup(request, client_info(&req))
         .await
         .map_err(sails_error)?
@@ -202,6 +209,7 @@ async fn login(state: web::Data<Sails>, req: HttpRequest, bytes: web::Bytes) -> 
     let map = body(&bytes, &["email", "password"])?;
     let outcome = state
         .auth
+        .sessions()
         .login(
             &text(&map, "email"),
             &SecretString::from(text(&map, "password")),
@@ -221,7 +229,12 @@ async fn login(state: web::Data<Sails>, req: HttpRequest, bytes: web::Bytes) -> 
 
 async fn account(state: web::Data<Sails>, req: HttpRequest) -> Reply {
     let caller = caller(&state, &req).await?;
-    let user = state.auth.me(&caller).await.map_err(sails_error)?;
+    let user = state
+        .auth
+        .sessions()
+        .me(&caller)
+        .await
+        .map_err(sails_error)?;
     Ok(own_format(HttpResponse::Ok().json(
         json!({"id": user.id.to_string(), "email": user.email}),
     )))
@@ -234,12 +247,18 @@ async fn change_password(state: web::Data<Sails>, req: HttpRequest, bytes: web::
         &["email", "password", "new_password", "new_password_confirm"],
     )?;
     let new = new_password(&map, "new_password", "new_password_confirm")?;
-    let me = state.auth.me(&caller).await.map_err(sails_error)?;
+    let me = state
+        .auth
+        .sessions()
+        .me(&caller)
+        .await
+        .map_err(sails_error)?;
     if !text(&map, "email").trim().eq_ignore_ascii_case(&me.email) {
         return Err(bad_request("Invalid email or password"));
     }
     let issued = state
         .auth
+        .mailbox()
         .change_password(
             &caller,
             &SecretString::from(text(&map, "password")),
@@ -255,6 +274,7 @@ async fn forgot(state: web::Data<Sails>, req: HttpRequest, bytes: web::Bytes) ->
     let map = body(&bytes, &["email"])?;
     state
         .auth
+        .mailbox()
         .forgot_password(&text(&map, "email"), &client_info(&req), None)
         .await
         .map_err(sails_error)?;
@@ -276,6 +296,7 @@ async fn reset_password(state: web::Data<Sails>, req: HttpRequest, bytes: web::B
     let new = new_password(&map, "new_password", "new_password_confirm")?;
     state
         .auth
+        .mailbox()
         .reset_password(
             &SecretString::from(text(&map, "reset_token")),
             &new,

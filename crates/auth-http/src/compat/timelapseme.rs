@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use auth_core::AuthCore;
 use auth_core::AuthError;
 use auth_core::flows::SignupOutcome;
 use auth_core::identity::ProviderCredential;
@@ -15,7 +16,7 @@ use auth_core::jwt::{
     ACCESS_TOKEN_TYPE, AccessClaims, JwtIssuer, KeySet, SigningAlgorithm, TokenIssuer,
 };
 use auth_core::mfa::SignInOutcome;
-use auth_core::service::{AuthService, IssuedTokens, SignupRequest};
+use auth_core::service::{IssuedTokens, SignupRequest};
 use auth_core::social::{SignInIntent, SocialService};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{EncodingKey, Header};
@@ -79,7 +80,7 @@ fn nickname(claims: &AccessClaims) -> String {
 
 /// The profile's state.
 pub struct Timelapseme {
-    auth: Arc<AuthService>,
+    auth: Arc<AuthCore>,
     social: SocialService,
     prefix: String,
 }
@@ -87,7 +88,7 @@ pub struct Timelapseme {
 impl Timelapseme {
     pub(super) fn build(
         settings: &Settings,
-        base: &AuthService,
+        base: &AuthCore,
         social: &SocialService,
         s: &TimelapsemeSettings,
     ) -> Result<Self, String> {
@@ -235,6 +236,7 @@ async fn signup(state: web::Data<Timelapseme>, req: HttpRequest, bytes: web::Byt
     };
     match state
         .auth
+        .mailbox()
         .signup(request, client_info(&req))
         .await
         .map_err(plain_error)?
@@ -251,6 +253,7 @@ async fn login(state: web::Data<Timelapseme>, req: HttpRequest, bytes: web::Byte
     let map = body(&bytes, &["email", "password"])?;
     let outcome = state
         .auth
+        .sessions()
         .login(
             &text(&map, "email"),
             &SecretString::from(text(&map, "password")),
@@ -269,6 +272,7 @@ async fn refresh(state: web::Data<Timelapseme>, req: HttpRequest, bytes: web::By
     let map = body(&bytes, &["refreshToken"])?;
     let issued = state
         .auth
+        .sessions()
         .refresh(
             &SecretString::from(text(&map, "refreshToken")),
             &client_info(&req),

@@ -46,6 +46,7 @@ pub async fn forgot_password(
 ) -> Result<HttpResponse, ApiError> {
     state
         .auth
+        .mailbox()
         .forgot_password(
             &body.email,
             &client_info(&req),
@@ -82,6 +83,7 @@ pub async fn reset_password(
 ) -> Result<HttpResponse, ApiError> {
     state
         .auth
+        .mailbox()
         .reset_password(&body.token, &body.password, &client_info(&req))
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -113,6 +115,7 @@ pub async fn change_password(
 ) -> Result<HttpResponse, ApiError> {
     let issued = state
         .auth
+        .mailbox()
         .change_password(
             &caller.0,
             &body.current_password,
@@ -136,7 +139,7 @@ pub async fn send_verification(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.send_verification(&caller.0).await?;
+    state.auth.mailbox().send_verification(&caller.0).await?;
     Ok(accepted())
 }
 
@@ -159,7 +162,7 @@ pub async fn verify_email(
     state: web::Data<AppState>,
     body: JsonBody<TokenBody>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.verify_email(&body.token).await?;
+    state.auth.mailbox().verify_email(&body.token).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -190,6 +193,7 @@ pub async fn request_magic_link(
     let body = body.into_inner();
     state
         .auth
+        .mailbox()
         .request_magic_link(
             &body.email,
             body.redirect_to,
@@ -217,6 +221,7 @@ pub async fn verify_magic_link(
 ) -> Result<HttpResponse, ApiError> {
     let signed = state
         .auth
+        .mailbox()
         .verify_magic_link(&body.token, client_info(&req))
         .await?;
     super::mfa::sign_in_response(signed.outcome, signed.redirect_to)
@@ -253,12 +258,14 @@ pub async fn send_code(
         (Some(email), None) => {
             state
                 .auth
+                .mailbox()
                 .send_email_code(email, &client_info(&req), body.captcha_token.as_deref())
                 .await?
         }
         (None, Some(phone)) => {
             state
                 .auth
+                .mfa()
                 .send_sms_sign_in_code(phone, &client_info(&req), body.captcha_token.as_deref())
                 .await?
         }
@@ -300,12 +307,14 @@ pub async fn verify_code(
         (Some(email), None) => {
             state
                 .auth
+                .mailbox()
                 .verify_email_code(email, &body.code, client_info(&req))
                 .await?
         }
         (None, Some(phone)) => {
             state
                 .auth
+                .mfa()
                 .verify_sms_sign_in(phone, &body.code, client_info(&req))
                 .await?
         }

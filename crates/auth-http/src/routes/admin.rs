@@ -182,6 +182,7 @@ pub async fn list_users(
     let q: ListUsersQuery = query(&req)?;
     let p = state
         .auth
+        .operators()
         .admin_list_users(&admin.operator, q.search, q.cursor, q.limit)
         .await?;
     Ok(HttpResponse::Ok().json(page::<_, AdminUserView>(p)))
@@ -203,6 +204,7 @@ pub async fn get_user(
 ) -> Result<HttpResponse, ApiError> {
     let user = state
         .auth
+        .operators()
         .admin_get_user(&admin.operator, user_id(&id)?)
         .await?;
     Ok(HttpResponse::Ok().json(AdminUserView::from(user)))
@@ -240,6 +242,7 @@ pub async fn create_user(
     let b = body.into_inner();
     let user = state
         .auth
+        .operators()
         .admin_create_user(
             &admin.operator,
             NewAccount {
@@ -285,6 +288,7 @@ pub async fn update_user(
     let b = body.into_inner();
     let user = state
         .auth
+        .operators()
         .admin_update_user(
             &admin.operator,
             user_id(&id)?,
@@ -316,6 +320,7 @@ pub async fn delete_user(
 ) -> Result<HttpResponse, ApiError> {
     state
         .auth
+        .operators()
         .admin_delete_user(&admin.operator, user_id(&id)?)
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -338,6 +343,7 @@ pub async fn disable_user(
 ) -> Result<HttpResponse, ApiError> {
     let user = state
         .auth
+        .operators()
         .admin_set_disabled(&admin.operator, user_id(&id)?, true)
         .await?;
     Ok(HttpResponse::Ok().json(AdminUserView::from(user)))
@@ -359,6 +365,7 @@ pub async fn enable_user(
 ) -> Result<HttpResponse, ApiError> {
     let user = state
         .auth
+        .operators()
         .admin_set_disabled(&admin.operator, user_id(&id)?, false)
         .await?;
     Ok(HttpResponse::Ok().json(AdminUserView::from(user)))
@@ -395,6 +402,7 @@ pub async fn lock_user(
         .map(|s| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000)));
     let until = state
         .auth
+        .operators()
         .admin_lock_user(&admin.operator, user_id(&id)?, duration)
         .await?;
     Ok(HttpResponse::Ok().json(LockedUntil {
@@ -418,6 +426,7 @@ pub async fn unlock_user(
 ) -> Result<HttpResponse, ApiError> {
     state
         .auth
+        .operators()
         .admin_unlock_user(&admin.operator, user_id(&id)?)
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -441,6 +450,7 @@ pub async fn user_sessions(
 ) -> Result<HttpResponse, ApiError> {
     let list: Vec<AdminSessionView> = state
         .auth
+        .operators()
         .admin_user_sessions(&admin.operator, user_id(&id)?)
         .await?
         .into_iter()
@@ -467,6 +477,7 @@ pub async fn revoke_user_session(
     let sid: SessionId = sid.parse().map_err(|_| ApiError::not_found())?;
     state
         .auth
+        .operators()
         .admin_revoke_sessions(&admin.operator, user_id(&id)?, Some(sid))
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -488,6 +499,7 @@ pub async fn revoke_user_sessions(
 ) -> Result<HttpResponse, ApiError> {
     let revoked = state
         .auth
+        .operators()
         .admin_revoke_sessions(&admin.operator, user_id(&id)?, None)
         .await?;
     Ok(HttpResponse::Ok().json(Revoked { revoked }))
@@ -509,6 +521,7 @@ pub async fn list_roles(
 ) -> Result<HttpResponse, ApiError> {
     let roles: Vec<RoleView> = state
         .auth
+        .operators()
         .list_roles(&admin.operator)
         .await?
         .into_iter()
@@ -544,6 +557,7 @@ pub async fn create_role(
     let b = body.into_inner();
     let role = state
         .auth
+        .operators()
         .create_role(
             &admin.operator,
             b.name,
@@ -586,6 +600,7 @@ pub async fn update_role(
     let b = body.into_inner();
     let role = state
         .auth
+        .operators()
         .update_role(&admin.operator, &name, b.capabilities, b.description)
         .await?;
     Ok(HttpResponse::Ok().json(RoleView::from(role)))
@@ -606,7 +621,11 @@ pub async fn delete_role(
     admin: Admin<RolesManage>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.delete_role(&admin.operator, &name).await?;
+    state
+        .auth
+        .operators()
+        .delete_role(&admin.operator, &name)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -628,6 +647,7 @@ pub async fn assign_role(
     let (id, role) = path.into_inner();
     let user = state
         .auth
+        .operators()
         .change_user_role(&admin.operator, user_id(&id)?, &role, true)
         .await?;
     Ok(HttpResponse::Ok().json(AdminUserView::from(user)))
@@ -651,6 +671,7 @@ pub async fn remove_role(
     let (id, role) = path.into_inner();
     let user = state
         .auth
+        .operators()
         .change_user_role(&admin.operator, user_id(&id)?, &role, false)
         .await?;
     Ok(HttpResponse::Ok().json(AdminUserView::from(user)))
@@ -707,6 +728,7 @@ pub async fn audit_log(
     let q: AuditLogQuery = query(&req)?;
     let p = state
         .auth
+        .operators()
         .audit_log(&admin.operator, q.filters()?, q.cursor, q.limit)
         .await?;
     Ok(HttpResponse::Ok().json(page::<_, AuditView>(p)))
@@ -733,6 +755,7 @@ pub async fn my_audit_log(
     }
     let p = state
         .auth
+        .operators()
         .my_audit_log(&caller.0, q.filters()?, q.cursor, q.limit)
         .await?;
     Ok(HttpResponse::Ok().json(page::<_, AuditView>(p)))

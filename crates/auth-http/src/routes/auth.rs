@@ -66,14 +66,21 @@ pub async fn signup(
         name: body.name,
         captcha_token: body.captcha_token,
     };
-    Ok(match state.auth.signup(request, client_info(&req)).await? {
-        SignupOutcome::SignedIn(issued) => {
-            tokens(actix_web::http::StatusCode::CREATED, (*issued).into())
-        }
-        SignupOutcome::VerificationSent => HttpResponse::Accepted()
-            .insert_header(no_store())
-            .json(json!({"status": "verification_sent"})),
-    })
+    Ok(
+        match state
+            .auth
+            .mailbox()
+            .signup(request, client_info(&req))
+            .await?
+        {
+            SignupOutcome::SignedIn(issued) => {
+                tokens(actix_web::http::StatusCode::CREATED, (*issued).into())
+            }
+            SignupOutcome::VerificationSent => HttpResponse::Accepted()
+                .insert_header(no_store())
+                .json(json!({"status": "verification_sent"})),
+        },
+    )
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -106,6 +113,7 @@ pub async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let outcome = state
         .auth
+        .sessions()
         .login(
             &body.email,
             &body.password,
@@ -150,7 +158,11 @@ pub async fn refresh(
         require_json(&req, &body)?;
         parse_json::<RefreshBody>(&body, false)?.refresh_token
     };
-    let issued = state.auth.refresh(&token, &client_info(&req)).await?;
+    let issued = state
+        .auth
+        .sessions()
+        .refresh(&token, &client_info(&req))
+        .await?;
     Ok(tokens(actix_web::http::StatusCode::OK, issued.into()))
 }
 
@@ -190,7 +202,7 @@ pub async fn logout(
         ScopeParam::Others => LogoutScope::Others,
         ScopeParam::All => LogoutScope::All,
     };
-    state.auth.logout(&caller.0, scope).await?;
+    state.auth.sessions().logout(&caller.0, scope).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -220,7 +232,7 @@ pub async fn revoke(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let body: RevokeBody = parse_json_or_form(&req, &body)?;
-    state.auth.revoke(&body.token).await?;
+    state.auth.sessions().revoke(&body.token).await?;
     Ok(HttpResponse::Ok().insert_header(no_store()).json(json!({})))
 }
 
@@ -282,9 +294,13 @@ pub async fn introspect(
         (None, Some(id), Some(secret)) => (id, secret),
         _ => return Err(auth_core::AuthError::InvalidClient.into()),
     };
-    state.auth.authenticate_introspection_client(&id, &secret)?;
+    state
+        .auth
+        .sessions()
+        .authenticate_introspection_client(&id, &secret)?;
     let answer = match state
         .auth
+        .sessions()
         .introspect(&body.token, &client_info(&req))
         .await?
     {

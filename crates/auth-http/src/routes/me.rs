@@ -17,7 +17,7 @@ use crate::views::{SessionItem, UserView};
     responses((status = 200, description = "The user", body = UserView))
 )]
 pub async fn get(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let user = state.auth.me(&caller.0).await?;
+    let user = state.auth.sessions().me(&caller.0).await?;
     let identities = state.social.identities_of(user.id).await?;
     Ok(HttpResponse::Ok().json(UserView::from(user).with_identities(identities)))
 }
@@ -56,6 +56,7 @@ pub async fn update(
     let body = body.into_inner();
     let user = state
         .auth
+        .sessions()
         .update_me(
             &caller.0,
             ProfileUpdate {
@@ -79,6 +80,7 @@ pub async fn sessions(
 ) -> Result<HttpResponse, ApiError> {
     let list: Vec<SessionItem> = state
         .auth
+        .sessions()
         .sessions(&caller.0)
         .await?
         .into_iter()
@@ -102,6 +104,10 @@ pub async fn revoke_session(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id: SessionId = id.parse().map_err(|_| ApiError::not_found())?;
-    state.auth.revoke_own_session(&caller.0, id).await?;
+    state
+        .auth
+        .sessions()
+        .revoke_own_session(&caller.0, id)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

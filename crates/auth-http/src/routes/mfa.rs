@@ -64,6 +64,7 @@ pub async fn enroll_sms(
 ) -> Result<HttpResponse, ApiError> {
     let enrollment = state
         .auth
+        .mfa()
         .enroll_sms(&caller, &body.phone, &client_info(&req))
         .await?;
     Ok(HttpResponse::Accepted()
@@ -92,6 +93,7 @@ pub async fn activate_sms(
 ) -> Result<HttpResponse, ApiError> {
     let codes = state
         .auth
+        .mfa()
         .activate_sms(&caller, body.factor_id, &body.code, &client_info(&req))
         .await?;
     Ok(recovery_codes_body(codes))
@@ -124,11 +126,12 @@ pub async fn send_sms(
     require_json(&req, &body)?;
     let body: SmsSendBody = parse_json(&body, true)?;
     let caller = match (&body.mfa_token, bearer_token(&req)) {
-        (None, Some(token)) => Some(state.auth.authenticate(token).await?),
+        (None, Some(token)) => Some(state.auth.sessions().authenticate(token).await?),
         _ => None,
     };
     state
         .auth
+        .mfa()
         .send_mfa_sms(body.mfa_token.as_ref(), caller.as_ref(), &client_info(&req))
         .await?;
     Ok(HttpResponse::Accepted()
@@ -224,7 +227,7 @@ pub async fn factors(
     state: web::Data<AppState>,
     Caller(caller): Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let status = state.auth.mfa_status(&caller).await?;
+    let status = state.auth.mfa().mfa_status(&caller).await?;
     Ok(HttpResponse::Ok()
         .insert_header(no_store())
         .json(StatusView::from(status)))
@@ -266,7 +269,7 @@ pub async fn enroll_totp(
 ) -> Result<HttpResponse, ApiError> {
     require_json(&req, &body)?;
     let body: EnrollBody = parse_json(&body, true)?;
-    let enrollment = state.auth.enroll_totp(&caller, body.label).await?;
+    let enrollment = state.auth.mfa().enroll_totp(&caller, body.label).await?;
     let uri = enrollment.otpauth_uri.expose_secret();
     Ok(HttpResponse::Ok().insert_header(no_store()).json(json!({
         "factor_id": enrollment.factor_id.to_string(),
@@ -304,6 +307,7 @@ pub async fn activate_totp(
 ) -> Result<HttpResponse, ApiError> {
     let codes = state
         .auth
+        .mfa()
         .activate_totp(&caller, body.factor_id, &body.code, &client_info(&req))
         .await?;
     Ok(recovery_codes_body(codes))
@@ -350,6 +354,7 @@ pub async fn remove_factor(
     let body: ProofBody = parse_json(&body, true)?;
     state
         .auth
+        .mfa()
         .remove_mfa_factor(&caller, id, body.proof(), &client_info(&req))
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -376,6 +381,7 @@ pub async fn regenerate_recovery_codes(
         .ok_or_else(|| ApiError::invalid_request("code is required"))?;
     let codes = state
         .auth
+        .mfa()
         .regenerate_recovery_codes(&caller, proof, &client_info(&req))
         .await?;
     Ok(recovery_codes_body(codes))
@@ -417,6 +423,7 @@ pub async fn verify(
     if let Some(mfa_token) = &body.mfa_token {
         let issued = state
             .auth
+            .mfa()
             .verify_mfa(mfa_token, factor, &body.code, client)
             .await?;
         return Ok(tokens(StatusCode::OK, issued.into()));
@@ -426,9 +433,10 @@ pub async fn verify(
             "mfa_token is required, or a bearer access token to step up the session",
         ));
     };
-    let caller = state.auth.authenticate(access_token).await?;
+    let caller = state.auth.sessions().authenticate(access_token).await?;
     let stepped = state
         .auth
+        .mfa()
         .step_up(&caller, factor, &body.code, &client)
         .await?;
     Ok(HttpResponse::Ok().insert_header(no_store()).json(json!({

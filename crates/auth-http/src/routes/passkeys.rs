@@ -79,7 +79,11 @@ pub async fn registration_start(
     Caller(caller): Caller,
 ) -> Result<HttpResponse, ApiError> {
     Ok(ceremony(
-        state.auth.passkey_registration_start(&caller).await?,
+        state
+            .auth
+            .passkeys()
+            .passkey_registration_start(&caller)
+            .await?,
     ))
 }
 
@@ -115,6 +119,7 @@ pub async fn registration_finish(
     let body = body.into_inner();
     let passkey = state
         .auth
+        .passkeys()
         .passkey_registration_finish(
             &caller,
             &body.ceremony_id,
@@ -140,7 +145,11 @@ pub async fn login_start(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     Ok(ceremony(
-        state.auth.passkey_login_start(&client_info(&req)).await?,
+        state
+            .auth
+            .passkeys()
+            .passkey_login_start(&client_info(&req))
+            .await?,
     ))
 }
 
@@ -172,6 +181,7 @@ pub async fn login_finish(
 ) -> Result<HttpResponse, ApiError> {
     let outcome = state
         .auth
+        .passkeys()
         .passkey_login_finish(&body.ceremony_id, &body.credential, client_info(&req))
         .await?;
     super::mfa::sign_in_response(outcome, None)
@@ -190,6 +200,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let items: Vec<PasskeyItem> = state
         .auth
+        .passkeys()
         .passkeys(&caller)
         .await?
         .into_iter()
@@ -216,6 +227,7 @@ pub async fn delete(
     let id: Uuid = id.parse().map_err(|_| ApiError::not_found())?;
     state
         .auth
+        .passkeys()
         .delete_passkey(&caller, id, &client_info(&req))
         .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -137,6 +137,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let list: Vec<EndpointView> = state
         .auth
+        .webhooks()
         .list_webhooks(&admin.operator)
         .await?
         .into_iter()
@@ -161,6 +162,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let created = state
         .auth
+        .webhooks()
         .create_webhook(&admin.operator, body.into_inner().into())
         .await?;
     Ok(HttpResponse::Created().json(EndpointView::from(created)))
@@ -182,6 +184,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let e = state
         .auth
+        .webhooks()
         .get_webhook(&admin.operator, endpoint_id(&id)?)
         .await?;
     Ok(HttpResponse::Ok().json(EndpointView::from(e)))
@@ -205,6 +208,7 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let e = state
         .auth
+        .webhooks()
         .update_webhook(&admin.operator, endpoint_id(&id)?, body.into_inner().into())
         .await?;
     Ok(HttpResponse::Ok().json(EndpointView::from(e)))
@@ -226,6 +230,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     state
         .auth
+        .webhooks()
         .delete_webhook(&admin.operator, endpoint_id(&id)?)
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -247,6 +252,7 @@ pub async fn rotate_secret(
 ) -> Result<HttpResponse, ApiError> {
     let e = state
         .auth
+        .webhooks()
         .rotate_webhook_secret(&admin.operator, endpoint_id(&id)?)
         .await?;
     Ok(HttpResponse::Ok().json(EndpointView::from(e)))
@@ -280,6 +286,7 @@ pub async fn deliveries(
         .map_err(|e| ApiError::invalid_request(format!("invalid query: {e}")))?;
     let list: Vec<AttemptView> = state
         .auth
+        .webhooks()
         .webhook_deliveries(&admin.operator, endpoint_id(&id)?, q.limit)
         .await?
         .into_iter()

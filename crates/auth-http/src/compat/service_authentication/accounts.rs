@@ -2,7 +2,7 @@
 //! `/audit/logs`.
 //!
 //! The administration routes of that API over the canonical operator services: the caller
-//! is the profile's JWT (cookie or bearer), checked by [`AuthService::authorize`] against
+//! is the profile's JWT (cookie or bearer), checked by [`AuthCore::authorize`] against
 //! the caller's current roles with the capability the canonical admin route requires.
 //! Every write is the canonical core operation, so it lands in the audit trail (and the
 //! webhooks) exactly as through `/api/v1/admin`. A user reads and changes their own
@@ -10,6 +10,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use auth_core::AuthCore;
 use auth_core::AuthError;
 use auth_core::audit::{AuditQuery, AuditRecord};
 use auth_core::model::{ProfileUpdate, User, UserId};
@@ -17,7 +18,7 @@ use auth_core::operators::capability::{
     AuditRead, Capability, RolesManage, UsersRead, UsersWrite, WebhooksManage,
 };
 use auth_core::operators::{AccountEdit, ManagedUser, NewAccount, Operator};
-use auth_core::service::{AuthService, Authenticated};
+use auth_core::service::Authenticated;
 use auth_core::webhooks::{EndpointInput, WebhookEndpoint};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -70,6 +71,7 @@ async fn operator<C: Capability>(
     let token = presented_jwt(state, req)?;
     state
         .auth
+        .operators()
         .authorize::<C>(&token, client_info(req))
         .await
         .map_err(admin_error)
@@ -81,7 +83,12 @@ async fn signed_in(
     req: &HttpRequest,
 ) -> Result<Authenticated, actix_web::Error> {
     let token = presented_jwt(state, req)?;
-    state.auth.authenticate(&token).await.map_err(admin_error)
+    state
+        .auth
+        .sessions()
+        .authenticate(&token)
+        .await
+        .map_err(admin_error)
 }
 
 fn admin_error(e: AuthError) -> actix_web::Error {
@@ -202,6 +209,7 @@ pub(super) async fn create_user(
     let password = given.unwrap_or_else(random_password);
     let created = state
         .auth
+        .operators()
         .admin_create_user(
             &op,
             NewAccount {
@@ -226,8 +234,12 @@ pub(super) async fn create_user(
 
 /// Queue the reset mail of a freshly created account. The account exists already: a
 /// refusal (the password-reset rate limit) is reported in the answer, not as an error.
-async fn reset_mail(auth: &AuthService, email: &str, op: &Operator<UsersWrite>) -> bool {
-    match auth.forgot_password(email, op.client(), None).await {
+async fn reset_mail(auth: &AuthCore, email: &str, op: &Operator<UsersWrite>) -> bool {
+    match auth
+        .mailbox()
+        .forgot_password(email, op.client(), None)
+        .await
+    {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "password reset mail of a created account not queued");
@@ -245,12 +257,18 @@ async fn get_user(
     let caller = signed_in(&state, &req).await?;
     let id = target_id(&raw);
     if id == Some(caller.user_id) {
-        let user = state.auth.me(&caller).await.map_err(admin_error)?;
+        let user = state
+            .auth
+            .sessions()
+            .me(&caller)
+            .await
+            .map_err(admin_error)?;
         return Ok(ok(account_json(user, None)));
     }
     let op = operator::<UsersRead>(&state, &req).await?;
     let user = state
         .auth
+        .operators()
         .admin_get_user(&op, id.ok_or_else(not_found)?)
         .await
         .map_err(admin_error)?;
@@ -308,6 +326,7 @@ async fn update_user(
             let op = operator::<UsersWrite>(&state, &req).await?;
             let user = state
                 .auth
+                .operators()
                 .admin_get_user(&op, id.ok_or_else(not_found)?)
                 .await
                 .map_err(admin_error)?;
@@ -318,6 +337,7 @@ async fn update_user(
         }
         let user = state
             .auth
+            .sessions()
             .update_me(
                 &caller,
                 ProfileUpdate {
@@ -346,6 +366,7 @@ async fn update_user(
     };
     let user = state
         .auth
+        .operators()
         .admin_update_user(
             &op,
             id,
@@ -417,6 +438,7 @@ async fn list_webhooks(state: web::Data<ServiceAuth>, req: HttpRequest) -> Reply
     let op = operator::<WebhooksManage>(&state, &req).await?;
     let list: Vec<Value> = state
         .auth
+        .webhooks()
         .list_webhooks(&op)
         .await
         .map_err(admin_error)?
@@ -436,6 +458,7 @@ async fn create_webhook(
     let b: EndpointBody = parse(&bytes)?;
     let created = state
         .auth
+        .webhooks()
         .create_webhook(&op, b.into())
         .await
         .map_err(admin_error)?;
@@ -462,6 +485,7 @@ async fn update_webhook(
     let b: EndpointBody = parse(&bytes)?;
     let e = state
         .auth
+        .webhooks()
         .update_webhook(&op, id, b.into())
         .await
         .map_err(admin_error)?;
@@ -478,6 +502,7 @@ async fn delete_webhook(
     let id = webhook_id(&raw)?;
     state
         .auth
+        .webhooks()
         .delete_webhook(&op, id)
         .await
         .map_err(admin_error)?;
@@ -535,6 +560,7 @@ async fn audit_logs(state: web::Data<ServiceAuth>, req: HttpRequest) -> Reply {
     };
     let page = state
         .auth
+        .operators()
         .audit_log(&op, filters, q.cursor, q.limit)
         .await
         .map_err(admin_error)?;

@@ -83,6 +83,7 @@ async fn pending(
     }
     state
         .auth
+        .mfa()
         .pending_factor(caller, kind)
         .await
         .map_err(factor_error)?
@@ -116,6 +117,7 @@ async fn authenticator_setup(
     let map = body(&bytes, &[])?;
     let enrollment = state
         .auth
+        .mfa()
         .enroll_totp(&caller, text(&map, "label"))
         .await
         .map_err(factor_error)?;
@@ -145,6 +147,7 @@ async fn authenticator_verify(
     let factor_id = pending(&state, &caller, &map, FactorKind::Totp).await?;
     let codes = state
         .auth
+        .mfa()
         .activate_totp(
             &caller,
             factor_id,
@@ -163,6 +166,7 @@ async fn mfa_setup(state: web::Data<ServiceAuth>, req: HttpRequest, bytes: web::
     let map = body(&bytes, &["phone"])?;
     let enrollment = state
         .auth
+        .mfa()
         .enroll_sms(
             &caller,
             &text(&map, "phone").unwrap_or_default(),
@@ -193,6 +197,7 @@ async fn finish_sign_in(
     let mfa_token = SecretString::from(text(map, "mfa_token").unwrap_or_default());
     let issued = state
         .auth
+        .mfa()
         .verify_mfa(&mfa_token, factor, &code, client_info(req))
         .await
         .map_err(factor_error)?;
@@ -215,6 +220,7 @@ async fn mfa_verify(state: web::Data<ServiceAuth>, req: HttpRequest, bytes: web:
     let factor_id = pending(&state, &caller, &map, FactorKind::Sms).await?;
     let codes = state
         .auth
+        .mfa()
         .activate_sms(
             &caller,
             factor_id,
@@ -242,7 +248,12 @@ async fn remove(
         FactorKind::Sms => SecondFactor::Sms,
     };
     let proof = second_factor(map, "code_factor", default)?;
-    let status = state.auth.mfa_status(&caller).await.map_err(factor_error)?;
+    let status = state
+        .auth
+        .mfa()
+        .mfa_status(&caller)
+        .await
+        .map_err(factor_error)?;
     let factor = status
         .factors
         .iter()
@@ -250,6 +261,7 @@ async fn remove(
         .ok_or_else(|| factor_error(AuthError::NotFound))?;
     state
         .auth
+        .mfa()
         .remove_mfa_factor(&caller, factor.id, Some((proof, &code)), &client_info(req))
         .await
         .map_err(factor_error)?;
@@ -289,22 +301,34 @@ async fn otp_send(state: web::Data<ServiceAuth>, req: HttpRequest, bytes: web::B
         text(&map, "phone"),
         text(&map, "mfa_token"),
     ) {
-        (Some(email), None, None) => state.auth.send_email_code(&email, &client, None).await,
+        (Some(email), None, None) => {
+            state
+                .auth
+                .mailbox()
+                .send_email_code(&email, &client, None)
+                .await
+        }
         (None, Some(phone), None) => {
             state
                 .auth
+                .mfa()
                 .send_sms_sign_in_code(&phone, &client, None)
                 .await
         }
         (None, None, Some(token)) => {
             state
                 .auth
+                .mfa()
                 .send_mfa_sms(Some(&SecretString::from(token)), None, &client)
                 .await
         }
         (None, None, None) if bearer_token(&req).is_some() || has_jwt_cookie(&state, &req) => {
             let caller = caller(&state, &req).await?;
-            state.auth.send_mfa_sms(None, Some(&caller), &client).await
+            state
+                .auth
+                .mfa()
+                .send_mfa_sms(None, Some(&caller), &client)
+                .await
         }
         _ => {
             return Err(error(
@@ -339,8 +363,20 @@ async fn otp_verify(state: web::Data<ServiceAuth>, req: HttpRequest, bytes: web:
         (None, None, Some(_)) => {
             return finish_sign_in(&state, &req, &map, SecondFactor::Sms).await;
         }
-        (Some(email), None, None) => state.auth.verify_email_code(&email, &code, client).await,
-        (None, Some(phone), None) => state.auth.verify_sms_sign_in(&phone, &code, client).await,
+        (Some(email), None, None) => {
+            state
+                .auth
+                .mailbox()
+                .verify_email_code(&email, &code, client)
+                .await
+        }
+        (None, Some(phone), None) => {
+            state
+                .auth
+                .mfa()
+                .verify_sms_sign_in(&phone, &code, client)
+                .await
+        }
         _ => {
             return Err(error(
                 StatusCode::BAD_REQUEST,

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::http::header::SET_COOKIE;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use auth_core::AuthCore;
 use auth_core::AuthError;
 use auth_core::flows::SignupOutcome;
 use auth_core::jwt::KeySet;
 use auth_core::mfa::SignInOutcome;
 use auth_core::model::User;
-use auth_core::service::{AuthService, Authenticated, IssuedTokens, SignupRequest};
+use auth_core::service::{Authenticated, IssuedTokens, SignupRequest};
 use auth_core::social::SocialService;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
@@ -32,7 +33,7 @@ use crate::settings::Settings;
 
 /// The profile's state.
 pub struct ServiceAuth {
-    auth: Arc<AuthService>,
+    auth: Arc<AuthCore>,
     /// Social sign-in over `auth`, the provider sending the browser back to this
     /// profile's `/oauth/:provider/callback`.
     social: SocialService,
@@ -49,7 +50,7 @@ pub struct ServiceAuth {
 impl ServiceAuth {
     pub(super) fn build(
         settings: &Settings,
-        base: &AuthService,
+        base: &AuthCore,
         social: &SocialService,
         s: &ServiceAuthSettings,
     ) -> Result<Self, String> {
@@ -272,7 +273,12 @@ async fn caller(
         .map(str::to_owned)
         .or_else(|| cookie(req, &state.cookie))
         .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "Unauthorized"))?;
-    state.auth.authenticate(&token).await.map_err(service_error)
+    state
+        .auth
+        .sessions()
+        .authenticate(&token)
+        .await
+        .map_err(service_error)
 }
 
 /// A random password for an account registered without one (its owner sets theirs with
@@ -299,12 +305,14 @@ async fn register(state: web::Data<ServiceAuth>, req: HttpRequest, bytes: web::B
     let client = client_info(&req);
     let outcome = state
         .auth
+        .mailbox()
         .signup(request, client.clone())
         .await
         .map_err(service_error)?;
     if generated && option(&map, "sendResetEmail", false) {
         state
             .auth
+            .mailbox()
             .forgot_password(&email, &client, None)
             .await
             .map_err(service_error)?;
@@ -329,6 +337,7 @@ async fn login(state: web::Data<ServiceAuth>, req: HttpRequest, bytes: web::Byte
     let map = body(&bytes, &["email", "password"])?;
     let outcome = state
         .auth
+        .sessions()
         .login(
             &text(&map, "email").unwrap_or_default(),
             &SecretString::from(text(&map, "password").unwrap_or_default()),
@@ -375,6 +384,7 @@ async fn refresh(state: web::Data<ServiceAuth>, req: HttpRequest) -> Reply {
         .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "Unauthorized"))?;
     let t = state
         .auth
+        .sessions()
         .refresh(&SecretString::from(token), &client_info(&req))
         .await
         .map_err(service_error)?;
@@ -390,6 +400,7 @@ async fn revoke(state: web::Data<ServiceAuth>, req: HttpRequest) -> Reply {
     if let Some(token) = presented_refresh(&state, &req) {
         state
             .auth
+            .sessions()
             .revoke(&SecretString::from(token))
             .await
             .map_err(service_error)?;
@@ -397,6 +408,7 @@ async fn revoke(state: web::Data<ServiceAuth>, req: HttpRequest) -> Reply {
     if let Some(c) = cookie(&req, &state.cookie) {
         state
             .auth
+            .sessions()
             .revoke(&SecretString::from(c))
             .await
             .map_err(service_error)?;
@@ -410,6 +422,7 @@ async fn forgot(state: web::Data<ServiceAuth>, req: HttpRequest, bytes: web::Byt
     let map = body(&bytes, &["email"])?;
     state
         .auth
+        .mailbox()
         .forgot_password(
             &text(&map, "email").unwrap_or_default(),
             &client_info(&req),
@@ -442,6 +455,7 @@ async fn reset(
     let map = body(&bytes, &["password"])?;
     state
         .auth
+        .mailbox()
         .reset_password(
             &SecretString::from(token.into_inner()),
             &SecretString::from(text(&map, "password").unwrap_or_default()),
@@ -458,6 +472,7 @@ async fn send_verification(state: web::Data<ServiceAuth>, req: HttpRequest) -> R
     let caller = caller(&state, &req).await?;
     state
         .auth
+        .mailbox()
         .send_verification(&caller)
         .await
         .map_err(service_error)?;
@@ -469,6 +484,7 @@ async fn send_verification(state: web::Data<ServiceAuth>, req: HttpRequest) -> R
 async fn verify(state: web::Data<ServiceAuth>, token: web::Path<String>) -> Reply {
     let user = state
         .auth
+        .mailbox()
         .verify_email(&SecretString::from(token.into_inner()))
         .await
         .map_err(service_error)?;
@@ -479,7 +495,12 @@ async fn verify(state: web::Data<ServiceAuth>, token: web::Path<String>) -> Repl
 
 async fn user(state: web::Data<ServiceAuth>, req: HttpRequest) -> Reply {
     let caller = caller(&state, &req).await?;
-    let user = state.auth.me(&caller).await.map_err(service_error)?;
+    let user = state
+        .auth
+        .sessions()
+        .me(&caller)
+        .await
+        .map_err(service_error)?;
     // The account as `GET /user/:user_id` shows it.
     Ok(own_format(
         HttpResponse::Ok().json(accounts::account_json(user, None)),

@@ -315,6 +315,7 @@ async fn request_magic_link(
     let map = body(&bytes, &["email"])?;
     state
         .auth
+        .mailbox()
         .request_magic_link(
             &text(&map, "email").unwrap_or_default(),
             text(&map, "redirect_to"),
@@ -337,6 +338,7 @@ async fn magic_sign_in(
 ) -> Reply {
     let signed = state
         .auth
+        .mailbox()
         .verify_magic_link(&SecretString::from(token.into_inner()), client_info(&req))
         .await
         .map_err(service_error)?;
