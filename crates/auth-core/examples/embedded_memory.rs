@@ -30,8 +30,9 @@ use auth_core::model::ClientInfo;
 use auth_core::password::{Argon2Hasher, HashingConfig};
 use auth_core::random::{OsRandom, RandomSource as _};
 use auth_core::secret_box::SecretBox;
-use auth_core::service::{AuthSettings, LogoutScope, Ports, SignupRequest};
+use auth_core::service::{LogoutScope, SignupRequest};
 use auth_core::webhooks::WebhookSender;
+use auth_core::{AuthSettings, Ports};
 use secrecy::{ExposeSecret as _, SecretString};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;

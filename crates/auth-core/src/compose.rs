@@ -5,6 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::clock::Clock;
 use crate::flows::MailboxFlows;
 use crate::guard::Guard;
 use crate::jwt::TokenIssuer;
@@ -12,11 +13,91 @@ use crate::mfa::MfaService;
 use crate::operators::OperatorService;
 use crate::outbox::Outgoing;
 use crate::passkeys::PasskeyService;
+use crate::password::{PasswordHasher, PasswordPolicy};
+use crate::ports::{SessionStore, UserStore};
+use crate::random::RandomSource;
 use crate::record::Recorder;
-use crate::service::{AuthSettings, PasswordSessions, Ports};
+use crate::service::{IntrospectionClient, PasswordSessions};
+use crate::sign_in::SessionPolicy;
 use crate::sign_in::SignIn;
 use crate::webhooks::WebhookService;
 use crate::worker::OutboxWorker;
+
+/// The rules of the service.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// Token and session lifetimes.
+    pub sessions: SessionPolicy,
+    /// Password rules.
+    pub password_policy: PasswordPolicy,
+    /// Clients allowed to introspect tokens.
+    pub introspection_clients: Vec<IntrospectionClient>,
+    /// Roles given to every new account.
+    pub default_roles: Vec<String>,
+    /// Email verification, recovery and passwordless sign-in.
+    pub email: crate::flows::EmailSettings,
+    /// Rate limits, lockout, CAPTCHA and password strength.
+    pub guard: crate::guard::GuardSettings,
+    /// Roles, administration and the audit trail.
+    pub operators: crate::operators::OperatorSettings,
+    /// Webhook URL rules, retries and secret rotation.
+    pub webhooks: crate::webhooks::WebhookSettings,
+    /// Multi-factor authentication.
+    pub mfa: crate::mfa::MfaSettings,
+}
+
+/// The adapters the service runs on.
+#[derive(Clone)]
+pub struct Ports {
+    /// User accounts.
+    pub users: Arc<dyn UserStore>,
+    /// Sessions and refresh tokens.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Password hashing.
+    pub hasher: Arc<dyn PasswordHasher>,
+    /// Access token signing and verification.
+    pub tokens: Arc<dyn TokenIssuer>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Randomness.
+    pub rng: Arc<dyn RandomSource>,
+    /// Security events (the audit trail).
+    pub events: Arc<dyn crate::events::EventSink>,
+    /// Rate-limit counters.
+    pub rate_limits: Arc<dyn crate::guard::RateLimitStore>,
+    /// Failed sign-ins and locks.
+    pub lockouts: Arc<dyn crate::guard::LockoutStore>,
+    /// CAPTCHA verification, when enabled.
+    pub captcha: Option<Arc<dyn crate::guard::CaptchaVerifier>>,
+    /// Breached-password check, when enabled.
+    pub breached: Option<Arc<dyn crate::guard::BreachedPasswords>>,
+    /// One-time tokens and the account changes they unlock.
+    pub one_time: Arc<dyn crate::ports::OneTimeTokenStore>,
+    /// The durable outbox.
+    pub outbox: Arc<dyn crate::ports::OutboxStore>,
+    /// Seals outbox payloads at rest.
+    pub sealer: Arc<crate::secret_box::SecretBox>,
+    /// Mail templates.
+    pub renderer: Arc<dyn crate::mail::MailRenderer>,
+    /// Mail delivery.
+    pub mailer: Arc<dyn crate::mail::Mailer>,
+    /// Roles and the administration of accounts.
+    pub operators: Arc<dyn crate::operators::OperatorStore>,
+    /// The audit trail (read side; events are written through `events`).
+    pub audit: Arc<dyn crate::audit::AuditStore>,
+    /// Webhook endpoints and delivery attempts.
+    pub webhooks: Arc<dyn crate::webhooks::WebhookStore>,
+    /// Outbound HTTP of webhook deliveries.
+    pub webhook_sender: Arc<dyn crate::webhooks::WebhookSender>,
+    /// Second factors, recovery codes, MFA challenges and session step-up.
+    pub mfa: Arc<dyn crate::mfa::MfaStore>,
+    /// Passkeys and passkey ceremonies in progress.
+    pub passkeys: Arc<dyn crate::passkeys::PasskeyStore>,
+    /// WebAuthn ceremonies, when passkeys are enabled.
+    pub passkey_ceremonies: Option<Arc<dyn crate::passkeys::PasskeyCeremonies>>,
+    /// Text messages, when SMS is configured.
+    pub sms: Option<Arc<dyn crate::sms::SmsSender>>,
+}
 
 /// The core of the auth server: one service per use case over one set of adapters.
 pub struct AuthCore {
@@ -46,7 +127,12 @@ impl AuthCore {
     /// Wire the services.
     pub fn new(ports: Ports, settings: AuthSettings) -> Self {
         let settings = Arc::new(settings);
-        let outgoing = Outgoing::new(ports.sealer.clone(), ports.rng.clone(), &settings.email);
+        let outgoing = Outgoing::new(
+            ports.sealer.clone(),
+            ports.rng.clone(),
+            (&settings.email.app_name, &settings.email.app_url),
+            settings.email.token_placement,
+        );
         let recorder = Recorder {
             webhooks: ports.webhooks.clone(),
             audit: ports.audit.clone(),
@@ -89,7 +175,10 @@ impl AuthCore {
             guard: guard.clone(),
             recorder: recorder.clone(),
             sign_in: sign_in.clone(),
-            settings: settings.clone(),
+            email: settings.email.clone(),
+            guard_settings: settings.guard.clone(),
+            introspection_clients: settings.introspection_clients.clone(),
+            policy: settings.sessions.clone(),
         };
         let mailbox_flows = crate::flows::MailboxFlows {
             clock: ports.clock.clone(),
@@ -102,7 +191,10 @@ impl AuthCore {
             outgoing: outgoing.clone(),
             recorder: recorder.clone(),
             sign_in: sign_in.clone(),
-            settings: settings.clone(),
+            default_roles: settings.default_roles.clone(),
+            email: settings.email.clone(),
+            guard_settings: settings.guard.clone(),
+            policy: settings.sessions.clone(),
         };
         let mfa_service = crate::mfa::MfaService {
             clock: ports.clock.clone(),
@@ -117,7 +209,10 @@ impl AuthCore {
             outgoing: outgoing.clone(),
             recorder: recorder.clone(),
             sign_in: sign_in.clone(),
-            settings: settings.clone(),
+            email: settings.email.clone(),
+            guard_settings: settings.guard.clone(),
+            mfa_settings: settings.mfa.clone(),
+            policy: settings.sessions.clone(),
         };
         let operator_service = crate::operators::OperatorService {
             sign_in: sign_in.clone(),
@@ -130,7 +225,10 @@ impl AuthCore {
             guard: guard.clone(),
             outgoing: outgoing.clone(),
             recorder: recorder.clone(),
-            settings: settings.clone(),
+            default_roles: settings.default_roles.clone(),
+            guard_settings: settings.guard.clone(),
+            operator_settings: settings.operators.clone(),
+            policy: settings.sessions.clone(),
         };
         let passkey_service = crate::passkeys::PasskeyService {
             clock: ports.clock.clone(),
@@ -151,7 +249,7 @@ impl AuthCore {
             webhook_sender: ports.webhook_sender.clone(),
             webhooks: ports.webhooks.clone(),
             recorder: recorder.clone(),
-            settings: settings.clone(),
+            webhook_settings: settings.webhooks.clone(),
         };
         let outbox_worker = crate::worker::OutboxWorker {
             clock: ports.clock.clone(),
@@ -164,7 +262,7 @@ impl AuthCore {
             sms: ports.sms.clone(),
             users: ports.users.clone(),
             outgoing: outgoing.clone(),
-            settings: settings.clone(),
+            email: settings.email.clone(),
             hooks: hooks.clone(),
             mfa_service: mfa_service.clone(),
         };

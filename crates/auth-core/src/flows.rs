@@ -17,13 +17,26 @@ use crate::events::EventKind;
 use crate::guard::{LimitGroup, lockout_identifier};
 
 use crate::mail::MailTemplate;
+use crate::model::normalise_name;
 use crate::model::{
     ClientInfo, MailboxProof, NewOneTimeToken, NewSession, NewUser, OneTimeTokenKind, SessionId,
     TokenHash, User, UserId,
 };
 use crate::opaque;
 use crate::outbox::{NewOutboxMessage, OutboxJob, TokenPlacement, minutes};
-use crate::service::{IssuedTokens, SignupRequest, normalise_name};
+use crate::sign_in::IssuedTokens;
+
+/// Input of [`MailboxFlows::signup`].
+pub struct SignupRequest {
+    /// Email address as typed.
+    pub email: String,
+    /// Chosen password.
+    pub password: SecretString,
+    /// Display name.
+    pub name: Option<String>,
+    /// CAPTCHA response, when the server asks for one.
+    pub captcha_token: Option<String>,
+}
 
 /// Whether sign-in waits for the email address to be confirmed (`auth.email_confirmation`:
 /// `optional` or `required`).
@@ -135,7 +148,7 @@ pub enum SignupOutcome {
 #[derive(Debug)]
 pub struct MagicLinkSignIn {
     /// The new session's tokens, or the second factor still required.
-    pub outcome: crate::mfa::SignInOutcome,
+    pub outcome: crate::sign_in::SignInOutcome,
     /// The `redirect_to` given when the link was asked for.
     pub redirect_to: Option<String>,
 }
@@ -162,7 +175,10 @@ pub struct MailboxFlows {
     pub(crate) outgoing: crate::outbox::Outgoing,
     pub(crate) recorder: crate::record::Recorder,
     pub(crate) sign_in: crate::sign_in::SignIn,
-    pub(crate) settings: std::sync::Arc<crate::service::AuthSettings>,
+    pub(crate) default_roles: Vec<String>,
+    pub(crate) email: crate::flows::EmailSettings,
+    pub(crate) guard_settings: crate::guard::GuardSettings,
+    pub(crate) policy: crate::sign_in::SessionPolicy,
 }
 
 impl std::fmt::Debug for MailboxFlows {
@@ -173,7 +189,7 @@ impl std::fmt::Debug for MailboxFlows {
 
 impl MailboxFlows {
     pub(crate) fn email_settings(&self) -> &EmailSettings {
-        &self.settings.email
+        &self.email
     }
 
     /// A verification token for `user` and the mail that carries it.
@@ -219,7 +235,7 @@ impl MailboxFlows {
         self.guard.limit(LimitGroup::Signup, &client, None).await?;
         self.guard
             .captcha(
-                self.settings.guard.captcha.signup,
+                self.guard_settings.captcha.signup,
                 req.captcha_token.as_deref(),
                 &client,
             )
@@ -239,7 +255,7 @@ impl MailboxFlows {
             name,
             password_hash: Some(password_hash),
             email_verified: false,
-            roles: self.settings.default_roles.clone(),
+            roles: self.default_roles.clone(),
             created_at: now,
         };
         let required = self.email_settings().confirmation == EmailConfirmation::Required;
@@ -293,7 +309,7 @@ impl MailboxFlows {
     /// Send a new verification link to the signed-in user (nothing when already verified).
     pub async fn send_verification(
         &self,
-        caller: &crate::service::Authenticated,
+        caller: &crate::sign_in::Authenticated,
     ) -> AuthResult<()> {
         let user = self.sign_in.me(caller).await?;
         if user.email_verified {
@@ -381,7 +397,7 @@ impl MailboxFlows {
         client: &ClientInfo,
         captcha_token: Option<&str>,
     ) -> AuthResult<()> {
-        let required = self.settings.guard.captcha.password_reset;
+        let required = self.guard_settings.captcha.password_reset;
         self.accept_request(
             LimitGroup::PasswordReset,
             required,
@@ -457,7 +473,7 @@ impl MailboxFlows {
     /// caller's, and a new session is opened for the caller.
     pub async fn change_password(
         &self,
-        caller: &crate::service::Authenticated,
+        caller: &crate::sign_in::Authenticated,
         current: &SecretString,
         new: &SecretString,
         client: ClientInfo,
@@ -487,7 +503,7 @@ impl MailboxFlows {
             id: SessionId::new(),
             user_id: user.id,
             created_at: now,
-            expires_at: now + self.settings.sessions.absolute_ttl,
+            expires_at: now + self.policy.absolute_ttl,
             client,
             amr: vec!["pwd".into()],
             aal: "aal1".into(),
@@ -551,7 +567,7 @@ impl MailboxFlows {
         captcha_token: Option<&str>,
     ) -> AuthResult<()> {
         let redirect_to = self.allowed_redirect(redirect_to)?;
-        let required = self.settings.guard.captcha.passwordless;
+        let required = self.guard_settings.captcha.passwordless;
         self.accept_request(
             LimitGroup::Passwordless,
             required,
@@ -601,7 +617,7 @@ impl MailboxFlows {
         client: &ClientInfo,
         captcha_token: Option<&str>,
     ) -> AuthResult<()> {
-        let required = self.settings.guard.captcha.passwordless;
+        let required = self.guard_settings.captcha.passwordless;
         self.accept_request(
             LimitGroup::Passwordless,
             required,
@@ -619,7 +635,7 @@ impl MailboxFlows {
         email: &str,
         code: &str,
         client: ClientInfo,
-    ) -> AuthResult<crate::mfa::SignInOutcome> {
+    ) -> AuthResult<crate::sign_in::SignInOutcome> {
         self.guard
             .limit(
                 LimitGroup::Passwordless,
@@ -704,7 +720,7 @@ impl MailboxFlows {
             name: None,
             password_hash: None,
             email_verified: true,
-            roles: self.settings.default_roles.clone(),
+            roles: self.default_roles.clone(),
             created_at: now,
         };
         match self.users.insert_user(&new_user, None).await {

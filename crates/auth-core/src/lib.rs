@@ -10,6 +10,7 @@ mod compose;
 pub mod email;
 pub mod error;
 pub mod events;
+mod factors;
 
 pub mod flows;
 pub mod guard;
@@ -22,7 +23,7 @@ pub mod ports;
 pub mod random;
 mod record;
 
-pub use compose::AuthCore;
+pub use compose::{AuthCore, AuthSettings, Ports};
 pub use error::{AuthError, AuthResult};
 pub mod identity;
 pub mod jwt;

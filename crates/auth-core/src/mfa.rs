@@ -16,26 +16,23 @@
 
 use std::fmt;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::audit::Recorded;
 use crate::error::{AuthError, AuthResult};
 use crate::events::EventKind;
 use crate::guard::LimitGroup;
 use crate::mail::MailTemplate;
-use crate::model::{ClientInfo, NewSession, Session, SessionId, TokenHash, User, UserId};
+use crate::model::{ClientInfo, NewSession, SessionId, TokenHash, User, UserId};
 use crate::opaque;
-use crate::outbox::NewOutboxMessage;
 use crate::random::random_bytes;
-use crate::service::{Authenticated, IssuedTokens};
+use crate::sign_in::{Authenticated, IssuedTokens};
 
 mod sms;
 
@@ -181,221 +178,10 @@ pub fn recovery_code_hash(user_id: UserId, code: &str) -> TokenHash {
     TokenHash(hex::encode(h.finalize()))
 }
 
-// ---- records --------------------------------------------------------------------------------
-
-/// The kinds of second factor a user can enrol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FactorKind {
-    /// An authenticator app (RFC 6238).
-    Totp,
-    /// Codes sent by SMS to a verified phone number.
-    Sms,
-}
-
-impl FactorKind {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Totp => "totp",
-            Self::Sms => "sms",
-        }
-    }
-
-    /// How the factor is named in the mails to its owner.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Totp => "An authenticator app",
-            Self::Sms => "Text messages to your phone",
-        }
-    }
-
-    /// Inverse of [`FactorKind::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Totp, Self::Sms]
-            .into_iter()
-            .find(|k| k.as_str() == s)
-    }
-}
-
-/// A second factor as stored.
-#[derive(Clone, PartialEq, Eq)]
-pub struct MfaFactor {
-    /// Identifier.
-    pub id: Uuid,
-    /// Whose factor.
-    pub user_id: UserId,
-    /// What it is.
-    pub kind: FactorKind,
-    /// A name the user gave it.
-    pub label: Option<String>,
-    /// The secret, sealed with the configured encryption keys.
-    pub sealed_secret: Vec<u8>,
-    /// When enrolment started.
-    pub created_at: DateTime<Utc>,
-    /// When the first valid code activated it; `None` while pending.
-    pub activated_at: Option<DateTime<Utc>>,
-    /// The last TOTP time step accepted.
-    pub last_used_step: Option<i64>,
-    /// When a code of it was last accepted.
-    pub last_used_at: Option<DateTime<Utc>>,
-    /// SHA-256 of the phone number of an SMS factor, to find it by number.
-    pub lookup_hash: Option<TokenHash>,
-}
-
-impl fmt::Debug for MfaFactor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MfaFactor")
-            .field("id", &self.id)
-            .field("user_id", &self.user_id)
-            .field("kind", &self.kind)
-            .field("activated_at", &self.activated_at)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A challenge about to be stored: the first factor passed, a second is awaited.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewMfaChallenge {
-    /// SHA-256 of the `mfa_token`.
-    pub token_hash: TokenHash,
-    /// Who signed in.
-    pub user_id: UserId,
-    /// The first factor's methods (`pwd`, `email` ...).
-    pub amr: Vec<String>,
-    /// Issue time.
-    pub created_at: DateTime<Utc>,
-    /// End of validity.
-    pub expires_at: DateTime<Utc>,
-}
-
-/// A stored challenge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MfaChallenge {
-    /// SHA-256 of the `mfa_token`.
-    pub token_hash: TokenHash,
-    /// Who signed in.
-    pub user_id: UserId,
-    /// The first factor's methods.
-    pub amr: Vec<String>,
-    /// Issue time.
-    pub created_at: DateTime<Utc>,
-    /// End of validity.
-    pub expires_at: DateTime<Utc>,
-    /// Set when completed or killed by too many wrong codes.
-    pub used_at: Option<DateTime<Utc>>,
-    /// Wrong codes so far.
-    pub failed_attempts: i32,
-}
-
-/// Port: storage of factors, recovery codes and challenges, and the session step-up. Each
-/// method is one transaction.
-#[async_trait]
-pub trait MfaStore: Send + Sync {
-    /// Store a pending factor, deleting the user's earlier pending factors of the same kind.
-    async fn insert_pending_factor(&self, factor: &MfaFactor) -> AuthResult<()>;
-    /// Every factor of the user, pending ones included, oldest first.
-    async fn factors_of(&self, user_id: UserId) -> AuthResult<Vec<MfaFactor>>;
-    /// The most recently activated active factor of `kind` with this lookup hash (an SMS
-    /// factor by phone number).
-    async fn active_factor_by_lookup(
-        &self,
-        kind: FactorKind,
-        lookup: &TokenHash,
-    ) -> AuthResult<Option<MfaFactor>>;
-    /// Activate a pending factor of the user: set `activated_at` and `last_used_step`,
-    /// replace the user's recovery codes with `recovery_codes` and write `notice` to the
-    /// outbox. `false`, and no change, when it is not a pending factor of the user or the
-    /// user already has an active factor of that kind.
-    async fn activate_factor(
-        &self,
-        user_id: UserId,
-        factor_id: Uuid,
-        step: i64,
-        recovery_codes: &[TokenHash],
-        notice: &NewOutboxMessage,
-        now: DateTime<Utc>,
-    ) -> AuthResult<bool>;
-    /// Record that `step` was accepted for an active factor, only if it is later than the
-    /// last step accepted (one conditional update). `false` (a replay) changes nothing.
-    async fn use_totp_step(
-        &self,
-        factor_id: Uuid,
-        step: i64,
-        now: DateTime<Utc>,
-    ) -> AuthResult<bool>;
-    /// Delete a factor of the user and write `notice`; when no active factor remains the
-    /// recovery codes are deleted too. `false` when the user has no such factor.
-    async fn remove_factor(
-        &self,
-        user_id: UserId,
-        factor_id: Uuid,
-        notice: Option<&NewOutboxMessage>,
-        now: DateTime<Utc>,
-    ) -> AuthResult<bool>;
-    /// Replace every recovery code of the user.
-    async fn replace_recovery_codes(
-        &self,
-        user_id: UserId,
-        codes: &[TokenHash],
-        now: DateTime<Utc>,
-    ) -> AuthResult<()>;
-    /// Mark an unused recovery code of the user used and write `notice`; `false` when
-    /// there is none (two concurrent calls never both succeed).
-    async fn consume_recovery_code(
-        &self,
-        user_id: UserId,
-        code: &TokenHash,
-        notice: &NewOutboxMessage,
-        now: DateTime<Utc>,
-    ) -> AuthResult<bool>;
-    /// How many unused recovery codes the user has.
-    async fn remaining_recovery_codes(&self, user_id: UserId) -> AuthResult<u64>;
-    /// Store a challenge and write `records` with it. Fails with
-    /// [`crate::AuthError::AccountDisabled`] (and writes nothing) when the user is
-    /// disabled: a disabled account gets no `mfa_token`.
-    async fn insert_challenge(
-        &self,
-        challenge: &NewMfaChallenge,
-        records: &[Recorded],
-    ) -> AuthResult<()>;
-    /// A challenge by hash, used or not.
-    async fn challenge(&self, hash: &TokenHash) -> AuthResult<Option<MfaChallenge>>;
-    /// Count a wrong code against an unused challenge; at `max` it is retired (`used_at`
-    /// set). Returns the new count.
-    async fn record_challenge_failure(
-        &self,
-        hash: &TokenHash,
-        max: i32,
-        now: DateTime<Utc>,
-    ) -> AuthResult<i32>;
-    /// Atomically: if the challenge is unused, unexpired at `now` and has fewer than `max`
-    /// failures, mark it used, open `session` with `first_refresh` and write `records`.
-    /// `None` (and nothing written) otherwise.
-    /// Like [`crate::ports::SessionStore::create_session`], fails with
-    /// [`crate::AuthError::AccountDisabled`] (and writes nothing) for a disabled user.
-    async fn complete_challenge(
-        &self,
-        hash: &TokenHash,
-        max: i32,
-        session: &NewSession,
-        first_refresh: &TokenHash,
-        now: DateTime<Utc>,
-        records: &[Recorded],
-    ) -> AuthResult<Option<Session>>;
-    /// Raise a live (unrevoked, unexpired) session to `aal2`, appending `method` to its
-    /// `amr` unless present, and write `records`. `None` (and nothing written) when the
-    /// session is not live.
-    async fn step_up_session(
-        &self,
-        session_id: SessionId,
-        method: &str,
-        now: DateTime<Utc>,
-        records: &[Recorded],
-    ) -> AuthResult<Option<Session>>;
-    /// Delete challenges that expired before `cutoff`.
-    async fn purge_challenges_before(&self, cutoff: DateTime<Utc>) -> AuthResult<u64>;
-}
+pub use crate::factors::{
+    FactorKind, MfaChallenge, MfaFactor, MfaStore, NewMfaChallenge, SecondFactor,
+};
+pub use crate::sign_in::{MfaRequired, SignInOutcome};
 
 // ---- settings and outcomes ------------------------------------------------------------------
 
@@ -428,99 +214,6 @@ impl Default for MfaSettings {
             totp_skew_steps: 1,
             enrollment_ttl: Duration::minutes(15),
             sms_code_ttl: Duration::minutes(5),
-        }
-    }
-}
-
-/// The end of a first factor.
-#[derive(Debug)]
-pub enum SignInOutcome {
-    /// No second factor needed: signed in.
-    SignedIn(Box<IssuedTokens>),
-    /// The user has an active factor: present it with the `mfa_token`.
-    MfaRequired(MfaRequired),
-}
-
-impl SignInOutcome {
-    /// The tokens, when signed in.
-    pub fn tokens(self) -> Option<IssuedTokens> {
-        match self {
-            Self::SignedIn(t) => Some(*t),
-            Self::MfaRequired(_) => None,
-        }
-    }
-
-    /// The challenge, when a second factor is required.
-    pub fn mfa_required(self) -> Option<MfaRequired> {
-        match self {
-            Self::SignedIn(_) => None,
-            Self::MfaRequired(m) => Some(m),
-        }
-    }
-
-    /// The session opened, when signed in.
-    pub fn session_id(&self) -> Option<SessionId> {
-        match self {
-            Self::SignedIn(t) => Some(t.session_id),
-            Self::MfaRequired(_) => None,
-        }
-    }
-}
-
-/// A second factor is required to finish signing in.
-pub struct MfaRequired {
-    /// Opaque, single use, short-lived.
-    pub mfa_token: SecretString,
-    /// What the user can present: `totp`, `recovery_code`.
-    pub factors: Vec<String>,
-    /// When the `mfa_token` dies.
-    pub expires_at: DateTime<Utc>,
-}
-
-impl fmt::Debug for MfaRequired {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MfaRequired")
-            .field("factors", &self.factors)
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What a user presents as a second factor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SecondFactor {
-    /// A code of the authenticator app.
-    Totp,
-    /// One of the recovery codes.
-    RecoveryCode,
-    /// A code sent by SMS.
-    Sms,
-}
-
-impl SecondFactor {
-    /// Name in requests.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Totp => "totp",
-            Self::RecoveryCode => "recovery_code",
-            Self::Sms => "sms",
-        }
-    }
-
-    /// Inverse of [`SecondFactor::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Totp, Self::RecoveryCode, Self::Sms]
-            .into_iter()
-            .find(|f| f.as_str() == s)
-    }
-
-    /// The `amr` value (RFC 8176 `otp` for TOTP).
-    fn amr(self) -> &'static str {
-        match self {
-            Self::Totp => "otp",
-            Self::RecoveryCode => "recovery_code",
-            Self::Sms => "sms",
         }
     }
 }
@@ -626,7 +319,10 @@ pub struct MfaService {
     pub(crate) outgoing: crate::outbox::Outgoing,
     pub(crate) recorder: crate::record::Recorder,
     pub(crate) sign_in: crate::sign_in::SignIn,
-    pub(crate) settings: std::sync::Arc<crate::service::AuthSettings>,
+    pub(crate) email: crate::flows::EmailSettings,
+    pub(crate) guard_settings: crate::guard::GuardSettings,
+    pub(crate) mfa_settings: crate::mfa::MfaSettings,
+    pub(crate) policy: crate::sign_in::SessionPolicy,
 }
 
 impl std::fmt::Debug for MfaService {
@@ -743,7 +439,7 @@ impl MfaService {
             .sealer
             .open(&totp_context(factor.id), &factor.sealed_secret)?;
         let current = time_step(now);
-        let skew = self.settings.mfa.totp_skew_steps.max(0);
+        let skew = self.mfa_settings.totp_skew_steps.max(0);
         let mut found = None;
         // Every candidate is computed and compared in constant time.
         for step in (current - skew)..=(current + skew) {
@@ -820,11 +516,11 @@ impl MfaService {
             factor_id: id,
             secret: SecretString::from(base32(&secret)),
             otpauth_uri: SecretString::from(otpauth_uri(
-                &self.settings.mfa.issuer,
+                &self.mfa_settings.issuer,
                 &user.email,
                 &secret,
             )),
-            expires_at: now + self.settings.mfa.enrollment_ttl,
+            expires_at: now + self.mfa_settings.enrollment_ttl,
         })
     }
 
@@ -851,7 +547,7 @@ impl MfaService {
                 f.id == factor_id
                     && f.kind == FactorKind::Totp
                     && f.activated_at.is_none()
-                    && now < f.created_at + self.settings.mfa.enrollment_ttl
+                    && now < f.created_at + self.mfa_settings.enrollment_ttl
             })
             .ok_or(AuthError::NotFound)?;
         let step = match normalise_totp(code) {
@@ -945,7 +641,7 @@ impl MfaService {
             .find(|f| {
                 f.kind == kind
                     && f.activated_at.is_none()
-                    && now < f.created_at + self.settings.mfa.enrollment_ttl
+                    && now < f.created_at + self.mfa_settings.enrollment_ttl
             })
             .map(|f| f.id))
     }
@@ -964,7 +660,7 @@ impl MfaService {
             .limit(LimitGroup::MfaVerify, &client, None)
             .await?;
         let now = self.clock.now();
-        let max = self.settings.mfa.max_attempts;
+        let max = self.mfa_settings.max_attempts;
         let challenge = self.live_challenge(mfa_token, now).await?;
         // Per user too: each sign-in opens a new mfa_token, the account's limit bounds them all.
         self.guard
@@ -1028,7 +724,7 @@ impl MfaService {
                     id,
                     user_id: user.id,
                     created_at: now,
-                    expires_at: now + self.settings.sessions.absolute_ttl,
+                    expires_at: now + self.policy.absolute_ttl,
                     client: client.clone(),
                     amr,
                     aal: "aal2".into(),
@@ -1053,7 +749,7 @@ impl MfaService {
         if !opaque::is_well_formed(token) {
             return Err(AuthError::InvalidMfaToken);
         }
-        let max = self.settings.mfa.max_attempts;
+        let max = self.mfa_settings.max_attempts;
         self.mfa_store()
             .challenge(&opaque::hash(token))
             .await?

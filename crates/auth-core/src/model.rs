@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::email::Email;
+use crate::error::{AuthError, AuthResult};
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
@@ -365,4 +366,63 @@ pub struct OneTimeToken {
     pub failed_attempts: i32,
     /// Where a magic link leads after sign-in.
     pub redirect_to: Option<String>,
+}
+
+const MAX_NAME_CHARS: usize = 200;
+const MAX_URL_CHARS: usize = 2048;
+
+pub(crate) fn normalise_name(name: Option<String>) -> AuthResult<Option<String>> {
+    let Some(name) = name else { return Ok(None) };
+    let name = name.trim();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(AuthError::InvalidField {
+            field: "name",
+            reason: "must be at most 200 characters",
+        });
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AuthError::InvalidField {
+            field: "name",
+            reason: "must not contain control characters",
+        });
+    }
+    Ok(Some(name.to_owned()))
+}
+
+impl ProfileUpdate {
+    /// The update as [`crate::service::PasswordSessions::update_me`] stores it (trimmed, blank values cleared),
+    /// or the field it refuses: lets a caller check it before other changes that go with it.
+    pub fn normalised(self) -> AuthResult<Self> {
+        Ok(Self {
+            name: self.name.map(normalise_name).transpose()?,
+            avatar_url: self.avatar_url.map(normalise_avatar_url).transpose()?,
+        })
+    }
+}
+
+fn normalise_avatar_url(url: Option<String>) -> AuthResult<Option<String>> {
+    let Some(url) = url else { return Ok(None) };
+    let url = url.trim();
+    if url.is_empty() {
+        return Ok(None);
+    }
+    let invalid = |reason| AuthError::InvalidField {
+        field: "avatar_url",
+        reason,
+    };
+    if url.chars().count() > MAX_URL_CHARS {
+        return Err(invalid("must be at most 2048 characters"));
+    }
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or(invalid("must be an http or https URL"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("must be an http or https URL"));
+    }
+    Ok(Some(url.to_owned()))
 }

@@ -22,9 +22,10 @@ use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
 use crate::events::{EventKind, SecurityEvent};
 use crate::mail::MailTemplate;
+use crate::model::normalise_name;
 use crate::model::{ClientInfo, NewUser, Session, SessionId, User, UserId};
 use crate::outbox::NewOutboxMessage;
-use crate::service::{Authenticated, normalise_name};
+use crate::sign_in::Authenticated;
 
 /// The capabilities the server itself checks. Roles may also hold application-defined ones.
 pub mod capability {
@@ -591,7 +592,10 @@ pub struct OperatorService {
     pub(crate) guard: crate::guard::Guard,
     pub(crate) outgoing: crate::outbox::Outgoing,
     pub(crate) recorder: crate::record::Recorder,
-    pub(crate) settings: std::sync::Arc<crate::service::AuthSettings>,
+    pub(crate) default_roles: Vec<String>,
+    pub(crate) guard_settings: crate::guard::GuardSettings,
+    pub(crate) operator_settings: crate::operators::OperatorSettings,
+    pub(crate) policy: crate::sign_in::SessionPolicy,
 }
 
 impl std::fmt::Debug for OperatorService {
@@ -782,7 +786,7 @@ impl OperatorService {
     ) -> AuthResult<Vec<String>> {
         self.known_roles(&named).await?;
         let mut roles = if named.is_empty() {
-            self.settings.default_roles.clone()
+            self.default_roles.clone()
         } else {
             named
         };
@@ -1084,11 +1088,11 @@ impl OperatorService {
         id: UserId,
         duration: Option<Duration>,
     ) -> AuthResult<DateTime<Utc>> {
-        if !self.settings.guard.lockout.enabled {
+        if !self.guard_settings.lockout.enabled {
             return Err(AuthError::NotEnabled("lockout"));
         }
         let account = self.target_account(operator, id).await?;
-        let freeze = duration.unwrap_or(self.settings.guard.lockout.freeze);
+        let freeze = duration.unwrap_or(self.guard_settings.lockout.freeze);
         if freeze <= Duration::zero() || freeze > Duration::days(366) {
             return Err(AuthError::InvalidField {
                 field: "duration_secs",
@@ -1147,7 +1151,7 @@ impl OperatorService {
     ) -> AuthResult<Vec<Session>> {
         self.admin_get_user(operator, id).await?;
         let now = self.clock.now();
-        let idle = self.settings.sessions.idle_ttl;
+        let idle = self.policy.idle_ttl;
         Ok(self
             .sessions
             .unrevoked_sessions_of(id)
@@ -1386,7 +1390,7 @@ impl OperatorService {
 
     /// Delete audit rows older than the configured retention (housekeeping).
     pub async fn prune_audit_log(&self) -> AuthResult<u64> {
-        let cutoff = self.clock.now() - self.settings.operators.audit_retention;
+        let cutoff = self.clock.now() - self.operator_settings.audit_retention;
         self.audit.prune_before(cutoff).await
     }
 }

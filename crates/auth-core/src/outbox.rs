@@ -45,14 +45,15 @@ impl Outgoing {
     pub(crate) fn new(
         sealer: Arc<SecretBox>,
         rng: Arc<dyn RandomSource>,
-        email: &crate::flows::EmailSettings,
+        (app_name, app_url): (&str, &str),
+        token_placement: TokenPlacement,
     ) -> Self {
         Self {
             sealer,
             rng,
-            app_name: email.app_name.clone(),
-            app_url: email.app_url.clone(),
-            token_placement: email.token_placement,
+            app_name: app_name.to_owned(),
+            app_url: app_url.to_owned(),
+            token_placement,
         }
     }
 
@@ -111,6 +112,22 @@ pub(crate) fn minutes(d: chrono::Duration) -> String {
     d.num_minutes().max(1).to_string()
 }
 
+/// The outbox kind of webhook deliveries.
+pub const JOB_KIND: &str = "webhook";
+
+/// What the outbox carries for one delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookJob {
+    /// The endpoint.
+    pub endpoint_id: Uuid,
+    /// `webhook-id`.
+    pub message_id: Uuid,
+    /// Event type.
+    pub event_type: String,
+    /// The JSON body, exactly as signed.
+    pub body: String,
+}
+
 /// What an outbox entry asks for. Sealed at rest: it may carry links with tokens.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "job", rename_all = "snake_case")]
@@ -135,7 +152,7 @@ pub enum OutboxJob {
         email: String,
     },
     /// Deliver a signed webhook message to one endpoint.
-    Webhook(crate::webhooks::WebhookJob),
+    Webhook(WebhookJob),
     /// Send a text message (it carries a code: sealed like everything here).
     Sms {
         /// E.164 number.
@@ -164,7 +181,7 @@ impl OutboxJob {
             Self::PasswordResetRequested { .. } => "password_reset_requested",
             Self::MagicLinkRequested { .. } => "magic_link_requested",
             Self::EmailOtpRequested { .. } => "email_otp_requested",
-            Self::Webhook(_) => crate::webhooks::JOB_KIND,
+            Self::Webhook(_) => JOB_KIND,
             Self::Sms { .. } => "sms",
             Self::SmsOtpRequested { .. } => "sms_otp_requested",
         }

@@ -19,11 +19,11 @@ use crate::error::{AuthError, AuthResult};
 use crate::events::EventKind;
 use crate::guard::LimitGroup;
 use crate::mail::MailTemplate;
-use crate::mfa::SignInOutcome;
 use crate::model::{ClientInfo, TokenHash, User, UserId};
 use crate::opaque;
 use crate::outbox::NewOutboxMessage;
-use crate::service::Authenticated;
+use crate::sign_in::Authenticated;
+use crate::sign_in::SignInOutcome;
 
 /// Lifetime of a ceremony between its start and its finish.
 pub const CEREMONY_TTL_SECS: i64 = 300;

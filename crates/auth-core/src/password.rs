@@ -28,52 +28,7 @@ static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
 /// A required character class: (enabled, name, membership test).
 type CharClassRule = (bool, &'static str, fn(char) -> bool);
 
-/// Why a password was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PasswordRejection {
-    /// Fewer characters than the minimum.
-    TooShort {
-        /// The configured minimum.
-        min: usize,
-    },
-    /// More characters than the maximum (never silently truncated).
-    TooLong {
-        /// The configured maximum.
-        max: usize,
-    },
-    /// Appears in the list of commonly used passwords.
-    Common,
-    /// The password is the account's email address.
-    SameAsEmail,
-    /// A required character class is missing.
-    MissingClass(&'static str),
-    /// Appears in known data breaches.
-    Breached,
-    /// Too easy to guess (zxcvbn score below the minimum).
-    TooGuessable {
-        /// The configured minimum score.
-        min_score: u8,
-    },
-}
-
-impl fmt::Display for PasswordRejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::TooShort { min } => write!(f, "password must be at least {min} characters"),
-            Self::TooLong { max } => write!(f, "password must be at most {max} characters"),
-            Self::Common => f.write_str("password is too common"),
-            Self::SameAsEmail => f.write_str("password must not be the email address"),
-            Self::MissingClass(class) => write!(f, "password must contain a {class} character"),
-            Self::Breached => {
-                f.write_str("password appears in known data breaches; choose another")
-            }
-            Self::TooGuessable { min_score } => write!(
-                f,
-                "password is too easy to guess (strength below {min_score} of 4)"
-            ),
-        }
-    }
-}
+pub use crate::error::PasswordRejection;
 
 /// The configurable password policy. No composition rules by default (NIST SP 800-63B).
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]

@@ -223,3 +223,110 @@ pub trait HealthCheck: Send + Sync {
     /// Succeeds when the store answers.
     async fn ping(&self) -> AuthResult<()>;
 }
+
+/// A subscribed endpoint.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookEndpoint {
+    /// Identifier.
+    pub id: Uuid,
+    /// Where deliveries are posted.
+    pub url: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Event types it receives (`login_failed` ...), or `*` for all.
+    pub event_types: Vec<String>,
+    /// Disabled endpoints receive nothing.
+    pub enabled: bool,
+    /// The signing secret, sealed (hex).
+    pub secret_sealed: String,
+    /// The secret before the last rotation, sealed, while it still signs.
+    pub previous_secret_sealed: Option<String>,
+    /// Until when the previous secret signs too.
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// First failure since the last success.
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Why the server disabled it, if it did.
+    pub disabled_reason: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for WebhookEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookEndpoint")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookEndpoint {
+    /// Whether it receives events of `event_type`.
+    pub fn subscribes_to(&self, event_type: &str) -> bool {
+        self.enabled && self.event_types.iter().any(|t| t == "*" || t == event_type)
+    }
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryAttempt {
+    /// Identifier.
+    pub id: Uuid,
+    /// The endpoint.
+    pub endpoint_id: Uuid,
+    /// The `webhook-id` (the same for every attempt of one message).
+    pub message_id: Uuid,
+    /// Event type delivered.
+    pub event_type: String,
+    /// 1 for the first attempt.
+    pub attempt: i32,
+    /// When.
+    pub attempted_at: DateTime<Utc>,
+    /// HTTP status, when the endpoint answered.
+    pub status_code: Option<i32>,
+    /// Why it failed, when it did (no secret).
+    pub error: Option<String>,
+    /// 2xx answer.
+    pub succeeded: bool,
+}
+
+/// Storage of endpoints and delivery attempts. Each write that causes an event writes its
+/// `record` (audit row and webhook deliveries) in the same transaction.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Insert an endpoint.
+    async fn insert_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        record: &Recorded,
+    ) -> AuthResult<()>;
+    /// Replace an endpoint's fields; `false` when there is no such endpoint.
+    async fn update_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        record: &Recorded,
+    ) -> AuthResult<bool>;
+    /// Delete an endpoint and its attempts; `false` when there is no such endpoint.
+    async fn delete_endpoint(&self, id: Uuid, record: &Recorded) -> AuthResult<bool>;
+    /// One endpoint.
+    async fn endpoint(&self, id: Uuid) -> AuthResult<Option<WebhookEndpoint>>;
+    /// Every endpoint, oldest first.
+    async fn endpoints(&self) -> AuthResult<Vec<WebhookEndpoint>>;
+    /// Record an attempt and, atomically, the endpoint's failure streak: cleared by a
+    /// success, started (if not already) by a failure. Answers the start of the streak
+    /// after this attempt (`None` after a success or when the endpoint is gone).
+    async fn record_attempt(&self, attempt: &DeliveryAttempt) -> AuthResult<Option<DateTime<Utc>>>;
+    /// Disable an endpoint that is still enabled, with a reason; `false` if it was not.
+    async fn disable_endpoint(
+        &self,
+        id: Uuid,
+        reason: &str,
+        now: DateTime<Utc>,
+        record: &Recorded,
+    ) -> AuthResult<bool>;
+    /// The newest attempts of an endpoint, newest first.
+    async fn attempts(&self, endpoint_id: Uuid, limit: usize) -> AuthResult<Vec<DeliveryAttempt>>;
+}

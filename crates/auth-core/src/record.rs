@@ -19,8 +19,9 @@ use crate::clock::Clock;
 use crate::error::AuthResult;
 use crate::events::{EventKind, EventSink, SecurityEvent};
 use crate::model::{ClientInfo, SessionId, UserId};
+use crate::outbox::WebhookJob;
 use crate::outbox::{OutboxJob, Outgoing};
-use crate::webhooks::{WebhookEndpoint, WebhookJob, WebhookStore};
+use crate::ports::{WebhookEndpoint, WebhookStore};
 
 /// The event recorder, shared by every use case that records what it did.
 #[derive(Clone)]

@@ -2,48 +2,22 @@
 //! revocation and introspection, the signed-in user's profile and sessions.
 
 use std::fmt;
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
-use crate::clock::Clock;
 use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
 use crate::events::{EventKind, SecurityEvent};
-use crate::jwt::{AccessClaims, TokenIssuer};
-use crate::mfa::SignInOutcome;
+use crate::jwt::AccessClaims;
 use crate::model::{ClientInfo, ProfileUpdate, RotateOutcome, Session, SessionId, User, UserId};
 use crate::opaque;
-use crate::password::{PasswordHasher, PasswordMatch, PasswordPolicy};
-use crate::ports::{SessionStore, UserStore};
-use crate::random::RandomSource;
+use crate::password::PasswordMatch;
+use crate::sign_in::SignInOutcome;
 
-/// Lifetimes of access tokens, sessions and refresh tokens.
-#[derive(Debug, Clone)]
-pub struct SessionPolicy {
-    /// Access token lifetime.
-    pub access_ttl: Duration,
-    /// A session ends this long after sign-in, however active it is.
-    pub absolute_ttl: Duration,
-    /// A session ends when it has not been refreshed for this long.
-    pub idle_ttl: Duration,
-    /// A just-rotated refresh token presented again within this window gets the current
-    /// one back instead of counting as reuse.
-    pub reuse_grace: Duration,
-}
-
-impl Default for SessionPolicy {
-    fn default() -> Self {
-        Self {
-            access_ttl: Duration::seconds(900),
-            absolute_ttl: Duration::days(30),
-            idle_ttl: Duration::days(7),
-            reuse_grace: Duration::seconds(10),
-        }
-    }
-}
+pub use crate::flows::SignupRequest;
+pub use crate::sign_in::{Authenticated, IssuedTokens, SessionPolicy};
 
 /// A client allowed to call token introspection (RFC 7662).
 #[derive(Clone)]
@@ -61,118 +35,6 @@ impl fmt::Debug for IntrospectionClient {
             .field("secret", &"[redacted]")
             .finish()
     }
-}
-
-/// The rules of the service.
-#[derive(Debug, Clone, Default)]
-pub struct AuthSettings {
-    /// Token and session lifetimes.
-    pub sessions: SessionPolicy,
-    /// Password rules.
-    pub password_policy: PasswordPolicy,
-    /// Clients allowed to introspect tokens.
-    pub introspection_clients: Vec<IntrospectionClient>,
-    /// Roles given to every new account.
-    pub default_roles: Vec<String>,
-    /// Email verification, recovery and passwordless sign-in.
-    pub email: crate::flows::EmailSettings,
-    /// Rate limits, lockout, CAPTCHA and password strength.
-    pub guard: crate::guard::GuardSettings,
-    /// Roles, administration and the audit trail.
-    pub operators: crate::operators::OperatorSettings,
-    /// Webhook URL rules, retries and secret rotation.
-    pub webhooks: crate::webhooks::WebhookSettings,
-    /// Multi-factor authentication.
-    pub mfa: crate::mfa::MfaSettings,
-}
-
-/// The adapters the service runs on.
-#[derive(Clone)]
-pub struct Ports {
-    /// User accounts.
-    pub users: Arc<dyn UserStore>,
-    /// Sessions and refresh tokens.
-    pub sessions: Arc<dyn SessionStore>,
-    /// Password hashing.
-    pub hasher: Arc<dyn PasswordHasher>,
-    /// Access token signing and verification.
-    pub tokens: Arc<dyn TokenIssuer>,
-    /// Time.
-    pub clock: Arc<dyn Clock>,
-    /// Randomness.
-    pub rng: Arc<dyn RandomSource>,
-    /// Security events (the audit trail).
-    pub events: Arc<dyn crate::events::EventSink>,
-    /// Rate-limit counters.
-    pub rate_limits: Arc<dyn crate::guard::RateLimitStore>,
-    /// Failed sign-ins and locks.
-    pub lockouts: Arc<dyn crate::guard::LockoutStore>,
-    /// CAPTCHA verification, when enabled.
-    pub captcha: Option<Arc<dyn crate::guard::CaptchaVerifier>>,
-    /// Breached-password check, when enabled.
-    pub breached: Option<Arc<dyn crate::guard::BreachedPasswords>>,
-    /// One-time tokens and the account changes they unlock.
-    pub one_time: Arc<dyn crate::ports::OneTimeTokenStore>,
-    /// The durable outbox.
-    pub outbox: Arc<dyn crate::ports::OutboxStore>,
-    /// Seals outbox payloads at rest.
-    pub sealer: Arc<crate::secret_box::SecretBox>,
-    /// Mail templates.
-    pub renderer: Arc<dyn crate::mail::MailRenderer>,
-    /// Mail delivery.
-    pub mailer: Arc<dyn crate::mail::Mailer>,
-    /// Roles and the administration of accounts.
-    pub operators: Arc<dyn crate::operators::OperatorStore>,
-    /// The audit trail (read side; events are written through `events`).
-    pub audit: Arc<dyn crate::audit::AuditStore>,
-    /// Webhook endpoints and delivery attempts.
-    pub webhooks: Arc<dyn crate::webhooks::WebhookStore>,
-    /// Outbound HTTP of webhook deliveries.
-    pub webhook_sender: Arc<dyn crate::webhooks::WebhookSender>,
-    /// Second factors, recovery codes, MFA challenges and session step-up.
-    pub mfa: Arc<dyn crate::mfa::MfaStore>,
-    /// Passkeys and passkey ceremonies in progress.
-    pub passkeys: Arc<dyn crate::passkeys::PasskeyStore>,
-    /// WebAuthn ceremonies, when passkeys are enabled.
-    pub passkey_ceremonies: Option<Arc<dyn crate::passkeys::PasskeyCeremonies>>,
-    /// Text messages, when SMS is configured.
-    pub sms: Option<Arc<dyn crate::sms::SmsSender>>,
-}
-
-/// What a successful sign-in or refresh hands the client.
-pub struct IssuedTokens {
-    /// Signed access token.
-    pub access_token: String,
-    /// Seconds until the access token expires.
-    pub expires_in: i64,
-    /// Expiry of the access token, seconds since the epoch.
-    pub expires_at: i64,
-    /// Opaque refresh token.
-    pub refresh_token: SecretString,
-    /// The session the tokens belong to.
-    pub session_id: SessionId,
-    /// The signed-in user.
-    pub user: User,
-}
-
-impl fmt::Debug for IssuedTokens {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IssuedTokens")
-            .field("session_id", &self.session_id)
-            .field("user", &self.user.id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The caller behind a verified access token whose session is live.
-#[derive(Debug, Clone)]
-pub struct Authenticated {
-    /// The user.
-    pub user_id: UserId,
-    /// The session.
-    pub session_id: SessionId,
-    /// The verified claims.
-    pub claims: AccessClaims,
 }
 
 /// Which sessions a sign-out ends.
@@ -216,79 +78,9 @@ pub enum Introspection {
     },
 }
 
-/// Input of [`crate::flows::MailboxFlows::signup`].
-pub struct SignupRequest {
-    /// Email address as typed.
-    pub email: String,
-    /// Chosen password.
-    pub password: SecretString,
-    /// Display name.
-    pub name: Option<String>,
-    /// CAPTCHA response, when the server asks for one.
-    pub captcha_token: Option<String>,
-}
-
 // No password can be this long under any allowed policy (1024 characters of up to 4 bytes):
 // refuse before hashing so nobody makes us hash megabytes.
 const MAX_PASSWORD_BYTES: usize = 4096;
-const MAX_NAME_CHARS: usize = 200;
-const MAX_URL_CHARS: usize = 2048;
-
-pub(crate) fn normalise_name(name: Option<String>) -> AuthResult<Option<String>> {
-    let Some(name) = name else { return Ok(None) };
-    let name = name.trim();
-    if name.is_empty() {
-        return Ok(None);
-    }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(AuthError::InvalidField {
-            field: "name",
-            reason: "must be at most 200 characters",
-        });
-    }
-    if name.chars().any(char::is_control) {
-        return Err(AuthError::InvalidField {
-            field: "name",
-            reason: "must not contain control characters",
-        });
-    }
-    Ok(Some(name.to_owned()))
-}
-
-impl ProfileUpdate {
-    /// The update as [`PasswordSessions::update_me`] stores it (trimmed, blank values cleared),
-    /// or the field it refuses: lets a caller check it before other changes that go with it.
-    pub fn normalised(self) -> AuthResult<Self> {
-        Ok(Self {
-            name: self.name.map(normalise_name).transpose()?,
-            avatar_url: self.avatar_url.map(normalise_avatar_url).transpose()?,
-        })
-    }
-}
-
-fn normalise_avatar_url(url: Option<String>) -> AuthResult<Option<String>> {
-    let Some(url) = url else { return Ok(None) };
-    let url = url.trim();
-    if url.is_empty() {
-        return Ok(None);
-    }
-    let invalid = |reason| AuthError::InvalidField {
-        field: "avatar_url",
-        reason,
-    };
-    if url.chars().count() > MAX_URL_CHARS {
-        return Err(invalid("must be at most 2048 characters"));
-    }
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or(invalid("must be an http or https URL"))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid("must be an http or https URL"));
-    }
-    Ok(Some(url.to_owned()))
-}
 
 /// The password-session use cases: sign-in, refresh, sign-out, token revocation and
 /// introspection, the signed-in user's profile and sessions (sign-up is in
@@ -306,7 +98,10 @@ pub struct PasswordSessions {
     pub(crate) guard: crate::guard::Guard,
     pub(crate) recorder: crate::record::Recorder,
     pub(crate) sign_in: crate::sign_in::SignIn,
-    pub(crate) settings: std::sync::Arc<crate::service::AuthSettings>,
+    pub(crate) email: crate::flows::EmailSettings,
+    pub(crate) guard_settings: crate::guard::GuardSettings,
+    pub(crate) introspection_clients: Vec<crate::service::IntrospectionClient>,
+    pub(crate) policy: crate::sign_in::SessionPolicy,
 }
 
 impl std::fmt::Debug for PasswordSessions {
@@ -330,7 +125,7 @@ impl PasswordSessions {
             .limit(crate::guard::LimitGroup::Login, &client, Some(&identifier))
             .await?;
         self.guard
-            .captcha(self.settings.guard.captcha.login, captcha_token, &client)
+            .captcha(self.guard_settings.captcha.login, captcha_token, &client)
             .await?;
         // While locked, no password is checked: the lock is no oracle.
         if let Err(locked) = self.guard.refuse_if_locked(&identifier, &client).await {
@@ -381,7 +176,7 @@ impl PasswordSessions {
                 .await?;
             return Err(AuthError::InvalidCredentials);
         };
-        let confirmation = self.settings.email.confirmation;
+        let confirmation = self.email.confirmation;
         if confirmation == crate::flows::EmailConfirmation::Required && !creds.user.email_verified {
             let id = Some(creds.user.id);
             self.recorder
@@ -473,7 +268,7 @@ impl PasswordSessions {
             .await?
             .ok_or(AuthError::InvalidRefreshToken)?;
         let rotated_at = record.rotated_at.ok_or(AuthError::InvalidRefreshToken)?;
-        if now - rotated_at > self.settings.sessions.reuse_grace {
+        if now - rotated_at > self.policy.reuse_grace {
             let (user, sid) = (Some(session.user_id), Some(session.id));
             let event =
                 self.recorder
@@ -521,7 +316,7 @@ impl PasswordSessions {
         self.sessions
             .session(id)
             .await?
-            .filter(|s| s.is_active(now, self.settings.sessions.idle_ttl))
+            .filter(|s| s.is_active(now, self.policy.idle_ttl))
             .ok_or(AuthError::InvalidRefreshToken)
     }
 
@@ -623,7 +418,7 @@ impl PasswordSessions {
         secret: &SecretString,
     ) -> AuthResult<()> {
         let mut ok = false;
-        for client in &self.settings.introspection_clients {
+        for client in &self.introspection_clients {
             let id_eq = client.id.as_bytes().ct_eq(id.as_bytes());
             let secret_eq = client
                 .secret
@@ -663,16 +458,11 @@ impl PasswordSessions {
         };
         let session = self.sessions.session(record.session_id).await?;
         match session {
-            Some(s)
-                if record.rotated_at.is_none()
-                    && s.is_active(now, self.settings.sessions.idle_ttl) =>
-            {
+            Some(s) if record.rotated_at.is_none() && s.is_active(now, self.policy.idle_ttl) => {
                 Ok(Introspection::RefreshToken {
                     sub: s.user_id,
                     sid: s.id,
-                    exp: s
-                        .expires_at
-                        .min(s.last_used_at + self.settings.sessions.idle_ttl),
+                    exp: s.expires_at.min(s.last_used_at + self.policy.idle_ttl),
                     iat: record.created_at,
                 })
             }
@@ -702,7 +492,7 @@ impl PasswordSessions {
     /// The caller's live sessions, newest first.
     pub async fn sessions(&self, caller: &Authenticated) -> AuthResult<Vec<SessionView>> {
         let now = self.clock.now();
-        let idle = self.settings.sessions.idle_ttl;
+        let idle = self.policy.idle_ttl;
         Ok(self
             .sessions
             .unrevoked_sessions_of(caller.user_id)

@@ -3,6 +3,7 @@
 //! writes the sign-in event with it), the tokens a session hands out, and the check of an
 //! access token against its live session.
 
+use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -12,14 +13,128 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::error::{AuthError, AuthResult};
 use crate::events::EventKind;
+use crate::factors::{MfaFactor, MfaStore, NewMfaChallenge, SecondFactor};
 use crate::jwt::{AccessClaims, TokenIssuer};
-use crate::mfa::{MfaFactor, MfaRequired, MfaStore, NewMfaChallenge, SecondFactor, SignInOutcome};
 use crate::model::{ClientInfo, NewSession, Session, SessionId, User, UserId};
 use crate::opaque;
 use crate::ports::SessionStore;
 use crate::random::RandomSource;
 use crate::record::Recorder;
-use crate::service::{Authenticated, IssuedTokens, SessionPolicy};
+
+/// Lifetimes of access tokens, sessions and refresh tokens.
+#[derive(Debug, Clone)]
+pub struct SessionPolicy {
+    /// Access token lifetime.
+    pub access_ttl: Duration,
+    /// A session ends this long after sign-in, however active it is.
+    pub absolute_ttl: Duration,
+    /// A session ends when it has not been refreshed for this long.
+    pub idle_ttl: Duration,
+    /// A just-rotated refresh token presented again within this window gets the current
+    /// one back instead of counting as reuse.
+    pub reuse_grace: Duration,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::seconds(900),
+            absolute_ttl: Duration::days(30),
+            idle_ttl: Duration::days(7),
+            reuse_grace: Duration::seconds(10),
+        }
+    }
+}
+
+/// What a successful sign-in or refresh hands the client.
+pub struct IssuedTokens {
+    /// Signed access token.
+    pub access_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Expiry of the access token, seconds since the epoch.
+    pub expires_at: i64,
+    /// Opaque refresh token.
+    pub refresh_token: SecretString,
+    /// The session the tokens belong to.
+    pub session_id: SessionId,
+    /// The signed-in user.
+    pub user: User,
+}
+
+impl fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedTokens")
+            .field("session_id", &self.session_id)
+            .field("user", &self.user.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The caller behind a verified access token whose session is live.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The user.
+    pub user_id: UserId,
+    /// The session.
+    pub session_id: SessionId,
+    /// The verified claims.
+    pub claims: AccessClaims,
+}
+
+/// The end of a first factor.
+#[derive(Debug)]
+pub enum SignInOutcome {
+    /// No second factor needed: signed in.
+    SignedIn(Box<IssuedTokens>),
+    /// The user has an active factor: present it with the `mfa_token`.
+    MfaRequired(MfaRequired),
+}
+
+impl SignInOutcome {
+    /// The tokens, when signed in.
+    pub fn tokens(self) -> Option<IssuedTokens> {
+        match self {
+            Self::SignedIn(t) => Some(*t),
+            Self::MfaRequired(_) => None,
+        }
+    }
+
+    /// The challenge, when a second factor is required.
+    pub fn mfa_required(self) -> Option<MfaRequired> {
+        match self {
+            Self::SignedIn(_) => None,
+            Self::MfaRequired(m) => Some(m),
+        }
+    }
+
+    /// The session opened, when signed in.
+    pub fn session_id(&self) -> Option<SessionId> {
+        match self {
+            Self::SignedIn(t) => Some(t.session_id),
+            Self::MfaRequired(_) => None,
+        }
+    }
+}
+
+/// A second factor is required to finish signing in.
+pub struct MfaRequired {
+    /// Opaque, single use, short-lived.
+    pub mfa_token: SecretString,
+    /// What the user can present: `totp`, `recovery_code`.
+    pub factors: Vec<String>,
+    /// When the `mfa_token` dies.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for MfaRequired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MfaRequired")
+            .field("factors", &self.factors)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Sessions and the sign-in that opens them, with only the ports they use.
 #[derive(Clone)]

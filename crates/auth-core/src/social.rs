@@ -22,10 +22,11 @@ use crate::identity::{
     AuthorizationRequest, CodeExchange, ExternalIdentity, Identity, IdentityId, IdentityProvider,
     IdentityStore, OAuthRecord, OAuthRecordKind, ProviderCredential, ProviderError, UnlinkOutcome,
 };
-use crate::mfa::SignInOutcome;
+use crate::model::normalise_name;
 use crate::model::{ClientInfo, NewUser, ProfileUpdate, User, UserId};
 use crate::opaque;
-use crate::service::{Authenticated, normalise_name};
+use crate::sign_in::Authenticated;
+use crate::sign_in::SignInOutcome;
 
 /// Whether a provider may create accounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -14,7 +14,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Sha256;
 use uuid::Uuid;
@@ -26,8 +25,7 @@ use crate::operators::capability::WebhooksManage;
 use crate::operators::{ADMIN_ROLE, Operator};
 use crate::random::random_bytes;
 
-/// The outbox kind of webhook deliveries.
-pub const JOB_KIND: &str = "webhook";
+pub use crate::outbox::{JOB_KIND, WebhookJob};
 /// Prefix of webhook secrets.
 pub const SECRET_PREFIX: &str = "whsec_";
 const SECRET_CONTEXT: &[u8] = b"auth-core/webhook-secret/v1";
@@ -35,125 +33,7 @@ const MAX_URL_CHARS: usize = 2048;
 const MAX_EVENT_TYPES: usize = 100;
 const MAX_ERROR_CHARS: usize = 300;
 
-/// A subscribed endpoint.
-#[derive(Clone, PartialEq, Eq)]
-pub struct WebhookEndpoint {
-    /// Identifier.
-    pub id: Uuid,
-    /// Where deliveries are posted.
-    pub url: String,
-    /// What it is for.
-    pub description: Option<String>,
-    /// Event types it receives (`login_failed` ...), or `*` for all.
-    pub event_types: Vec<String>,
-    /// Disabled endpoints receive nothing.
-    pub enabled: bool,
-    /// The signing secret, sealed (hex).
-    pub secret_sealed: String,
-    /// The secret before the last rotation, sealed, while it still signs.
-    pub previous_secret_sealed: Option<String>,
-    /// Until when the previous secret signs too.
-    pub previous_secret_expires_at: Option<DateTime<Utc>>,
-    /// First failure since the last success.
-    pub failing_since: Option<DateTime<Utc>>,
-    /// Why the server disabled it, if it did.
-    pub disabled_reason: Option<String>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl std::fmt::Debug for WebhookEndpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookEndpoint")
-            .field("id", &self.id)
-            .field("url", &self.url)
-            .field("enabled", &self.enabled)
-            .finish_non_exhaustive()
-    }
-}
-
-impl WebhookEndpoint {
-    /// Whether it receives events of `event_type`.
-    pub fn subscribes_to(&self, event_type: &str) -> bool {
-        self.enabled && self.event_types.iter().any(|t| t == "*" || t == event_type)
-    }
-}
-
-/// One delivery attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryAttempt {
-    /// Identifier.
-    pub id: Uuid,
-    /// The endpoint.
-    pub endpoint_id: Uuid,
-    /// The `webhook-id` (the same for every attempt of one message).
-    pub message_id: Uuid,
-    /// Event type delivered.
-    pub event_type: String,
-    /// 1 for the first attempt.
-    pub attempt: i32,
-    /// When.
-    pub attempted_at: DateTime<Utc>,
-    /// HTTP status, when the endpoint answered.
-    pub status_code: Option<i32>,
-    /// Why it failed, when it did (no secret).
-    pub error: Option<String>,
-    /// 2xx answer.
-    pub succeeded: bool,
-}
-
-/// What the outbox carries for one delivery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WebhookJob {
-    /// The endpoint.
-    pub endpoint_id: Uuid,
-    /// `webhook-id`.
-    pub message_id: Uuid,
-    /// Event type.
-    pub event_type: String,
-    /// The JSON body, exactly as signed.
-    pub body: String,
-}
-
-/// Storage of endpoints and delivery attempts. Each write that causes an event writes its
-/// `record` (audit row and webhook deliveries) in the same transaction.
-#[async_trait]
-pub trait WebhookStore: Send + Sync {
-    /// Insert an endpoint.
-    async fn insert_endpoint(
-        &self,
-        endpoint: &WebhookEndpoint,
-        record: &Recorded,
-    ) -> AuthResult<()>;
-    /// Replace an endpoint's fields; `false` when there is no such endpoint.
-    async fn update_endpoint(
-        &self,
-        endpoint: &WebhookEndpoint,
-        record: &Recorded,
-    ) -> AuthResult<bool>;
-    /// Delete an endpoint and its attempts; `false` when there is no such endpoint.
-    async fn delete_endpoint(&self, id: Uuid, record: &Recorded) -> AuthResult<bool>;
-    /// One endpoint.
-    async fn endpoint(&self, id: Uuid) -> AuthResult<Option<WebhookEndpoint>>;
-    /// Every endpoint, oldest first.
-    async fn endpoints(&self) -> AuthResult<Vec<WebhookEndpoint>>;
-    /// Record an attempt and, atomically, the endpoint's failure streak: cleared by a
-    /// success, started (if not already) by a failure. Answers the start of the streak
-    /// after this attempt (`None` after a success or when the endpoint is gone).
-    async fn record_attempt(&self, attempt: &DeliveryAttempt) -> AuthResult<Option<DateTime<Utc>>>;
-    /// Disable an endpoint that is still enabled, with a reason; `false` if it was not.
-    async fn disable_endpoint(
-        &self,
-        id: Uuid,
-        reason: &str,
-        now: DateTime<Utc>,
-        record: &Recorded,
-    ) -> AuthResult<bool>;
-    /// The newest attempts of an endpoint, newest first.
-    async fn attempts(&self, endpoint_id: Uuid, limit: usize) -> AuthResult<Vec<DeliveryAttempt>>;
-}
+pub use crate::ports::{DeliveryAttempt, WebhookEndpoint, WebhookStore};
 
 /// Outbound HTTP for deliveries. The adapter refuses forbidden addresses after resolving
 /// the host (unless allowed) and follows no redirect.
@@ -403,7 +283,7 @@ pub struct WebhookService {
     pub(crate) webhook_sender: std::sync::Arc<dyn crate::webhooks::WebhookSender>,
     pub(crate) webhooks: std::sync::Arc<dyn crate::webhooks::WebhookStore>,
     pub(crate) recorder: crate::record::Recorder,
-    pub(crate) settings: std::sync::Arc<crate::service::AuthSettings>,
+    pub(crate) webhook_settings: crate::webhooks::WebhookSettings,
 }
 
 impl std::fmt::Debug for WebhookService {
@@ -476,7 +356,7 @@ impl WebhookService {
         operator: &Operator<WebhooksManage>,
         input: EndpointInput,
     ) -> AuthResult<EndpointWithSecret> {
-        let s = &self.settings.webhooks;
+        let s = &self.webhook_settings;
         let url = validate_url(
             input
                 .url
@@ -528,7 +408,7 @@ impl WebhookService {
     ) -> AuthResult<WebhookEndpoint> {
         let mut endpoint = self.get_webhook(operator, id).await?;
         if let Some(url) = input.url {
-            endpoint.url = validate_url(&url, &self.settings.webhooks)?;
+            endpoint.url = validate_url(&url, &self.webhook_settings)?;
         }
         if let Some(types) = input.event_types {
             endpoint.event_types = normalise_event_types(types)?;
@@ -586,7 +466,7 @@ impl WebhookService {
         let now = self.clock.now();
         endpoint.previous_secret_sealed =
             Some(std::mem::replace(&mut endpoint.secret_sealed, sealed));
-        endpoint.previous_secret_expires_at = Some(now + self.settings.webhooks.secret_overlap);
+        endpoint.previous_secret_expires_at = Some(now + self.webhook_settings.secret_overlap);
         endpoint.updated_at = now;
         let record = self
             .webhook_event(
@@ -622,8 +502,7 @@ impl WebhookService {
         attempts: i32,
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        self.settings
-            .webhooks
+        self.webhook_settings
             .retry_delay(attempts)
             .map(|delay| now + delay)
     }
@@ -703,7 +582,7 @@ impl WebhookService {
             return Ok(());
         };
         if let Some(since) = failing_since
-            && now - since >= self.settings.webhooks.disable_after
+            && now - since >= self.webhook_settings.disable_after
         {
             let why = "failing since ".to_owned() + &since.to_rfc3339();
             let record = self.webhook_event(

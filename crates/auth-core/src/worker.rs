@@ -27,7 +27,7 @@ pub struct OutboxWorker {
     pub(crate) sms: Option<std::sync::Arc<dyn crate::sms::SmsSender>>,
     pub(crate) users: std::sync::Arc<dyn crate::ports::UserStore>,
     pub(crate) outgoing: crate::outbox::Outgoing,
-    pub(crate) settings: std::sync::Arc<crate::service::AuthSettings>,
+    pub(crate) email: crate::flows::EmailSettings,
     pub(crate) hooks: crate::webhooks::WebhookService,
     pub(crate) mfa_service: crate::mfa::MfaService,
 }
@@ -42,7 +42,7 @@ impl OutboxWorker {
     /// Carry out up to `limit` due outbox entries; returns how many were claimed.
     pub async fn process_outbox(&self, limit: usize) -> AuthResult<usize> {
         let now = self.clock.now();
-        let lease_until = now + self.settings.email.lease;
+        let lease_until = now + self.email.lease;
         let batch = self.outbox.claim_due(now, lease_until, limit).await?;
         let claimed = batch.len();
         for entry in batch {
@@ -51,7 +51,7 @@ impl OutboxWorker {
             match outcome {
                 Ok(()) => self.outbox.mark_done(entry.id, now).await?,
                 Err(failure) => {
-                    let s = &self.settings.email;
+                    let s = &self.email;
                     // Webhooks have their own schedule (more attempts, longer delays).
                     let (give_up, retry_at) = if entry.kind == crate::webhooks::JOB_KIND {
                         let next = (!failure.permanent)
@@ -89,7 +89,7 @@ impl OutboxWorker {
         let job: OutboxJob = serde_json::from_slice(&plain)
             .map_err(|e| Failure::permanent(format!("unreadable job: {e}")))?;
         let now = self.clock.now();
-        let s = &self.settings.email;
+        let s = &self.email;
         match job {
             OutboxJob::Mail(intent) => {
                 let message = self.renderer.render(&intent).map_err(Failure::permanent)?;
@@ -235,7 +235,7 @@ impl OutboxWorker {
                 c.user.email,
                 c.user.name.unwrap_or_default(),
             ))),
-            None if self.settings.email.passwordless_signup => {
+            None if self.email.passwordless_signup => {
                 Ok(Some((None, email.to_owned(), String::new())))
             }
             None => Ok(None),

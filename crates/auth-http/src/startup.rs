@@ -25,8 +25,9 @@ use auth_core::operators::OperatorSettings;
 use auth_core::password::Argon2Hasher;
 use auth_core::random::OsRandom;
 use auth_core::secret_box::SecretBox;
-use auth_core::service::{AuthSettings, IntrospectionClient, Ports, SessionPolicy};
+use auth_core::service::{IntrospectionClient, SessionPolicy};
 use auth_core::webhooks::WebhookSettings;
+use auth_core::{AuthSettings, Ports};
 use auth_db::{Backend, Database, DatabaseOptions, DbError, RedisRateLimits};
 use auth_notify::{
     FileMailer, HibpRangeClient, HttpWebhookSender, SiteverifyCaptcha, SmtpMailer, SmtpSettings,

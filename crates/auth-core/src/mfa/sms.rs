@@ -19,7 +19,7 @@ use crate::mail::MailTemplate;
 use crate::model::{ClientInfo, NewOneTimeToken, OneTimeTokenKind, TokenHash, User};
 use crate::outbox::OutboxJob;
 use crate::random::random_bytes;
-use crate::service::Authenticated;
+use crate::sign_in::Authenticated;
 use crate::sms::PhoneNumber;
 
 fn phone_context(factor_id: Uuid) -> Vec<u8> {
@@ -70,7 +70,7 @@ impl MfaService {
         let n = u32::from_be_bytes(random_bytes::<4>(self.rng.as_ref())) % 1_000_000;
         let code = format!("{n:06}");
         let key = code_key(factor.id);
-        let ttl = self.settings.mfa.sms_code_ttl;
+        let ttl = self.mfa_settings.sms_code_ttl;
         let record = NewOneTimeToken {
             token_hash: sms_code_hash(&key, &code),
             kind: OneTimeTokenKind::SmsOtp,
@@ -82,7 +82,7 @@ impl MfaService {
         };
         let body = format!(
             "{code} is your {} verification code. It expires in {} minutes.",
-            self.settings.mfa.issuer,
+            self.mfa_settings.issuer,
             ttl.num_minutes().max(1)
         );
         let message = self
@@ -126,7 +126,7 @@ impl MfaService {
                     .await?
                     .is_some());
             }
-            let max = self.settings.email.otp_max_attempts;
+            let max = self.email.otp_max_attempts;
             self.one_time
                 .record_failed_attempt(&current.token_hash, max, now)
                 .await?;
@@ -206,7 +206,7 @@ impl MfaService {
                 f.id == factor_id
                     && f.kind == FactorKind::Sms
                     && f.activated_at.is_none()
-                    && now < f.created_at + self.settings.mfa.enrollment_ttl
+                    && now < f.created_at + self.mfa_settings.enrollment_ttl
             })
             .ok_or(AuthError::NotFound)?;
         if !self
@@ -298,7 +298,7 @@ impl MfaService {
 
     fn require_sms_sign_in(&self) -> AuthResult<()> {
         self.require_sms()?;
-        if !self.settings.mfa.sms_passwordless {
+        if !self.mfa_settings.sms_passwordless {
             return Err(AuthError::NotEnabled("sign-in by SMS code"));
         }
         Ok(())
@@ -319,7 +319,7 @@ impl MfaService {
             .await?;
         self.guard
             .captcha(
-                self.settings.guard.captcha.passwordless,
+                self.guard_settings.captcha.passwordless,
                 captcha_token,
                 client,
             )

@@ -1,9 +1,10 @@
 use auth_core::AuthError;
+use auth_core::AuthSettings;
 use auth_core::flows::{EmailConfirmation, SignupOutcome};
 use auth_core::mail::DeliveryError;
 use auth_core::model::ClientInfo;
 use auth_core::ports::{SessionStore, UserStore};
-use auth_core::service::{AuthSettings, IssuedTokens, SignupRequest};
+use auth_core::service::{IssuedTokens, SignupRequest};
 use chrono::Duration;
 use secrecy::SecretString;
 

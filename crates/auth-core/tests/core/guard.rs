@@ -1,9 +1,10 @@
 use auth_core::AuthError;
+use auth_core::AuthSettings;
 use auth_core::guard::{GroupLimits, Limit, LimitGroup};
 use auth_core::model::ClientInfo;
 use auth_core::operators::capability::UsersWrite;
 use auth_core::password::PasswordRejection;
-use auth_core::service::{AuthSettings, SignupRequest};
+use auth_core::service::SignupRequest;
 use chrono::Duration;
 use secrecy::SecretString;
 

@@ -829,7 +829,7 @@ impl auth_core::passkeys::PasskeyCeremonies for Ceremonies {
 async fn a_passkey_without_user_verification_goes_through_the_second_factor() {
     let h = crate::support::harness_with_ceremonies(
         std::sync::Arc::new(auth_core::memory::MemoryStore::new()),
-        auth_core::service::AuthSettings::default(),
+        auth_core::AuthSettings::default(),
         crate::support::fast_hashing(),
         Some(std::sync::Arc::new(Ceremonies)),
     );

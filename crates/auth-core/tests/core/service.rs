@@ -1,11 +1,11 @@
 use auth_core::AuthError;
+use auth_core::AuthSettings;
 use auth_core::flows::SignupOutcome;
 use auth_core::model::{ClientInfo, ProfileUpdate};
 use auth_core::password::{HashingConfig, PasswordRejection};
 use auth_core::ports::{SessionStore, UserStore};
 use auth_core::service::{
-    AuthSettings, Authenticated, Introspection, IntrospectionClient, IssuedTokens, LogoutScope,
-    SignupRequest,
+    Authenticated, Introspection, IntrospectionClient, IssuedTokens, LogoutScope, SignupRequest,
 };
 use chrono::Duration;
 use secrecy::{ExposeSecret, SecretString};

@@ -19,10 +19,10 @@ use auth_core::password::Argon2Hasher;
 use auth_core::ports::UserStore as _;
 use auth_core::random::OsRandom;
 use auth_core::secret_box::SecretBox;
-use auth_core::service::{AuthSettings, Ports};
 use auth_core::social::{
     ProviderEntry, SignInIntent, SignupMode, SocialService, SocialSettings, pkce_challenge,
 };
+use auth_core::{AuthSettings, Ports};
 use chrono::{Duration, TimeZone, Utc};
 use secrecy::SecretString;
 

@@ -11,7 +11,7 @@ use auth_core::password::{Argon2Hasher, HashingConfig};
 use auth_core::ports::UserStore as _;
 use auth_core::random::OsRandom;
 use auth_core::secret_box::SecretBox;
-use auth_core::service::{AuthSettings, Ports};
+use auth_core::{AuthSettings, Ports};
 use chrono::{TimeZone, Utc};
 use std::sync::Mutex;
 
