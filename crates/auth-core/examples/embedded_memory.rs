@@ -20,19 +20,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use auth_core::AuthCore;
 use auth_core::clock::{Clock as _, SystemClock};
-use auth_core::events::LogEventSink;
 use auth_core::flows::SignupOutcome;
 use auth_core::jwt::{JwksVerifier, JwtIssuer, KeySet, SigningAlgorithm, generate_ed25519_pem};
 use auth_core::mail::{DeliveryError, EmailMessage, MailIntent, MailRenderer, Mailer};
 use auth_core::memory::MemoryStore;
 use auth_core::mfa::SignInOutcome;
 use auth_core::model::ClientInfo;
-use auth_core::password::{Argon2Hasher, HashingConfig};
 use auth_core::random::{OsRandom, RandomSource as _};
 use auth_core::secret_box::SecretBox;
 use auth_core::service::{LogoutScope, SignupRequest};
-use auth_core::webhooks::WebhookSender;
-use auth_core::{AuthSettings, Ports};
 use secrecy::{ExposeSecret as _, SecretString};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -70,17 +66,6 @@ impl Mailer for NoMail {
     }
 }
 
-/// This embedding configures no webhook endpoints; one that does plugs in an HTTP client
-/// (auth-http's sender refuses private addresses and redirects).
-struct NoWebhooks;
-
-#[async_trait]
-impl WebhookSender for NoWebhooks {
-    async fn post(&self, url: &str, _: &[(String, String)], _: &[u8]) -> Result<u16, String> {
-        Err(format!("no webhook delivery in this example ({url})"))
-    }
-}
-
 fn service(store: Arc<MemoryStore>) -> Result<AuthCore, Error> {
     // A fresh Ed25519 signing key; a real embedding keeps it (PEM) across restarts.
     let pem = generate_ed25519_pem(&OsRandom)?;
@@ -89,36 +74,21 @@ fn service(store: Arc<MemoryStore>) -> Result<AuthCore, Error> {
         pem.expose_secret().as_bytes(),
         None,
     )?;
-    let hasher = Argon2Hasher::new(&HashingConfig::default())?;
-    let ports = Ports {
-        users: store.clone(),
-        sessions: store.clone(),
-        hasher: Arc::new(hasher),
-        tokens: Arc::new(JwtIssuer::new(keys, ISSUER, AUDIENCE, 0)),
-        clock: Arc::new(SystemClock),
-        rng: Arc::new(OsRandom),
-        one_time: store.clone(),
-        outbox: store.clone(),
-        sealer: Arc::new(SecretBox::new(&[(1, sealing_key())])?),
-        renderer: Arc::new(PlainRenderer),
-        mailer: Arc::new(NoMail),
-        events: Arc::new(LogEventSink),
-        rate_limits: store.clone(),
-        lockouts: store.clone(),
-        captcha: None,
-        breached: None,
-        operators: store.clone(),
-        audit: store.clone(),
-        webhooks: store.clone(),
-        webhook_sender: Arc::new(NoWebhooks),
-        // Second factors are kept in the same store; passkeys and SMS need adapters this
-        // example does without (auth-http wires webauthn-rs and an SMS gateway).
-        mfa: store.clone(),
-        passkeys: store,
-        passkey_ceremonies: None,
-        sms: None,
-    };
-    Ok(AuthCore::new(ports, AuthSettings::default()))
+    // Only what password sign-up and sign-in use: the stores they write, the signing key,
+    // the sealing key of the outbox and mail. The builder defaults the rest (Argon2id, the
+    // system clock, the OS random source, in-process rate limits and lockout, no second
+    // factors, passkeys, administration, audit store or webhooks).
+    let core = AuthCore::builder()
+        .users(store.clone())
+        .sessions(store.clone())
+        .one_time(store.clone())
+        .outbox(store)
+        .tokens(Arc::new(JwtIssuer::new(keys, ISSUER, AUDIENCE, 0)))
+        .sealer(Arc::new(SecretBox::new(&[(1, sealing_key())])?))
+        .renderer(Arc::new(PlainRenderer))
+        .mailer(Arc::new(NoMail))
+        .build()?;
+    Ok(core)
 }
 
 /// The key that seals pending mail in the outbox; a real embedding keeps it secret and

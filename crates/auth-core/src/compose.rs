@@ -5,21 +5,34 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::clock::Clock;
+use crate::audit::AuditStore;
+use crate::clock::{Clock, SystemClock};
+use crate::events::{EventSink, LogEventSink};
+use crate::factors::MfaStore;
 use crate::flows::MailboxFlows;
 use crate::guard::Guard;
+use crate::guard::{BreachedPasswords, CaptchaVerifier, LockoutStore, RateLimitStore};
 use crate::jwt::TokenIssuer;
+use crate::mail::{MailRenderer, Mailer};
 use crate::mfa::MfaService;
 use crate::operators::OperatorService;
+use crate::operators::OperatorStore;
 use crate::outbox::Outgoing;
 use crate::passkeys::PasskeyService;
-use crate::password::{PasswordHasher, PasswordPolicy};
+use crate::passkeys::{PasskeyCeremonies, PasskeyStore};
+use crate::password::{Argon2Hasher, HashingConfig, PasswordHasher, PasswordPolicy};
+use crate::ports::{OneTimeTokenStore, OutboxStore, WebhookStore};
 use crate::ports::{SessionStore, UserStore};
+use crate::random::OsRandom;
 use crate::random::RandomSource;
 use crate::record::Recorder;
+use crate::secret_box::SecretBox;
 use crate::service::{IntrospectionClient, PasswordSessions};
 use crate::sign_in::SessionPolicy;
 use crate::sign_in::SignIn;
+use crate::sms::SmsSender;
+use crate::unconfigured::Unconfigured;
+use crate::webhooks::WebhookSender;
 use crate::webhooks::WebhookService;
 use crate::worker::OutboxWorker;
 
@@ -123,8 +136,210 @@ impl fmt::Debug for AuthCore {
     }
 }
 
+/// Why [`AuthCoreBuilder::build`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A port that has no sensible default was not given.
+    #[error("auth-core builder: `{0}` is required")]
+    Missing(&'static str),
+    /// The default password hasher refused its configuration.
+    #[error("auth-core builder: password hashing: {0}")]
+    Hashing(String),
+}
+
+/// Builds an [`AuthCore`] from the ports an embedding has, with defaults for the rest.
+///
+/// Required: `users`, `sessions`, `one_time`, `outbox` (the stores sign-up and sign-in
+/// write), `tokens`, `sealer` (the key of sealed outbox jobs must outlive a restart),
+/// `renderer` and `mailer` (sign-up mails a verification link).
+///
+/// Defaults: Argon2id with [`HashingConfig::default`], the system clock, the OS random
+/// source, events to the log ([`LogEventSink`]); with the `memory` feature, rate-limit and
+/// lockout counters in process memory (right for one node; a cluster gives shared stores);
+/// no CAPTCHA, breach check, SMS or passkey ceremonies; and [`Unconfigured`] for the stores
+/// of second factors, passkeys, administration, the audit trail and webhooks: nothing is
+/// found there, and a use case that would write there answers
+/// [`crate::AuthError::Unavailable`].
+#[derive(Default)]
+#[must_use]
+pub struct AuthCoreBuilder {
+    users: Option<Arc<dyn UserStore>>,
+    sessions: Option<Arc<dyn SessionStore>>,
+    one_time: Option<Arc<dyn OneTimeTokenStore>>,
+    outbox: Option<Arc<dyn OutboxStore>>,
+    tokens: Option<Arc<dyn TokenIssuer>>,
+    sealer: Option<Arc<SecretBox>>,
+    renderer: Option<Arc<dyn MailRenderer>>,
+    mailer: Option<Arc<dyn Mailer>>,
+    hasher: Option<Arc<dyn PasswordHasher>>,
+    clock: Option<Arc<dyn Clock>>,
+    rng: Option<Arc<dyn RandomSource>>,
+    events: Option<Arc<dyn EventSink>>,
+    rate_limits: Option<Arc<dyn RateLimitStore>>,
+    lockouts: Option<Arc<dyn LockoutStore>>,
+    captcha: Option<Arc<dyn CaptchaVerifier>>,
+    breached: Option<Arc<dyn BreachedPasswords>>,
+    operators: Option<Arc<dyn OperatorStore>>,
+    audit: Option<Arc<dyn AuditStore>>,
+    webhooks: Option<Arc<dyn WebhookStore>>,
+    webhook_sender: Option<Arc<dyn WebhookSender>>,
+    mfa: Option<Arc<dyn MfaStore>>,
+    passkeys: Option<Arc<dyn PasskeyStore>>,
+    passkey_ceremonies: Option<Arc<dyn PasskeyCeremonies>>,
+    sms: Option<Arc<dyn SmsSender>>,
+    settings: AuthSettings,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, port: Arc<$ty>) -> Self {
+                self.$name = Some(port);
+                self
+            }
+        )*
+    };
+}
+
+impl AuthCoreBuilder {
+    setters! {
+        /// User accounts (required).
+        users: dyn UserStore;
+        /// Sessions and refresh tokens (required).
+        sessions: dyn SessionStore;
+        /// One-time tokens: verification, reset, magic links, codes (required).
+        one_time: dyn OneTimeTokenStore;
+        /// The durable outbox (required).
+        outbox: dyn OutboxStore;
+        /// Access-token signing and verification (required).
+        tokens: dyn TokenIssuer;
+        /// The key that seals outbox jobs at rest (required).
+        sealer: SecretBox;
+        /// Mail templates (required).
+        renderer: dyn MailRenderer;
+        /// Mail delivery (required).
+        mailer: dyn Mailer;
+        /// Password hashing (default: Argon2id, default parameters).
+        hasher: dyn PasswordHasher;
+        /// Time (default: the system clock).
+        clock: dyn Clock;
+        /// Randomness (default: the OS).
+        rng: dyn RandomSource;
+        /// Observers of committed events (default: the log).
+        events: dyn EventSink;
+        /// Rate-limit counters (default with `memory`: in process).
+        rate_limits: dyn RateLimitStore;
+        /// Failed sign-ins and locks (default with `memory`: in process).
+        lockouts: dyn LockoutStore;
+        /// CAPTCHA verification (default: none).
+        captcha: dyn CaptchaVerifier;
+        /// Breached-password check (default: none).
+        breached: dyn BreachedPasswords;
+        /// Roles and account administration (default: unconfigured).
+        operators: dyn OperatorStore;
+        /// The audit trail (default: unconfigured, rows not kept).
+        audit: dyn AuditStore;
+        /// Webhook endpoints and attempts (default: unconfigured, no endpoint).
+        webhooks: dyn WebhookStore;
+        /// Outbound HTTP of webhook deliveries (default: unconfigured).
+        webhook_sender: dyn WebhookSender;
+        /// Second factors (default: unconfigured, nobody has one).
+        mfa: dyn MfaStore;
+        /// Passkeys (default: unconfigured, nobody has one).
+        passkeys: dyn PasskeyStore;
+        /// WebAuthn ceremonies (default: none, passkeys off).
+        passkey_ceremonies: dyn PasskeyCeremonies;
+        /// Text messages (default: none, SMS off).
+        sms: dyn SmsSender;
+    }
+
+    /// The rules (default: [`AuthSettings::default`]).
+    pub fn settings(mut self, settings: AuthSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Wire the core, or say which required port is missing.
+    pub fn build(self) -> Result<AuthCore, BuildError> {
+        fn required<T: ?Sized>(
+            port: Option<Arc<T>>,
+            name: &'static str,
+        ) -> Result<Arc<T>, BuildError> {
+            port.ok_or(BuildError::Missing(name))
+        }
+        let hasher: Arc<dyn PasswordHasher> = match self.hasher {
+            Some(h) => h,
+            None => {
+                Arc::new(Argon2Hasher::new(&HashingConfig::default()).map_err(BuildError::Hashing)?)
+            }
+        };
+        let (rate_limits, lockouts) = counters(self.rate_limits, self.lockouts)?;
+        let ports = Ports {
+            users: required(self.users, "users")?,
+            sessions: required(self.sessions, "sessions")?,
+            one_time: required(self.one_time, "one_time")?,
+            outbox: required(self.outbox, "outbox")?,
+            tokens: required(self.tokens, "tokens")?,
+            sealer: required(self.sealer, "sealer")?,
+            renderer: required(self.renderer, "renderer")?,
+            mailer: required(self.mailer, "mailer")?,
+            hasher,
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            rng: self.rng.unwrap_or_else(|| Arc::new(OsRandom)),
+            events: self.events.unwrap_or_else(|| Arc::new(LogEventSink)),
+            rate_limits,
+            lockouts,
+            captcha: self.captcha,
+            breached: self.breached,
+            operators: self.operators.unwrap_or_else(|| Arc::new(Unconfigured)),
+            audit: self.audit.unwrap_or_else(|| Arc::new(Unconfigured)),
+            webhooks: self.webhooks.unwrap_or_else(|| Arc::new(Unconfigured)),
+            webhook_sender: self
+                .webhook_sender
+                .unwrap_or_else(|| Arc::new(Unconfigured)),
+            mfa: self.mfa.unwrap_or_else(|| Arc::new(Unconfigured)),
+            passkeys: self.passkeys.unwrap_or_else(|| Arc::new(Unconfigured)),
+            passkey_ceremonies: self.passkey_ceremonies,
+            sms: self.sms,
+        };
+        Ok(AuthCore::new(ports, self.settings))
+    }
+}
+
+type Counters = (Arc<dyn RateLimitStore>, Arc<dyn LockoutStore>);
+
+#[cfg(feature = "memory")]
+fn counters(
+    rate_limits: Option<Arc<dyn RateLimitStore>>,
+    lockouts: Option<Arc<dyn LockoutStore>>,
+) -> Result<Counters, BuildError> {
+    let local = Arc::new(crate::memory::MemoryStore::new());
+    Ok((
+        rate_limits.unwrap_or_else(|| local.clone()),
+        lockouts.unwrap_or(local),
+    ))
+}
+
+#[cfg(not(feature = "memory"))]
+fn counters(
+    rate_limits: Option<Arc<dyn RateLimitStore>>,
+    lockouts: Option<Arc<dyn LockoutStore>>,
+) -> Result<Counters, BuildError> {
+    Ok((
+        rate_limits.ok_or(BuildError::Missing("rate_limits"))?,
+        lockouts.ok_or(BuildError::Missing("lockouts"))?,
+    ))
+}
+
 impl AuthCore {
-    /// Wire the services.
+    /// A builder with sensible defaults for every port but the stores an embedding owns
+    /// ([`AuthCoreBuilder`]).
+    pub fn builder() -> AuthCoreBuilder {
+        AuthCoreBuilder::default()
+    }
+
+    /// Wire the services over a complete set of ports.
     pub fn new(ports: Ports, settings: AuthSettings) -> Self {
         let settings = Arc::new(settings);
         let outgoing = Outgoing::new(

@@ -23,7 +23,7 @@ pub mod ports;
 pub mod random;
 mod record;
 
-pub use compose::{AuthCore, AuthSettings, Ports};
+pub use compose::{AuthCore, AuthCoreBuilder, AuthSettings, BuildError, Ports};
 pub use error::{AuthError, AuthResult};
 pub mod identity;
 pub mod jwt;
@@ -40,5 +40,6 @@ pub mod audit;
 pub mod operators;
 pub mod sms;
 pub mod social;
+pub mod unconfigured;
 pub mod webhooks;
 mod worker;

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod architecture;
+mod builder;
 mod flows;
 mod guard;
 mod jwt;
