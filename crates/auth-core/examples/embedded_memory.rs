@@ -40,7 +40,7 @@ const AUDIENCE: &str = "authenticated";
 struct PlainRenderer;
 
 impl MailRenderer for PlainRenderer {
-    fn render(&self, intent: &MailIntent) -> Result<EmailMessage, String> {
+    fn render(&self, intent: &MailIntent) -> Result<EmailMessage, auth_core::error::AdapterError> {
         let text = intent
             .values
             .iter()

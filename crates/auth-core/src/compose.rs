@@ -144,7 +144,7 @@ pub enum BuildError {
     Missing(&'static str),
     /// The default password hasher refused its configuration.
     #[error("auth-core builder: password hashing: {0}")]
-    Hashing(String),
+    Hashing(crate::error::ConfigError),
 }
 
 /// Builds an [`AuthCore`] from the ports an embedding has, with defaults for the rest.

@@ -217,3 +217,65 @@ impl fmt::Display for PasswordRejection {
         }
     }
 }
+
+/// A value the core refuses to be configured with (a key, a policy, hashing parameters,
+/// an imported hash); the message names the offending setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    /// What is wrong, naming the setting.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for ConfigError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<ConfigError> for String {
+    fn from(e: ConfigError) -> Self {
+        e.0
+    }
+}
+
+impl From<&str> for ConfigError {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
+    }
+}
+
+/// An adapter could not do its work (a provider down, a template broken, a request
+/// refused); the message says why and carries no secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AdapterError(String);
+
+impl AdapterError {
+    /// Why the adapter failed.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for AdapterError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<AdapterError> for String {
+    fn from(e: AdapterError) -> Self {
+        e.0
+    }
+}
+
+impl From<&str> for AdapterError {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
+    }
+}

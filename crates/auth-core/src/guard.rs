@@ -59,7 +59,11 @@ pub trait LockoutStore: Send + Sync {
 pub trait CaptchaVerifier: Send + Sync {
     /// Whether the provider accepts `token` (from `remote_ip`). `Err` when the provider
     /// cannot be asked.
-    async fn verify(&self, token: &str, remote_ip: Option<&str>) -> Result<bool, String>;
+    async fn verify(
+        &self,
+        token: &str,
+        remote_ip: Option<&str>,
+    ) -> Result<bool, crate::error::AdapterError>;
 }
 
 /// Port: a breached-password corpus (HIBP k-anonymity range API).
@@ -67,7 +71,10 @@ pub trait CaptchaVerifier: Send + Sync {
 pub trait BreachedPasswords: Send + Sync {
     /// How often the password appears in known breaches (0: never). `Err` when the
     /// service cannot be asked.
-    async fn breach_count(&self, password: &SecretString) -> Result<u64, String>;
+    async fn breach_count(
+        &self,
+        password: &SecretString,
+    ) -> Result<u64, crate::error::AdapterError>;
 }
 
 /// A limit: at most `max` hits per `window`.

@@ -12,6 +12,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::error::ConfigError;
 use crate::error::{AuthError, AuthResult};
 use crate::random::{RandomSource, random_bytes};
 
@@ -94,11 +95,11 @@ impl fmt::Debug for KeySet {
     }
 }
 
-fn key_error(what: &str, e: impl fmt::Display) -> String {
-    format!("{what}: {e}")
+fn key_error(what: &str, e: impl fmt::Display) -> ConfigError {
+    format!("{what}: {e}").into()
 }
 
-fn published(mut jwk: Jwk, algorithm: Algorithm) -> Result<(String, Jwk), String> {
+fn published(mut jwk: Jwk, algorithm: Algorithm) -> Result<(String, Jwk), ConfigError> {
     let kid = jwk
         .thumbprint(ThumbprintHash::SHA256)
         .map_err(|e| key_error("cannot compute key id", e))?;
@@ -111,7 +112,10 @@ fn published(mut jwk: Jwk, algorithm: Algorithm) -> Result<(String, Jwk), String
     Ok((kid, jwk))
 }
 
-fn decoding_key_from_pem(algorithm: SigningAlgorithm, pem: &[u8]) -> Result<DecodingKey, String> {
+fn decoding_key_from_pem(
+    algorithm: SigningAlgorithm,
+    pem: &[u8],
+) -> Result<DecodingKey, ConfigError> {
     match algorithm {
         SigningAlgorithm::EdDSA => DecodingKey::from_ed_pem(pem),
         SigningAlgorithm::ES256 => DecodingKey::from_ec_pem(pem),
@@ -121,7 +125,10 @@ fn decoding_key_from_pem(algorithm: SigningAlgorithm, pem: &[u8]) -> Result<Deco
     .map_err(|e| key_error("public key PEM does not parse", e))
 }
 
-fn encoding_key_from_pem(algorithm: SigningAlgorithm, pem: &[u8]) -> Result<EncodingKey, String> {
+fn encoding_key_from_pem(
+    algorithm: SigningAlgorithm,
+    pem: &[u8],
+) -> Result<EncodingKey, ConfigError> {
     match algorithm {
         SigningAlgorithm::EdDSA => EncodingKey::from_ed_pem(pem),
         SigningAlgorithm::ES256 => EncodingKey::from_ec_pem(pem),
@@ -150,7 +157,7 @@ impl KeySet {
         algorithm: SigningAlgorithm,
         private_pem: &[u8],
         public_pem: Option<&[u8]>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConfigError> {
         let signing_key = encoding_key_from_pem(algorithm, private_pem)?;
         let alg = algorithm.jwt();
         let derived = Jwk::from_encoding_key(&signing_key, alg)
@@ -183,7 +190,7 @@ impl KeySet {
     }
 
     /// A key set that signs and verifies with an HMAC secret of at least 32 bytes.
-    pub fn from_hs256_secret(secret: &[u8]) -> Result<Self, String> {
+    pub fn from_hs256_secret(secret: &[u8]) -> Result<Self, ConfigError> {
         if secret.len() < 32 {
             return Err("the HS256 secret must be at least 32 bytes".into());
         }
@@ -217,7 +224,7 @@ impl KeySet {
         &mut self,
         algorithm: SigningAlgorithm,
         pem: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), ConfigError> {
         let alg = algorithm.jwt();
         let jwk = if is_private_pem(pem) {
             Jwk::from_encoding_key(&encoding_key_from_pem(algorithm, pem)?, alg)
@@ -242,7 +249,7 @@ impl KeySet {
     }
 
     /// Also accept tokens signed with another HMAC secret (HS256 rotation).
-    pub fn add_hs256_verification_secret(&mut self, secret: &[u8]) -> Result<(), String> {
+    pub fn add_hs256_verification_secret(&mut self, secret: &[u8]) -> Result<(), ConfigError> {
         let other = Self::from_hs256_secret(secret)?;
         self.verification.extend(other.verification);
         Ok(())
@@ -260,7 +267,7 @@ impl KeySet {
 }
 
 /// A fresh Ed25519 private key as PKCS#8 (v1, RFC 8410) PEM, the form OpenSSL writes.
-pub fn generate_ed25519_pem(rng: &dyn RandomSource) -> Result<SecretString, String> {
+pub fn generate_ed25519_pem(rng: &dyn RandomSource) -> Result<SecretString, ConfigError> {
     use base64::Engine as _;
     // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
     const PREFIX: [u8; 16] = [

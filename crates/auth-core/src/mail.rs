@@ -131,7 +131,7 @@ pub enum DeliveryError {
 /// Port: turns an intent into a message (templates).
 pub trait MailRenderer: Send + Sync {
     /// Render; fails only on a broken template.
-    fn render(&self, intent: &MailIntent) -> Result<EmailMessage, String>;
+    fn render(&self, intent: &MailIntent) -> Result<EmailMessage, crate::error::AdapterError>;
 }
 
 /// Port: delivers a message (SMTP, a development file drop ...).

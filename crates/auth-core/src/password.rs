@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::email::Email;
+use crate::error::ConfigError;
 use crate::error::{AuthError, AuthResult};
 use crate::random::{OsRandom, random_bytes};
 
@@ -66,7 +67,7 @@ impl Default for PasswordPolicy {
 
 impl PasswordPolicy {
     /// Check that the policy itself is sane; the message names the offending key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.min_length < 8 {
             return Err("password_policy.min_length must be at least 8".into());
         }
@@ -168,15 +169,15 @@ impl Default for HashingConfig {
 }
 
 impl HashingConfig {
-    fn params(&self) -> Result<Params, String> {
+    fn params(&self) -> Result<Params, ConfigError> {
         Params::new(self.memory_kib, self.iterations, self.parallelism, None)
-            .map_err(|e| format!("password_hashing: invalid Argon2 parameters: {e}"))
+            .map_err(|e| format!("password_hashing: invalid Argon2 parameters: {e}").into())
     }
 
     /// Check the parameters; the message names the offending key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_waiting == 0 {
-            return Err("password_hashing.max_waiting: must be at least 1".to_owned());
+            return Err("password_hashing.max_waiting: must be at least 1".into());
         }
         self.params().map(|_| ())
     }
@@ -237,7 +238,7 @@ impl Argon2Hasher {
     /// stays at `threads x memory_kib` whatever the load (allocating it per hash let the
     /// allocator's heaps grow to hundreds of MiB). The dummy hash is computed once with
     /// the same parameters.
-    pub fn new(config: &HashingConfig) -> Result<Self, String> {
+    pub fn new(config: &HashingConfig) -> Result<Self, ConfigError> {
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, config.params()?);
         let slots = if config.max_concurrent == 0 {
             std::thread::available_parallelism()
@@ -404,7 +405,7 @@ fn is_bcrypt(stored: &str) -> bool {
 /// Check that a password hash brought from another backend is one this server verifies:
 /// an Argon2 PHC string or a bcrypt hash. Such hashes are replaced by an Argon2id hash
 /// with the current parameters at the account's first password sign-in.
-pub fn check_imported_hash(stored: &str) -> Result<(), String> {
+pub fn check_imported_hash(stored: &str) -> Result<(), ConfigError> {
     if is_bcrypt(stored) {
         // `$2b$10$` + 22 characters of salt + 31 of hash.
         let cost = stored.get(4..6).and_then(|c| c.parse::<u32>().ok());
@@ -534,7 +535,7 @@ mod tests {
             ..fast()
         };
         let e = none.validate().unwrap_err();
-        assert!(e.contains("password_hashing.max_waiting"), "{e}");
+        assert!(e.message().contains("password_hashing.max_waiting"), "{e}");
     }
 
     #[test]
@@ -619,12 +620,12 @@ mod tests {
             max_length: 16,
             ..PasswordPolicy::default()
         };
-        assert!(p.validate().unwrap_err().contains("max_length"));
+        assert!(p.validate().unwrap_err().message().contains("max_length"));
         let p = PasswordPolicy {
             min_length: 4,
             ..PasswordPolicy::default()
         };
-        assert!(p.validate().unwrap_err().contains("min_length"));
+        assert!(p.validate().unwrap_err().message().contains("min_length"));
     }
 
     #[test]

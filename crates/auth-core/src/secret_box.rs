@@ -6,6 +6,7 @@ use std::fmt;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 
+use crate::error::ConfigError;
 use crate::error::{AuthError, AuthResult};
 use crate::random::{RandomSource, random_bytes};
 
@@ -29,7 +30,7 @@ impl fmt::Debug for SecretBox {
 
 impl SecretBox {
     /// Keys as `(id, 32 bytes)`; the first one encrypts. Ids must be distinct.
-    pub fn new(keys: &[(u8, [u8; 32])]) -> Result<Self, String> {
+    pub fn new(keys: &[(u8, [u8; 32])]) -> Result<Self, ConfigError> {
         if keys.is_empty() {
             return Err("at least one encryption key is required".into());
         }

@@ -311,9 +311,12 @@ impl WebhookStore for Unconfigured {
 
 #[async_trait]
 impl crate::webhooks::WebhookSender for Unconfigured {
-    async fn post(&self, url: &str, _: &[(String, String)], _: &[u8]) -> Result<u16, String> {
-        Err(format!(
-            "no webhook sender is configured (delivery to {url})"
-        ))
+    async fn post(
+        &self,
+        url: &str,
+        _: &[(String, String)],
+        _: &[u8],
+    ) -> Result<u16, crate::error::AdapterError> {
+        Err(format!("no webhook sender is configured (delivery to {url})").into())
     }
 }

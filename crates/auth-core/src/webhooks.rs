@@ -45,7 +45,7 @@ pub trait WebhookSender: Send + Sync {
         url: &str,
         headers: &[(String, String)],
         body: &[u8],
-    ) -> Result<u16, String>;
+    ) -> Result<u16, crate::error::AdapterError>;
 }
 
 /// Rules of webhooks.
@@ -560,7 +560,7 @@ impl WebhookService {
         let (status, error) = match &outcome {
             Ok(code) if (200..300).contains(code) => (Some(i32::from(*code)), None),
             Ok(code) => (Some(i32::from(*code)), Some(format!("HTTP status {code}"))),
-            Err(e) => (None, Some(short_error(e))),
+            Err(e) => (None, Some(short_error(e.message()))),
         };
         let record = DeliveryAttempt {
             id: Uuid::now_v7(),

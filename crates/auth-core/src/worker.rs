@@ -92,7 +92,10 @@ impl OutboxWorker {
         let s = &self.email;
         match job {
             OutboxJob::Mail(intent) => {
-                let message = self.renderer.render(&intent).map_err(Failure::permanent)?;
+                let message = self
+                    .renderer
+                    .render(&intent)
+                    .map_err(|e| Failure::permanent(e.to_string()))?;
                 self.mailer.send(&message).await.map_err(|e| match e {
                     DeliveryError::Permanent(r) => Failure::permanent(r),
                     DeliveryError::Transient(r) => Failure::transient(r),

@@ -390,7 +390,7 @@ async fn prepare(
     tracing::info!(algorithm = %settings.tokens.algorithm, kid = keys.signing_kid(), "signing key loaded");
     let fatal = |e: String| PrepareError::Fatal(StartupError(e));
     let sealer = SecretBox::new(&sealing_keys(settings, derived_sealing_key).map_err(fatal)?)
-        .map_err(fatal)?;
+        .map_err(|e| fatal(e.into()))?;
     if settings.secrets.encryption_key.is_empty() && database.backend() == Backend::Postgres {
         tracing::warn!(
             "secrets.encryption_key is not set: the generated signing keys are stored in clear in the database and pending mail and TOTP secrets are sealed with a key derived from them; AUTH_ENV=production refuses this"
@@ -500,7 +500,9 @@ async fn adapters(settings: &Settings, database: &Arc<Database>) -> Result<Adapt
                 )
             }
         };
-    let hasher = Arc::new(Argon2Hasher::new(&settings.password_hashing).map_err(StartupError)?);
+    let hasher = Arc::new(
+        Argon2Hasher::new(&settings.password_hashing).map_err(|e| StartupError(e.into()))?,
+    );
     Ok(Adapters {
         renderer,
         mailer,

@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use auth_core::error::AdapterError;
 use auth_core::guard::CaptchaVerifier;
 use reqwest::{Client, Url};
 use secrecy::{ExposeSecret, SecretString};
@@ -74,7 +75,7 @@ struct SiteverifyAnswer {
 
 #[async_trait]
 impl CaptchaVerifier for SiteverifyCaptcha {
-    async fn verify(&self, token: &str, remote_ip: Option<&str>) -> Result<bool, String> {
+    async fn verify(&self, token: &str, remote_ip: Option<&str>) -> Result<bool, AdapterError> {
         let mut form: Vec<(&str, &str)> =
             vec![("secret", self.secret.expose_secret()), ("response", token)];
         if let Some(ip) = remote_ip.map(str::trim).filter(|ip| !ip.is_empty()) {

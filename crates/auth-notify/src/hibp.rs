@@ -5,6 +5,7 @@ use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use auth_core::error::AdapterError;
 use auth_core::guard::BreachedPasswords;
 use reqwest::{Client, Url};
 use secrecy::{ExposeSecret, SecretString};
@@ -76,7 +77,7 @@ fn sha1_hex(password: &SecretString) -> String {
 }
 
 /// The count of `suffix` in a range answer (0 when absent), or why the body is malformed.
-fn count_in_range(body: &str, suffix: &str) -> Result<u64, String> {
+fn count_in_range(body: &str, suffix: &str) -> Result<u64, AdapterError> {
     let mut found = 0;
     for (index, line) in body.lines().enumerate() {
         let line = line.trim();
@@ -88,7 +89,7 @@ fn count_in_range(body: &str, suffix: &str) -> Result<u64, String> {
         if candidate.len() != HASH_LEN - PREFIX_LEN
             || !candidate.bytes().all(|b| b.is_ascii_hexdigit())
         {
-            return Err(malformed());
+            return Err(malformed().into());
         }
         let count: u64 = count.trim().parse().map_err(|_| malformed())?;
         if candidate.eq_ignore_ascii_case(suffix) {
@@ -100,7 +101,7 @@ fn count_in_range(body: &str, suffix: &str) -> Result<u64, String> {
 
 #[async_trait]
 impl BreachedPasswords for HibpRangeClient {
-    async fn breach_count(&self, password: &SecretString) -> Result<u64, String> {
+    async fn breach_count(&self, password: &SecretString) -> Result<u64, AdapterError> {
         let hash = sha1_hex(password);
         let (prefix, suffix) = hash.split_at(PREFIX_LEN);
         let url = self

@@ -5,6 +5,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
 
+use auth_core::error::AdapterError;
 use auth_core::mail::{EmailMessage, MailIntent, MailRenderer, MailTemplate};
 
 /// Values every mail is given.
@@ -292,7 +293,7 @@ impl TemplateRenderer {
 }
 
 impl MailRenderer for TemplateRenderer {
-    fn render(&self, intent: &MailIntent) -> Result<EmailMessage, String> {
+    fn render(&self, intent: &MailIntent) -> Result<EmailMessage, AdapterError> {
         let name = intent.template.name();
         let set = self
             .templates

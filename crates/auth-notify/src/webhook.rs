@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use auth_core::error::AdapterError;
 use auth_core::webhooks::{WebhookSender, forbidden_address};
 
 /// [`WebhookSender`] over reqwest.
@@ -33,7 +34,7 @@ impl WebhookSender for HttpWebhookSender {
         url: &str,
         headers: &[(String, String)],
         body: &[u8],
-    ) -> Result<u16, String> {
+    ) -> Result<u16, AdapterError> {
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad URL: {e}"))?;
         let host = parsed
             .host_str()
@@ -116,10 +117,10 @@ mod tests {
         let (url, _server) = one_shot(200).await;
         let strict = HttpWebhookSender::new(false, Duration::from_secs(2));
         let err = strict.post(&url, &[], b"{}").await.unwrap_err();
-        assert!(err.starts_with("refused"), "{err}");
+        assert!(err.message().starts_with("refused"), "{err}");
         let localhost = url.replace("127.0.0.1", "localhost");
         let err = strict.post(&localhost, &[], b"{}").await.unwrap_err();
-        assert!(err.starts_with("refused"), "{err}");
+        assert!(err.message().starts_with("refused"), "{err}");
     }
 
     #[tokio::test]

@@ -613,8 +613,8 @@ fn a_missing_value_at_render_time_names_the_key() {
     let mut intent = intent(MailTemplate::VerifyEmail, &[]);
     intent.values.remove("link");
     let err = shipped().render(&intent).unwrap_err();
-    assert!(err.contains("\"link\""), "{err}");
-    assert!(err.contains("verify_email"), "{err}");
+    assert!(err.message().contains("\"link\""), "{err}");
+    assert!(err.message().contains("verify_email"), "{err}");
 }
 
 #[test]

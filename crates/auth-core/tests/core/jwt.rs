@@ -95,7 +95,7 @@ fn a_configured_public_key_must_match_the_private_key() {
         &key_pem("ed25519-private.pem"),
         Some(&key_pem("ed25519-old-public.pem")),
     );
-    assert!(err.unwrap_err().contains("does not match"));
+    assert!(err.unwrap_err().message().contains("does not match"));
     let wrong_kind =
         KeySet::from_private_pem(SigningAlgorithm::ES256, &key_pem("rs256-private.pem"), None);
     assert!(wrong_kind.is_err());

@@ -51,7 +51,7 @@ pub fn fast_hashing() -> HashingConfig {
 pub struct PlainRenderer;
 
 impl MailRenderer for PlainRenderer {
-    fn render(&self, intent: &MailIntent) -> Result<EmailMessage, String> {
+    fn render(&self, intent: &MailIntent) -> Result<EmailMessage, auth_core::error::AdapterError> {
         let text = intent
             .values
             .iter()
@@ -254,7 +254,12 @@ pub struct UnreachableWebhooks;
 
 #[async_trait::async_trait]
 impl auth_core::webhooks::WebhookSender for UnreachableWebhooks {
-    async fn post(&self, _: &str, _: &[(String, String)], _: &[u8]) -> Result<u16, String> {
+    async fn post(
+        &self,
+        _: &str,
+        _: &[(String, String)],
+        _: &[u8],
+    ) -> Result<u16, auth_core::error::AdapterError> {
         Err("no webhook receiver in core tests".into())
     }
 }
